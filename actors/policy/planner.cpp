@@ -1,0 +1,619 @@
+#include "actors/policy/planner.hpp"
+
+#include <algorithm>
+#include <numeric>
+#include <sstream>
+
+namespace memlend::policy {
+
+std::string fmt_mib(std::int64_t mib) {
+  if (mib != 0 && mib % 1024 == 0) return std::to_string(mib / 1024) + " GiB";
+  return std::to_string(mib) + " MiB";
+}
+
+std::string fmt_mhz(std::int64_t mhz) {
+  if (mhz != 0 && mhz % 1000 == 0) return std::to_string(mhz / 1000) + " GHz";
+  return std::to_string(mhz) + " MHz";
+}
+
+std::int64_t VmState::borrowed_mib() const {
+  std::int64_t sum = 0;
+  for (const auto& p : borrowed) sum += p.mib;
+  return sum;
+}
+
+std::int64_t VmState::borrowed_from(HostId donor) const {
+  for (const auto& p : borrowed)
+    if (p.donor == donor) return p.mib;
+  return 0;
+}
+
+namespace {
+
+const char* why_heuristic(Heuristic h) {
+  switch (h) {
+    case Heuristic::first_fit: return "the first in list order that fits";
+    case Heuristic::best_fit: return "the one that fits with the least room left";
+    case Heuristic::worst_fit: return "the one that fits with the most room left";
+    case Heuristic::cosine: return "the one whose free vector points most nearly the way of the need";
+    case Heuristic::l2_diff: return "the one whose free vector is nearest the need";
+    case Heuristic::l2_ratio: return "the one with the smallest sum of need over free";
+  }
+  return "";
+}
+
+bool contains(const std::vector<HostId>& v, HostId h) {
+  return std::find(v.begin(), v.end(), h) != v.end();
+}
+
+}  // namespace
+
+template <class Index>
+BasicCluster<Index>::BasicCluster(const Scenario& s)
+    : settings_(s.settings),
+      hosts_(s.hosts),
+      state_(s.hosts.size()),
+      targets_(s.hosts.size(), 1, 1) {
+  for (const auto& h : hosts_) {
+    max_mem_ = std::max(max_mem_, h.memory_mib);
+    max_cpu_ = std::max(max_cpu_, h.cpu_mhz);
+  }
+  targets_ = Index(hosts_.size(), max_mem_, max_cpu_);
+  for (HostId h = 0; h < hosts_.size(); ++h) {
+    state_[h].up = hosts_[h].up;
+    fabric_hosts_[hosts_[h].fabric].push_back(h);
+  }
+  for (const auto& [fabric, members] : fabric_hosts_)
+    donors_.emplace(fabric, Index(hosts_.size(), max_mem_, max_cpu_));
+
+  vms_.reserve(s.vms.size());
+  vm_names_.reserve(s.vms.size());
+  for (const auto& v : s.vms) {
+    VmState st;
+    st.host = v.host;
+    st.demand_mem = v.memory_mib;
+    st.demand_cpu = v.cpu_mhz;
+    st.remote_for_s = v.remote_for_s;
+    st.donors = v.donors;
+    for (const auto& part : v.remote) {
+      state_[part.donor].lent += part.mib;
+      auto it = std::find_if(st.borrowed.begin(), st.borrowed.end(),
+                             [&](const RemotePart& p) { return p.donor == part.donor; });
+      if (it == st.borrowed.end())
+        st.borrowed.push_back(part);
+      else
+        it->mib += part.mib;
+    }
+    vms_.push_back(std::move(st));
+    vm_names_.push_back(v.name);
+  }
+  // Each host serves its VMs in scenario order from what it does not lend.
+  for (auto& v : vms_) {
+    HostState& hs = state_[v.host];
+    const Host& h = hosts_[v.host];
+    std::int64_t mem_left = std::max<std::int64_t>(0, h.memory_mib - hs.lent - hs.used_mem);
+    std::int64_t cpu_left = std::max<std::int64_t>(0, h.cpu_mhz - hs.used_cpu);
+    v.share_mem = std::min(std::max<std::int64_t>(0, v.demand_mem - v.borrowed_mib()), mem_left);
+    v.share_cpu = std::min(v.demand_cpu, cpu_left);
+    hs.used_mem += v.share_mem;
+    hs.used_cpu += v.share_cpu;
+  }
+  for (HostId h = 0; h < hosts_.size(); ++h) refresh(h);
+}
+
+template <class Index>
+std::int64_t BasicCluster<Index>::free_local(HostId h) const {
+  const HostState& s = state_[h];
+  return std::max<std::int64_t>(0, hosts_[h].memory_mib - s.used_mem - s.lent);
+}
+
+template <class Index>
+bool BasicCluster<Index>::can_donate(HostId h) const {
+  return state_[h].up && hosts_[h].data_path;
+}
+
+template <class Index>
+std::int64_t BasicCluster<Index>::lendable(HostId h) const {
+  if (!can_donate(h)) return 0;
+  return std::max<std::int64_t>(0, free_local(h) - hosts_[h].reserved_mib);
+}
+
+template <class Index>
+std::int64_t BasicCluster<Index>::cpu_free(HostId h) const {
+  return std::max<std::int64_t>(0, hosts_[h].cpu_mhz - state_[h].used_cpu);
+}
+
+template <class Index>
+Index& BasicCluster<Index>::donor_index(HostId h) {
+  return donors_.at(hosts_[h].fabric);
+}
+
+template <class Index>
+const Index* BasicCluster<Index>::donor_index_of(const std::string& fabric) const {
+  auto it = donors_.find(fabric);
+  return it == donors_.end() ? nullptr : &it->second;
+}
+
+template <class Index>
+void BasicCluster<Index>::refresh(HostId h) {
+  if (state_[h].up)
+    targets_.set(h, {free_local(h), cpu_free(h)});
+  else
+    targets_.clear(h);
+  std::int64_t lend = lendable(h);
+  if (lend > 0)
+    donor_index(h).set(h, {lend, cpu_free(h)});
+  else
+    donor_index(h).clear(h);
+}
+
+template <class Index>
+Transport BasicCluster<Index>::transport(HostId a, HostId b) const {
+  return hosts_[a].rdma && hosts_[b].rdma ? Transport::rdma : Transport::tcp;
+}
+
+template <class Index>
+std::string BasicCluster<Index>::describe(const std::vector<LeaseGrant>& leases) const {
+  std::ostringstream out;
+  for (std::size_t i = 0; i < leases.size(); ++i) {
+    if (i > 0) out << (i + 1 == leases.size() ? " and " : ", ");
+    out << hosts_[leases[i].donor].name << " lends " << fmt_mib(leases[i].mib);
+  }
+  bool all_rdma = std::all_of(leases.begin(), leases.end(),
+                              [](const LeaseGrant& l) { return l.transport == Transport::rdma; });
+  out << (all_rdma ? " over RDMA" : " (over TCP where a side has no RDMA NIC)");
+  return out.str();
+}
+
+template <class Index>
+std::pair<std::int64_t, std::int64_t> BasicCluster<Index>::need(VmId v) const {
+  const VmState& vm = vms_[v];
+  std::int64_t mem = vm.demand_mem - vm.share_mem - vm.borrowed_mib();
+  std::int64_t cpu = vm.demand_cpu - vm.share_cpu;
+  if (state_[vm.host].up) {
+    mem -= std::min(std::max<std::int64_t>(mem, 0), free_local(vm.host));
+    cpu -= std::min(std::max<std::int64_t>(cpu, 0), cpu_free(vm.host));
+  }
+  return {std::max<std::int64_t>(mem, 0), std::max<std::int64_t>(cpu, 0)};
+}
+
+template <class Index>
+DonorChoice BasicCluster<Index>::choose_donors(std::int64_t mib, HostId recipient, DonorMode mode,
+                                               const std::vector<HostId>& exclude) const {
+  DonorChoice out;
+  const std::string& fabric = hosts_[recipient].fabric;
+  const Index* index = donor_index_of(fabric);
+  auto usable = [&](HostId h) { return h != recipient && !contains(exclude, h); };
+  std::string where = fabric.empty() ? std::string("the cluster") : "fabric " + fabric;
+  if (!hosts_[recipient].data_path) {
+    out.reason = hosts_[recipient].name + " has no data path to reach remote memory over";
+    return out;
+  }
+  if (mode == DonorMode::spread) {
+    std::vector<HostId> eligible;
+    std::int64_t total = 0;
+    for (HostId h : fabric_hosts_.at(fabric)) {
+      if (!usable(h) || lendable(h) <= 0) continue;
+      eligible.push_back(h);
+      total += lendable(h);
+    }
+    if (total < mib) {
+      out.reason = "every eligible donor in " + where + " together can lend only " +
+                   fmt_mib(total) + " of " + fmt_mib(mib);
+      return out;
+    }
+    // Water-filling: donors with less than an even share give all they have,
+    // the rest split what is left evenly (list order takes the odd MiB).
+    std::vector<HostId> by_room = eligible;
+    std::stable_sort(by_room.begin(), by_room.end(),
+                     [&](HostId a, HostId b) { return lendable(a) < lendable(b); });
+    std::map<HostId, std::int64_t> give;
+    std::int64_t left = mib;
+    std::size_t i = 0;
+    for (; i < by_room.size(); ++i) {
+      std::int64_t k = static_cast<std::int64_t>(by_room.size() - i);
+      if (lendable(by_room[i]) * k > left) break;
+      give[by_room[i]] = lendable(by_room[i]);
+      left -= lendable(by_room[i]);
+    }
+    std::vector<HostId> rest(by_room.begin() + static_cast<std::ptrdiff_t>(i), by_room.end());
+    std::sort(rest.begin(), rest.end());
+    if (!rest.empty()) {
+      std::int64_t k = static_cast<std::int64_t>(rest.size());
+      for (std::size_t j = 0; j < rest.size(); ++j)
+        give[rest[j]] = left / k + (static_cast<std::int64_t>(j) < left % k ? 1 : 0);
+    }
+    for (auto [h, amount] : give)
+      if (amount > 0) out.leases.push_back({h, amount, transport(h, recipient)});
+    out.reason = "spread evenly over every eligible donor in " + where;
+    return out;
+  }
+
+  // fewest: one donor if one can cover it, else the largest donors first
+  // until one (chosen by the heuristic) can cover what is left.
+  if (!index) {
+    out.reason = "no host in " + where + " can lend";
+    return out;
+  }
+  std::vector<HostId> chosen;
+  std::int64_t left = mib;
+  auto keep = [&](HostId h) { return usable(h) && !contains(chosen, h); };
+  for (;;) {
+    Query q{settings_.placement, {left, 0}, {left, 0}};
+    HostId one = index->best(q, keep);
+    if (one != no_host) {
+      out.leases.push_back({one, left, transport(one, recipient)});
+      break;
+    }
+    HostId largest = index->most_memory(keep);
+    if (largest == no_host) {
+      std::int64_t found = mib - left;
+      out.leases.clear();
+      out.reason = "every eligible donor in " + where + " together can lend only " +
+                   fmt_mib(found) + " of " + fmt_mib(mib);
+      return out;
+    }
+    std::int64_t amount = lendable(largest);
+    out.leases.push_back({largest, amount, transport(largest, recipient)});
+    chosen.push_back(largest);
+    left -= amount;
+  }
+  std::sort(out.leases.begin(), out.leases.end(),
+            [](const LeaseGrant& a, const LeaseGrant& b) { return a.donor < b.donor; });
+  if (out.leases.size() == 1)
+    out.reason = std::string(to_string(settings_.placement)) + " picked " +
+                 hosts_[out.leases[0].donor].name + ", " + why_heuristic(settings_.placement);
+  else
+    out.reason = "no single donor in " + where + " has " + fmt_mib(mib) + ", so the " +
+                 std::to_string(out.leases.size()) + " fewest that do together";
+  return out;
+}
+
+template <class Index>
+Decision BasicCluster<Index>::decide(VmId v) const {
+  const VmState& vm = vms_[v];
+  Decision d;
+  d.vm = v;
+  d.host = vm.host;
+  d.local_mib = vm.share_mem;
+  const std::string& name = vm_names_[v];
+  const std::string& host = hosts_[vm.host].name;
+  std::int64_t buffers = static_cast<std::int64_t>(vm.borrowed.size());
+  d.buffer_kib = buffers * buffer_kib_per_lease(settings_);
+  d.mirror_mib = vm.borrowed_mib();
+  if (!state_[vm.host].up) {
+    d.reason = name + " runs on " + host + ", which is down: restarting it is the HA service's work";
+    return d;
+  }
+  auto [extra_mem, extra_cpu] = need(v);
+  d.extra_memory_mib = extra_mem;
+  d.extra_cpu_mhz = extra_cpu;
+  if (extra_cpu > 0) return decide_migrate(v, std::move(d));
+  if (extra_mem > 0) return decide_remote(v, std::move(d));
+
+  // Fits: grow locally as far as the host has room.
+  std::int64_t grow = std::max<std::int64_t>(0, vm.demand_mem - vm.share_mem - vm.borrowed_mib());
+  d.local_mib = vm.share_mem + grow;
+  std::ostringstream why;
+  why << name << " needs " << fmt_mib(vm.demand_mem) << " and " << fmt_mhz(vm.demand_cpu)
+      << "; " << host << " gives it " << fmt_mib(d.local_mib);
+  if (!vm.borrowed.empty()) why << " and it borrows " << fmt_mib(vm.borrowed_mib());
+  why << ", which covers it";
+  std::int64_t spare = d.local_mib + vm.borrowed_mib() - vm.demand_mem;
+  if (spare > 0) why << " (" << fmt_mib(spare) << " borrowed that it no longer needs)";
+  if (vm.borrowed.empty()) {
+    d.reason = why.str();
+    return d;
+  }
+  if (vm.remote_for_s < settings_.migrate_after_s) {
+    why << "; it has used remote memory for " << vm.remote_for_s << " s of the "
+        << settings_.migrate_after_s << " s before a move is considered";
+    d.reason = why.str();
+    return d;
+  }
+  Recommendation r = recommendation(v);
+  if (r.ok) {
+    d.kind = DecisionKind::recommend_migration;
+    d.target = r.target;
+  }
+  d.reason = why.str() + "; " + r.reason;
+  return d;
+}
+
+template <class Index>
+Decision BasicCluster<Index>::decide_remote(VmId v, Decision d) const {
+  const VmState& vm = vms_[v];
+  const std::string& name = vm_names_[v];
+  const std::string& host = hosts_[vm.host].name;
+  std::int64_t local = vm.share_mem + std::min(free_local(vm.host),
+                                               std::max<std::int64_t>(0, vm.demand_mem - vm.share_mem - vm.borrowed_mib()));
+  std::ostringstream why;
+  why << name << " needs " << fmt_mib(vm.demand_mem) << " and " << fmt_mhz(vm.demand_cpu) << "; "
+      << host << " gives it " << fmt_mib(local);
+  if (!vm.borrowed.empty()) why << " and it already borrows " << fmt_mib(vm.borrowed_mib());
+  why << ", so it needs " << fmt_mib(d.extra_memory_mib) << " more memory and no more CPU";
+  DonorMode mode = vm.donors.value_or(settings_.donors);
+  DonorChoice c = choose_donors(d.extra_memory_mib, vm.host, mode, {});
+  if (c.leases.empty()) {
+    d.kind = DecisionKind::unsatisfied;
+    d.reason = why.str() + ", but " + c.reason;
+    return d;
+  }
+  d.kind = DecisionKind::remote_memory;
+  d.local_mib = local;
+  d.leases = c.leases;
+  std::vector<HostId> donors;
+  for (const auto& p : vm.borrowed) donors.push_back(p.donor);
+  for (const auto& l : c.leases)
+    if (!contains(donors, l.donor)) donors.push_back(l.donor);
+  d.buffer_kib = static_cast<std::int64_t>(donors.size()) * buffer_kib_per_lease(settings_);
+  d.mirror_mib = vm.borrowed_mib() + d.extra_memory_mib;
+  why << ": " << describe(c.leases) << " (" << c.reason << "); a local buffer of "
+      << d.buffer_kib << " KiB on " << host << " and a mirror of " << fmt_mib(d.mirror_mib)
+      << " on the shared datastore";
+  d.reason = why.str();
+  return d;
+}
+
+template <class Index>
+Decision BasicCluster<Index>::decide_migrate(VmId v, Decision d) const {
+  const VmState& vm = vms_[v];
+  const std::string& name = vm_names_[v];
+  const std::string& host = hosts_[vm.host].name;
+  std::int64_t keep = vm.borrowed_mib();
+  std::int64_t local_need = std::max<std::int64_t>(0, vm.demand_mem - keep);
+  std::ostringstream why;
+  why << name << " needs " << fmt_mhz(vm.demand_cpu) << " of CPU and " << host << " can give it only "
+      << fmt_mhz(vm.demand_cpu - d.extra_cpu_mhz) << ", so it must move";
+  auto not_home = [&](HostId h) { return h != vm.host; };
+
+  // A host that holds it whole, CPU and memory.
+  Query whole{settings_.placement, {local_need, vm.demand_cpu}, {local_need, vm.demand_cpu}};
+  HostId t = targets_.best(whole, not_home);
+  if (t != no_host) {
+    d.kind = DecisionKind::migrate;
+    d.target = t;
+    d.local_mib = local_need;
+    d.buffer_kib = static_cast<std::int64_t>(vm.borrowed.size()) * buffer_kib_per_lease(settings_);
+    d.mirror_mib = keep;
+    why << ": " << hosts_[t].name << " holds all of it (" << to_string(settings_.placement) << ", "
+        << why_heuristic(settings_.placement) << ")";
+    d.reason = why.str();
+    return d;
+  }
+  // Else a host with the CPU and a data path, the rest of its memory lent to it there.
+  std::vector<HostId> tried;
+  auto candidate = [&](HostId h) { return h != vm.host && hosts_[h].data_path && !contains(tried, h); };
+  Query cpu_only{settings_.placement, {0, vm.demand_cpu}, {local_need, vm.demand_cpu}};
+  DonorMode mode = vm.donors.value_or(settings_.donors);
+  std::string last_reason;
+  // A handful of candidates is enough: past them, the fabric is out of memory.
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    t = targets_.best(cpu_only, candidate);
+    if (t == no_host) break;
+    tried.push_back(t);
+    std::int64_t local = std::min(free_local(t), local_need);
+    std::int64_t rest = local_need - local;
+    DonorChoice c = choose_donors(rest, t, mode, {vm.host});
+    if (c.leases.empty()) {
+      last_reason = hosts_[t].name + " has the CPU but " + c.reason;
+      continue;
+    }
+    d.kind = DecisionKind::migrate;
+    d.target = t;
+    d.local_mib = local;
+    d.leases = c.leases;
+    std::vector<HostId> donors;
+    for (const auto& p : vm.borrowed) donors.push_back(p.donor);
+    for (const auto& l : c.leases)
+      if (!contains(donors, l.donor)) donors.push_back(l.donor);
+    d.buffer_kib = static_cast<std::int64_t>(donors.size()) * buffer_kib_per_lease(settings_);
+    d.mirror_mib = keep + rest;
+    why << ": " << hosts_[t].name << " has the CPU (" << to_string(settings_.placement)
+        << ") and gives it " << fmt_mib(local) << "; for the other " << fmt_mib(rest) << ", "
+        << describe(c.leases) << " (" << c.reason << ")";
+    d.reason = why.str();
+    return d;
+  }
+  d.kind = DecisionKind::unsatisfied;
+  if (tried.empty())
+    why << ", but no other host that is up has " << fmt_mhz(vm.demand_cpu) << " of CPU free";
+  else
+    why << ", but " << last_reason;
+  d.reason = why.str();
+  return d;
+}
+
+template <class Index>
+void BasicCluster<Index>::apply(const Decision& d) {
+  VmState& vm = vms_[d.vm];
+  HostId home = vm.host;
+  std::vector<HostId> touched{home};
+  if (d.kind == DecisionKind::unsatisfied) return;  // nothing half-done
+  if (d.kind == DecisionKind::migrate) {
+    HostId t = d.target;
+    state_[home].used_mem -= vm.share_mem;
+    state_[home].used_cpu -= vm.share_cpu;
+    // Memory the target already lent this VM becomes local there.
+    std::int64_t folded = vm.borrowed_from(t);
+    if (folded > 0) {
+      state_[t].lent -= folded;
+      vm.borrowed.erase(std::remove_if(vm.borrowed.begin(), vm.borrowed.end(),
+                                       [&](const RemotePart& p) { return p.donor == t; }),
+                        vm.borrowed.end());
+    }
+    vm.host = t;
+    vm.share_mem = d.local_mib + folded;
+    vm.share_cpu = vm.demand_cpu;
+    state_[t].used_mem += vm.share_mem;
+    state_[t].used_cpu += vm.share_cpu;
+    touched.push_back(t);
+  } else {
+    state_[home].used_mem += d.local_mib - vm.share_mem;
+    vm.share_mem = d.local_mib;
+    std::int64_t cpu = std::min(vm.demand_cpu, vm.share_cpu + cpu_free(home));
+    state_[home].used_cpu += cpu - vm.share_cpu;
+    vm.share_cpu = cpu;
+  }
+  for (const auto& l : d.leases) {
+    state_[l.donor].lent += l.mib;
+    auto it = std::find_if(vm.borrowed.begin(), vm.borrowed.end(),
+                           [&](const RemotePart& p) { return p.donor == l.donor; });
+    if (it == vm.borrowed.end())
+      vm.borrowed.push_back({l.donor, l.mib});
+    else
+      it->mib += l.mib;
+    touched.push_back(l.donor);
+  }
+  for (HostId h : touched) refresh(h);
+}
+
+template <class Index>
+std::vector<VmId> BasicCluster<Index>::decision_order() const {
+  std::vector<VmId> order(vms_.size());
+  std::iota(order.begin(), order.end(), 0);
+  if (settings_.order == Order::listed) return order;
+  std::vector<double> key(vms_.size());
+  for (VmId v = 0; v < vms_.size(); ++v) {
+    double m = static_cast<double>(vms_[v].demand_mem) / static_cast<double>(max_mem_);
+    double c = static_cast<double>(vms_[v].demand_cpu) / static_cast<double>(max_cpu_);
+    key[v] = settings_.order == Order::ffd_prod ? m * c : m + c;
+  }
+  std::stable_sort(order.begin(), order.end(), [&](VmId a, VmId b) { return key[a] > key[b]; });
+  return order;
+}
+
+template <class Index>
+std::vector<Decision> BasicCluster<Index>::plan() {
+  std::vector<Decision> out(vms_.size());
+  for (VmId v : decision_order()) {
+    out[v] = decide(v);
+    apply(out[v]);
+  }
+  return out;
+}
+
+template <class Index>
+void BasicCluster<Index>::set_demand(VmId v, std::int64_t mem, std::int64_t cpu) {
+  VmState& vm = vms_[v];
+  vm.demand_mem = mem;
+  vm.demand_cpu = cpu;
+  std::int64_t mem_keep = std::min(vm.share_mem, std::max<std::int64_t>(0, mem));
+  std::int64_t cpu_keep = std::min(vm.share_cpu, cpu);
+  state_[vm.host].used_mem -= vm.share_mem - mem_keep;
+  state_[vm.host].used_cpu -= vm.share_cpu - cpu_keep;
+  vm.share_mem = mem_keep;
+  vm.share_cpu = cpu_keep;
+  refresh(vm.host);
+}
+
+template <class Index>
+std::vector<RemotePart> BasicCluster<Index>::surplus(VmId v) const {
+  const VmState& vm = vms_[v];
+  // What the host could still give locally counts: a VM whose demand fell
+  // back within its host gives back every lease.
+  std::int64_t local = vm.share_mem + (state_[vm.host].up ? free_local(vm.host) : 0);
+  std::int64_t spare = local + vm.borrowed_mib() - vm.demand_mem;
+  std::vector<RemotePart> out;
+  for (auto it = vm.borrowed.rbegin(); it != vm.borrowed.rend(); ++it) {
+    if (it->mib > spare) continue;
+    out.push_back(*it);
+    spare -= it->mib;
+  }
+  return out;
+}
+
+template <class Index>
+void BasicCluster<Index>::release(VmId v, HostId donor, std::int64_t mib) {
+  VmState& vm = vms_[v];
+  auto it = std::find_if(vm.borrowed.begin(), vm.borrowed.end(),
+                         [&](const RemotePart& p) { return p.donor == donor; });
+  if (it == vm.borrowed.end()) return;
+  std::int64_t amount = mib == 0 ? it->mib : std::min(mib, it->mib);
+  it->mib -= amount;
+  state_[donor].lent -= amount;
+  if (it->mib == 0) vm.borrowed.erase(it);
+  if (vm.borrowed.empty()) vm.remote_for_s = 0;
+  // Memory given back is taken locally where the host has room for it.
+  std::int64_t want = std::max<std::int64_t>(0, vm.demand_mem - vm.share_mem - vm.borrowed_mib());
+  std::int64_t grow = state_[vm.host].up ? std::min(want, free_local(vm.host)) : 0;
+  vm.share_mem += grow;
+  state_[vm.host].used_mem += grow;
+  refresh(donor);
+  refresh(vm.host);
+}
+
+template <class Index>
+void BasicCluster<Index>::set_host_up(HostId h, bool up) {
+  state_[h].up = up;
+  refresh(h);
+}
+
+template <class Index>
+DonorChoice BasicCluster<Index>::rehome_choice(VmId v, HostId failed, std::int64_t mib) const {
+  const VmState& vm = vms_[v];
+  // A VM keeps one lease per donor: donors it already borrows from may grow theirs.
+  return choose_donors(mib, vm.host, vm.donors.value_or(settings_.donors), {failed});
+}
+
+template <class Index>
+void BasicCluster<Index>::rehome(VmId v, HostId failed, const std::vector<LeaseGrant>& to) {
+  VmState& vm = vms_[v];
+  std::int64_t moved = 0;
+  for (const auto& l : to) moved += l.mib;
+  release(v, failed, moved);
+  for (const auto& l : to) {
+    state_[l.donor].lent += l.mib;
+    auto it = std::find_if(vm.borrowed.begin(), vm.borrowed.end(),
+                           [&](const RemotePart& p) { return p.donor == l.donor; });
+    if (it == vm.borrowed.end())
+      vm.borrowed.push_back({l.donor, l.mib});
+    else
+      it->mib += l.mib;
+    refresh(l.donor);
+  }
+}
+
+template <class Index>
+Recommendation BasicCluster<Index>::recommendation(VmId v) const {
+  const VmState& vm = vms_[v];
+  Recommendation r;
+  if (vm.borrowed.empty()) {
+    r.reason = "it borrows nothing";
+    return r;
+  }
+  // The donor that lends it most; ties go to the donor listed first.
+  const RemotePart* most = nullptr;
+  for (const auto& p : vm.borrowed)
+    if (!most || p.mib > most->mib || (p.mib == most->mib && p.donor < most->donor)) most = &p;
+  HostId d = most->donor;
+  const std::string& dn = hosts_[d].name;
+  r.target = d;
+  if (!state_[d].up) {
+    r.reason = "its main donor " + dn + " is down";
+    return r;
+  }
+  std::int64_t room = free_local(d) + most->mib;
+  std::int64_t cpu = cpu_free(d);
+  if (room < vm.demand_mem) {
+    r.reason = "after " + std::to_string(vm.remote_for_s) + " s on remote memory, its main donor " + dn +
+               " could hold only " + fmt_mib(room) + " of its " + fmt_mib(vm.demand_mem) + ", so it stays";
+    return r;
+  }
+  if (cpu < vm.demand_cpu) {
+    r.reason = "after " + std::to_string(vm.remote_for_s) + " s on remote memory, its main donor " + dn +
+               " has only " + fmt_mhz(cpu) + " of the " + fmt_mhz(vm.demand_cpu) + " of CPU it needs, so it stays";
+    return r;
+  }
+  r.ok = true;
+  r.reason = "it has used " + dn + "'s memory for " + std::to_string(vm.remote_for_s) +
+             " s (at least " + std::to_string(settings_.migrate_after_s) + " s) and " + dn +
+             " can hold all of it (" + fmt_mib(room) + " and " + fmt_mhz(cpu) +
+             " free for it): migrate it to " + dn;
+  return r;
+}
+
+template class BasicCluster<HostIndex>;
+template class BasicCluster<LinearHostIndex>;
+
+}  // namespace memlend::policy

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian 12 machine: installs what is missing from
+# Debian's packages, configures, builds, and then runs what was asked for.
+#
+#   packaging/build.sh demo       build, then run the embedded demo
+#   packaging/build.sh test       build, then run every test (ctest)
+#   packaging/build.sh sanitize   the same tests in an ASan + UBSan build
+#   packaging/build.sh bench      build, then run the benchmarks
+#   packaging/build.sh build      only build
+#   packaging/build.sh deps       only install the packages
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+what=${1:-build}
+shift || true
+
+packages=(
+  build-essential cmake ninja-build pkg-config
+  libcaf-dev libboost-test-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
+  libsqlite3-dev sqlite3 prometheus-cpp-dev libssl-dev
+  libibverbs-dev librdmacm-dev
+  clang libclang-rt-14-dev
+  iproute2 procps
+)
+# Filled in by later areas (metrics, packaging) with the tools their tests call.
+if [[ -f "$root/packaging/test-packages.txt" ]]; then
+  mapfile -t extra < <(grep -v '^\s*#' "$root/packaging/test-packages.txt" | grep -v '^\s*$')
+  packages+=("${extra[@]}")
+fi
+
+install_deps() {
+  local missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  echo "installing: ${missing[*]}"
+  local sudo=()
+  [[ $(id -u) -ne 0 ]] && sudo=(sudo)
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+jobs=$(nproc)
+configure_and_build() {
+  local dir=$1; shift
+  cmake -S "$root" -B "$dir" -G Ninja "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+}
+
+case "$what" in
+  deps) install_deps ;;
+  build) install_deps; configure_and_build "$root/build" ;;
+  demo)
+    install_deps
+    configure_and_build "$root/build"
+    "$root/build/memlend" run "$@"
+    ;;
+  test)
+    install_deps
+    configure_and_build "$root/build"
+    ctest --test-dir "$root/build" --output-on-failure -j "$jobs" "$@"
+    ;;
+  sanitize)
+    install_deps
+    configure_and_build "$root/build-sanitize" -DMEMLEND_SANITIZE=ON -DMEMLEND_BENCH=OFF -DCMAKE_BUILD_TYPE=Debug
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+      ctest --test-dir "$root/build-sanitize" --output-on-failure -j "$jobs" "$@"
+    ;;
+  bench)
+    install_deps
+    configure_and_build "$root/build" -DCMAKE_BUILD_TYPE=Release
+    for b in "$root"/build/bench/bench_*; do [[ -x $b ]] && "$b" "$@"; done
+    ;;
+  *) echo "usage: packaging/build.sh demo|test|sanitize|bench|build|deps" >&2; exit 2 ;;
+esac

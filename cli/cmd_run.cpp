@@ -1,11 +1,109 @@
+#include "actors/controller.hpp"
 #include "cli/cli.hpp"
+#include "firmware_hooks/scenario.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
 
 namespace memlend::cli {
 
-// Replaced by the actor system's run command.
+namespace {
+
+struct RunFlags {
+  std::string scenario;
+  std::string for_text;
+  double speed = 0;  // 0: the default for the scenario kind
+  std::string events_out;
+  std::string datastore;
+  bool dry_run = false;
+  bool quiet = false;
+  bool show_scenario = false;
+};
+
+// The built-in demo runs a hundred times faster than the wall clock, so its
+// half hour of scenario time passes in under twenty seconds.
+constexpr double demo_speed = 100;
+
+}  // namespace
+
 Action add_run(CLI::App& app) {
-  app.add_subcommand("run", "Run the controller (not yet built)");
-  return [] { return bad_input("run: not built yet"); };
+  auto* cmd = app.add_subcommand(
+      "run",
+      "Run the controller on the simulated cluster of a scenario file (or the\n"
+      "built-in demo: the patent's FIG. 2 and FIG. 3 clusters, a VM whose demand\n"
+      "grows, a donor that fails), printing what it detects and does as it goes.");
+  auto f = std::make_shared<RunFlags>();
+  cmd->add_option("--scenario", f->scenario,
+                  "Scenario file (JSON); without it, the built-in demo");
+  cmd->add_option("--for", f->for_text,
+                  "Stop when the scenario clock reaches this (90, 90s, 20m, 1h); by default\n"
+                  "when the last event is past by migrate_after_s + 60 s");
+  auto* speed = cmd->add_option("--speed", f->speed,
+                  "Run the scenario clock X times faster than the wall clock\n"
+                  "(default 1 for a scenario file, 100 for the built-in demo)");
+  cmd->add_option("--events-out", f->events_out,
+                  "Write the event log here, one JSON object per line (the file is replaced)");
+  cmd->add_option("--datastore", f->datastore,
+                  "Directory of the shared datastore, for mirror files (default: ./memlend-datastore,\n"
+                  "made if missing)");
+  cmd->add_flag("--dry-run", f->dry_run, "Decide and explain, but lend, move and mirror nothing");
+  cmd->add_flag("--quiet", f->quiet, "Print nothing as it goes (the event log is still written)");
+  cmd->add_flag("--show-scenario", f->show_scenario, "Print the scenario that would run, and exit");
+  return [f, speed] {
+    std::string text;
+    std::string origin = f->scenario;
+    if (f->scenario.empty()) {
+      text = std::string(platform::builtin_demo_scenario());
+      origin = "built-in demo";
+    }
+    if (f->show_scenario) {
+      if (f->scenario.empty()) {
+        std::cout << text;
+        return exit_ok;
+      }
+      std::ifstream in(f->scenario);
+      if (!in) return bad_input(f->scenario + ": cannot open the scenario file");
+      std::cout << in.rdbuf();
+      return exit_ok;
+    }
+    auto sc = f->scenario.empty() ? platform::parse_scenario(text, origin) : platform::load_scenario(f->scenario);
+    if (!sc) return bad_input(sc.error().message);
+
+    RunOptions o;
+    if (speed->count() > 0 && !(f->speed > 0 && f->speed <= 1e6))
+      return bad_input("--speed: must be more than 0 and at most 1000000");
+    o.speed = speed->count() > 0 ? f->speed : (f->scenario.empty() ? demo_speed : 1.0);
+    if (!f->for_text.empty()) {
+      auto d = parse_duration(f->for_text);
+      if (!d) return bad_input("--for: \"" + f->for_text + "\" is not a duration (examples: 1200, 1200s, 20m, 1h)");
+      o.until_s = *d;
+    } else {
+      auto platform_end = platform::make_sim(*sc)->last_change_s();
+      o.until_s = platform_end + static_cast<double>(sc->settings.migrate_after_s) + 60;
+    }
+    o.datastore = f->datastore.empty() ? "memlend-datastore" : f->datastore;
+    std::error_code ec;
+    std::filesystem::create_directories(o.datastore, ec);
+    if (ec || !std::filesystem::is_directory(o.datastore))
+      return bad_input("--datastore: " + o.datastore + ": cannot make the directory" +
+                       (ec ? " (" + ec.message() + ")" : std::string()));
+    if (!f->events_out.empty()) {
+      std::ofstream probe(f->events_out, std::ios::trunc);
+      if (!probe) return bad_input("--events-out: " + f->events_out + ": cannot write (" + std::strerror(errno) + ")");
+      o.sink.events_out = f->events_out;
+    }
+    o.sink.console = !f->quiet;
+    o.dry_run = f->dry_run;
+    o.scenario = *sc;
+    o.platform = platform::make_sim(*sc);
+    if (!f->quiet)
+      std::cout << "memlend: running " << origin << " on the simulated platform at " << o.speed
+                << "x until t=" << *o.until_s << "s" << (o.dry_run ? " (dry run)" : "") << '\n';
+    return run_controller(o);
+  };
 }
 
 }  // namespace memlend::cli

@@ -508,6 +508,21 @@ void BasicCluster<Index>::set_demand(VmId v, std::int64_t mem, std::int64_t cpu)
 }
 
 template <class Index>
+void BasicCluster<Index>::observe(VmId v, HostId host, std::int64_t demand_mem, std::int64_t demand_cpu,
+                                  std::int64_t local_mem, std::int64_t local_cpu) {
+  VmState& vm = vms_[v];
+  if (vm.host != host) return;
+  vm.demand_mem = demand_mem;
+  vm.demand_cpu = demand_cpu;
+  if (vm.share_mem == local_mem && vm.share_cpu == local_cpu) return;
+  state_[host].used_mem += local_mem - vm.share_mem;
+  state_[host].used_cpu += local_cpu - vm.share_cpu;
+  vm.share_mem = local_mem;
+  vm.share_cpu = local_cpu;
+  refresh(host);
+}
+
+template <class Index>
 std::vector<RemotePart> BasicCluster<Index>::surplus(VmId v) const {
   const VmState& vm = vms_[v];
   // What the host could still give locally counts: a VM whose demand fell
@@ -580,6 +595,7 @@ Recommendation BasicCluster<Index>::recommendation(VmId v) const {
   Recommendation r;
   if (vm.borrowed.empty()) {
     r.reason = "it borrows nothing";
+    r.blocker = "nothing";
     return r;
   }
   // The donor that lends it most; ties go to the donor listed first.
@@ -591,6 +607,7 @@ Recommendation BasicCluster<Index>::recommendation(VmId v) const {
   r.target = d;
   if (!state_[d].up) {
     r.reason = "its main donor " + dn + " is down";
+    r.blocker = "down";
     return r;
   }
   std::int64_t room = free_local(d) + most->mib;
@@ -598,11 +615,13 @@ Recommendation BasicCluster<Index>::recommendation(VmId v) const {
   if (room < vm.demand_mem) {
     r.reason = "after " + std::to_string(vm.remote_for_s) + " s on remote memory, its main donor " + dn +
                " could hold only " + fmt_mib(room) + " of its " + fmt_mib(vm.demand_mem) + ", so it stays";
+    r.blocker = "memory";
     return r;
   }
   if (cpu < vm.demand_cpu) {
     r.reason = "after " + std::to_string(vm.remote_for_s) + " s on remote memory, its main donor " + dn +
                " has only " + fmt_mhz(cpu) + " of the " + fmt_mhz(vm.demand_cpu) + " of CPU it needs, so it stays";
+    r.blocker = "cpu";
     return r;
   }
   r.ok = true;

@@ -46,6 +46,9 @@ struct Recommendation {
   HostId target = no_host;
   bool ok = false;
   std::string reason;
+  // What stands in the way ("cpu", "memory", "down", "nothing"), stable while
+  // the reason's figures change, so a refusal is reported once.
+  std::string blocker;
 };
 
 // The outcome of looking for donors for some memory.
@@ -90,6 +93,11 @@ class BasicCluster {
   // allows (a hypervisor does not take memory from a running VM because an
   // earlier one grew); what it no longer needs goes back to its host.
   void set_demand(VmId v, std::int64_t mem, std::int64_t cpu);
+  // Telemetry: what the VM wants and what its host gives it now. Ignored
+  // while the view and the platform disagree on where the VM runs (a
+  // migration is under way and the view leads).
+  void observe(VmId v, HostId host, std::int64_t demand_mem, std::int64_t demand_cpu, std::int64_t local_mem,
+               std::int64_t local_cpu);
   void set_remote_for(VmId v, std::int64_t seconds) { vms_[v].remote_for_s = seconds; }
   // Leases (donors, latest first) a VM can give back and still have its demand.
   std::vector<RemotePart> surplus(VmId v) const;

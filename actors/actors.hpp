@@ -1,0 +1,97 @@
+// Every actor interface of memlend, one commented line per handler, so the
+// whole protocol reads in one place.
+//
+//   platform driver ──sample──> VM actors ──need/surplus/recommend──> planner
+//                   ──health──> host actors ──hostdown/hostup──────> planner
+//   planner ──reserve/commit/cancel/release──> host actors (two-phase at donors)
+//           ──spawn──> supervisor ──> lease actors, mirror writers
+//           ──attach/detach/migrate──> platform driver
+//   everyone ──event──> event sink (event log, console, store)
+#pragma once
+
+#include "actors/atoms.hpp"
+#include "actors/messages.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/message.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace memlend {
+
+using caf::reacts_to;
+using caf::replies_to;
+
+// Writes the event log (JSON lines), prints the console lines.
+using sink_actor = caf::typed_actor<
+    reacts_to<atom::event, LogEvent>,       // append one event
+    replies_to<atom::flush>::with<bool>>;   // everything so far is written out
+
+// One per host: its telemetry and its own ledger of what it lends, which
+// has the last word on a reservation (the planner's view may be stale).
+using host_actor = caf::typed_actor<
+    reacts_to<atom::health, platform::HostSample>,                       // telemetry
+    replies_to<atom::reserve, std::uint64_t, std::int64_t>::with<bool>,  // phase one: lease id, MiB
+    replies_to<atom::reservevm, std::uint32_t, std::int64_t, std::int64_t>::with<bool>,  // VM, MiB, MHz
+    reacts_to<atom::commit, std::uint64_t>,                 // phase two of a lease
+    reacts_to<atom::cancel, std::uint64_t>,                 // abandon phase one of a lease
+    reacts_to<atom::commit, atom::migrate, std::uint32_t>,  // the VM has arrived
+    reacts_to<atom::cancel, atom::migrate, std::uint32_t>,  // the VM is not coming
+    reacts_to<atom::release, std::uint64_t>,                // a lease ended, the memory is back
+    replies_to<atom::get>::with<HostCheckpoint>>;           // its ledger
+
+// One per VM: detection with hysteresis, and the clock of its remote use.
+using vm_actor = caf::typed_actor<
+    reacts_to<atom::sample, platform::VmSample>,  // telemetry
+    reacts_to<atom::granted, double>,             // it got remote memory at this scenario time
+    reacts_to<atom::remind, std::uint64_t>,       // its recommendation timer (generation)
+    replies_to<atom::get>::with<VmCheckpoint>>;   // its state
+
+// One per donor lease: the data-path connection and the lease's state.
+using lease_actor = caf::typed_actor<
+    reacts_to<atom::release>,                // drain and end the lease
+    reacts_to<atom::failover>,               // its donor is gone
+    reacts_to<atom::moved, std::uint32_t>,   // its recipient VM now runs on this host
+    replies_to<atom::get>::with<LeaseInfo>>;
+
+// One per VM with remote memory: its mirror file on the shared datastore.
+using mirror_actor = caf::typed_actor<
+    reacts_to<atom::resize, std::int64_t>,               // new size in MiB
+    reacts_to<atom::failover, std::uint32_t>,            // serve reads of this donor's part
+    reacts_to<atom::remove>,                             // delete the file and stop
+    replies_to<atom::get>::with<MirrorInfo>>;
+
+// Owns the platform backend: samples it on the scenario clock, carries out actions.
+using driver_actor = caf::typed_actor<
+    reacts_to<atom::tick>,
+    replies_to<atom::attach, std::uint32_t, std::uint32_t, std::int64_t>::with<bool>,  // VM, donor, MiB
+    replies_to<atom::detach, std::uint32_t, std::uint32_t, std::int64_t>::with<bool>,  // VM, donor, MiB
+    replies_to<atom::migrate, std::uint32_t, std::uint32_t>::with<bool>,               // VM, target
+    reacts_to<atom::rebind, std::string, std::uint64_t, caf::actor>,                   // kind, key, handle
+    reacts_to<atom::shutdown>>;
+
+// The cluster's one view of free resources; decides with policy/ and carries
+// decisions out one at a time, so no megabyte is promised twice.
+using planner_actor = caf::typed_actor<
+    replies_to<atom::need, std::uint32_t, std::int64_t, std::int64_t>::with<std::string>,     // VM, demand → kind
+    replies_to<atom::surplus, std::uint32_t, std::int64_t, std::int64_t>::with<std::int64_t>, // VM, demand → MiB released
+    replies_to<atom::recommend, std::uint32_t, std::int64_t>::with<bool>,  // VM, seconds of remote use
+    reacts_to<atom::sample, std::vector<platform::VmSample>>,  // telemetry keeps the view true
+    reacts_to<atom::hostdown, std::uint32_t>,
+    reacts_to<atom::hostup, std::uint32_t>,
+    reacts_to<atom::rebind, std::string, std::uint64_t, caf::actor>,
+    replies_to<atom::get>::with<std::string>>;  // the view, as JSON (tests, support)
+
+// Spawns, monitors and restarts every other actor.
+using supervisor_actor = caf::typed_actor<
+    replies_to<atom::spawn, LeaseInfo>::with<lease_actor>,
+    replies_to<atom::spawn, MirrorInfo>::with<mirror_actor>,
+    reacts_to<atom::checkpoint, std::string, std::uint64_t, caf::message>,  // kind, key, state
+    reacts_to<atom::restart, std::string, std::uint64_t>,                   // backoff timer
+    replies_to<atom::get, std::string, std::uint64_t>::with<caf::actor>,    // a child's handle
+    reacts_to<atom::shutdown>>;
+
+}  // namespace memlend

@@ -1,0 +1,20 @@
+// Every timeout and limit of the actor system in one place.
+#pragma once
+
+#include <chrono>
+
+namespace memlend::defaults {
+
+// A request between local actors that takes longer than this means a stuck actor.
+inline constexpr auto request_timeout = std::chrono::seconds(30);
+// Restart backoff: first delay, doubled per restart of the same child, capped.
+inline constexpr auto restart_backoff = std::chrono::milliseconds(100);
+inline constexpr auto restart_backoff_max = std::chrono::seconds(5);
+// More restarts than this within the window: the supervisor gives up and
+// shuts the controller down, since something is wrong that restarts won't fix.
+inline constexpr int restart_limit = 5;
+inline constexpr auto restart_window = std::chrono::seconds(60);
+// Shutdown: children get this long to stop politely before they are killed.
+inline constexpr auto shutdown_grace = std::chrono::seconds(5);
+
+}  // namespace memlend::defaults

@@ -1,0 +1,53 @@
+#include "actors/event_sink.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+namespace memlend {
+
+std::string event_json_line(const LogEvent& e) {
+  nlohmann::ordered_json j;
+  if (std::floor(e.t_s) == e.t_s && std::abs(e.t_s) < 1e15)
+    j["t_s"] = static_cast<std::int64_t>(e.t_s);
+  else
+    j["t_s"] = std::round(e.t_s * 1000) / 1000;
+  j["event"] = e.event;
+  if (!e.vm.empty()) j["vm"] = e.vm;
+  if (!e.host.empty()) j["host"] = e.host;
+  if (!e.donor.empty()) j["donor"] = e.donor;
+  if (e.mib >= 0) j["mib"] = e.mib;
+  return j.dump();
+}
+
+sink_actor::behavior_type event_sink(sink_actor::stateful_pointer<sink_state> self, SinkOptions options) {
+  self->state.options = options;
+  if (!options.events_out.empty()) {
+    self->state.out = std::make_unique<std::ofstream>(options.events_out, std::ios::app);
+  }
+  return {
+      [=](atom::event, const LogEvent& e) {
+        auto& st = self->state;
+        // A line without an event name is for the console only.
+        if (st.out && *st.out && !e.event.empty()) {
+          *st.out << event_json_line(e) << '\n';
+          st.out->flush();
+        }
+        if (st.options.console && !e.text.empty()) {
+          char stamp[32];
+          std::snprintf(stamp, sizeof stamp, "[t=%5.0fs] ", e.t_s);
+          std::cout << stamp << e.text << '\n' << std::flush;
+        }
+        if (st.options.capture && !e.event.empty()) st.options.capture->push_back(e);
+      },
+      [=](atom::flush) {
+        if (self->state.out) self->state.out->flush();
+        std::cout << std::flush;
+        return true;
+      },
+  };
+}
+
+}  // namespace memlend

@@ -1,0 +1,34 @@
+// The event log's one writer: JSON lines to --events-out, plain lines to the
+// console, and (for tests) a copy in memory. One actor, so lines never interleave.
+#pragma once
+
+#include "actors/actors.hpp"
+
+#include <caf/fwd.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace memlend {
+
+struct SinkOptions {
+  std::string events_out;  // empty: no file
+  bool console = true;
+  std::shared_ptr<std::vector<LogEvent>> capture;  // tests read what was logged
+};
+
+struct sink_state {
+  static constexpr const char* name = "event_sink";
+  std::unique_ptr<std::ofstream> out;
+  SinkOptions options;
+};
+
+// The JSON line of one event (DESIGN.md, "Event log").
+std::string event_json_line(const LogEvent& e);
+
+sink_actor::behavior_type event_sink(sink_actor::stateful_pointer<sink_state> self, SinkOptions options);
+
+}  // namespace memlend

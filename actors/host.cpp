@@ -1,0 +1,127 @@
+#include "actors/host.hpp"
+
+#include <caf/all.hpp>
+
+#include <algorithm>
+#include <numeric>
+#include <optional>
+
+namespace memlend {
+
+namespace {
+
+std::int64_t sum(const std::vector<std::int64_t>& v) { return std::accumulate(v.begin(), v.end(), std::int64_t{0}); }
+
+template <class K, class V>
+bool erase_key(std::vector<K>& keys, std::vector<V>& values, K key) {
+  auto it = std::find(keys.begin(), keys.end(), key);
+  if (it == keys.end()) return false;
+  values.erase(values.begin() + (it - keys.begin()));
+  keys.erase(it);
+  return true;
+}
+
+// Stops holding room for a VM that was to move in; returns the room held.
+std::optional<std::pair<std::int64_t, std::int64_t>> take_arrival(HostCheckpoint& l, std::uint32_t vm) {
+  auto it = std::find(l.arriving_vms.begin(), l.arriving_vms.end(), vm);
+  if (it == l.arriving_vms.end()) return std::nullopt;
+  auto i = it - l.arriving_vms.begin();
+  std::pair<std::int64_t, std::int64_t> room{l.arriving_mem[static_cast<std::size_t>(i)],
+                                             l.arriving_cpu[static_cast<std::size_t>(i)]};
+  l.arriving_mem.erase(l.arriving_mem.begin() + i);
+  l.arriving_cpu.erase(l.arriving_cpu.begin() + i);
+  l.arriving_vms.erase(it);
+  return room;
+}
+
+}  // namespace
+
+std::int64_t host_state::lent() const { return sum(ledger.lease_mib) + sum(ledger.pending_mib); }
+std::int64_t host_state::arriving_mem() const { return sum(ledger.arriving_mem); }
+std::int64_t host_state::arriving_cpu() const { return sum(ledger.arriving_cpu); }
+
+std::int64_t host_state::lendable() const {
+  if (!ledger.up || !spec.data_path) return 0;
+  return std::max<std::int64_t>(0, spec.memory_mib - ledger.used_mem - lent() - arriving_mem() - spec.reserved_mib);
+}
+
+host_actor::behavior_type host(host_actor::stateful_pointer<host_state> self, policy::Host spec,
+                               HostCheckpoint last, planner_actor planner, supervisor_actor supervisor) {
+  auto& st = self->state;
+  st.spec = std::move(spec);
+  st.ledger = std::move(last);
+  st.planner = planner;
+  st.supervisor = supervisor;
+  auto save = [self] {
+    self->send(self->state.supervisor, atom::checkpoint::value, std::string("host"),
+               std::uint64_t{self->state.ledger.host}, caf::make_message(self->state.ledger));
+  };
+  return {
+      [=](atom::health, const platform::HostSample& s) {
+        auto& l = self->state.ledger;
+        bool was_up = l.up;
+        l.used_mem = s.used_mem;
+        l.used_cpu = s.used_cpu;
+        l.up = s.up;
+        l.seen = true;
+        if (was_up && !s.up) self->send(self->state.planner, atom::hostdown::value, l.host);
+        if (!was_up && s.up) self->send(self->state.planner, atom::hostup::value, l.host);
+        if (was_up != s.up) save();
+      },
+      [=](atom::reserve, std::uint64_t lease, std::int64_t mib) {
+        auto& st = self->state;
+        if (mib <= 0 || st.lendable() < mib) return false;
+        st.ledger.pending_ids.push_back(lease);
+        st.ledger.pending_mib.push_back(mib);
+        save();
+        return true;
+      },
+      [=](atom::reservevm, std::uint32_t vm, std::int64_t mem, std::int64_t cpu) {
+        auto& st = self->state;
+        auto& l = st.ledger;
+        if (!l.up) return false;
+        // A VM moving in may use the reserve: that is what the reserve is for.
+        std::int64_t free_mem = st.spec.memory_mib - l.used_mem - st.lent() - st.arriving_mem();
+        std::int64_t free_cpu = st.spec.cpu_mhz - l.used_cpu - st.arriving_cpu();
+        if (free_mem < mem || free_cpu < cpu) return false;
+        l.arriving_vms.push_back(vm);
+        l.arriving_mem.push_back(mem);
+        l.arriving_cpu.push_back(cpu);
+        save();
+        return true;
+      },
+      [=](atom::commit, std::uint64_t lease) {
+        auto& l = self->state.ledger;
+        auto it = std::find(l.pending_ids.begin(), l.pending_ids.end(), lease);
+        if (it == l.pending_ids.end()) return;
+        std::int64_t mib = l.pending_mib[static_cast<std::size_t>(it - l.pending_ids.begin())];
+        erase_key(l.pending_ids, l.pending_mib, lease);
+        l.lease_ids.push_back(lease);
+        l.lease_mib.push_back(mib);
+        save();
+      },
+      [=](atom::cancel, std::uint64_t lease) {
+        auto& l = self->state.ledger;
+        if (erase_key(l.pending_ids, l.pending_mib, lease)) save();
+      },
+      [=](atom::commit, atom::migrate, std::uint32_t vm) {
+        // The VM now runs here: count it as used until telemetry says what it uses.
+        auto& l = self->state.ledger;
+        if (auto room = take_arrival(l, vm)) {
+          l.used_mem += room->first;
+          l.used_cpu += room->second;
+          save();
+        }
+      },
+      [=](atom::cancel, atom::migrate, std::uint32_t vm) {
+        if (take_arrival(self->state.ledger, vm)) save();
+      },
+      [=](atom::release, std::uint64_t lease) {
+        auto& l = self->state.ledger;
+        if (erase_key(l.lease_ids, l.lease_mib, lease) || erase_key(l.pending_ids, l.pending_mib, lease)) save();
+      },
+      [=](atom::get) { return self->state.ledger; },
+  };
+}
+
+}  // namespace memlend

@@ -1,0 +1,125 @@
+// The values actors exchange, beside atoms and plain numbers. Each has an
+// inspect() so CAF can print and (across nodes) serialise it; the names given
+// to meta::type_name are the wire names and must not change.
+#pragma once
+
+#include "firmware_hooks/platform.hpp"
+
+#include <caf/meta/type_name.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace memlend {
+
+// One entry of the event log (DESIGN.md, "Event log"): mib < 0 and empty
+// strings are left out of the JSON line. `text` is the line a person reads.
+struct LogEvent {
+  double t_s = 0;
+  std::string event;
+  std::string vm;
+  std::string host;
+  std::string donor;
+  std::int64_t mib = -1;
+  std::string text;
+};
+
+// A donor's loan to one VM.
+struct LeaseInfo {
+  std::uint64_t id = 0;
+  std::uint32_t vm = 0;
+  std::uint32_t donor = 0;
+  std::uint32_t recipient = 0;
+  std::int64_t mib = 0;
+  std::string state;      // reserving, active, draining, released, failed
+  std::uint64_t epoch = 0;
+  std::string transport;  // rdma or tcp
+};
+
+// The copy of one VM's remote memory on the shared datastore.
+struct MirrorInfo {
+  std::uint32_t vm = 0;
+  std::int64_t mib = 0;
+  std::string path;
+  std::string state;  // writing, serving (a donor is gone), deleted
+};
+
+// What a VM actor needs to come back after a crash.
+struct VmCheckpoint {
+  std::uint32_t vm = 0;
+  std::uint32_t host = 0;
+  bool need_active = false;
+  std::int64_t need_streak = 0;
+  bool surplus_active = false;
+  std::int64_t surplus_streak = 0;
+  bool has_remote = false;
+  double remote_since = 0;
+  bool recommended = false;
+  std::int64_t asked_mem = -1;  // the need last put to the planner, to ask again only when it changes
+  std::int64_t asked_cpu = -1;
+  std::uint64_t generation = 0;
+  std::int64_t samples = 0;
+};
+
+// What a host actor needs to come back after a crash: its own ledger.
+struct HostCheckpoint {
+  std::uint32_t host = 0;
+  bool up = true;
+  bool seen = false;  // has had telemetry
+  std::int64_t used_mem = 0;
+  std::int64_t used_cpu = 0;
+  std::vector<std::uint64_t> lease_ids;  // committed loans
+  std::vector<std::int64_t> lease_mib;
+  std::vector<std::uint64_t> pending_ids;  // phase one only
+  std::vector<std::int64_t> pending_mib;
+  std::vector<std::uint32_t> arriving_vms;  // VMs migrating in, phase one
+  std::vector<std::int64_t> arriving_mem;
+  std::vector<std::int64_t> arriving_cpu;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, LogEvent& x) {
+  return f(caf::meta::type_name("memlend.log_event"), x.t_s, x.event, x.vm, x.host, x.donor, x.mib, x.text);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, LeaseInfo& x) {
+  return f(caf::meta::type_name("memlend.lease"), x.id, x.vm, x.donor, x.recipient, x.mib, x.state, x.epoch,
+           x.transport);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, MirrorInfo& x) {
+  return f(caf::meta::type_name("memlend.mirror"), x.vm, x.mib, x.path, x.state);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, VmCheckpoint& x) {
+  return f(caf::meta::type_name("memlend.vm_checkpoint"), x.vm, x.host, x.need_active, x.need_streak,
+           x.surplus_active, x.surplus_streak, x.has_remote, x.remote_since, x.recommended, x.asked_mem,
+           x.asked_cpu, x.generation, x.samples);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, HostCheckpoint& x) {
+  return f(caf::meta::type_name("memlend.host_checkpoint"), x.host, x.up, x.seen, x.used_mem, x.used_cpu,
+           x.lease_ids, x.lease_mib, x.pending_ids, x.pending_mib, x.arriving_vms, x.arriving_mem, x.arriving_cpu);
+}
+
+}  // namespace memlend
+
+namespace memlend::platform {
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, HostSample& x) {
+  return f(caf::meta::type_name("memlend.host_sample"), x.host, x.up, x.used_mem, x.used_cpu);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, VmSample& x) {
+  return f(caf::meta::type_name("memlend.vm_sample"), x.vm, x.host, x.host_up, x.demand_mem, x.demand_cpu,
+           x.local_mem, x.local_cpu, x.remote_mem, x.host_free_mem);
+}
+
+}  // namespace memlend::platform

@@ -1,0 +1,540 @@
+#include "actors/planner.hpp"
+
+#include "actors/defaults.hpp"
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+
+namespace memlend {
+
+using namespace memlend::policy;
+
+std::vector<LeaseInfo> initial_leases(const Scenario& s) {
+  std::vector<LeaseInfo> out;
+  std::uint64_t id = 1;
+  for (VmId v = 0; v < s.vms.size(); ++v)
+    for (const auto& p : s.vms[v].remote) {
+      LeaseInfo l;
+      l.id = id++;
+      l.vm = v;
+      l.donor = p.donor;
+      l.recipient = s.vms[v].host;
+      l.mib = p.mib;
+      l.state = "active";
+      l.epoch = 1;
+      l.transport = s.hosts[p.donor].rdma && s.hosts[l.recipient].rdma ? "rdma" : "tcp";
+      out.push_back(l);
+    }
+  return out;
+}
+
+namespace {
+
+using self_ptr = planner_actor::stateful_pointer<planner_state>;
+using Step = std::function<void(bool)>;
+
+double now(self_ptr self) { return self->state.config.clock.now(self->clock()); }
+
+void emit(self_ptr self, std::string event, std::uint32_t vm, std::optional<std::uint32_t> host,
+          std::optional<std::uint32_t> donor, std::int64_t mib, std::string text) {
+  auto& st = self->state;
+  LogEvent e;
+  e.t_s = now(self);
+  e.event = std::move(event);
+  if (vm != ~0u) e.vm = st.vm_name(vm);
+  if (host) e.host = st.host_name(*host);
+  if (donor) e.donor = st.host_name(*donor);
+  e.mib = mib;
+  e.text = std::move(text);
+  self->send(st.sink, atom::event::value, std::move(e));
+}
+
+// A console line that is not an event: reasons, refusals, things not done.
+void note(self_ptr self, std::string text) {
+  LogEvent e;
+  e.t_s = now(self);
+  e.text = std::move(text);
+  self->send(self->state.sink, atom::event::value, std::move(e));
+}
+
+// Jobs run one at a time; each calls finish() when its last reply is in.
+void enqueue(self_ptr self, std::function<void()> job) {
+  self->state.jobs.push_back(std::move(job));
+  if (self->state.busy) return;
+  self->state.busy = true;
+  auto next = std::move(self->state.jobs.front());
+  self->state.jobs.pop_front();
+  next();
+}
+
+void finish(self_ptr self) {
+  auto& st = self->state;
+  if (st.jobs.empty()) {
+    st.busy = false;
+    return;
+  }
+  auto next = std::move(st.jobs.front());
+  st.jobs.pop_front();
+  next();
+}
+
+// Phase one at each donor in turn; on a refusal, cancels what was reserved.
+struct Reservation {
+  std::vector<LeaseGrant> grants;
+  std::vector<std::uint64_t> ids;
+  std::size_t done = 0;
+};
+
+void reserve_leases(self_ptr self, std::shared_ptr<Reservation> r, Step k) {
+  auto& st = self->state;
+  if (r->done == r->grants.size()) return k(true);
+  const LeaseGrant& g = r->grants[r->done];
+  std::uint64_t id = r->ids[r->done];
+  self->request(st.hosts[g.donor], defaults::request_timeout, atom::reserve::value, id, g.mib)
+      .then(
+          [=](bool ok) {
+            if (ok) {
+              ++r->done;
+              return reserve_leases(self, r, k);
+            }
+            auto& st = self->state;
+            note(self, st.host_name(r->grants[r->done].donor) + " refused to lend " + fmt_mib(r->grants[r->done].mib) +
+                           ": its own ledger has less free than the planner's view; the need will be decided again");
+            for (std::size_t i = 0; i < r->done; ++i)
+              self->send(st.hosts[r->grants[i].donor], atom::cancel::value, r->ids[i]);
+            k(false);
+          },
+          [=](caf::error&) {
+            auto& st = self->state;
+            for (std::size_t i = 0; i < r->done; ++i)
+              self->send(st.hosts[r->grants[i].donor], atom::cancel::value, r->ids[i]);
+            k(false);
+          });
+}
+
+std::shared_ptr<Reservation> new_reservation(self_ptr self, const std::vector<LeaseGrant>& grants) {
+  auto r = std::make_shared<Reservation>();
+  r->grants = grants;
+  for (std::size_t i = 0; i < grants.size(); ++i) r->ids.push_back(self->state.next_lease++);
+  return r;
+}
+
+std::string mirror_path(self_ptr self, std::uint32_t vm) {
+  return self->state.config.datastore + "/" + self->state.vm_name(vm) + ".mirror";
+}
+
+// The VM's mirror follows the total it borrows: made, grown, shrunk, deleted.
+void sync_mirror(self_ptr self, std::uint32_t vm) {
+  auto& st = self->state;
+  std::int64_t mib = st.view->vm(vm).borrowed_mib();
+  auto it = st.mirrors.find(vm);
+  if (mib > 0 && it == st.mirrors.end()) {
+    MirrorInfo m{vm, mib, mirror_path(self, vm), "writing"};
+    st.mirror_mib[vm] = mib;
+    // A placeholder handle keeps a second sync from spawning twice.
+    st.mirrors[vm] = mirror_actor{};
+    emit(self, "mirror_created", vm, st.view->vm(vm).host, std::nullopt, mib,
+         "mirror of " + st.vm_name(vm) + "'s " + fmt_mib(mib) + " of remote memory created on the shared datastore");
+    self->request(st.supervisor, defaults::request_timeout, atom::spawn::value, m)
+        .then([=](mirror_actor a) { self->state.mirrors[vm] = a; }, [=](caf::error&) {});
+    return;
+  }
+  if (it == st.mirrors.end()) return;
+  if (mib == 0) {
+    if (it->second) self->send(it->second, atom::remove::value);
+    st.mirrors.erase(it);
+    st.mirror_mib.erase(vm);
+    emit(self, "mirror_deleted", vm, st.view->vm(vm).host, std::nullopt, -1,
+         "mirror of " + st.vm_name(vm) + " deleted: it borrows nothing now");
+    return;
+  }
+  if (st.mirror_mib[vm] != mib) {
+    st.mirror_mib[vm] = mib;
+    if (it->second) self->send(it->second, atom::resize::value, mib);
+  }
+}
+
+// Starts the lease actors of granted leases and attaches the memory.
+void start_leases(self_ptr self, std::uint32_t vm, const std::shared_ptr<Reservation>& r, const char* event,
+                  const std::string& why) {
+  auto& st = self->state;
+  HostId recipient = st.view->vm(vm).host;
+  std::int64_t per_lease_kib = buffer_kib_per_lease(st.config.scenario.settings);
+  for (std::size_t i = 0; i < r->grants.size(); ++i) {
+    const LeaseGrant& g = r->grants[i];
+    LeaseInfo info;
+    info.id = r->ids[i];
+    info.vm = vm;
+    info.donor = g.donor;
+    info.recipient = recipient;
+    info.mib = g.mib;
+    info.state = "active";
+    info.epoch = 1;
+    info.transport = std::string(to_string(g.transport));
+    st.leases[info.id] = {info, lease_actor{}};
+    self->request(st.supervisor, defaults::request_timeout, atom::spawn::value, info)
+        .then(
+            [=](lease_actor a) {
+              auto it = self->state.leases.find(info.id);
+              if (it != self->state.leases.end()) it->second.actor = a;
+            },
+            [=](caf::error&) {});
+    self->request(st.driver, defaults::request_timeout, atom::attach::value, vm, g.donor, g.mib)
+        .then([](bool) {}, [](caf::error&) {});
+    std::string text = std::string(event) == "lease_rehomed"
+                           ? st.vm_name(vm) + "'s " + fmt_mib(g.mib) + " now lent by " + st.host_name(g.donor) +
+                                 " (lease " + std::to_string(info.id) + "), filled from its mirror" + why
+                           : st.host_name(g.donor) + " lends " + st.vm_name(vm) + " " + fmt_mib(g.mib) + " over " +
+                                 (g.transport == Transport::rdma ? "RDMA" : "TCP") + " (lease " +
+                                 std::to_string(info.id) + "), with a local buffer of " +
+                                 std::to_string(per_lease_kib) + " KiB on " + st.host_name(recipient);
+    emit(self, event, vm, recipient, g.donor, g.mib, std::move(text));
+  }
+  self->send(st.vms[vm], atom::granted::value, now(self));
+}
+
+// Ends the VM's leases from `donor`; `event` names why.
+std::int64_t end_leases(self_ptr self, std::uint32_t vm, HostId donor, const char* event, bool detach) {
+  auto& st = self->state;
+  std::int64_t total = 0;
+  for (auto it = st.leases.begin(); it != st.leases.end();) {
+    LeaseInfo& l = it->second.info;
+    if (l.vm != vm || l.donor != donor) {
+      ++it;
+      continue;
+    }
+    total += l.mib;
+    if (it->second.actor) self->send(it->second.actor, atom::release::value);
+    self->send(st.hosts[donor], atom::release::value, l.id);
+    if (detach)
+      self->request(st.driver, defaults::request_timeout, atom::detach::value, vm, donor, l.mib)
+          .then([](bool) {}, [](caf::error&) {});
+    if (event) {
+      std::string text = std::string(event) == "memory_reclaimed"
+                             ? st.host_name(donor) + " reclaims the " + fmt_mib(l.mib) + " it lent " + st.vm_name(vm) +
+                                   " (lease " + std::to_string(l.id) + "): " + st.host_name(l.recipient) + " is down"
+                             : st.vm_name(vm) + " gives back the " + fmt_mib(l.mib) + " " + st.host_name(donor) +
+                                   " lent it (lease " + std::to_string(l.id) + ")";
+      emit(self, event, vm, l.recipient, donor, l.mib, std::move(text));
+    }
+    it = st.leases.erase(it);
+  }
+  return total;
+}
+
+void deliver_later(self_ptr self, caf::typed_response_promise<std::string> rp, std::string kind) {
+  rp.deliver(std::move(kind));
+  finish(self);
+}
+
+void execute_remote(self_ptr self, Decision d, caf::typed_response_promise<std::string> rp) {
+  auto r = new_reservation(self, d.leases);
+  reserve_leases(self, r, [=](bool ok) mutable {
+    if (!ok) return deliver_later(self, rp, "retry");
+    auto& st = self->state;
+    for (std::size_t i = 0; i < r->grants.size(); ++i)
+      self->send(st.hosts[r->grants[i].donor], atom::commit::value, r->ids[i]);
+    st.view->apply(d);
+    note(self, st.vm_name(d.vm) + " on " + st.host_name(d.host) + ": " + d.reason);
+    start_leases(self, d.vm, r, "lease_granted", "");
+    sync_mirror(self, d.vm);
+    deliver_later(self, rp, "remote_memory");
+  });
+}
+
+void execute_migrate(self_ptr self, Decision d, caf::typed_response_promise<std::string> rp) {
+  auto& st = self->state;
+  const VmState& vm = st.view->vm(d.vm);
+  HostId from = vm.host;
+  std::int64_t cpu = vm.demand_cpu;
+  auto fail = [=](const std::string& why) mutable {
+    note(self, self->state.vm_name(d.vm) + " was not moved to " + self->state.host_name(d.target) + ": " + why +
+                   "; the need will be decided again");
+    deliver_later(self, rp, "retry");
+  };
+  self->request(st.hosts[d.target], defaults::request_timeout, atom::reservevm::value, d.vm, d.local_mib, cpu)
+      .then(
+          [=](bool ok) mutable {
+            if (!ok) return fail(self->state.host_name(d.target) + " no longer has the room");
+            auto r = new_reservation(self, d.leases);
+            reserve_leases(self, r, [=](bool ok) mutable {
+              auto& st = self->state;
+              if (!ok) {
+                self->send(st.hosts[d.target], atom::cancel::value, atom::migrate::value, d.vm);
+                return fail("a donor refused");
+              }
+              self->request(st.driver, defaults::request_timeout, atom::migrate::value, d.vm, d.target)
+                  .then(
+                      [=](bool moved) mutable {
+                        auto& st = self->state;
+                        if (!moved) {
+                          self->send(st.hosts[d.target], atom::cancel::value, atom::migrate::value, d.vm);
+                          for (std::size_t i = 0; i < r->ids.size(); ++i)
+                            self->send(st.hosts[r->grants[i].donor], atom::cancel::value, r->ids[i]);
+                          return fail("the platform refused the migration");
+                        }
+                        self->send(st.hosts[d.target], atom::commit::value, atom::migrate::value, d.vm);
+                        for (std::size_t i = 0; i < r->ids.size(); ++i)
+                          self->send(st.hosts[r->grants[i].donor], atom::commit::value, r->ids[i]);
+                        // What the target lent this VM is local to it now.
+                        end_leases(self, d.vm, d.target, "lease_released", false);
+                        st.view->apply(d);
+                        note(self, st.vm_name(d.vm) + " on " + st.host_name(from) + ": " + d.reason);
+                        emit(self, "vm_migrated", d.vm, d.target, std::nullopt, d.local_mib,
+                             st.vm_name(d.vm) + " migrated from " + st.host_name(from) + " to " +
+                                 st.host_name(d.target) + " for its CPU; " + st.host_name(d.target) + " gives it " +
+                                 fmt_mib(d.local_mib) + " of memory" +
+                                 (d.leases.empty() ? std::string() : " and the rest is lent to it there"));
+                        for (auto& [id, rec] : st.leases)
+                          if (rec.info.vm == d.vm) {
+                            rec.info.recipient = d.target;
+                            if (rec.actor) self->send(rec.actor, atom::moved::value, std::uint32_t{d.target});
+                          }
+                        if (!r->grants.empty()) start_leases(self, d.vm, r, "lease_granted", "");
+                        sync_mirror(self, d.vm);
+                        deliver_later(self, rp, "migrate");
+                      },
+                      [=](caf::error&) mutable { fail("the platform did not answer"); });
+            });
+          },
+          [=](caf::error&) mutable { fail(self->state.host_name(d.target) + " did not answer"); });
+}
+
+// Moves failed leases of `vm` (donor `failed`) to new donors, one VM at a time.
+void rehome(self_ptr self, std::vector<std::pair<std::uint32_t, std::int64_t>> todo, HostId failed,
+            std::function<void()> k) {
+  if (todo.empty()) return k();
+  auto [vm, mib] = todo.back();
+  todo.pop_back();
+  auto& st = self->state;
+  DonorChoice c = st.view->rehome_choice(vm, failed, mib);
+  if (c.leases.empty()) {
+    note(self, st.vm_name(vm) + " keeps reading " + fmt_mib(mib) + " from its mirror: " + c.reason +
+                   "; memlend tries again when a host comes back");
+    return rehome(self, std::move(todo), failed, k);
+  }
+  auto r = new_reservation(self, c.leases);
+  reserve_leases(self, r, [=](bool ok) {
+    auto& st = self->state;
+    if (ok) {
+      for (std::size_t i = 0; i < r->ids.size(); ++i)
+        self->send(st.hosts[r->grants[i].donor], atom::commit::value, r->ids[i]);
+      end_leases(self, vm, failed, nullptr, true);
+      st.view->rehome(vm, failed, r->grants);
+      start_leases(self, vm, r, "lease_rehomed", " (" + c.reason + ")");
+    }
+    rehome(self, todo, failed, k);
+  });
+}
+
+void host_down(self_ptr self, std::uint32_t h) {
+  auto& st = self->state;
+  st.view->set_host_up(h, false);
+  // As a donor: every VM it lent to reads that part from its mirror, then
+  // the part moves to a new donor, filled from the mirror.
+  std::vector<std::pair<std::uint32_t, std::int64_t>> lost;
+  std::string lent_to;
+  for (auto& [id, rec] : st.leases) {
+    if (rec.info.donor != h || rec.info.state != "active") continue;
+    rec.info.state = "failed";
+    if (rec.actor) self->send(rec.actor, atom::failover::value);
+    auto it = std::find_if(lost.begin(), lost.end(), [&](const auto& p) { return p.first == rec.info.vm; });
+    if (it == lost.end())
+      lost.emplace_back(rec.info.vm, rec.info.mib);
+    else
+      it->second += rec.info.mib;
+  }
+  if (!lost.empty()) {
+    for (const auto& [vm, mib] : lost)
+      lent_to += (lent_to.empty() ? "" : ", ") + st.vm_name(vm) + " " + fmt_mib(mib);
+    emit(self, "donor_failed", ~0u, h, std::nullopt, -1,
+         st.host_name(h) + " is down; it lent " + lent_to);
+    for (const auto& [vm, mib] : lost) {
+      auto m = st.mirrors.find(vm);
+      if (m != st.mirrors.end() && m->second) self->send(m->second, atom::failover::value, h);
+      emit(self, "failover_to_mirror", vm, st.view->vm(vm).host, h, mib,
+           st.vm_name(vm) + " reads the " + fmt_mib(mib) + " " + st.host_name(h) + " lent it from its mirror");
+    }
+  }
+  // As a recipient: its VMs' donors reclaim what they lent, mirrors go.
+  std::vector<std::uint32_t> recipients;
+  for (std::uint32_t v = 0; v < st.view->vm_count(); ++v)
+    if (st.view->vm(v).host == h && !st.view->vm(v).borrowed.empty()) recipients.push_back(v);
+  for (std::uint32_t v : recipients) {
+    std::vector<RemotePart> parts = st.view->vm(v).borrowed;
+    for (const auto& p : parts) {
+      bool donor_up = st.view->host_state(p.donor).up;
+      end_leases(self, v, p.donor, donor_up ? "memory_reclaimed" : nullptr, true);
+      st.view->release(v, p.donor);
+    }
+    sync_mirror(self, v);
+  }
+  lost.erase(std::remove_if(lost.begin(), lost.end(),
+                            [&](const auto& p) { return st.view->vm(p.first).borrowed_from(h) == 0; }),
+             lost.end());
+  std::reverse(lost.begin(), lost.end());
+  rehome(self, std::move(lost), h, [=] { finish(self); });
+}
+
+void host_up(self_ptr self, std::uint32_t h) {
+  auto& st = self->state;
+  st.view->set_host_up(h, true);
+  note(self, st.host_name(h) + " is back up and may lend again");
+  // Memory that a dead donor lent and nobody could take is re-homed now.
+  std::map<HostId, std::vector<std::pair<std::uint32_t, std::int64_t>>> failed;
+  for (auto& [id, rec] : st.leases)
+    if (rec.info.state == "failed") failed[rec.info.donor].emplace_back(rec.info.vm, rec.info.mib);
+  auto pending = std::make_shared<std::vector<std::pair<HostId, std::vector<std::pair<std::uint32_t, std::int64_t>>>>>(
+      failed.begin(), failed.end());
+  auto step = std::make_shared<std::function<void()>>();
+  *step = [=] {
+    if (pending->empty()) return finish(self);
+    auto [donor, todo] = pending->back();
+    pending->pop_back();
+    rehome(self, todo, donor, *step);
+  };
+  (*step)();
+}
+
+void release_surplus(self_ptr self, std::uint32_t vm, caf::typed_response_promise<std::int64_t> rp) {
+  auto& st = self->state;
+  std::int64_t released = 0;
+  for (const auto& p : st.view->surplus(vm)) {
+    released += end_leases(self, vm, p.donor, "lease_released", true);
+    st.view->release(vm, p.donor);
+  }
+  sync_mirror(self, vm);
+  rp.deliver(released);
+  finish(self);
+}
+
+}  // namespace
+
+planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_state> self, PlannerConfig config,
+                                     supervisor_actor supervisor, sink_actor sink) {
+  auto& st = self->state;
+  st.config = std::move(config);
+  st.view = std::make_unique<Cluster>(st.config.scenario);
+  st.supervisor = supervisor;
+  st.sink = sink;
+  st.hosts.resize(st.config.scenario.hosts.size());
+  st.vms.resize(st.config.scenario.vms.size());
+  for (const LeaseInfo& l : initial_leases(st.config.scenario)) {
+    st.leases[l.id] = {l, lease_actor{}};
+    st.next_lease = l.id + 1;
+  }
+  // Mirrors of memory borrowed before the run; the supervisor binds their writers.
+  for (VmId v = 0; v < st.view->vm_count(); ++v)
+    if (std::int64_t mib = st.view->vm(v).borrowed_mib(); mib > 0) {
+      st.mirror_mib[v] = mib;
+      st.mirrors[v] = mirror_actor{};
+    }
+  return {
+      [=](atom::need, std::uint32_t vm, std::int64_t mem, std::int64_t cpu) {
+        auto rp = self->make_response_promise<std::string>();
+        enqueue(self, [=]() mutable {
+          auto& st = self->state;
+          st.view->set_demand(vm, mem, cpu);
+          Decision d = st.view->decide(vm);
+          switch (d.kind) {
+            case DecisionKind::remote_memory:
+            case DecisionKind::migrate:
+              if (st.config.dry_run) {
+                note(self, "(dry run) " + st.vm_name(vm) + " on " + st.host_name(d.host) + ": would " +
+                               std::string(to_string(d.kind)) + ": " + d.reason);
+                return deliver_later(self, rp, "dry_run");
+              }
+              if (d.kind == DecisionKind::remote_memory) return execute_remote(self, d, rp);
+              return execute_migrate(self, d, rp);
+            case DecisionKind::unsatisfied:
+              emit(self, "unsatisfied", vm, d.host, std::nullopt, d.extra_memory_mib,
+                   st.vm_name(vm) + " on " + st.host_name(d.host) + " cannot be helped: " + d.reason);
+              return deliver_later(self, rp, "unsatisfied");
+            default:
+              return deliver_later(self, rp, std::string(to_string(d.kind)));
+          }
+        });
+        return rp;
+      },
+      [=](atom::surplus, std::uint32_t vm, std::int64_t mem, std::int64_t cpu) {
+        auto rp = self->make_response_promise<std::int64_t>();
+        enqueue(self, [=]() mutable {
+          self->state.view->set_demand(vm, mem, cpu);
+          if (self->state.config.dry_run) {
+            rp.deliver(std::int64_t{0});
+            return finish(self);
+          }
+          release_surplus(self, vm, rp);
+        });
+        return rp;
+      },
+      [=](atom::recommend, std::uint32_t vm, std::int64_t remote_for) {
+        auto& st = self->state;
+        st.view->set_remote_for(vm, remote_for);
+        Recommendation r = st.view->recommendation(vm);
+        if (!r.ok) {
+          std::string key = r.blocker + "@" + st.host_name(r.target);
+          if (st.said[vm] != key)
+            note(self, st.vm_name(vm) + " stays on " + st.host_name(st.view->vm(vm).host) + ": " + r.reason);
+          st.said[vm] = key;
+          return false;
+        }
+        st.said.erase(vm);
+        emit(self, "migration_recommended", vm, r.target, std::nullopt, st.view->vm(vm).demand_mem,
+             "recommend migrating " + st.vm_name(vm) + " to " + st.host_name(r.target) + ": " + r.reason);
+        return true;
+      },
+      [=](atom::sample, const std::vector<platform::VmSample>& samples) {
+        enqueue(self, [=] {
+          for (const auto& s : samples)
+            self->state.view->observe(s.vm, s.host, s.demand_mem, s.demand_cpu, s.local_mem, s.local_cpu);
+          finish(self);
+        });
+      },
+      [=](atom::hostdown, std::uint32_t h) { enqueue(self, [=] { host_down(self, h); }); },
+      [=](atom::hostup, std::uint32_t h) { enqueue(self, [=] { host_up(self, h); }); },
+      [=](atom::rebind, const std::string& kind, std::uint64_t key, caf::actor handle) {
+        auto& st = self->state;
+        if (kind == "host" && key < st.hosts.size())
+          st.hosts[key] = caf::actor_cast<host_actor>(handle);
+        else if (kind == "vm" && key < st.vms.size())
+          st.vms[key] = caf::actor_cast<vm_actor>(handle);
+        else if (kind == "driver")
+          st.driver = caf::actor_cast<driver_actor>(handle);
+        else if (kind == "lease") {
+          auto it = st.leases.find(key);
+          if (it != st.leases.end()) it->second.actor = caf::actor_cast<lease_actor>(handle);
+        } else if (kind == "mirror" && st.mirrors.count(static_cast<std::uint32_t>(key)))
+          st.mirrors[static_cast<std::uint32_t>(key)] = caf::actor_cast<mirror_actor>(handle);
+      },
+      [=](atom::get) {
+        auto& st = self->state;
+        nlohmann::ordered_json j;
+        j["t_s"] = now(self);
+        for (HostId h = 0; h < st.config.scenario.hosts.size(); ++h) {
+          const HostState& hs = st.view->host_state(h);
+          j["hosts"].push_back({{"name", st.host_name(h)}, {"up", hs.up}, {"used_mib", hs.used_mem},
+                                {"lent_mib", hs.lent}, {"lendable_mib", st.view->lendable(h)}});
+        }
+        for (VmId v = 0; v < st.view->vm_count(); ++v) {
+          const VmState& vs = st.view->vm(v);
+          j["vms"].push_back({{"name", st.vm_name(v)}, {"host", st.host_name(vs.host)},
+                              {"demand_mib", vs.demand_mem}, {"local_mib", vs.share_mem},
+                              {"borrowed_mib", vs.borrowed_mib()}});
+        }
+        j["leases"] = nlohmann::ordered_json::array();
+        for (const auto& [id, rec] : st.leases)
+          j["leases"].push_back({{"id", id}, {"vm", st.vm_name(rec.info.vm)}, {"donor", st.host_name(rec.info.donor)},
+                                 {"recipient", st.host_name(rec.info.recipient)}, {"mib", rec.info.mib},
+                                 {"state", rec.info.state}});
+        j["mirrors"] = nlohmann::ordered_json::array();
+        for (const auto& [vm, mib] : st.mirror_mib)
+          j["mirrors"].push_back({{"vm", st.vm_name(vm)}, {"mib", mib}, {"path", mirror_path(self, vm)}});
+        return j.dump();
+      },
+  };
+}
+
+}  // namespace memlend

@@ -1,0 +1,66 @@
+// The planner: the cluster's one view of free resources (policy::Cluster)
+// and the only actor that decides. It carries decisions out one at a time as
+// small transactions: reserve at the donors (and the target), then commit
+// and act, or cancel everything reserved, so that nothing is half-done and
+// no megabyte is promised twice.
+#pragma once
+
+#include "actors/actors.hpp"
+#include "actors/policy/planner.hpp"
+#include "actors/sim_clock.hpp"
+
+#include <caf/typed_event_based_actor.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+
+namespace memlend {
+
+struct PlannerConfig {
+  policy::Scenario scenario;
+  SimClock clock;
+  bool dry_run = false;
+  std::string datastore;  // where mirror files go
+};
+
+// Leases a scenario says VMs already have, numbered from 1 in scenario order;
+// the planner and the host ledgers start from the same list.
+std::vector<LeaseInfo> initial_leases(const policy::Scenario& s);
+
+struct planner_state {
+  static constexpr const char* name = "planner";
+
+  struct LeaseRecord {
+    LeaseInfo info;
+    lease_actor actor;
+  };
+
+  PlannerConfig config;
+  std::unique_ptr<policy::Cluster> view;
+  std::vector<host_actor> hosts;
+  std::vector<vm_actor> vms;
+  supervisor_actor supervisor;
+  driver_actor driver;
+  sink_actor sink;
+  std::uint64_t next_lease = 1;
+  std::map<std::uint64_t, LeaseRecord> leases;
+  std::map<std::uint32_t, mirror_actor> mirrors;
+  std::map<std::uint32_t, std::int64_t> mirror_mib;
+  // Work waits here while a transaction is under way.
+  std::deque<std::function<void()>> jobs;
+  bool busy = false;
+  // The last thing said about a VM that is not acted on, so it is said once.
+  std::map<std::uint32_t, std::string> said;
+
+  const std::string& host_name(std::uint32_t h) const { return config.scenario.hosts[h].name; }
+  const std::string& vm_name(std::uint32_t v) const { return config.scenario.vms[v].name; }
+};
+
+planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_state> self, PlannerConfig config,
+                                     supervisor_actor supervisor, sink_actor sink);
+
+}  // namespace memlend

@@ -1,0 +1,80 @@
+#include "actors/platform_driver.hpp"
+
+#include <caf/all.hpp>
+
+#include <cmath>
+
+namespace memlend {
+
+namespace {
+
+using self_ptr = driver_actor::stateful_pointer<driver_state>;
+
+bool report(self_ptr self, const Expected<platform::Done>& r) {
+  if (r) return true;
+  LogEvent e;
+  e.t_s = self->state.config.clock.now(self->clock());
+  e.text = "platform refused: " + r.error().message;
+  self->send(self->state.sink, atom::event::value, std::move(e));
+  return false;
+}
+
+}  // namespace
+
+driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<driver_state> self, DriverConfig config,
+                                            std::shared_ptr<platform::Platform> platform, std::size_t hosts,
+                                            std::size_t vms, supervisor_actor supervisor, sink_actor sink) {
+  auto& st = self->state;
+  st.config = config;
+  st.platform = std::move(platform);
+  st.hosts.resize(hosts);
+  st.vms.resize(vms);
+  st.supervisor = supervisor;
+  st.sink = sink;
+  return {
+      [=](atom::tick) {
+        auto& st = self->state;
+        if (st.stopped) return;
+        double t = st.config.clock.now(self->clock());
+        // Timers fire late, never early; a tick a hair early still counts as its slot.
+        constexpr double slack = 1e-6;
+        platform::Telemetry tel = st.platform->sample(t + slack);
+        // The planner first, so its view is as new as what the VM actors see.
+        if (st.planner) self->send(st.planner, atom::sample::value, tel.vms);
+        for (const auto& h : tel.hosts)
+          if (st.hosts[h.host]) self->send(st.hosts[h.host], atom::health::value, h);
+        for (const auto& v : tel.vms)
+          if (st.vms[v.vm]) self->send(st.vms[v.vm], atom::sample::value, v);
+        if (st.config.until_s && t + slack >= *st.config.until_s) {
+          st.stopped = true;
+          self->send(st.supervisor, atom::shutdown::value);
+          return;
+        }
+        double period = st.config.period_s;
+        double next = (std::floor((t + slack) / period) + 1) * period;
+        if (st.config.until_s) next = std::min(next, *st.config.until_s);
+        self->delayed_send(self, st.config.clock.after(next - t), atom::tick::value);
+      },
+      [=](atom::attach, std::uint32_t vm, std::uint32_t donor, std::int64_t mib) {
+        return report(self, self->state.platform->attach_remote(vm, donor, mib));
+      },
+      [=](atom::detach, std::uint32_t vm, std::uint32_t donor, std::int64_t mib) {
+        return report(self, self->state.platform->detach_remote(vm, donor, mib));
+      },
+      [=](atom::migrate, std::uint32_t vm, std::uint32_t target) {
+        return report(self, self->state.platform->migrate(vm, target));
+      },
+      [=](atom::rebind, const std::string& kind, std::uint64_t key, caf::actor handle) {
+        auto& st = self->state;
+        if (kind == "host" && key < st.hosts.size()) st.hosts[key] = caf::actor_cast<host_actor>(handle);
+        if (kind == "vm" && key < st.vms.size()) st.vms[key] = caf::actor_cast<vm_actor>(handle);
+        if (kind == "planner") st.planner = caf::actor_cast<planner_actor>(handle);
+      },
+      [=](atom::shutdown) {
+        self->state.stopped = true;
+        self->quit();
+      },
+  };
+}
+
+}  // namespace memlend

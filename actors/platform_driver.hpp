@@ -1,0 +1,39 @@
+// The platform driver: samples the platform backend on the scenario clock and
+// hands the telemetry to host and VM actors; carries out the planner's
+// actions on the platform. It owns the backend, so no other actor touches it.
+#pragma once
+
+#include "actors/actors.hpp"
+#include "actors/sim_clock.hpp"
+#include "firmware_hooks/platform.hpp"
+
+#include <caf/typed_event_based_actor.hpp>
+
+#include <memory>
+#include <optional>
+
+namespace memlend {
+
+struct DriverConfig {
+  SimClock clock;
+  double period_s = 10;
+  std::optional<double> until_s;  // stop the run when scenario time reaches it
+};
+
+struct driver_state {
+  static constexpr const char* name = "platform_driver";
+  DriverConfig config;
+  std::shared_ptr<platform::Platform> platform;
+  std::vector<host_actor> hosts;
+  std::vector<vm_actor> vms;
+  supervisor_actor supervisor;
+  sink_actor sink;
+  planner_actor planner;
+  bool stopped = false;
+};
+
+driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<driver_state> self, DriverConfig config,
+                                            std::shared_ptr<platform::Platform> platform, std::size_t hosts,
+                                            std::size_t vms, supervisor_actor supervisor, sink_actor sink);
+
+}  // namespace memlend

@@ -1,0 +1,240 @@
+#include "actors/supervisor.hpp"
+
+#include "actors/defaults.hpp"
+#include "actors/host.hpp"
+#include "actors/lease.hpp"
+#include "actors/mirror_writer.hpp"
+#include "actors/planner.hpp"
+#include "actors/platform_driver.hpp"
+#include "actors/vm.hpp"
+
+#include <caf/all.hpp>
+
+#include <algorithm>
+
+namespace memlend {
+
+namespace {
+
+using self_ptr = supervisor_actor::stateful_pointer<supervisor_state>;
+
+void note(self_ptr self, std::string text) {
+  LogEvent e;
+  e.t_s = self->state.clock.now(self->clock());
+  e.text = std::move(text);
+  self->send(self->state.config.sink, atom::event::value, std::move(e));
+}
+
+supervisor_actor handle_of(self_ptr self) { return caf::actor_cast<supervisor_actor>(self); }
+
+template <class T>
+T state_or(const caf::message& m, T fallback) {
+  if (m.match_elements<T>()) return m.get_as<T>(0);
+  return fallback;
+}
+
+// Spawns one restartable child from its last state.
+caf::actor spawn_child(self_ptr self, const std::string& kind, std::uint64_t key, const caf::message& last) {
+  auto& st = self->state;
+  auto& sc = st.config.scenario;
+  auto sup = handle_of(self);
+  if (kind == "host") {
+    HostCheckpoint cp = state_or(last, HostCheckpoint{});
+    return caf::actor_cast<caf::actor>(self->spawn(host, sc.hosts[key], cp, st.planner, sup));
+  }
+  if (kind == "vm") {
+    VmConfig cfg;
+    cfg.name = sc.vms[key].name;
+    for (const auto& h : sc.hosts) cfg.host_names.push_back(h.name);
+    cfg.settings = sc.settings;
+    cfg.clock = st.clock;
+    VmCheckpoint cp = state_or(last, VmCheckpoint{});
+    return caf::actor_cast<caf::actor>(self->spawn(vm, cfg, cp, st.planner, st.config.sink, sup));
+  }
+  if (kind == "lease") return caf::actor_cast<caf::actor>(self->spawn(lease, state_or(last, LeaseInfo{}), sup));
+  if (kind == "mirror")
+    return caf::actor_cast<caf::actor>(
+        self->spawn(mirror_writer, state_or(last, MirrorInfo{}), sup, st.config.sink));
+  return {};
+}
+
+void adopt(self_ptr self, const std::string& kind, std::uint64_t key, caf::actor child, caf::message last) {
+  auto& st = self->state;
+  self->monitor(child);
+  st.by_addr[child.address()] = {kind, key};
+  auto& c = st.children[{kind, key}];
+  c.handle = child;
+  c.last = std::move(last);
+}
+
+void rebind(self_ptr self, const std::string& kind, std::uint64_t key, const caf::actor& child) {
+  auto& st = self->state;
+  if (st.planner) self->send(st.planner, atom::rebind::value, kind, key, child);
+  if (st.driver && (kind == "host" || kind == "vm")) self->send(st.driver, atom::rebind::value, kind, key, child);
+}
+
+void stop_all(self_ptr self, caf::error reason) {
+  auto& st = self->state;
+  if (st.stopping) return;
+  st.stopping = true;
+  // The driver first, so no new telemetry starts work; then the rest.
+  const char* order[] = {"driver", "vm", "host", "planner", "lease", "mirror"};
+  for (const char* kind : order)
+    for (auto& [k, c] : st.children)
+      if (k.first == kind) self->send_exit(c.handle, caf::exit_reason::user_shutdown);
+  self->request(st.config.sink, defaults::shutdown_grace, atom::flush::value)
+      .then(
+          [=](bool) {
+            self->send_exit(self->state.config.sink, caf::exit_reason::user_shutdown);
+            self->quit(reason);
+          },
+          [=](caf::error&) {
+            self->send_exit(self->state.config.sink, caf::exit_reason::user_shutdown);
+            self->quit(reason);
+          });
+}
+
+void on_down(self_ptr self, const caf::down_msg& dm) {
+  auto& st = self->state;
+  auto who = st.by_addr.find(dm.source);
+  if (who == st.by_addr.end()) return;
+  auto key = who->second;
+  st.by_addr.erase(who);
+  auto it = st.children.find(key);
+  if (it == st.children.end()) return;
+  if (st.stopping || !dm.reason || dm.reason == caf::exit_reason::normal) {
+    st.children.erase(it);
+    return;
+  }
+  const auto& [kind, id] = key;
+  std::string who_text = kind + " actor " + std::to_string(id);
+  if (kind == "planner" || kind == "driver") {
+    note(self, "error: the " + kind + " crashed (" + caf::to_string(dm.reason) +
+                   "); stopping so the controller restarts whole and recovers from its store");
+    return stop_all(self, caf::make_error(caf::sec::runtime_error, "the " + kind + " crashed"));
+  }
+  auto& c = it->second;
+  auto now = self->clock().now();
+  c.restarts.push_back(now);
+  while (!c.restarts.empty() && now - c.restarts.front() > defaults::restart_window) c.restarts.pop_front();
+  if (static_cast<int>(c.restarts.size()) > defaults::restart_limit) {
+    note(self, "error: the " + who_text + " crashed " + std::to_string(c.restarts.size()) +
+                   " times in a minute; giving up");
+    return stop_all(self, caf::make_error(caf::sec::runtime_error, who_text + " keeps crashing"));
+  }
+  auto backoff = defaults::restart_backoff * (1 << (c.restarts.size() - 1));
+  auto delay = std::min<caf::timespan>(backoff, defaults::restart_backoff_max);
+  note(self, "the " + who_text + " crashed (" + caf::to_string(dm.reason) + "); restarting it from its last state");
+  self->delayed_send(self, delay, atom::restart::value, kind, id);
+}
+
+}  // namespace
+
+supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
+                                           SupervisorConfig config) {
+  auto& st = self->state;
+  st.config = std::move(config);
+  st.clock.start = self->clock().now();
+  st.clock.speed = st.config.speed;
+  st.clock.origin_s = st.config.origin_s;
+  self->set_down_handler([=](caf::down_msg& dm) { on_down(self, dm); });
+  self->set_error_handler([=](caf::error& err) { note(self, "error: " + caf::to_string(err)); });
+  const auto& sc = st.config.scenario;
+  auto sup = handle_of(self);
+
+  st.planner = self->spawn(planner, PlannerConfig{sc, st.clock, st.config.dry_run, st.config.datastore}, sup,
+                           st.config.sink);
+  adopt(self, "planner", 0, caf::actor_cast<caf::actor>(st.planner), {});
+  DriverConfig dc{st.clock, static_cast<double>(sc.settings.sample_period_s), st.config.until_s};
+  st.driver = self->spawn(platform_driver, dc, st.config.platform, sc.hosts.size(), sc.vms.size(), sup,
+                          st.config.sink);
+  adopt(self, "driver", 0, caf::actor_cast<caf::actor>(st.driver), {});
+  self->send(st.planner, atom::rebind::value, std::string("driver"), std::uint64_t{0},
+             caf::actor_cast<caf::actor>(st.driver));
+  self->send(st.driver, atom::rebind::value, std::string("planner"), std::uint64_t{0},
+             caf::actor_cast<caf::actor>(st.planner));
+
+  std::vector<LeaseInfo> leases = initial_leases(sc);
+  for (policy::HostId h = 0; h < sc.hosts.size(); ++h) {
+    HostCheckpoint cp;
+    cp.host = h;
+    cp.up = sc.hosts[h].up;
+    for (const auto& l : leases)
+      if (l.donor == h) {
+        cp.lease_ids.push_back(l.id);
+        cp.lease_mib.push_back(l.mib);
+      }
+    auto msg = caf::make_message(cp);
+    auto child = spawn_child(self, "host", h, msg);
+    adopt(self, "host", h, child, msg);
+    rebind(self, "host", h, child);
+  }
+  for (policy::VmId v = 0; v < sc.vms.size(); ++v) {
+    VmCheckpoint cp;
+    cp.vm = v;
+    cp.host = sc.vms[v].host;
+    if (!sc.vms[v].remote.empty()) {
+      cp.has_remote = true;
+      cp.remote_since = st.config.origin_s - static_cast<double>(sc.vms[v].remote_for_s);
+      cp.generation = 1;
+    }
+    auto msg = caf::make_message(cp);
+    auto child = spawn_child(self, "vm", v, msg);
+    adopt(self, "vm", v, child, msg);
+    rebind(self, "vm", v, child);
+  }
+  for (const auto& l : leases) {
+    auto msg = caf::make_message(l);
+    auto child = spawn_child(self, "lease", l.id, msg);
+    adopt(self, "lease", l.id, child, msg);
+    rebind(self, "lease", l.id, child);
+  }
+  for (policy::VmId v = 0; v < sc.vms.size(); ++v) {
+    std::int64_t mib = 0;
+    for (const auto& p : sc.vms[v].remote) mib += p.mib;
+    if (mib == 0) continue;
+    auto msg = caf::make_message(MirrorInfo{v, mib, st.config.datastore + "/" + sc.vms[v].name + ".mirror", "writing"});
+    auto child = spawn_child(self, "mirror", v, msg);
+    adopt(self, "mirror", v, child, msg);
+    rebind(self, "mirror", v, child);
+  }
+  self->send(st.driver, atom::tick::value);
+
+  return {
+      [=](atom::spawn, const LeaseInfo& info) {
+        auto msg = caf::make_message(info);
+        auto child = spawn_child(self, "lease", info.id, msg);
+        adopt(self, "lease", info.id, child, msg);
+        return caf::actor_cast<lease_actor>(child);
+      },
+      [=](atom::spawn, const MirrorInfo& info) {
+        auto msg = caf::make_message(info);
+        auto child = spawn_child(self, "mirror", info.vm, msg);
+        adopt(self, "mirror", info.vm, child, msg);
+        return caf::actor_cast<mirror_actor>(child);
+      },
+      [=](atom::checkpoint, const std::string& kind, std::uint64_t key, caf::message& state) {
+        auto it = self->state.children.find({kind, key});
+        if (it != self->state.children.end()) it->second.last = std::move(state);
+      },
+      [=](atom::restart, const std::string& kind, std::uint64_t key) {
+        auto& st = self->state;
+        auto it = st.children.find({kind, key});
+        if (st.stopping || it == st.children.end()) return;
+        caf::message last = it->second.last;
+        auto child = spawn_child(self, kind, key, last);
+        self->monitor(child);
+        st.by_addr[child.address()] = {kind, key};
+        it->second.handle = child;
+        ++st.restarts_total;
+        rebind(self, kind, key, child);
+      },
+      [=](atom::get, const std::string& kind, std::uint64_t key) {
+        auto it = self->state.children.find({kind, key});
+        return it == self->state.children.end() ? caf::actor{} : it->second.handle;
+      },
+      [=](atom::shutdown) { stop_all(self, caf::exit_reason::user_shutdown); },
+  };
+}
+
+}  // namespace memlend

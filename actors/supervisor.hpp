@@ -1,0 +1,54 @@
+// The supervisor: spawns every actor of the controller, keeps each child's
+// latest state (its checkpoints), restarts a crashed child from that state
+// with a growing backoff, tells the planner and the platform driver the new
+// handle, and gives up (shutting the controller down with an error) when a
+// child keeps crashing. The planner and the platform driver are not
+// restarted on their own: the controller restarts as a whole and recovers
+// from its store.
+#pragma once
+
+#include "actors/actors.hpp"
+#include "actors/sim_clock.hpp"
+#include "firmware_hooks/platform.hpp"
+
+#include <caf/typed_event_based_actor.hpp>
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+
+namespace memlend {
+
+struct SupervisorConfig {
+  policy::Scenario scenario;
+  double speed = 1;
+  double origin_s = 0;
+  std::optional<double> until_s;
+  bool dry_run = false;
+  std::string datastore;
+  std::shared_ptr<platform::Platform> platform;
+  sink_actor sink;
+};
+
+struct supervisor_state {
+  static constexpr const char* name = "supervisor";
+  struct Child {
+    caf::actor handle;
+    caf::message last;  // its latest checkpoint
+    std::deque<caf::actor_clock::time_point> restarts;
+  };
+  SupervisorConfig config;
+  SimClock clock;
+  std::map<std::pair<std::string, std::uint64_t>, Child> children;
+  std::map<caf::actor_addr, std::pair<std::string, std::uint64_t>> by_addr;
+  planner_actor planner;
+  driver_actor driver;
+  bool stopping = false;
+  std::uint64_t restarts_total = 0;
+};
+
+supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
+                                           SupervisorConfig config);
+
+}  // namespace memlend

@@ -1,0 +1,37 @@
+// One actor per VM: it reads the VM's telemetry, decides with hysteresis
+// when the VM needs more (or can give memory back), asks the planner, and
+// keeps the clock of the VM's remote use that leads to a recommendation.
+#pragma once
+
+#include "actors/actors.hpp"
+#include "actors/policy/detection.hpp"
+#include "actors/policy/model.hpp"
+#include "actors/sim_clock.hpp"
+
+#include <caf/typed_event_based_actor.hpp>
+
+namespace memlend {
+
+struct VmConfig {
+  std::string name;
+  std::vector<std::string> host_names;
+  policy::Settings settings;
+  SimClock clock;
+};
+
+struct vm_state {
+  static constexpr const char* name = "vm";
+  VmConfig config;
+  VmCheckpoint cp;
+  policy::Hysteresis need{1};
+  policy::Hysteresis spare{1};
+  bool busy = false;  // a question to the planner is under way
+  planner_actor planner;
+  sink_actor sink;
+  supervisor_actor supervisor;
+};
+
+vm_actor::behavior_type vm(vm_actor::stateful_pointer<vm_state> self, VmConfig config, VmCheckpoint last,
+                           planner_actor planner, sink_actor sink, supervisor_actor supervisor);
+
+}  // namespace memlend

@@ -1,0 +1,68 @@
+// The platform: what memlend reads from the hypervisor (telemetry) and asks
+// of it (actions). The actors see only this interface; `sim` implements it
+// over a scenario, and other backends (vendor hooks, a real hypervisor) can
+// follow without touching the actors.
+#pragma once
+
+#include "actors/policy/expected.hpp"
+#include "actors/policy/model.hpp"
+
+#include <memory>
+#include <string_view>
+#include <vector>
+
+namespace memlend::platform {
+
+using policy::HostId;
+using policy::VmId;
+
+struct HostSample {
+  HostId host = 0;
+  bool up = true;
+  std::int64_t used_mem = 0;  // local memory of the VMs it runs
+  std::int64_t used_cpu = 0;
+};
+
+struct VmSample {
+  VmId vm = 0;
+  HostId host = 0;
+  bool host_up = true;
+  std::int64_t demand_mem = 0;  // what the VM wants now
+  std::int64_t demand_cpu = 0;
+  std::int64_t local_mem = 0;   // what its host gives it
+  std::int64_t local_cpu = 0;
+  std::int64_t remote_mem = 0;  // remote memory attached to it
+  std::int64_t host_free_mem = 0;  // what its host could still give it
+};
+
+struct Telemetry {
+  double t_s = 0;
+  std::vector<HostSample> hosts;
+  std::vector<VmSample> vms;
+};
+
+struct Done {};
+
+class Platform {
+ public:
+  virtual ~Platform() = default;
+  virtual std::string_view backend() const = 0;
+  // Brings the platform to time t_s (scenario time) and samples it.
+  virtual Telemetry sample(double t_s) = 0;
+  // The VM's memory now includes `mib` lent by `donor`.
+  virtual Expected<Done> attach_remote(VmId vm, HostId donor, std::int64_t mib) = 0;
+  // The VM gives back `mib` of what `donor` lent it (the donor reclaims it).
+  virtual Expected<Done> detach_remote(VmId vm, HostId donor, std::int64_t mib) = 0;
+  // Live-migrates the VM to `target`.
+  virtual Expected<Done> migrate(VmId vm, HostId target) = 0;
+  // The time of the last scripted change, so a run knows when the script ends.
+  virtual double last_change_s() const = 0;
+};
+
+// The simulated cluster: a hypervisor per host that serves its VMs in
+// scenario order, keeps a VM's local memory while it can (it never takes
+// memory from a running VM because another grew), grows it when memory is
+// free, and applies the scenario's events at their time.
+std::unique_ptr<Platform> make_sim(const policy::Scenario& s);
+
+}  // namespace memlend::platform

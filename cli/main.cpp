@@ -52,6 +52,12 @@ int main(int argc, char** argv) {
   add(add_plan);
   add(add_run);
   add(add_version);
+  // CLI11 says only that a subcommand is required; name the one it did not know.
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    for (auto& [sub, action] : commands) known = known || sub->get_name() == argv[1];
+    if (!known) return bad_input(std::string("unknown command \"") + argv[1] + "\" (see memlend --help)");
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -254,3 +254,41 @@ BOOST_AUTO_TEST_CASE(a_vm_gives_back_a_lease_once_its_host_has_room_for_it) {
   BOOST_TEST(rel[0].vm == "VM6");
   BOOST_TEST(rel[0].t_s == 130.0);
 }
+
+BOOST_AUTO_TEST_CASE(a_crashed_lease_actor_comes_back_with_its_lease) {
+  ControllerFixture f(fig2_growth);
+  f.run_until(40);
+  auto before = f.child("lease", 1);
+  BOOST_TEST_REQUIRE(static_cast<bool>(before));
+  caf::anon_send_exit(before, caf::exit_reason::kill);
+  f.run_until(41);
+  auto after = f.child("lease", 1);
+  BOOST_TEST_REQUIRE(static_cast<bool>(after));
+  BOOST_TEST((after != before));
+  auto info = f.ask<LeaseInfo>(caf::actor_cast<lease_actor>(after), atom::get::value);
+  BOOST_TEST(info.state == "active");
+  BOOST_TEST(info.mib == 49152);
+  // The planner talks to the new one: releasing the lease reaches it.
+  auto v = view(f);
+  BOOST_TEST(v["leases"][0]["state"] == "active");
+}
+
+BOOST_AUTO_TEST_CASE(a_child_that_keeps_crashing_stops_the_controller) {
+  ControllerFixture f(fig2_growth);
+  caf::scoped_actor watcher{f.sys};
+  watcher->monitor(f.sup);
+  f.run_until(1);
+  for (int i = 0; i < 7; ++i) {
+    auto h = f.child("host", 0);
+    if (!h) break;
+    caf::anon_send_exit(h, caf::exit_reason::kill);
+    f.run_until(f.now() + 10);  // past any backoff
+  }
+  caf::error reason;
+  bool down = false;
+  watcher->receive([&](const caf::down_msg& dm) { reason = dm.reason; down = true; },
+                   caf::after(std::chrono::seconds(0)) >> [] {});
+  BOOST_TEST_REQUIRE(down);
+  BOOST_TEST(static_cast<bool>(reason));
+  BOOST_TEST((reason != caf::exit_reason::user_shutdown));
+}

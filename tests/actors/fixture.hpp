@@ -89,7 +89,8 @@ class ControllerFixture {
     self->send(sup, atom::get::value, kind, key);
     sched.run();
     caf::actor out;
-    self->receive([&](caf::actor a) { out = a; });
+    // After run() a reply is in the mailbox or will never come: do not wait.
+    self->receive([&](caf::actor a) { out = a; }, caf::after(std::chrono::seconds(0)) >> [] {});
     return out;
   }
 
@@ -99,7 +100,10 @@ class ControllerFixture {
     self->send(h, xs...);
     sched.run();
     Result out{};
-    self->receive([&](Result r) { out = std::move(r); });
+    bool answered = false;
+    self->receive([&](Result r) { out = std::move(r); answered = true; },
+                  caf::after(std::chrono::seconds(0)) >> [] {});
+    if (!answered) throw std::runtime_error("no answer: the actor is gone");
     return out;
   }
 

@@ -1,0 +1,112 @@
+#define BOOST_TEST_MODULE cli_run
+#include <boost/test/unit_test.hpp>
+
+#include "tests/support/process.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+using memlend::test::make_temp_dir;
+using memlend::test::run_process;
+
+namespace {
+
+const std::string bin = MEMLEND_BINARY;
+
+struct TempDir {
+  std::string path = make_temp_dir("cli");
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+std::vector<nlohmann::json> read_events(const std::string& file) {
+  std::ifstream in(file);
+  std::vector<nlohmann::json> out;
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+// One line, naming what is wrong, and exit status 2.
+void expect_bad_input(const std::vector<std::string>& args, const std::string& names) {
+  std::vector<std::string> argv{bin};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = run_process(argv, 30);
+  BOOST_TEST(r.status == 2);
+  BOOST_TEST(r.out.empty());
+  BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  BOOST_TEST(r.err.find(names) != std::string::npos, "stderr \"" << r.err << "\" names " << names);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(the_demo_reaches_a_recommendation_within_twenty_minutes) {
+  TempDir dir;
+  std::string events = dir.path + "/events.jsonl";
+  auto r = run_process({bin, "run", "--for", "1200s", "--speed", "200", "--events-out", events}, 120, dir.path);
+  BOOST_TEST_REQUIRE(!r.timed_out);
+  BOOST_TEST(r.status == 0);
+  std::set<std::string> seen;
+  double last = 0;
+  for (const auto& e : read_events(events)) {
+    seen.insert(e.at("event").get<std::string>());
+    BOOST_TEST(e.at("t_s").get<double>() >= last - 1.0);  // roughly in time order
+    last = e.at("t_s").get<double>();
+    BOOST_TEST(e.at("t_s").get<double>() <= 1200.0);
+  }
+  for (const char* want : {"need_detected", "lease_granted", "mirror_created", "migration_recommended"})
+    BOOST_TEST(seen.count(want) == 1u, "the demo's event log holds " << want);
+  // The console says what happens, in lines a person reads.
+  BOOST_TEST(r.out.find("B2 lends VM2 48 GiB over RDMA") != std::string::npos);
+  BOOST_TEST(r.out.find("recommend migrating VM5 to B2") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(dry_run_writes_no_lease) {
+  TempDir dir;
+  std::string events = dir.path + "/events.jsonl";
+  auto r = run_process({bin, "run", "--for", "300", "--speed", "500", "--dry-run", "--events-out", events}, 60,
+                       dir.path);
+  BOOST_TEST(r.status == 0);
+  for (const auto& e : read_events(events)) BOOST_TEST(e.at("event").get<std::string>() == "need_detected");
+  BOOST_TEST(r.out.find("(dry run)") != std::string::npos);
+  BOOST_TEST(std::filesystem::is_empty(dir.path + "/memlend-datastore"));
+}
+
+BOOST_AUTO_TEST_CASE(bad_flags_get_one_line_and_status_2) {
+  expect_bad_input({"run", "--speed", "0"}, "--speed");
+  expect_bad_input({"run", "--speed", "fast"}, "--speed");
+  expect_bad_input({"run", "--for", "soon"}, "--for");
+  expect_bad_input({"run", "--scenario", "/nonexistent/memlend.json"}, "/nonexistent/memlend.json");
+  expect_bad_input({"run", "--events-out", "/nonexistent/dir/events"}, "--events-out");
+  expect_bad_input({"run", "--bogus"}, "--bogus");
+  expect_bad_input({"frobnicate"}, "frobnicate");
+  expect_bad_input({"plan"}, "--scenario");
+}
+
+BOOST_AUTO_TEST_CASE(help_and_version) {
+  auto help = run_process({bin, "run", "--help"}, 30);
+  BOOST_TEST(help.status == 0);
+  for (const char* flag : {"--scenario", "--for", "--speed", "--events-out", "--dry-run", "--datastore"})
+    BOOST_TEST(help.out.find(flag) != std::string::npos, "--help mentions " << flag);
+  auto version = run_process({bin, "version"}, 30);
+  BOOST_TEST(version.status == 0);
+  BOOST_TEST(version.out.rfind("memlend ", 0) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(show_scenario_prints_a_scenario_that_plans) {
+  TempDir dir;
+  auto shown = run_process({bin, "run", "--show-scenario"}, 30);
+  BOOST_TEST_REQUIRE(shown.status == 0);
+  std::string file = dir.path + "/demo.json";
+  std::ofstream(file) << shown.out;
+  auto plan = run_process({bin, "plan", "--scenario", file, "--json"}, 30);
+  BOOST_TEST(plan.status == 0);
+  auto j = nlohmann::json::parse(plan.out);
+  BOOST_TEST(j.at("decisions").size() == 5u);
+}

@@ -378,6 +378,16 @@ void host_down(self_ptr self, std::uint32_t h) {
   rehome(self, std::move(lost), h, [=] { finish(self); });
 }
 
+using FailedParts = std::vector<std::pair<HostId, std::vector<std::pair<std::uint32_t, std::int64_t>>>>;
+
+// Re-homes failed leases one former donor at a time, then ends the job.
+void rehome_failed(self_ptr self, FailedParts groups) {
+  if (groups.empty()) return finish(self);
+  auto [donor, todo] = std::move(groups.back());
+  groups.pop_back();
+  rehome(self, std::move(todo), donor, [=] { rehome_failed(self, groups); });
+}
+
 void host_up(self_ptr self, std::uint32_t h) {
   auto& st = self->state;
   st.view->set_host_up(h, true);
@@ -386,16 +396,7 @@ void host_up(self_ptr self, std::uint32_t h) {
   std::map<HostId, std::vector<std::pair<std::uint32_t, std::int64_t>>> failed;
   for (auto& [id, rec] : st.leases)
     if (rec.info.state == "failed") failed[rec.info.donor].emplace_back(rec.info.vm, rec.info.mib);
-  auto pending = std::make_shared<std::vector<std::pair<HostId, std::vector<std::pair<std::uint32_t, std::int64_t>>>>>(
-      failed.begin(), failed.end());
-  auto step = std::make_shared<std::function<void()>>();
-  *step = [=] {
-    if (pending->empty()) return finish(self);
-    auto [donor, todo] = pending->back();
-    pending->pop_back();
-    rehome(self, todo, donor, *step);
-  };
-  (*step)();
+  rehome_failed(self, FailedParts(failed.begin(), failed.end()));
 }
 
 void release_surplus(self_ptr self, std::uint32_t vm, caf::typed_response_promise<std::int64_t> rp) {

@@ -42,6 +42,16 @@ using host_actor = caf::typed_actor<
     reacts_to<atom::cancel, atom::migrate, std::uint32_t>,  // the VM is not coming
     reacts_to<atom::release, std::uint64_t>,                // a lease ended, the memory is back
     replies_to<atom::get>::with<HostCheckpoint>>;           // its ledger
+// In cluster mode the same actor is also the agent's proxy (see host_proxy_actor).
+
+// A host actor in cluster mode: the interface above plus its agent's side.
+// Telemetry doubles as the heartbeat: silence for heartbeat_misses periods
+// means the host is down.
+using host_proxy_actor = host_actor::extend<
+    reacts_to<atom::telemetry, platform::HostSample, std::vector<platform::VmSample>>,  // from its agent
+    reacts_to<atom::bind, caf::actor, std::uint64_t>,  // its agent joined: handle, incarnation
+    reacts_to<atom::silence, std::uint64_t>,           // heartbeat timer (generation)
+    reacts_to<atom::fence, std::vector<std::uint64_t>>>;  // leases its agent may keep as a donor
 
 // One per VM: detection with hysteresis, and the clock of its remote use.
 using vm_actor = caf::typed_actor<
@@ -71,6 +81,7 @@ using driver_actor = caf::typed_actor<
     replies_to<atom::detach, std::uint32_t, std::uint32_t, std::int64_t>::with<bool>,  // VM, donor, MiB
     replies_to<atom::migrate, std::uint32_t, std::uint32_t>::with<bool>,               // VM, target
     reacts_to<atom::rebind, std::string, std::uint64_t, caf::actor>,                   // kind, key, handle
+    reacts_to<atom::sample, std::vector<platform::VmSample>>,  // cluster mode: an agent's VMs, to route
     reacts_to<atom::shutdown>>;
 
 // The cluster's one view of free resources; decides with policy/ and carries
@@ -83,6 +94,7 @@ using planner_actor = caf::typed_actor<
     reacts_to<atom::hostdown, std::uint32_t>,
     reacts_to<atom::hostup, std::uint32_t>,
     reacts_to<atom::rebind, std::string, std::uint64_t, caf::actor>,
+    replies_to<atom::join>::with<std::vector<LeaseInfo>, std::vector<Placement>>,  // the world, for a joining agent
     replies_to<atom::get>::with<std::string>>;  // the view, as JSON (tests, support)
 
 // Spawns, monitors and restarts every other actor.
@@ -92,6 +104,24 @@ using supervisor_actor = caf::typed_actor<
     reacts_to<atom::checkpoint, std::string, std::uint64_t, caf::message>,  // kind, key, state
     reacts_to<atom::restart, std::string, std::uint64_t>,                   // backoff timer
     replies_to<atom::get, std::string, std::uint64_t>::with<caf::actor>,    // a child's handle
+    reacts_to<atom::shutdown>>;
+
+// Cluster mode: the controller's door. An agent joins with its hello and its
+// own handle and gets the world and its host actor's handle back.
+using registrar_actor = caf::typed_actor<
+    replies_to<atom::join, AgentHello, caf::actor>::with<JoinReply, caf::actor>>;
+
+// One per node (the `memlend agent` process): the host's side. It samples its
+// own platform and sends the telemetry to its host actor at the controller;
+// platform actions reach every agent so each keeps the whole platform's state.
+using agent_actor = caf::typed_actor<
+    reacts_to<atom::connect>,                                        // (re)connect timer
+    reacts_to<atom::tick, std::uint64_t>,                            // sampling timer (generation)
+    reacts_to<atom::attach, std::uint32_t, std::uint32_t, std::int64_t>,  // VM, donor, MiB
+    reacts_to<atom::detach, std::uint32_t, std::uint32_t, std::int64_t>,  // VM, donor, MiB
+    reacts_to<atom::migrate, std::uint32_t, std::uint32_t>,              // VM, target
+    reacts_to<atom::fence, std::vector<std::uint64_t>>,                  // keep only these leases
+    replies_to<atom::get>::with<std::string>,                            // its state, JSON
     reacts_to<atom::shutdown>>;
 
 }  // namespace memlend

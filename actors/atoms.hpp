@@ -38,6 +38,12 @@ MEMLEND_ATOM(restart, "restart");    // the supervisor's backoff timer
 MEMLEND_ATOM(shutdown, "shutdown");  // stop in order
 MEMLEND_ATOM(get, "get");            // read state (tests, support)
 MEMLEND_ATOM(flush, "flush");        // write out what is buffered
+MEMLEND_ATOM(join, "join");          // an agent asks to join the cluster
+MEMLEND_ATOM(telemetry, "telemetry");// an agent's samples of its host
+MEMLEND_ATOM(bind, "bind");          // a host actor learns its agent
+MEMLEND_ATOM(fence, "fence");        // an agent keeps only these leases
+MEMLEND_ATOM(connect, "connect");    // an agent's (re)connection timer
+MEMLEND_ATOM(silence, "silence");    // a host actor's heartbeat timer
 
 #undef MEMLEND_ATOM
 

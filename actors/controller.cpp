@@ -1,8 +1,13 @@
 #include "actors/controller.hpp"
 
+#include "actors/agent.hpp"
 #include "actors/supervisor.hpp"
 
 #include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <caf/openssl/all.hpp>
+
+#include <random>
 
 #include <atomic>
 #include <csignal>
@@ -20,56 +25,136 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<platform::HostSample>("memlend.host_sample");
   cfg.add_message_type<platform::VmSample>("memlend.vm_sample");
   cfg.add_message_type<std::vector<platform::VmSample>>("memlend.vm_samples");
+  cfg.add_message_type<AgentHello>("memlend.agent_hello");
+  cfg.add_message_type<Placement>("memlend.placement");
+  cfg.add_message_type<JoinReply>("memlend.join_reply");
+  cfg.add_message_type<std::vector<LeaseInfo>>("memlend.leases");
+  cfg.add_message_type<std::vector<Placement>>("memlend.placements");
+  cfg.add_message_type<std::vector<std::uint64_t>>("memlend.ids");
 }
 
-int run_controller(const RunOptions& options) {
-  // Signals go to a thread of ours, which asks the supervisor to stop politely.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+namespace {
 
-  caf::actor_system_config cfg;
-  register_types(cfg);
-  int status = 0;
-  {
-    caf::actor_system sys{cfg};
-    auto sink = sys.spawn(event_sink, options.sink);
-    SupervisorConfig sc;
-    sc.scenario = options.scenario;
-    sc.speed = options.speed;
-    sc.origin_s = options.origin_s;
-    sc.until_s = options.until_s;
-    sc.dry_run = options.dry_run;
-    sc.datastore = options.datastore;
-    sc.platform = options.platform;
-    sc.sink = sink;
-    auto sup = sys.spawn(supervisor, sc);
+// CAF's network layer with TLS; peers of another application are refused,
+// and a silent peer is noticed within seconds.
+void network_config(caf::actor_system_config& cfg, const TlsFiles& tls) {
+  cfg.load<caf::io::middleman>();
+  cfg.load<caf::openssl::manager>();
+  cfg.openssl_certificate = tls.certificate;
+  cfg.openssl_key = tls.key;
+  cfg.openssl_cafile = tls.ca;
+  cfg.set("middleman.app-identifiers", std::vector<std::string>{"memlend-cluster-1"});
+  cfg.set("middleman.heartbeat-interval", caf::timespan(std::chrono::milliseconds(500)));
+  cfg.set("middleman.connection-timeout", caf::timespan(std::chrono::seconds(3)));
+}
 
-    std::atomic<bool> done{false};
-    std::thread watcher([&] {
+// Blocks SIGINT and SIGTERM here and returns a thread that turns the first of
+// them into `stop()`; the thread ends by itself once `done` is set.
+struct SignalWatch {
+  sigset_t set;
+  std::atomic<bool> done{false};
+  std::thread thread;
+
+  template <class F>
+  explicit SignalWatch(F stop) {
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    thread = std::thread([this, stop] {
       timespec wait{0, 200'000'000};
       while (!done) {
-        int sig = sigtimedwait(&stop_signals, nullptr, &wait);
+        int sig = sigtimedwait(&set, nullptr, &wait);
         if (sig == SIGINT || sig == SIGTERM) {
-          caf::anon_send(sup, atom::shutdown::value);
+          stop();
           return;
         }
       }
     });
-    caf::scoped_actor waiter{sys};
-    waiter->monitor(sup);
-    waiter->receive([&](const caf::down_msg& dm) {
-      if (dm.reason && dm.reason != caf::exit_reason::user_shutdown) {
-        std::cerr << "memlend: stopped after an error: " << sys.render(dm.reason) << '\n';
-        status = 1;
-      }
-    });
-    done = true;
-    watcher.join();
   }
-  pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
+  ~SignalWatch() {
+    done = true;
+    thread.join();
+    pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  }
+};
+
+}  // namespace
+
+int run_controller(const RunOptions& options) {
+  caf::actor_system_config cfg;
+  register_types(cfg);
+  if (options.network.enabled) network_config(cfg, options.network.tls);
+  int status = 0;
+  caf::actor_system sys{cfg};
+  auto sink = sys.spawn(event_sink, options.sink);
+  SupervisorConfig sc;
+  sc.scenario = options.scenario;
+  sc.cluster.enabled = options.network.enabled;
+  sc.cluster.name = options.network.cluster;
+  sc.cluster.secret = options.network.secret;
+  sc.speed = options.speed;
+  sc.origin_s = options.origin_s;
+  sc.until_s = options.until_s;
+  sc.dry_run = options.dry_run;
+  sc.datastore = options.datastore;
+  sc.platform = options.platform;
+  sc.sink = sink;
+  auto sup = sys.spawn(supervisor, sc);
+  caf::scoped_actor waiter{sys};
+  waiter->monitor(sup);
+  if (options.network.enabled) {
+    caf::actor registrar;
+    waiter->request(sup, caf::infinite, atom::get::value, std::string("registrar"), std::uint64_t{0})
+        .receive([&](caf::actor a) { registrar = a; }, [](caf::error&) {});
+    const auto& net = options.network;
+    auto port = caf::openssl::publish(registrar, net.listen_port, net.listen_host.c_str(), true);
+    if (!port) {
+      std::cerr << "memlend: --listen " << net.listen_host << ":" << net.listen_port
+                << ": cannot listen (" << sys.render(port.error()) << ")\n";
+      waiter->send(sup, atom::shutdown::value);
+      waiter->receive([](const caf::down_msg&) {});
+      return 2;
+    }
+    std::cout << "memlend: cluster " << net.cluster << " listening on " << net.listen_host << ":" << *port << '\n'
+              << std::flush;
+  }
+  SignalWatch signals([&sys, sup] { caf::anon_send(sup, atom::shutdown::value); });
+  waiter->receive([&](const caf::down_msg& dm) {
+    if (dm.reason && dm.reason != caf::exit_reason::user_shutdown) {
+      std::cerr << "memlend: stopped after an error: " << sys.render(dm.reason) << '\n';
+      status = 1;
+    }
+  });
+  return status;
+}
+
+int run_agent(const AgentOptions& options) {
+  caf::actor_system_config cfg;
+  register_types(cfg);
+  network_config(cfg, options.tls);
+  caf::actor_system sys{cfg};
+  AgentConfig ac;
+  ac.cluster = options.cluster;
+  ac.secret = options.secret;
+  ac.host = options.host;
+  ac.data_addr = options.data_addr;
+  ac.controller_host = options.controller_host;
+  ac.controller_port = options.controller_port;
+  ac.scenario = options.scenario;
+  ac.console = options.console;
+  // A new number per process start: the controller tells a restarted agent
+  // (whose lent memory is gone) from one that was only out of reach.
+  std::random_device rd;
+  ac.incarnation = (std::uint64_t{rd()} << 32 | rd()) | 1;
+  auto a = sys.spawn(agent, ac);
+  caf::scoped_actor waiter{sys};
+  waiter->monitor(a);
+  SignalWatch signals([a] { caf::anon_send(a, atom::shutdown::value); });
+  int status = 0;
+  waiter->receive([&](const caf::down_msg& dm) {
+    if (dm.reason && dm.reason != caf::exit_reason::user_shutdown) status = 2;
+  });
   return status;
 }
 

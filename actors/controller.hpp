@@ -13,8 +13,27 @@
 
 namespace memlend {
 
+// TLS between nodes (caf-openssl): all three files, so peers are authenticated,
+// not merely encrypted.
+struct TlsFiles {
+  std::string certificate;
+  std::string key;
+  std::string ca;
+};
+
+// Cluster mode of the controller: agents join on listen_host:listen_port.
+struct ControllerNetwork {
+  bool enabled = false;
+  std::string listen_host;
+  std::uint16_t listen_port = 0;
+  std::string cluster;
+  std::string secret;
+  TlsFiles tls;
+};
+
 struct RunOptions {
   policy::Scenario scenario;
+  ControllerNetwork network;
   std::shared_ptr<platform::Platform> platform;
   double speed = 1;
   double origin_s = 0;
@@ -28,7 +47,24 @@ struct RunOptions {
 void register_types(caf::actor_system_config& cfg);
 
 // Runs until the scenario clock reaches until_s, SIGINT/SIGTERM, or a fatal
-// error; returns the process exit status (0, or 1 after a fatal error).
+// error; returns the process exit status (0, 1 after a fatal error, 2 when
+// the cluster port cannot be opened).
 int run_controller(const RunOptions& options);
+
+struct AgentOptions {
+  std::string cluster;
+  std::string secret;
+  std::string host;
+  std::string data_addr;
+  std::string controller_host;
+  std::uint16_t controller_port = 0;
+  policy::Scenario scenario;
+  TlsFiles tls;
+  bool console = true;
+};
+
+// Runs an agent until SIGINT/SIGTERM; returns 2 when the controller refused
+// it (wrong cluster or secret), else 0.
+int run_agent(const AgentOptions& options);
 
 }  // namespace memlend

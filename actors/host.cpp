@@ -45,13 +45,16 @@ std::int64_t host_state::lendable() const {
   return std::max<std::int64_t>(0, spec.memory_mib - ledger.used_mem - lent() - arriving_mem() - spec.reserved_mib);
 }
 
-host_actor::behavior_type host(host_actor::stateful_pointer<host_state> self, policy::Host spec,
-                               HostCheckpoint last, planner_actor planner, supervisor_actor supervisor) {
+host_proxy_actor::behavior_type host(host_proxy_actor::stateful_pointer<host_state> self, policy::Host spec,
+                                     HostCheckpoint last, HostOptions options, planner_actor planner,
+                                     supervisor_actor supervisor, driver_actor driver) {
   auto& st = self->state;
   st.spec = std::move(spec);
   st.ledger = std::move(last);
+  st.options = options;
   st.planner = planner;
   st.supervisor = supervisor;
+  st.driver = driver;
   auto save = [self] {
     self->send(self->state.supervisor, atom::checkpoint::value, std::string("host"),
                std::uint64_t{self->state.ledger.host}, caf::make_message(self->state.ledger));
@@ -121,6 +124,45 @@ host_actor::behavior_type host(host_actor::stateful_pointer<host_state> self, po
         if (erase_key(l.lease_ids, l.lease_mib, lease) || erase_key(l.pending_ids, l.pending_mib, lease)) save();
       },
       [=](atom::get) { return self->state.ledger; },
+      [=](atom::telemetry, const platform::HostSample& s, const std::vector<platform::VmSample>& vms) {
+        auto& st = self->state;
+        st.ledger.used_mem = s.used_mem;
+        st.ledger.used_cpu = s.used_cpu;
+        st.ledger.seen = true;
+        if (!st.ledger.up) {
+          st.ledger.up = true;
+          self->send(st.planner, atom::hostup::value, st.ledger.host);
+          save();
+        }
+        // Silence for this long means the host (or the way to it) is gone.
+        double patience = st.options.period_s * st.options.heartbeat_misses;
+        self->delayed_send(self, st.options.clock.after(patience), atom::silence::value, ++st.beat);
+        self->send(st.driver, atom::sample::value, vms);
+      },
+      [=](atom::silence, std::uint64_t beat) {
+        auto& st = self->state;
+        if (beat != st.beat || !st.ledger.up) return;
+        st.ledger.up = false;
+        self->send(st.planner, atom::hostdown::value, st.ledger.host);
+        save();
+      },
+      [=](atom::bind, caf::actor agent, std::uint64_t incarnation) {
+        auto& st = self->state;
+        // A new incarnation while the host counted as up: the agent restarted
+        // and whatever it lent died with its process.
+        if (st.incarnation != 0 && incarnation != st.incarnation && st.ledger.up) {
+          st.ledger.up = false;
+          ++st.beat;
+          self->send(st.planner, atom::hostdown::value, st.ledger.host);
+          save();
+        }
+        st.agent = std::move(agent);
+        st.incarnation = incarnation;
+      },
+      [=](atom::fence, const std::vector<std::uint64_t>& keep) {
+        if (self->state.agent)
+          self->send(caf::actor_cast<agent_actor>(self->state.agent), atom::fence::value, keep);
+      },
   };
 }
 

@@ -5,6 +5,7 @@
 
 #include "actors/actors.hpp"
 #include "actors/policy/model.hpp"
+#include "actors/sim_clock.hpp"
 
 #include <caf/typed_event_based_actor.hpp>
 
@@ -12,12 +13,25 @@
 
 namespace memlend {
 
+// Cluster mode only: how long an agent may be silent before its host counts as down.
+struct HostOptions {
+  bool cluster = false;
+  SimClock clock;
+  double period_s = 10;
+  int heartbeat_misses = 3;
+};
+
 struct host_state {
   static constexpr const char* name = "host";
   policy::Host spec;
   HostCheckpoint ledger;
+  HostOptions options;
   planner_actor planner;
   supervisor_actor supervisor;
+  driver_actor driver;
+  caf::actor agent;               // cluster mode: the agent that speaks for this host
+  std::uint64_t incarnation = 0;  // of that agent's process
+  std::uint64_t beat = 0;         // telemetry received, for the silence timer
 
   std::int64_t lent() const;       // committed and pending loans
   std::int64_t arriving_mem() const;
@@ -26,7 +40,8 @@ struct host_state {
   std::int64_t lendable() const;
 };
 
-host_actor::behavior_type host(host_actor::stateful_pointer<host_state> self, policy::Host spec,
-                               HostCheckpoint last, planner_actor planner, supervisor_actor supervisor);
+host_proxy_actor::behavior_type host(host_proxy_actor::stateful_pointer<host_state> self, policy::Host spec,
+                                     HostCheckpoint last, HostOptions options, planner_actor planner,
+                                     supervisor_actor supervisor, driver_actor driver);
 
 }  // namespace memlend

@@ -78,6 +78,50 @@ struct HostCheckpoint {
   std::vector<std::int64_t> arriving_cpu;
 };
 
+// An agent introduces itself to the controller (cluster mode).
+struct AgentHello {
+  std::string cluster;        // the cluster's name; another cluster's agent is refused
+  std::string host;           // the host it speaks for
+  std::string proof;          // HMAC-SHA256(cluster secret, cluster + host + incarnation), hex
+  std::uint64_t incarnation = 0;  // new for every start of the agent process
+  std::string data_addr;      // where its data path listens (host:port)
+  std::vector<std::uint64_t> held;  // leases it holds as a donor
+};
+
+// Where a VM runs now, for an agent rebuilding its view of the platform.
+struct Placement {
+  std::uint32_t vm = 0;
+  std::uint32_t host = 0;
+};
+
+// The controller's answer to a join.
+struct JoinReply {
+  bool ok = false;
+  std::string reason;         // why not
+  std::uint32_t host = 0;
+  double scenario_t = 0;      // the scenario clock now
+  double speed = 1;
+  std::vector<LeaseInfo> leases;     // every active lease: attach them to rebuild the platform
+  std::vector<Placement> placements; // VMs that moved since the scenario began
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, AgentHello& x) {
+  return f(caf::meta::type_name("memlend.agent_hello"), x.cluster, x.host, x.proof, x.incarnation, x.data_addr,
+           x.held);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Placement& x) {
+  return f(caf::meta::type_name("memlend.placement"), x.vm, x.host);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, JoinReply& x) {
+  return f(caf::meta::type_name("memlend.join_reply"), x.ok, x.reason, x.host, x.scenario_t, x.speed, x.leases,
+           x.placements);
+}
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, LogEvent& x) {
   return f(caf::meta::type_name("memlend.log_event"), x.t_s, x.event, x.vm, x.host, x.donor, x.mib, x.text);

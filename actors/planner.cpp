@@ -391,7 +391,13 @@ void rehome_failed(self_ptr self, FailedParts groups) {
 void host_up(self_ptr self, std::uint32_t h) {
   auto& st = self->state;
   st.view->set_host_up(h, true);
-  note(self, st.host_name(h) + " is back up and may lend again");
+  note(self, st.host_name(h) + " is up and may lend");
+  // Fencing: a donor that comes back keeps only the leases still its own;
+  // what was re-homed while it was away, it drops.
+  std::vector<std::uint64_t> keep;
+  for (const auto& [id, rec] : st.leases)
+    if (rec.info.donor == h && rec.info.state == "active") keep.push_back(id);
+  self->send(st.hosts[h], atom::fence::value, keep);
   // Memory that a dead donor lent and nobody could take is re-homed now.
   std::map<HostId, std::vector<std::pair<std::uint32_t, std::int64_t>>> failed;
   for (auto& [id, rec] : st.leases)
@@ -499,7 +505,7 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
       [=](atom::rebind, const std::string& kind, std::uint64_t key, caf::actor handle) {
         auto& st = self->state;
         if (kind == "host" && key < st.hosts.size())
-          st.hosts[key] = caf::actor_cast<host_actor>(handle);
+          st.hosts[key] = caf::actor_cast<host_proxy_actor>(handle);
         else if (kind == "vm" && key < st.vms.size())
           st.vms[key] = caf::actor_cast<vm_actor>(handle);
         else if (kind == "driver")
@@ -509,6 +515,16 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
           if (it != st.leases.end()) it->second.actor = caf::actor_cast<lease_actor>(handle);
         } else if (kind == "mirror" && st.mirrors.count(static_cast<std::uint32_t>(key)))
           st.mirrors[static_cast<std::uint32_t>(key)] = caf::actor_cast<mirror_actor>(handle);
+      },
+      [=](atom::join) {
+        auto& st = self->state;
+        std::vector<LeaseInfo> leases;
+        for (const auto& [id, rec] : st.leases)
+          if (rec.info.state == "active") leases.push_back(rec.info);
+        std::vector<Placement> moved;
+        for (VmId v = 0; v < st.view->vm_count(); ++v)
+          if (st.view->vm(v).host != st.config.scenario.vms[v].host) moved.push_back({v, st.view->vm(v).host});
+        return std::make_tuple(std::move(leases), std::move(moved));
       },
       [=](atom::get) {
         auto& st = self->state;

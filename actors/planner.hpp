@@ -41,7 +41,7 @@ struct planner_state {
 
   PlannerConfig config;
   std::unique_ptr<policy::Cluster> view;
-  std::vector<host_actor> hosts;
+  std::vector<host_proxy_actor> hosts;
   std::vector<vm_actor> vms;
   supervisor_actor supervisor;
   driver_actor driver;

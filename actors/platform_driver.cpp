@@ -10,6 +10,23 @@ namespace {
 
 using self_ptr = driver_actor::stateful_pointer<driver_state>;
 
+// In cluster mode each agent keeps the whole platform's state, so every
+// action goes to every agent; one that is away rebuilds it when it rejoins.
+template <class... Ts>
+bool broadcast(self_ptr self, Ts... xs) {
+  for (auto& a : self->state.agents)
+    if (a) self->send(a, xs...);
+  return true;
+}
+
+void route(self_ptr self, const std::vector<platform::VmSample>& vms) {
+  auto& st = self->state;
+  // The planner first, so its view is as new as what the VM actors see.
+  if (st.planner) self->send(st.planner, atom::sample::value, vms);
+  for (const auto& v : vms)
+    if (v.vm < st.vms.size() && st.vms[v.vm]) self->send(st.vms[v.vm], atom::sample::value, v);
+}
+
 bool report(self_ptr self, const Expected<platform::Done>& r) {
   if (r) return true;
   LogEvent e;
@@ -38,13 +55,12 @@ driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<drive
         double t = st.config.clock.now(self->clock());
         // Timers fire late, never early; a tick a hair early still counts as its slot.
         constexpr double slack = 1e-6;
-        platform::Telemetry tel = st.platform->sample(t + slack);
-        // The planner first, so its view is as new as what the VM actors see.
-        if (st.planner) self->send(st.planner, atom::sample::value, tel.vms);
-        for (const auto& h : tel.hosts)
-          if (st.hosts[h.host]) self->send(st.hosts[h.host], atom::health::value, h);
-        for (const auto& v : tel.vms)
-          if (st.vms[v.vm]) self->send(st.vms[v.vm], atom::sample::value, v);
+        if (!st.config.cluster) {
+          platform::Telemetry tel = st.platform->sample(t + slack);
+          for (const auto& h : tel.hosts)
+            if (st.hosts[h.host]) self->send(st.hosts[h.host], atom::health::value, h);
+          route(self, tel.vms);
+        }
         if (st.config.until_s && t + slack >= *st.config.until_s) {
           st.stopped = true;
           self->send(st.supervisor, atom::shutdown::value);
@@ -56,19 +72,27 @@ driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<drive
         self->delayed_send(self, st.config.clock.after(next - t), atom::tick::value);
       },
       [=](atom::attach, std::uint32_t vm, std::uint32_t donor, std::int64_t mib) {
+        if (self->state.config.cluster) return broadcast(self, atom::attach::value, vm, donor, mib);
         return report(self, self->state.platform->attach_remote(vm, donor, mib));
       },
       [=](atom::detach, std::uint32_t vm, std::uint32_t donor, std::int64_t mib) {
+        if (self->state.config.cluster) return broadcast(self, atom::detach::value, vm, donor, mib);
         return report(self, self->state.platform->detach_remote(vm, donor, mib));
       },
       [=](atom::migrate, std::uint32_t vm, std::uint32_t target) {
+        if (self->state.config.cluster) return broadcast(self, atom::migrate::value, vm, target);
         return report(self, self->state.platform->migrate(vm, target));
       },
+      [=](atom::sample, const std::vector<platform::VmSample>& vms) { route(self, vms); },
       [=](atom::rebind, const std::string& kind, std::uint64_t key, caf::actor handle) {
         auto& st = self->state;
         if (kind == "host" && key < st.hosts.size()) st.hosts[key] = caf::actor_cast<host_actor>(handle);
         if (kind == "vm" && key < st.vms.size()) st.vms[key] = caf::actor_cast<vm_actor>(handle);
         if (kind == "planner") st.planner = caf::actor_cast<planner_actor>(handle);
+        if (kind == "agent" && key < st.hosts.size()) {
+          if (st.agents.size() < st.hosts.size()) st.agents.resize(st.hosts.size());
+          st.agents[key] = caf::actor_cast<agent_actor>(handle);
+        }
       },
       [=](atom::shutdown) {
         self->state.stopped = true;

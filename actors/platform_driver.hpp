@@ -15,6 +15,9 @@
 namespace memlend {
 
 struct DriverConfig {
+  // Cluster mode: agents sample their own hosts and carry out actions; the
+  // driver routes their telemetry and tells every agent of every action.
+  bool cluster = false;
   SimClock clock;
   double period_s = 10;
   std::optional<double> until_s;  // stop the run when scenario time reaches it
@@ -26,6 +29,7 @@ struct driver_state {
   std::shared_ptr<platform::Platform> platform;
   std::vector<host_actor> hosts;
   std::vector<vm_actor> vms;
+  std::vector<agent_actor> agents;
   supervisor_actor supervisor;
   sink_actor sink;
   planner_actor planner;

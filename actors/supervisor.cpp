@@ -6,6 +6,7 @@
 #include "actors/mirror_writer.hpp"
 #include "actors/planner.hpp"
 #include "actors/platform_driver.hpp"
+#include "actors/registrar.hpp"
 #include "actors/vm.hpp"
 
 #include <caf/all.hpp>
@@ -40,7 +41,9 @@ caf::actor spawn_child(self_ptr self, const std::string& kind, std::uint64_t key
   auto sup = handle_of(self);
   if (kind == "host") {
     HostCheckpoint cp = state_or(last, HostCheckpoint{});
-    return caf::actor_cast<caf::actor>(self->spawn(host, sc.hosts[key], cp, st.planner, sup));
+    HostOptions opts{st.config.cluster.enabled, st.clock, static_cast<double>(sc.settings.sample_period_s),
+                     st.config.cluster.heartbeat_misses};
+    return caf::actor_cast<caf::actor>(self->spawn(host, sc.hosts[key], cp, opts, st.planner, sup, st.driver));
   }
   if (kind == "vm") {
     VmConfig cfg;
@@ -78,7 +81,7 @@ void stop_all(self_ptr self, caf::error reason) {
   if (st.stopping) return;
   st.stopping = true;
   // The driver first, so no new telemetry starts work; then the rest.
-  const char* order[] = {"driver", "vm", "host", "planner", "lease", "mirror"};
+  const char* order[] = {"registrar", "driver", "vm", "host", "planner", "lease", "mirror"};
   for (const char* kind : order)
     for (auto& [k, c] : st.children)
       if (k.first == kind) self->send_exit(c.handle, caf::exit_reason::user_shutdown);
@@ -108,7 +111,7 @@ void on_down(self_ptr self, const caf::down_msg& dm) {
   }
   const auto& [kind, id] = key;
   std::string who_text = kind + " actor " + std::to_string(id);
-  if (kind == "planner" || kind == "driver") {
+  if (kind == "planner" || kind == "driver" || kind == "registrar") {
     note(self, "error: the " + kind + " crashed (" + caf::to_string(dm.reason) +
                    "); stopping so the controller restarts whole and recovers from its store");
     return stop_all(self, caf::make_error(caf::sec::runtime_error, "the " + kind + " crashed"));
@@ -139,13 +142,17 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
   st.clock.origin_s = st.config.origin_s;
   self->set_down_handler([=](caf::down_msg& dm) { on_down(self, dm); });
   self->set_error_handler([=](caf::error& err) { note(self, "error: " + caf::to_string(err)); });
+  // In cluster mode a host is up once its agent has joined and reported.
+  if (st.config.cluster.enabled)
+    for (auto& h : st.config.scenario.hosts) h.up = false;
   const auto& sc = st.config.scenario;
   auto sup = handle_of(self);
 
   st.planner = self->spawn(planner, PlannerConfig{sc, st.clock, st.config.dry_run, st.config.datastore}, sup,
                            st.config.sink);
   adopt(self, "planner", 0, caf::actor_cast<caf::actor>(st.planner), {});
-  DriverConfig dc{st.clock, static_cast<double>(sc.settings.sample_period_s), st.config.until_s};
+  DriverConfig dc{st.config.cluster.enabled, st.clock, static_cast<double>(sc.settings.sample_period_s),
+                  st.config.until_s};
   st.driver = self->spawn(platform_driver, dc, st.config.platform, sc.hosts.size(), sc.vms.size(), sup,
                           st.config.sink);
   adopt(self, "driver", 0, caf::actor_cast<caf::actor>(st.driver), {});
@@ -198,6 +205,13 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
     adopt(self, "mirror", v, child, msg);
     rebind(self, "mirror", v, child);
   }
+  if (st.config.cluster.enabled) {
+    std::vector<std::string> names;
+    for (const auto& h : sc.hosts) names.push_back(h.name);
+    RegistrarConfig rc{st.config.cluster.name, st.config.cluster.secret, names, st.clock};
+    st.registrar = self->spawn(registrar, rc, sup, st.planner, st.driver, st.config.sink);
+    adopt(self, "registrar", 0, caf::actor_cast<caf::actor>(st.registrar), {});
+  }
   self->send(st.driver, atom::tick::value);
 
   return {
@@ -230,6 +244,7 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
         rebind(self, kind, key, child);
       },
       [=](atom::get, const std::string& kind, std::uint64_t key) {
+        // The registrar is asked for by name too, so the controller can publish it.
         auto it = self->state.children.find({kind, key});
         return it == self->state.children.end() ? caf::actor{} : it->second.handle;
       },

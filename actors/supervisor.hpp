@@ -20,8 +20,17 @@
 
 namespace memlend {
 
+// Cluster mode: agents on the hosts join through a registrar.
+struct ClusterConfig {
+  bool enabled = false;
+  std::string name;
+  std::string secret;
+  int heartbeat_misses = 3;
+};
+
 struct SupervisorConfig {
   policy::Scenario scenario;
+  ClusterConfig cluster;
   double speed = 1;
   double origin_s = 0;
   std::optional<double> until_s;
@@ -44,6 +53,7 @@ struct supervisor_state {
   std::map<caf::actor_addr, std::pair<std::string, std::uint64_t>> by_addr;
   planner_actor planner;
   driver_actor driver;
+  registrar_actor registrar;
   bool stopping = false;
   std::uint64_t restarts_total = 0;
 };

@@ -20,6 +20,7 @@ using Action = std::function<int()>;
 Action add_plan(CLI::App& app);
 Action add_run(CLI::App& app);
 Action add_version(CLI::App& app);
+Action add_agent(CLI::App& app);
 
 // Prints "memlend: <message>" on stderr and returns exit_bad_input.
 int bad_input(const std::string& message);

@@ -1,5 +1,6 @@
 #include "actors/controller.hpp"
 #include "cli/cli.hpp"
+#include "cli/cluster_flags.hpp"
 #include "firmware_hooks/scenario.hpp"
 
 #include <cerrno>
@@ -21,6 +22,8 @@ struct RunFlags {
   bool dry_run = false;
   bool quiet = false;
   bool show_scenario = false;
+  std::string listen;
+  ClusterFlags cluster;
 };
 
 // The built-in demo runs a hundred times faster than the wall clock, so its
@@ -52,6 +55,10 @@ Action add_run(CLI::App& app) {
   cmd->add_flag("--dry-run", f->dry_run, "Decide and explain, but lend, move and mirror nothing");
   cmd->add_flag("--quiet", f->quiet, "Print nothing as it goes (the event log is still written)");
   cmd->add_flag("--show-scenario", f->show_scenario, "Print the scenario that would run, and exit");
+  cmd->add_option("--listen", f->listen,
+                  "Cluster mode: agents on the hosts join here (HOST:PORT, over TLS) and report\n"
+                  "their hosts; needs --cluster, --cluster-secret-file and the --tls-* files");
+  add_cluster_flags(cmd, f->cluster);
   return [f, speed] {
     std::string text;
     std::string origin = f->scenario;
@@ -98,6 +105,19 @@ Action add_run(CLI::App& app) {
     o.sink.console = !f->quiet;
     o.dry_run = f->dry_run;
     o.scenario = *sc;
+    if (!f->listen.empty()) {
+      auto addr = parse_address(f->listen);
+      if (!addr) return bad_input("--listen: \"" + f->listen + "\" is not HOST:PORT");
+      if (auto bad = check_tls(f->cluster)) return bad_input(*bad);
+      auto secret = read_secret(f->cluster.secret_file);
+      if (!secret) return bad_input(secret.error().message);
+      o.network.enabled = true;
+      o.network.listen_host = addr->first;
+      o.network.listen_port = addr->second;
+      o.network.cluster = f->cluster.cluster;
+      o.network.secret = *secret;
+      o.network.tls = {f->cluster.cert, f->cluster.key, f->cluster.ca};
+    }
     o.platform = platform::make_sim(*sc);
     if (!f->quiet)
       std::cout << "memlend: running " << origin << " on the simulated platform at " << o.speed

@@ -1,0 +1,49 @@
+// The agent: memlend's side on one host of a cluster. It connects to the
+// controller (never blocking: a failed attempt is retried by a delayed
+// message), joins, samples its host every period and sends the telemetry to
+// its host actor at the controller, which takes it as the heartbeat. Each
+// agent keeps the whole platform's state (every action reaches every agent),
+// reports only its own host, and rebuilds that state from the controller's
+// world whenever it (re)joins.
+#pragma once
+
+#include "actors/actors.hpp"
+#include "actors/sim_clock.hpp"
+#include "firmware_hooks/platform.hpp"
+
+#include <caf/typed_event_based_actor.hpp>
+
+#include <memory>
+#include <set>
+
+namespace memlend {
+
+struct AgentConfig {
+  std::string cluster;
+  std::string secret;
+  std::string host;
+  std::string data_addr;
+  std::string controller_host;
+  std::uint16_t controller_port = 0;
+  policy::Scenario scenario;
+  std::uint64_t incarnation = 0;
+  bool console = true;
+};
+
+struct agent_state {
+  static constexpr const char* name = "agent";
+  AgentConfig config;
+  std::unique_ptr<platform::Platform> platform;
+  policy::HostId host = 0;
+  SimClock clock;
+  bool joined = false;
+  registrar_actor registrar;
+  host_proxy_actor home;        // its host actor at the controller
+  std::uint64_t generation = 0;  // of the tick chain; a rejoin starts a new one
+  int attempts = 0;
+  std::set<std::uint64_t> held;  // leases it lends
+};
+
+agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self, AgentConfig config);
+
+}  // namespace memlend

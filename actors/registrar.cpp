@@ -1,0 +1,88 @@
+#include "actors/registrar.hpp"
+
+#include "actors/cluster_auth.hpp"
+#include "actors/defaults.hpp"
+
+#include <caf/all.hpp>
+
+#include <algorithm>
+
+namespace memlend {
+
+namespace {
+
+using self_ptr = registrar_actor::stateful_pointer<registrar_state>;
+
+void note(self_ptr self, std::string text) {
+  LogEvent e;
+  e.t_s = self->state.config.clock.now(self->clock());
+  e.text = std::move(text);
+  self->send(self->state.sink, atom::event::value, std::move(e));
+}
+
+}  // namespace
+
+registrar_actor::behavior_type registrar(registrar_actor::stateful_pointer<registrar_state> self,
+                                         RegistrarConfig config, supervisor_actor supervisor,
+                                         planner_actor planner, driver_actor driver, sink_actor sink) {
+  auto& st = self->state;
+  st.config = std::move(config);
+  st.supervisor = supervisor;
+  st.planner = planner;
+  st.driver = driver;
+  st.sink = sink;
+  return {
+      [=](atom::join, const AgentHello& hello, caf::actor agent) -> caf::result<JoinReply, caf::actor> {
+        auto& st = self->state;
+        auto refuse = [&](const std::string& why) -> caf::result<JoinReply, caf::actor> {
+          note(self, "refused an agent claiming host \"" + hello.host + "\": " + why);
+          JoinReply r;
+          r.reason = why;
+          return {r, caf::actor{}};
+        };
+        if (hello.cluster != st.config.cluster) return refuse("it belongs to another cluster");
+        if (!same_proof(hello.proof, cluster_proof(st.config.secret, hello.cluster, hello.host, hello.incarnation)))
+          return refuse("it does not hold the cluster's secret");
+        auto it = std::find(st.config.host_names.begin(), st.config.host_names.end(), hello.host);
+        if (it == st.config.host_names.end()) return refuse("no such host in this cluster");
+        auto h = static_cast<std::uint32_t>(it - st.config.host_names.begin());
+        auto rp = self->make_response_promise<JoinReply, caf::actor>();
+        auto fail = [=](caf::error& err) mutable {
+          JoinReply r;
+          r.reason = "the controller is not ready: " + caf::to_string(err);
+          rp.deliver(std::move(r), caf::actor{});
+        };
+        // The host actor's handle is asked for now: it may have been restarted.
+        self->request(st.supervisor, defaults::request_timeout, atom::get::value, std::string("host"),
+                      std::uint64_t{h})
+            .then(
+                [=](caf::actor host_handle) mutable {
+                  self->request(self->state.planner, defaults::request_timeout, atom::join::value)
+                      .then(
+                          [=](std::vector<LeaseInfo>& leases, std::vector<Placement>& placements) mutable {
+                            auto& st = self->state;
+                            JoinReply r;
+                            r.ok = true;
+                            r.host = h;
+                            r.scenario_t = st.config.clock.now(self->clock());
+                            r.speed = st.config.clock.speed;
+                            r.leases = std::move(leases);
+                            r.placements = std::move(placements);
+                            auto proxy = caf::actor_cast<host_proxy_actor>(host_handle);
+                            self->send(proxy, atom::bind::value, agent, hello.incarnation);
+                            self->send(st.driver, atom::rebind::value, std::string("agent"), std::uint64_t{h},
+                                       agent);
+                            note(self, "agent for " + hello.host + " joined (incarnation " +
+                                           std::to_string(hello.incarnation) + ", data path " + hello.data_addr +
+                                           ")");
+                            rp.deliver(std::move(r), host_handle);
+                          },
+                          fail);
+                },
+                fail);
+        return rp;
+      },
+  };
+}
+
+}  // namespace memlend

@@ -1,0 +1,55 @@
+#include "actors/controller.hpp"
+#include "cli/cli.hpp"
+#include "cli/cluster_flags.hpp"
+#include "firmware_hooks/scenario.hpp"
+
+namespace memlend::cli {
+
+Action add_agent(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "agent",
+      "Run memlend's side of one host of a cluster: join the controller over TLS,\n"
+      "report the host's telemetry, and carry out the controller's actions.");
+  struct Flags {
+    std::string controller;
+    std::string host;
+    std::string scenario;
+    std::string listen = "127.0.0.1:0";
+    bool quiet = false;
+    ClusterFlags cluster;
+  };
+  auto f = std::make_shared<Flags>();
+  cmd->add_option("--controller", f->controller, "The controller's cluster address, HOST:PORT")->required();
+  cmd->add_option("--host", f->host, "The host this agent speaks for (a name in the scenario)")->required();
+  cmd->add_option("--scenario", f->scenario,
+                  "Scenario file: the simulated platform this agent reports its host from")
+      ->required();
+  cmd->add_option("--listen", f->listen, "Where this host's data path listens, HOST:PORT");
+  cmd->add_flag("--quiet", f->quiet, "Print nothing as it goes");
+  add_cluster_flags(cmd, f->cluster);
+  return [f] {
+    auto controller = parse_address(f->controller);
+    if (!controller || controller->second == 0)
+      return bad_input("--controller: \"" + f->controller + "\" is not HOST:PORT");
+    if (!parse_address(f->listen)) return bad_input("--listen: \"" + f->listen + "\" is not HOST:PORT");
+    if (auto bad = check_tls(f->cluster)) return bad_input(*bad);
+    auto secret = read_secret(f->cluster.secret_file);
+    if (!secret) return bad_input(secret.error().message);
+    auto sc = platform::load_scenario(f->scenario);
+    if (!sc) return bad_input(sc.error().message);
+    if (!sc->find_host(f->host)) return bad_input("--host: \"" + f->host + "\" is not a host of " + f->scenario);
+    AgentOptions o;
+    o.cluster = f->cluster.cluster;
+    o.secret = *secret;
+    o.host = f->host;
+    o.data_addr = f->listen;
+    o.controller_host = controller->first;
+    o.controller_port = controller->second;
+    o.scenario = *sc;
+    o.tls = {f->cluster.cert, f->cluster.key, f->cluster.ca};
+    o.console = !f->quiet;
+    return run_agent(o);
+  };
+}
+
+}  // namespace memlend::cli

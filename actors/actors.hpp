@@ -77,8 +77,8 @@ using mirror_actor = caf::typed_actor<
 // Owns the platform backend: samples it on the scenario clock, carries out actions.
 using driver_actor = caf::typed_actor<
     reacts_to<atom::tick>,
-    replies_to<atom::attach, std::uint32_t, std::uint32_t, std::int64_t>::with<bool>,  // VM, donor, MiB
-    replies_to<atom::detach, std::uint32_t, std::uint32_t, std::int64_t>::with<bool>,  // VM, donor, MiB
+    replies_to<atom::attach, std::uint32_t, std::uint32_t, std::int64_t, std::uint64_t>::with<bool>,  // VM, donor, MiB, lease
+    replies_to<atom::detach, std::uint32_t, std::uint32_t, std::int64_t, std::uint64_t>::with<bool>,  // VM, donor, MiB, lease
     replies_to<atom::migrate, std::uint32_t, std::uint32_t>::with<bool>,               // VM, target
     reacts_to<atom::rebind, std::string, std::uint64_t, caf::actor>,                   // kind, key, handle
     reacts_to<atom::sample, std::vector<platform::VmSample>>,  // cluster mode: an agent's VMs, to route
@@ -117,8 +117,8 @@ using registrar_actor = caf::typed_actor<
 using agent_actor = caf::typed_actor<
     reacts_to<atom::connect>,                                        // (re)connect timer
     reacts_to<atom::tick, std::uint64_t>,                            // sampling timer (generation)
-    reacts_to<atom::attach, std::uint32_t, std::uint32_t, std::int64_t>,  // VM, donor, MiB
-    reacts_to<atom::detach, std::uint32_t, std::uint32_t, std::int64_t>,  // VM, donor, MiB
+    reacts_to<atom::attach, std::uint32_t, std::uint32_t, std::int64_t, std::uint64_t>,  // VM, donor, MiB, lease
+    reacts_to<atom::detach, std::uint32_t, std::uint32_t, std::int64_t, std::uint64_t>,  // VM, donor, MiB, lease
     reacts_to<atom::migrate, std::uint32_t, std::uint32_t>,              // VM, target
     reacts_to<atom::fence, std::vector<std::uint64_t>>,                  // keep only these leases
     replies_to<atom::get>::with<std::string>,                            // its state, JSON

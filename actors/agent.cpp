@@ -38,11 +38,16 @@ void rebuild(self_ptr self, const JoinReply& r) {
   st.platform = platform::make_sim(st.config.scenario);
   st.platform->sample(r.scenario_t);
   for (const auto& p : r.placements) st.platform->migrate(p.vm, p.host);
-  st.held.clear();
+  // Fencing at the door: a lease it held that the world no longer has as its
+  // own was re-homed while it was away, and it must not serve it again.
+  std::set<std::uint64_t> mine;
   for (const auto& l : r.leases) {
     st.platform->attach_remote(l.vm, l.donor, l.mib);
-    if (l.donor == st.host) st.held.insert(l.id);
+    if (l.donor == st.host) mine.insert(l.id);
   }
+  for (std::uint64_t id : st.held)
+    if (!mine.count(id)) say(self, "drops lease " + std::to_string(id) + ": it was re-homed while this host was away");
+  st.held = std::move(mine);
   st.clock.start = self->clock().now();
   st.clock.origin_s = r.scenario_t;
   st.clock.speed = r.speed;
@@ -141,11 +146,17 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
         self->send(st.home, atom::telemetry::value, tel.hosts[st.host], mine);
         schedule_tick(self);
       },
-      [=](atom::attach, std::uint32_t vm, std::uint32_t donor, std::int64_t mib) {
-        if (self->state.platform) self->state.platform->attach_remote(vm, donor, mib);
+      [=](atom::attach, std::uint32_t vm, std::uint32_t donor, std::int64_t mib, std::uint64_t lease) {
+        auto& st = self->state;
+        if (!st.platform) return;
+        st.platform->attach_remote(vm, donor, mib);
+        if (donor == st.host) st.held.insert(lease);
       },
-      [=](atom::detach, std::uint32_t vm, std::uint32_t donor, std::int64_t mib) {
-        if (self->state.platform) self->state.platform->detach_remote(vm, donor, mib);
+      [=](atom::detach, std::uint32_t vm, std::uint32_t donor, std::int64_t mib, std::uint64_t lease) {
+        auto& st = self->state;
+        if (!st.platform) return;
+        st.platform->detach_remote(vm, donor, mib);
+        st.held.erase(lease);
       },
       [=](atom::migrate, std::uint32_t vm, std::uint32_t target) {
         if (self->state.platform) self->state.platform->migrate(vm, target);

@@ -181,7 +181,7 @@ void start_leases(self_ptr self, std::uint32_t vm, const std::shared_ptr<Reserva
               if (it != self->state.leases.end()) it->second.actor = a;
             },
             [=](caf::error&) {});
-    self->request(st.driver, defaults::request_timeout, atom::attach::value, vm, g.donor, g.mib)
+    self->request(st.driver, defaults::request_timeout, atom::attach::value, vm, g.donor, g.mib, info.id)
         .then([](bool) {}, [](caf::error&) {});
     std::string text = std::string(event) == "lease_rehomed"
                            ? st.vm_name(vm) + "'s " + fmt_mib(g.mib) + " now lent by " + st.host_name(g.donor) +
@@ -209,7 +209,7 @@ std::int64_t end_leases(self_ptr self, std::uint32_t vm, HostId donor, const cha
     if (it->second.actor) self->send(it->second.actor, atom::release::value);
     self->send(st.hosts[donor], atom::release::value, l.id);
     if (detach)
-      self->request(st.driver, defaults::request_timeout, atom::detach::value, vm, donor, l.mib)
+      self->request(st.driver, defaults::request_timeout, atom::detach::value, vm, donor, l.mib, l.id)
           .then([](bool) {}, [](caf::error&) {});
     if (event) {
       std::string text = std::string(event) == "memory_reclaimed"

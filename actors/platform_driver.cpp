@@ -71,12 +71,12 @@ driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<drive
         if (st.config.until_s) next = std::min(next, *st.config.until_s);
         self->delayed_send(self, st.config.clock.after(next - t), atom::tick::value);
       },
-      [=](atom::attach, std::uint32_t vm, std::uint32_t donor, std::int64_t mib) {
-        if (self->state.config.cluster) return broadcast(self, atom::attach::value, vm, donor, mib);
+      [=](atom::attach, std::uint32_t vm, std::uint32_t donor, std::int64_t mib, std::uint64_t lease) {
+        if (self->state.config.cluster) return broadcast(self, atom::attach::value, vm, donor, mib, lease);
         return report(self, self->state.platform->attach_remote(vm, donor, mib));
       },
-      [=](atom::detach, std::uint32_t vm, std::uint32_t donor, std::int64_t mib) {
-        if (self->state.config.cluster) return broadcast(self, atom::detach::value, vm, donor, mib);
+      [=](atom::detach, std::uint32_t vm, std::uint32_t donor, std::int64_t mib, std::uint64_t lease) {
+        if (self->state.config.cluster) return broadcast(self, atom::detach::value, vm, donor, mib, lease);
         return report(self, self->state.platform->detach_remote(vm, donor, mib));
       },
       [=](atom::migrate, std::uint32_t vm, std::uint32_t target) {

@@ -1,0 +1,214 @@
+// memlend across real network namespaces: a controller and four agents, each
+// in a namespace of its own on a private bridge, talking CAF over TLS. The
+// faults are real: kill -9 of an agent, a link taken down, a stranger with a
+// certificate of another CA or without the cluster's secret.
+#define BOOST_TEST_MODULE cluster
+#include <boost/test/unit_test.hpp>
+
+#include "tests/cluster/netns.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <sys/stat.h>
+#include <thread>
+
+using memlend::test::NetnsCluster;
+using memlend::test::netns_unavailable;
+using memlend::test::slurp;
+namespace utf = boost::unit_test;
+
+namespace {
+
+const std::string bin = MEMLEND_BINARY;
+
+// FIG. 2 on A and B (VM2 grows to 64 GiB: B lends 48 GiB) and FIG. 3's split
+// (VM4 on N grows by 16 GiB, spread: B and M lend 8 GiB each).
+const char* scenario = R"({
+  "settings": { "sample_period_s": 10, "detect_samples": 3, "migrate_after_s": 6000 },
+  "hosts": [ { "name": "A", "memory_mib": 16384,  "cpu_mhz": 32000 },
+             { "name": "B", "memory_mib": 131072, "cpu_mhz": 8000 },
+             { "name": "N", "memory_mib": 16384,  "cpu_mhz": 8000 },
+             { "name": "M", "memory_mib": 16384,  "cpu_mhz": 8000 } ],
+  "vms": [ { "name": "VM2", "host": "A", "memory_mib": 16384, "cpu_mhz": 16000 },
+           { "name": "VM4", "host": "N", "memory_mib": 16384, "cpu_mhz": 4000, "donors": "spread" } ],
+  "events": [ { "at_s": 20, "vm": "VM2", "memory_mib": 65536 },
+              { "at_s": 20, "vm": "VM4", "memory_mib": 32768 } ]
+})";
+
+boost::test_tools::assertion_result namespaces_available(utf::test_unit_id) {
+  std::string why = netns_unavailable();
+  boost::test_tools::assertion_result r(why.empty());
+  r.message() << why;
+  return r;
+}
+
+class Cluster {
+ public:
+  Cluster() : net({"ctrl", "A", "B", "N", "M", "X"}) {
+    net.make_certificates({"ctrl", "A", "B", "N", "M"});
+    std::ofstream(net.dir() + "/scenario.json") << scenario;
+    std::ofstream(net.dir() + "/secret") << "a cluster secret of some length\n";
+    ::chmod((net.dir() + "/secret").c_str(), 0600);
+    controller = net.start("ctrl",
+                           {bin, "run", "--scenario", "scenario.json", "--speed", "10", "--for", "3000",
+                            "--events-out", "events.jsonl", "--listen", net.address("ctrl") + ":7411",
+                            "--cluster", "c1", "--cluster-secret-file", "secret", "--tls-ca", "ca.pem",
+                            "--tls-cert", "ctrl.pem", "--tls-key", "ctrl.key"},
+                           "controller.log");
+    for (const char* h : {"A", "B", "N", "M"}) agents[h] = start_agent(h);
+  }
+
+  int start_agent(const std::string& h, const std::string& cert = {}, const std::string& secret = "secret",
+                  const std::string& ca = "ca.pem") {
+    std::string c = cert.empty() ? h : cert;
+    return net.start(h == "X" ? "X" : h,
+                     {bin, "agent", "--controller", net.address("ctrl") + ":7411", "--host", h == "X" ? "A" : h,
+                      "--scenario", "scenario.json", "--listen", net.address(h) + ":7412", "--cluster", "c1",
+                      "--cluster-secret-file", secret, "--tls-ca", ca, "--tls-cert", c + ".pem", "--tls-key",
+                      c + ".key"},
+                     "agent-" + h + ".log");
+  }
+
+  std::vector<nlohmann::json> events() const {
+    std::vector<nlohmann::json> out;
+    std::istringstream in(slurp(net.dir() + "/events.jsonl"));
+    std::string line;
+    while (std::getline(in, line))
+      if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+    return out;
+  }
+
+  std::size_t count(const std::string& event, const std::function<bool(const nlohmann::json&)>& match =
+                                                  [](const nlohmann::json&) { return true; }) const {
+    std::size_t n = 0;
+    for (const auto& e : events())
+      if (e["event"] == event && match(e)) ++n;
+    return n;
+  }
+
+  // Real processes on real time: wait, within a bound, for something to happen.
+  bool eventually(const std::function<bool()>& cond, double seconds = 60) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    while (std::chrono::steady_clock::now() < end) {
+      if (cond()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    return cond();
+  }
+
+  bool leases_granted() {
+    return eventually([&] {
+      return count("lease_granted", [](const auto& e) { return e["vm"] == "VM2" && e["donor"] == "B"; }) == 1 &&
+             count("lease_granted", [](const auto& e) { return e["vm"] == "VM4"; }) == 2;
+    });
+  }
+
+  std::string logs() const {
+    std::string out = "--- controller\n" + slurp(net.dir() + "/controller.log");
+    for (const char* h : {"A", "B", "N", "M", "X"})
+      out += std::string("--- agent ") + h + "\n" + slurp(net.dir() + "/agent-" + h + ".log");
+    return out;
+  }
+
+  NetnsCluster net;
+  int controller = 0;
+  std::map<std::string, int> agents;
+};
+
+auto donor(const std::string& vm, const std::string& d) {
+  return [=](const nlohmann::json& e) { return e["vm"] == vm && e["donor"] == d; };
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(fig2_and_fig3_across_four_namespaces, *utf::precondition(namespaces_available)) {
+  Cluster c;
+  BOOST_TEST_REQUIRE(c.leases_granted(), c.logs());
+  BOOST_TEST(c.count("lease_granted", [](const auto& e) { return e["vm"] == "VM2" && e["mib"] == 49152; }) == 1u);
+  BOOST_TEST(c.count("lease_granted", donor("VM4", "B")) == 1u);
+  BOOST_TEST(c.count("lease_granted", donor("VM4", "M")) == 1u);
+  BOOST_TEST(c.count("mirror_created") == 2u);
+  BOOST_TEST(c.count("unsatisfied") == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(outsiders_cannot_join, *utf::precondition(namespaces_available)) {
+  Cluster c;
+  BOOST_TEST_REQUIRE(c.eventually([&] { return slurp(c.net.dir() + "/controller.log").find("M is up") !=
+                                               std::string::npos; }),
+                     c.logs());
+  // A stranger with a certificate from a CA of its own: TLS refuses it.
+  c.net.make_certificates({"stranger"}, "otherca");
+  int stranger = c.start_agent("X", "stranger", "secret", "otherca.pem");
+  // Give it time to try: several connection attempts pass in these seconds.
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  BOOST_TEST(c.net.alive(stranger));  // still knocking, never let in
+  std::string ctl = slurp(c.net.dir() + "/controller.log");
+  BOOST_TEST(ctl.find("agent for A joined") != std::string::npos);
+  // Only the four real agents ever joined.
+  std::size_t joins = 0;
+  for (std::size_t p = ctl.find("joined"); p != std::string::npos; p = ctl.find("joined", p + 1)) ++joins;
+  BOOST_TEST(joins == 4u, c.logs());
+  BOOST_TEST(slurp(c.net.dir() + "/agent-X.log").find("joined cluster") == std::string::npos);
+  c.net.kill9(stranger);
+}
+
+BOOST_AUTO_TEST_CASE(a_wrong_secret_is_refused_with_status_2, *utf::precondition(namespaces_available)) {
+  Cluster c;
+  std::ofstream(c.net.dir() + "/guess") << "not the cluster secret at all\n";
+  ::chmod((c.net.dir() + "/guess").c_str(), 0600);
+  int intruder = c.net.start("X",
+                             {bin, "agent", "--controller", c.net.address("ctrl") + ":7411", "--host", "A",
+                              "--scenario", "scenario.json", "--cluster", "c1", "--cluster-secret-file", "guess",
+                              "--tls-ca", "ca.pem", "--tls-cert", "A.pem", "--tls-key", "A.key"},
+                             "intruder.log");
+  BOOST_TEST_REQUIRE(c.eventually([&] { return !c.net.alive(intruder); }, 30), c.logs());
+  BOOST_TEST(slurp(c.net.dir() + "/intruder.log").find("refused") != std::string::npos);
+  BOOST_TEST(slurp(c.net.dir() + "/controller.log").find("does not hold the cluster's secret") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_killed_donor_fails_over_then_rehomes, *utf::precondition(namespaces_available)) {
+  Cluster c;
+  BOOST_TEST_REQUIRE(c.leases_granted(), c.logs());
+  c.net.kill9(c.agents["M"]);
+  BOOST_TEST_REQUIRE(c.eventually([&] { return c.count("lease_rehomed") == 1; }), c.logs());
+  BOOST_TEST(c.count("donor_failed", [](const auto& e) { return e["host"] == "M"; }) == 1u);
+  BOOST_TEST(c.count("failover_to_mirror", donor("VM4", "M")) == 1u);
+  BOOST_TEST(c.count("lease_rehomed", donor("VM4", "B")) == 1u);
+  // It comes back as a new incarnation and may lend again.
+  c.agents["M"] = c.start_agent("M");
+  BOOST_TEST(c.eventually([&] {
+    std::string log = slurp(c.net.dir() + "/controller.log");
+    std::size_t joins = 0;
+    for (auto p = log.find("agent for M joined"); p != std::string::npos; p = log.find("agent for M joined", p + 1))
+      ++joins;
+    return joins == 2;
+  }, 30), c.logs());
+}
+
+BOOST_AUTO_TEST_CASE(a_partitioned_donor_is_fenced_when_it_returns, *utf::precondition(namespaces_available)) {
+  Cluster c;
+  BOOST_TEST_REQUIRE(c.leases_granted(), c.logs());
+  c.net.partition("M", true);
+  BOOST_TEST_REQUIRE(c.eventually([&] { return c.count("lease_rehomed", donor("VM4", "B")) == 1; }), c.logs());
+  c.net.partition("M", false);
+  // Same process, same incarnation: it rejoins and drops what was re-homed.
+  BOOST_TEST(c.eventually([&] {
+    return slurp(c.net.dir() + "/agent-M.log").find("drops lease") != std::string::npos;
+  }), c.logs());
+  BOOST_TEST(c.net.alive(c.agents["M"]));
+  BOOST_TEST(c.count("lease_granted", donor("VM4", "M")) + c.count("lease_rehomed", donor("VM4", "M")) == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_dead_recipient_lets_its_donors_reclaim, *utf::precondition(namespaces_available)) {
+  Cluster c;
+  BOOST_TEST_REQUIRE(c.leases_granted(), c.logs());
+  c.net.kill9(c.agents["N"]);
+  BOOST_TEST_REQUIRE(c.eventually([&] { return c.count("memory_reclaimed") == 2; }), c.logs());
+  BOOST_TEST(c.count("memory_reclaimed", donor("VM4", "B")) == 1u);
+  BOOST_TEST(c.count("memory_reclaimed", donor("VM4", "M")) == 1u);
+  BOOST_TEST(c.count("mirror_deleted", [](const auto& e) { return e["vm"] == "VM4"; }) == 1u);
+  BOOST_TEST(c.count("donor_failed") == 0u);
+}

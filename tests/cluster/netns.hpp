@@ -1,0 +1,53 @@
+// A cluster of hosts in network namespaces made by the test itself: one
+// namespace holds a bridge, each node gets a namespace joined to it by a
+// veth pair, and every address is on that private bridge. Processes are
+// started in a node's namespace and can be killed with SIGKILL; a node is
+// partitioned by taking its veth end on the bridge down. Everything is torn
+// down in the destructor.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace memlend::test {
+
+// Whether this machine lets the test make namespaces (root, iproute2); the
+// reason when not, for the skip message.
+std::string netns_unavailable();
+
+class NetnsCluster {
+ public:
+  explicit NetnsCluster(const std::vector<std::string>& nodes);
+  ~NetnsCluster();
+  NetnsCluster(const NetnsCluster&) = delete;
+  NetnsCluster& operator=(const NetnsCluster&) = delete;
+
+  const std::string& dir() const { return dir_; }
+  std::string address(const std::string& node) const { return addresses_.at(node); }
+
+  // Starts argv in the node's namespace, stdout and stderr to dir()/<log>.
+  int start(const std::string& node, const std::vector<std::string>& argv, const std::string& log);
+  void kill9(int pid);
+  void stop(int pid);   // SIGTERM, then SIGKILL after a grace period
+  bool alive(int pid);
+  void partition(const std::string& node, bool cut);
+
+  // Writes a CA and a certificate per name into dir(); returns nothing, the
+  // files are dir()/ca.pem and dir()/<name>.pem, <name>.key.
+  void make_certificates(const std::vector<std::string>& names, const std::string& ca_name = "ca");
+
+ private:
+  std::string ns(const std::string& node) const { return prefix_ + "-" + node; }
+  std::string prefix_;
+  std::string dir_;
+  std::vector<std::string> nodes_;
+  std::map<std::string, std::string> addresses_;
+  std::map<std::string, std::string> hub_ends_;
+  std::vector<int> pids_;
+};
+
+// Reads a file whole ("" when missing).
+std::string slurp(const std::string& path);
+
+}  // namespace memlend::test

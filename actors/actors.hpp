@@ -112,14 +112,13 @@ using registrar_actor = caf::typed_actor<
     replies_to<atom::join, AgentHello, caf::actor>::with<JoinReply, caf::actor>>;
 
 // One per node (the `memlend agent` process): the host's side. It samples its
-// own platform and sends the telemetry to its host actor at the controller;
-// platform actions reach every agent so each keeps the whole platform's state.
+// own host and sends the telemetry to its host actor at the controller; a
+// platform action reaches the agents it concerns (the VM's host, old and new,
+// and its donors) as the VM's absolute state.
 using agent_actor = caf::typed_actor<
     reacts_to<atom::connect>,                                        // (re)connect timer
     reacts_to<atom::tick, std::uint64_t>,                            // sampling timer (generation)
-    reacts_to<atom::attach, std::uint32_t, std::uint32_t, std::int64_t, std::uint64_t>,  // VM, donor, MiB, lease
-    reacts_to<atom::detach, std::uint32_t, std::uint32_t, std::int64_t, std::uint64_t>,  // VM, donor, MiB, lease
-    reacts_to<atom::migrate, std::uint32_t, std::uint32_t>,              // VM, target
+    reacts_to<atom::attach, RemoteState>,                            // a VM's host and leases now
     reacts_to<atom::fence, std::vector<std::uint64_t>>,                  // keep only these leases
     replies_to<atom::get>::with<std::string>,                            // its state, JSON
     reacts_to<atom::shutdown>>;

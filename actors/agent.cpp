@@ -41,9 +41,13 @@ void rebuild(self_ptr self, const JoinReply& r) {
   // Fencing at the door: a lease it held that the world no longer has as its
   // own was re-homed while it was away, and it must not serve it again.
   std::set<std::uint64_t> mine;
+  st.held_for.clear();
   for (const auto& l : r.leases) {
     st.platform->attach_remote(l.vm, l.donor, l.mib);
-    if (l.donor == st.host) mine.insert(l.id);
+    if (l.donor == st.host) {
+      mine.insert(l.id);
+      st.held_for[l.vm].insert(l.id);
+    }
   }
   for (std::uint64_t id : st.held)
     if (!mine.count(id)) say(self, "drops lease " + std::to_string(id) + ": it was re-homed while this host was away");
@@ -53,11 +57,47 @@ void rebuild(self_ptr self, const JoinReply& r) {
   st.clock.speed = r.speed;
 }
 
+// Brings one VM of its platform copy to the controller's facts: where it
+// runs and what each donor lends it. Absolute, so a repeat changes nothing.
+void apply(self_ptr self, const RemoteState& r) {
+  auto& st = self->state;
+  auto& p = *st.platform;
+  if (p.host_of(r.vm) != r.host) p.migrate(r.vm, r.host);
+  std::map<policy::HostId, std::int64_t> want;
+  for (const auto& l : r.leases) want[l.donor] += l.mib;
+  std::map<policy::HostId, std::int64_t> have;
+  for (const auto& part : p.remote_of(r.vm)) have[part.donor] = part.mib;
+  for (const auto& [donor, mib] : have)
+    if (want[donor] < mib) p.detach_remote(r.vm, donor, mib - want[donor]);
+  for (const auto& [donor, mib] : want)
+    if (mib > have[donor]) p.attach_remote(r.vm, donor, mib - have[donor]);
+  auto& mine = st.held_for[r.vm];
+  for (auto id : mine) st.held.erase(id);
+  mine.clear();
+  for (const auto& l : r.leases)
+    if (l.donor == st.host) {
+      bool fresh = !st.held.count(l.id);
+      mine.insert(l.id);
+      st.held.insert(l.id);
+      if (fresh && st.config.probe && st.config.probe->lending) st.config.probe->lending(l.id, r.vm);
+    }
+}
+
+// Each agent samples at its own phase of the period, fixed by its host's
+// name: agents in lockstep would reach the controller as one burst every
+// period, and a needy VM's sample would wait behind a thousand others.
+double phase(const agent_state& st) {
+  double period = static_cast<double>(st.config.scenario.settings.sample_period_s);
+  auto h = std::hash<std::string>{}(st.config.host);
+  return period * static_cast<double>(h % 1000) / 1000.0;
+}
+
 void schedule_tick(self_ptr self) {
   auto& st = self->state;
   double t = st.clock.now(self->clock());
   double period = static_cast<double>(st.config.scenario.settings.sample_period_s);
-  double next = (std::floor(t / period + 1e-9) + 1) * period;
+  double offset = phase(st);
+  double next = (std::floor((t - offset) / period + 1e-9) + 1) * period + offset;
   self->delayed_send(self, st.clock.after(next - t), atom::tick::value, st.generation);
 }
 
@@ -89,6 +129,7 @@ void join(self_ptr self) {
             say(self, "joined cluster " + st.config.cluster + " at t=" + std::to_string(static_cast<long>(r.scenario_t)) +
                           "s; " + std::to_string(r.leases.size()) + " leases in the cluster");
             self->send(self, atom::tick::value, st.generation);
+            if (st.config.probe && st.config.probe->joined) st.config.probe->joined(st.config.host);
           },
           [=](caf::error& err) {
             say(self, "join failed (" + caf::to_string(err) + "); trying again");
@@ -139,27 +180,18 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
         auto& st = self->state;
         if (!st.joined || generation != st.generation) return;
         double t = st.clock.now(self->clock());
-        platform::Telemetry tel = st.platform->sample(t + 1e-6);
-        std::vector<platform::VmSample> mine;
-        for (const auto& v : tel.vms)
-          if (v.host == st.host) mine.push_back(v);
-        self->send(st.home, atom::telemetry::value, tel.hosts[st.host], mine);
+        platform::Telemetry tel = st.platform->sample_host(t + 1e-6, st.host);
+        const auto& mine = tel.vms;
+        self->send(st.home, atom::telemetry::value, tel.hosts.at(0), mine);
+        if (st.config.probe && st.config.probe->sampled)
+          for (const auto& v : mine)
+            st.config.probe->sampled(v.vm, std::max<std::int64_t>(0, v.demand_mem - v.local_mem - v.remote_mem));
         schedule_tick(self);
       },
-      [=](atom::attach, std::uint32_t vm, std::uint32_t donor, std::int64_t mib, std::uint64_t lease) {
+      [=](atom::attach, const RemoteState& r) {
         auto& st = self->state;
         if (!st.platform) return;
-        st.platform->attach_remote(vm, donor, mib);
-        if (donor == st.host) st.held.insert(lease);
-      },
-      [=](atom::detach, std::uint32_t vm, std::uint32_t donor, std::int64_t mib, std::uint64_t lease) {
-        auto& st = self->state;
-        if (!st.platform) return;
-        st.platform->detach_remote(vm, donor, mib);
-        st.held.erase(lease);
-      },
-      [=](atom::migrate, std::uint32_t vm, std::uint32_t target) {
-        if (self->state.platform) self->state.platform->migrate(vm, target);
+        apply(self, r);
       },
       [=](atom::fence, const std::vector<std::uint64_t>& keep) {
         auto& st = self->state;
@@ -170,6 +202,7 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
             continue;
           }
           say(self, "drops lease " + std::to_string(*it) + ": it was re-homed while this host was away");
+          for (auto& [vm, ids] : st.held_for) ids.erase(*it);
           it = st.held.erase(it);
         }
       },

@@ -13,10 +13,21 @@
 
 #include <caf/typed_event_based_actor.hpp>
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <set>
 
 namespace memlend {
+
+// Optional hooks for benchmarks that host many agents in one process.
+struct AgentProbe {
+  std::function<void(const std::string& host)> joined;
+  // A sample of one of its VMs was sent; `short_mib` is what the VM lacks.
+  std::function<void(std::uint32_t vm, std::int64_t short_mib)> sampled;
+  // As a donor it learned of a lease it now serves.
+  std::function<void(std::uint64_t lease, std::uint32_t vm)> lending;
+};
 
 struct AgentConfig {
   std::string cluster;
@@ -28,6 +39,7 @@ struct AgentConfig {
   policy::Scenario scenario;
   std::uint64_t incarnation = 0;
   bool console = true;
+  std::shared_ptr<AgentProbe> probe;
 };
 
 struct agent_state {
@@ -42,6 +54,7 @@ struct agent_state {
   std::uint64_t generation = 0;  // of the tick chain; a rejoin starts a new one
   int attempts = 0;
   std::set<std::uint64_t> held;  // leases it lends
+  std::map<std::uint32_t, std::set<std::uint64_t>> held_for;  // the same, by VM
 };
 
 agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self, AgentConfig config);

@@ -27,17 +27,16 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<platform::VmSample>>("memlend.vm_samples");
   cfg.add_message_type<AgentHello>("memlend.agent_hello");
   cfg.add_message_type<Placement>("memlend.placement");
+  cfg.add_message_type<RemoteState>("memlend.remote_state");
   cfg.add_message_type<JoinReply>("memlend.join_reply");
   cfg.add_message_type<std::vector<LeaseInfo>>("memlend.leases");
   cfg.add_message_type<std::vector<Placement>>("memlend.placements");
   cfg.add_message_type<std::vector<std::uint64_t>>("memlend.ids");
 }
 
-namespace {
-
-// CAF's network layer with TLS; peers of another application are refused,
-// and a silent peer is noticed within seconds.
-void network_config(caf::actor_system_config& cfg, const TlsFiles& tls) {
+// Peers of another application are refused, and a silent peer is noticed
+// within seconds.
+void configure_network(caf::actor_system_config& cfg, const TlsFiles& tls) {
   cfg.load<caf::io::middleman>();
   cfg.load<caf::openssl::manager>();
   cfg.openssl_certificate = tls.certificate;
@@ -47,6 +46,8 @@ void network_config(caf::actor_system_config& cfg, const TlsFiles& tls) {
   cfg.set("middleman.heartbeat-interval", caf::timespan(std::chrono::milliseconds(500)));
   cfg.set("middleman.connection-timeout", caf::timespan(std::chrono::seconds(3)));
 }
+
+namespace {
 
 // Blocks SIGINT and SIGTERM here and returns a thread that turns the first of
 // them into `stop()`; the thread ends by itself once `done` is set.
@@ -84,7 +85,7 @@ struct SignalWatch {
 int run_controller(const RunOptions& options) {
   caf::actor_system_config cfg;
   register_types(cfg);
-  if (options.network.enabled) network_config(cfg, options.network.tls);
+  if (options.network.enabled) configure_network(cfg, options.network.tls);
   int status = 0;
   caf::actor_system sys{cfg};
   auto sink = sys.spawn(event_sink, options.sink);
@@ -132,7 +133,7 @@ int run_controller(const RunOptions& options) {
 int run_agent(const AgentOptions& options) {
   caf::actor_system_config cfg;
   register_types(cfg);
-  network_config(cfg, options.tls);
+  configure_network(cfg, options.tls);
   caf::actor_system sys{cfg};
   AgentConfig ac;
   ac.cluster = options.cluster;

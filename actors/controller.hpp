@@ -46,6 +46,9 @@ struct RunOptions {
 // Registers memlend's message types, under the names other nodes expect.
 void register_types(caf::actor_system_config& cfg);
 
+// CAF's network layer with TLS, as controller and agents use it.
+void configure_network(caf::actor_system_config& cfg, const TlsFiles& tls);
+
 // Runs until the scenario clock reaches until_s, SIGINT/SIGTERM, or a fatal
 // error; returns the process exit status (0, 1 after a fatal error, 2 when
 // the cluster port cannot be opened).

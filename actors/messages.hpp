@@ -88,6 +88,14 @@ struct AgentHello {
   std::vector<std::uint64_t> held;  // leases it holds as a donor
 };
 
+// Cluster mode: where a VM runs and every lease it holds, as absolute facts,
+// so an agent can apply them any number of times and stay right.
+struct RemoteState {
+  std::uint32_t vm = 0;
+  std::uint32_t host = 0;
+  std::vector<LeaseInfo> leases;
+};
+
 // Where a VM runs now, for an agent rebuilding its view of the platform.
 struct Placement {
   std::uint32_t vm = 0;
@@ -109,6 +117,11 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, AgentHello& x) {
   return f(caf::meta::type_name("memlend.agent_hello"), x.cluster, x.host, x.proof, x.incarnation, x.data_addr,
            x.held);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, RemoteState& x) {
+  return f(caf::meta::type_name("memlend.remote_state"), x.vm, x.host, x.leases);
 }
 
 template <class Inspector>

@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <cmath>
 
 namespace memlend {
@@ -10,13 +11,17 @@ namespace {
 
 using self_ptr = driver_actor::stateful_pointer<driver_state>;
 
-// In cluster mode each agent keeps the whole platform's state, so every
-// action goes to every agent; one that is away rebuilds it when it rejoins.
-template <class... Ts>
-bool broadcast(self_ptr self, Ts... xs) {
-  for (auto& a : self->state.agents)
-    if (a) self->send(a, xs...);
-  return true;
+// Tells the agents concerned where a VM runs and what it borrows now: its
+// host (and the one it left), and every donor it had or has.
+void tell(self_ptr self, std::uint32_t vm, std::vector<std::uint32_t> concerned) {
+  auto& st = self->state;
+  const RemoteState& r = st.remote[vm];
+  concerned.push_back(r.host);
+  for (const auto& l : r.leases) concerned.push_back(l.donor);
+  std::sort(concerned.begin(), concerned.end());
+  concerned.erase(std::unique(concerned.begin(), concerned.end()), concerned.end());
+  for (auto h : concerned)
+    if (h < st.agents.size() && st.agents[h]) self->send(st.agents[h], atom::attach::value, r);
 }
 
 void route(self_ptr self, const std::vector<platform::VmSample>& vms) {
@@ -40,12 +45,14 @@ bool report(self_ptr self, const Expected<platform::Done>& r) {
 
 driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<driver_state> self, DriverConfig config,
                                             std::shared_ptr<platform::Platform> platform, std::size_t hosts,
-                                            std::size_t vms, supervisor_actor supervisor, sink_actor sink) {
+                                            std::vector<RemoteState> start, supervisor_actor supervisor,
+                                            sink_actor sink) {
   auto& st = self->state;
   st.config = config;
   st.platform = std::move(platform);
   st.hosts.resize(hosts);
-  st.vms.resize(vms);
+  st.vms.resize(start.size());
+  st.remote = std::move(start);
   st.supervisor = supervisor;
   st.sink = sink;
   return {
@@ -72,16 +79,41 @@ driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<drive
         self->delayed_send(self, st.config.clock.after(next - t), atom::tick::value);
       },
       [=](atom::attach, std::uint32_t vm, std::uint32_t donor, std::int64_t mib, std::uint64_t lease) {
-        if (self->state.config.cluster) return broadcast(self, atom::attach::value, vm, donor, mib, lease);
-        return report(self, self->state.platform->attach_remote(vm, donor, mib));
+        auto& st = self->state;
+        if (!st.config.cluster) return report(self, st.platform->attach_remote(vm, donor, mib));
+        LeaseInfo l;
+        l.id = lease;
+        l.vm = vm;
+        l.donor = donor;
+        l.recipient = st.remote[vm].host;
+        l.mib = mib;
+        l.state = "active";
+        st.remote[vm].leases.push_back(l);
+        tell(self, vm, {});
+        return true;
       },
       [=](atom::detach, std::uint32_t vm, std::uint32_t donor, std::int64_t mib, std::uint64_t lease) {
-        if (self->state.config.cluster) return broadcast(self, atom::detach::value, vm, donor, mib, lease);
-        return report(self, self->state.platform->detach_remote(vm, donor, mib));
+        auto& st = self->state;
+        if (!st.config.cluster) return report(self, st.platform->detach_remote(vm, donor, mib));
+        auto& ls = st.remote[vm].leases;
+        std::vector<std::uint32_t> was{donor};
+        ls.erase(std::remove_if(ls.begin(), ls.end(), [&](const LeaseInfo& l) { return l.id == lease; }), ls.end());
+        tell(self, vm, was);
+        return true;
       },
       [=](atom::migrate, std::uint32_t vm, std::uint32_t target) {
-        if (self->state.config.cluster) return broadcast(self, atom::migrate::value, vm, target);
-        return report(self, self->state.platform->migrate(vm, target));
+        auto& st = self->state;
+        if (!st.config.cluster) return report(self, st.platform->migrate(vm, target));
+        std::vector<std::uint32_t> was{st.remote[vm].host};
+        st.remote[vm].host = target;
+        // What the target lent this VM is its own memory there now.
+        auto& ls = st.remote[vm].leases;
+        for (const auto& l : ls)
+          if (l.donor == target) was.push_back(target);
+        ls.erase(std::remove_if(ls.begin(), ls.end(), [&](const LeaseInfo& l) { return l.donor == target; }),
+                 ls.end());
+        tell(self, vm, was);
+        return true;
       },
       [=](atom::sample, const std::vector<platform::VmSample>& vms) { route(self, vms); },
       [=](atom::rebind, const std::string& kind, std::uint64_t key, caf::actor handle) {

@@ -30,14 +30,18 @@ struct driver_state {
   std::vector<host_actor> hosts;
   std::vector<vm_actor> vms;
   std::vector<agent_actor> agents;
+  // Cluster mode: each VM's host and leases, told to the agents concerned.
+  std::vector<RemoteState> remote;
   supervisor_actor supervisor;
   sink_actor sink;
   planner_actor planner;
   bool stopped = false;
 };
 
+// `start` is where each VM runs and what it borrows when the run begins.
 driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<driver_state> self, DriverConfig config,
                                             std::shared_ptr<platform::Platform> platform, std::size_t hosts,
-                                            std::size_t vms, supervisor_actor supervisor, sink_actor sink);
+                                            std::vector<RemoteState> start, supervisor_actor supervisor,
+                                            sink_actor sink);
 
 }  // namespace memlend

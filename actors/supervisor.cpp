@@ -153,8 +153,10 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
   adopt(self, "planner", 0, caf::actor_cast<caf::actor>(st.planner), {});
   DriverConfig dc{st.config.cluster.enabled, st.clock, static_cast<double>(sc.settings.sample_period_s),
                   st.config.until_s};
-  st.driver = self->spawn(platform_driver, dc, st.config.platform, sc.hosts.size(), sc.vms.size(), sup,
-                          st.config.sink);
+  std::vector<RemoteState> start(sc.vms.size());
+  for (policy::VmId v = 0; v < sc.vms.size(); ++v) start[v] = {v, sc.vms[v].host, {}};
+  for (const auto& l : initial_leases(sc)) start[l.vm].leases.push_back(l);
+  st.driver = self->spawn(platform_driver, dc, st.config.platform, sc.hosts.size(), start, sup, st.config.sink);
   adopt(self, "driver", 0, caf::actor_cast<caf::actor>(st.driver), {});
   self->send(st.planner, atom::rebind::value, std::string("driver"), std::uint64_t{0},
              caf::actor_cast<caf::actor>(st.driver));

@@ -49,6 +49,11 @@ class Platform {
   virtual std::string_view backend() const = 0;
   // Brings the platform to time t_s (scenario time) and samples it.
   virtual Telemetry sample(double t_s) = 0;
+  // The same, but only one host and its VMs are reported (an agent's view).
+  virtual Telemetry sample_host(double t_s, HostId host) = 0;
+  // Where a VM runs and the remote memory attached to it, by donor.
+  virtual HostId host_of(VmId vm) const = 0;
+  virtual std::vector<policy::RemotePart> remote_of(VmId vm) const = 0;
   // The VM's memory now includes `mib` lent by `donor`.
   virtual Expected<Done> attach_remote(VmId vm, HostId donor, std::int64_t mib) = 0;
   // The VM gives back `mib` of what `donor` lent it (the donor reclaims it).

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 
 namespace memlend::platform {
 
@@ -30,7 +31,18 @@ class Sim final : public Platform {
 
   std::string_view backend() const override { return "sim"; }
 
-  Telemetry sample(double t_s) override {
+  Telemetry sample(double t_s) override { return sample_hosts(t_s, std::nullopt); }
+  Telemetry sample_host(double t_s, HostId host) override { return sample_hosts(t_s, host); }
+
+  HostId host_of(VmId vm) const override { return vms_[vm].host; }
+  std::vector<RemotePart> remote_of(VmId vm) const override {
+    std::vector<RemotePart> out;
+    for (const auto& [donor, mib] : vms_[vm].remote) out.push_back({donor, mib});
+    return out;
+  }
+
+ private:
+  Telemetry sample_hosts(double t_s, std::optional<HostId> only) {
     while (next_ < scenario_.events.size() && scenario_.events[next_].at_s <= t_s) {
       const Event& e = scenario_.events[next_++];
       if (e.is_vm_event()) {
@@ -44,15 +56,17 @@ class Sim final : public Platform {
     Telemetry t;
     t.t_s = t_s;
     for (HostId h = 0; h < hosts_.size(); ++h)
-      t.hosts.push_back({h, hosts_[h].up, hosts_[h].used_mem, hosts_[h].used_cpu});
+      if (!only || h == *only) t.hosts.push_back({h, hosts_[h].up, hosts_[h].used_mem, hosts_[h].used_cpu});
     for (VmId v = 0; v < vms_.size(); ++v) {
       const VmS& vm = vms_[v];
+      if (only && vm.host != *only) continue;
       t.vms.push_back({v, vm.host, hosts_[vm.host].up, vm.demand_mem, vm.demand_cpu, vm.local_mem,
                        vm.local_cpu, vm.remote_total(), hosts_[vm.host].up ? free_mem(vm.host) : 0});
     }
     return t;
   }
 
+ public:
   Expected<Done> attach_remote(VmId vm, HostId donor, std::int64_t mib) override {
     if (vm >= vms_.size() || donor >= hosts_.size() || mib <= 0) return Error{"attach: bad arguments"};
     if (!hosts_[donor].up) return Error{"attach: donor " + scenario_.hosts[donor].name + " is down"};

@@ -46,6 +46,18 @@ bool contains(const std::vector<HostId>& v, HostId h) {
   return std::find(v.begin(), v.end(), h) != v.end();
 }
 
+// Ends `mib` (all when 0) of what `donor` lends `vm`; returns how much.
+std::int64_t drop_loan(VmState& vm, HostState& donor_state, HostId donor, std::int64_t mib) {
+  auto it = std::find_if(vm.borrowed.begin(), vm.borrowed.end(),
+                         [&](const RemotePart& p) { return p.donor == donor; });
+  if (it == vm.borrowed.end()) return 0;
+  std::int64_t amount = mib == 0 ? it->mib : std::min(mib, it->mib);
+  it->mib -= amount;
+  donor_state.lent -= amount;
+  if (it->mib == 0) vm.borrowed.erase(it);
+  return amount;
+}
+
 }  // namespace
 
 template <class Index>
@@ -541,13 +553,7 @@ std::vector<RemotePart> BasicCluster<Index>::surplus(VmId v) const {
 template <class Index>
 void BasicCluster<Index>::release(VmId v, HostId donor, std::int64_t mib) {
   VmState& vm = vms_[v];
-  auto it = std::find_if(vm.borrowed.begin(), vm.borrowed.end(),
-                         [&](const RemotePart& p) { return p.donor == donor; });
-  if (it == vm.borrowed.end()) return;
-  std::int64_t amount = mib == 0 ? it->mib : std::min(mib, it->mib);
-  it->mib -= amount;
-  state_[donor].lent -= amount;
-  if (it->mib == 0) vm.borrowed.erase(it);
+  if (drop_loan(vm, state_[donor], donor, mib) == 0) return;
   if (vm.borrowed.empty()) vm.remote_for_s = 0;
   // Memory given back is taken locally where the host has room for it.
   std::int64_t want = std::max<std::int64_t>(0, vm.demand_mem - vm.share_mem - vm.borrowed_mib());
@@ -576,7 +582,10 @@ void BasicCluster<Index>::rehome(VmId v, HostId failed, const std::vector<LeaseG
   VmState& vm = vms_[v];
   std::int64_t moved = 0;
   for (const auto& l : to) moved += l.mib;
-  release(v, failed, moved);
+  // Not release(): that would also take free room on the VM's host, and
+  // the new donors already cover all that moved.
+  drop_loan(vm, state_[failed], failed, moved);
+  refresh(failed);
   for (const auto& l : to) {
     state_[l.donor].lent += l.mib;
     auto it = std::find_if(vm.borrowed.begin(), vm.borrowed.end(),

@@ -502,6 +502,30 @@ BOOST_AUTO_TEST_CASE(a_failed_donors_lease_is_rehomed) {
   BOOST_TEST(held(c, 0) == 24 * GiB);
 }
 
+// N's demand falls after the snapshot, so A has 3 GiB free when B dies.
+// The 8 GiB B lent move to C as they are; A's free room is not taken on top
+// (the VM would hold 23 GiB of its 20, and C lend 3 GiB nobody uses).
+BOOST_AUTO_TEST_CASE(rehoming_moves_exactly_what_the_failed_donor_lent) {
+  ScenarioBuilder b;
+  b.host("A", 16 * GiB, 8 * GHz);
+  b.host("B", 32 * GiB, 8 * GHz);
+  b.host("C", 16 * GiB, 8 * GHz);
+  b.vm("N", "A", 4 * GiB, 2 * GHz);
+  b.vm("V", "A", 20 * GiB, 4 * GHz);
+  b.borrows("V", "B", 8 * GiB);
+  Cluster c(b.s);
+  BOOST_TEST(c.vm(1).share_mem == 12 * GiB);
+  c.set_demand(0, 1 * GiB, 2 * GHz);
+  c.set_host_up(1, false);
+  auto choice = c.rehome_choice(1, 1, 8 * GiB);
+  c.rehome(1, 1, choice.leases);
+  BOOST_TEST(borrowed(c, 1) == "C 8192");
+  BOOST_TEST(held(c, 1) == 20 * GiB);
+  BOOST_TEST(c.host_state(0).used_mem == 13 * GiB);
+  BOOST_TEST(c.free_local(0) == 3 * GiB);
+  BOOST_TEST(c.host_state(1).lent == 0);
+}
+
 BOOST_AUTO_TEST_CASE(rehoming_with_no_donor_left_changes_nothing) {
   ScenarioBuilder b;
   b.host("A", 16 * GiB, 8 * GHz);

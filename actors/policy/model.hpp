@@ -104,7 +104,9 @@ struct Decision {
   std::int64_t extra_memory_mib = 0;
   std::int64_t extra_cpu_mhz = 0;
   std::vector<LeaseGrant> leases;  // new leases (merged with any it already has, per donor)
-  std::int64_t local_mib = 0;      // its local share after the decision (on target when migrating)
+  // Its local share after the decision. When migrating: what the target
+  // gives it anew; memory the target already lent it becomes local on top.
+  std::int64_t local_mib = 0;
   std::int64_t buffer_kib = 0;     // the VM's whole local buffer: one per lease
   std::int64_t mirror_mib = 0;     // 0: no mirror
   HostId target = no_host;

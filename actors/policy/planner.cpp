@@ -378,6 +378,16 @@ Decision BasicCluster<Index>::decide_migrate(VmId v, Decision d) const {
   why << name << " needs " << fmt_mhz(vm.demand_cpu) << " of CPU and " << host << " can give it only "
       << fmt_mhz(vm.demand_cpu - d.extra_cpu_mhz) << ", so it must move";
   auto not_home = [&](HostId h) { return h != vm.host; };
+  // What the VM reaches remotely from target t once moved, with `fresh` new
+  // leases: what t lent it becomes local there, so it needs no buffer and
+  // no mirror any more.
+  auto set_remote = [&](HostId t, const std::vector<LeaseGrant>& fresh, std::int64_t fresh_mib) {
+    std::int64_t donors = 0;
+    for (const auto& p : vm.borrowed) donors += p.donor != t;
+    for (const auto& l : fresh) donors += vm.borrowed_from(l.donor) == 0;
+    d.buffer_kib = donors * buffer_kib_per_lease(settings_);
+    d.mirror_mib = keep - vm.borrowed_from(t) + fresh_mib;
+  };
 
   // A host that holds it whole, CPU and memory.
   Query whole{settings_.placement, {local_need, vm.demand_cpu}, {local_need, vm.demand_cpu}};
@@ -386,8 +396,7 @@ Decision BasicCluster<Index>::decide_migrate(VmId v, Decision d) const {
     d.kind = DecisionKind::migrate;
     d.target = t;
     d.local_mib = local_need;
-    d.buffer_kib = static_cast<std::int64_t>(vm.borrowed.size()) * buffer_kib_per_lease(settings_);
-    d.mirror_mib = keep;
+    set_remote(t, {}, 0);
     why << ": " << hosts_[t].name << " holds all of it (" << to_string(settings_.placement) << ", "
         << why_heuristic(settings_.placement) << ")";
     d.reason = why.str();
@@ -415,12 +424,7 @@ Decision BasicCluster<Index>::decide_migrate(VmId v, Decision d) const {
     d.target = t;
     d.local_mib = local;
     d.leases = c.leases;
-    std::vector<HostId> donors;
-    for (const auto& p : vm.borrowed) donors.push_back(p.donor);
-    for (const auto& l : c.leases)
-      if (!contains(donors, l.donor)) donors.push_back(l.donor);
-    d.buffer_kib = static_cast<std::int64_t>(donors.size()) * buffer_kib_per_lease(settings_);
-    d.mirror_mib = keep + rest;
+    set_remote(t, c.leases, rest);
     why << ": " << hosts_[t].name << " has the CPU (" << to_string(settings_.placement)
         << ") and gives it " << fmt_mib(local) << "; for the other " << fmt_mib(rest) << ", "
         << describe(c.leases) << " (" << c.reason << ")";

@@ -224,6 +224,50 @@ BOOST_AUTO_TEST_CASE(the_recipient_never_lends_to_itself) {
   BOOST_TEST(leases(c, d) == "E 8192");
 }
 
+// V borrows 8 GiB from B and must move for CPU; B has it all. The 8 GiB B
+// lent become local on B, so after the move V reaches nothing remotely: no
+// buffer, no mirror. B gives it 16 GiB anew.
+BOOST_AUTO_TEST_CASE(moving_to_its_donor_makes_the_loan_local) {
+  ScenarioBuilder b;
+  b.host("A", 16 * GiB, 4 * GHz);
+  b.host("B", 64 * GiB, 16 * GHz);
+  b.host("C", 8 * GiB, 4 * GHz);
+  b.vm("V", "A", 24 * GiB, 8 * GHz);
+  b.borrows("V", "B", 8 * GiB);
+  Cluster c(b.s);
+  auto d = c.plan()[0];
+  BOOST_TEST((d.kind == DecisionKind::migrate));
+  BOOST_TEST(name_of(c, d.target) == "B");
+  BOOST_TEST(d.local_mib == 16 * GiB);
+  BOOST_TEST(d.buffer_kib == 0);
+  BOOST_TEST(d.mirror_mib == 0);
+  BOOST_TEST(c.vm(0).share_mem == 24 * GiB);
+  BOOST_TEST(c.vm(0).borrowed.empty());
+  BOOST_TEST(c.host_state(1).lent == 0);
+  BOOST_TEST(c.host_state(1).used_mem == 24 * GiB);
+}
+
+// The same when B has the CPU but not the memory: B's loan turns local, C
+// lends the rest, so one lease (C's) and a mirror of C's part only.
+BOOST_AUTO_TEST_CASE(moving_to_a_donor_short_of_memory_keeps_one_buffer_per_remaining_lease) {
+  ScenarioBuilder b;
+  b.host("A", 16 * GiB, 4 * GHz);
+  b.host("B", 12 * GiB, 16 * GHz);
+  b.host("C", 32 * GiB, 4 * GHz);
+  b.vm("V", "A", 24 * GiB, 8 * GHz);
+  b.borrows("V", "B", 8 * GiB);
+  Cluster c(b.s);
+  auto d = c.plan()[0];
+  BOOST_TEST((d.kind == DecisionKind::migrate));
+  BOOST_TEST(name_of(c, d.target) == "B");
+  BOOST_TEST(d.local_mib == 4 * GiB);      // B's other 4 GiB
+  BOOST_TEST(leases(c, d) == "C 12288");   // 24 - 8 lent by B - 4 local
+  BOOST_TEST(d.buffer_kib == 1024);
+  BOOST_TEST(d.mirror_mib == 12 * GiB);
+  BOOST_TEST(borrowed(c, 0) == "C 12288");
+  BOOST_TEST(c.vm(0).share_mem == 12 * GiB);
+}
+
 BOOST_AUTO_TEST_CASE(a_target_that_must_borrow_needs_a_data_path) {
   ScenarioBuilder b;
   b.settings().placement = Heuristic::first_fit;

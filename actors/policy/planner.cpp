@@ -377,7 +377,14 @@ Decision BasicCluster<Index>::decide_migrate(VmId v, Decision d) const {
   std::ostringstream why;
   why << name << " needs " << fmt_mhz(vm.demand_cpu) << " of CPU and " << host << " can give it only "
       << fmt_mhz(vm.demand_cpu - d.extra_cpu_mhz) << ", so it must move";
-  auto not_home = [&](HostId h) { return h != vm.host; };
+  // Memory it keeps borrowing must stay in reach from the target: a data
+  // path, and the donors' fabric (what a target lent it turns local).
+  auto reaches_donors = [&](HostId h) {
+    for (const auto& p : vm.borrowed)
+      if (p.donor != h && (!hosts_[h].data_path || hosts_[p.donor].fabric != hosts_[h].fabric)) return false;
+    return true;
+  };
+  auto not_home = [&](HostId h) { return h != vm.host && reaches_donors(h); };
   // What the VM reaches remotely from target t once moved, with `fresh` new
   // leases: what t lent it becomes local there, so it needs no buffer and
   // no mirror any more.
@@ -404,7 +411,9 @@ Decision BasicCluster<Index>::decide_migrate(VmId v, Decision d) const {
   }
   // Else a host with the CPU and a data path, the rest of its memory lent to it there.
   std::vector<HostId> tried;
-  auto candidate = [&](HostId h) { return h != vm.host && hosts_[h].data_path && !contains(tried, h); };
+  auto candidate = [&](HostId h) {
+    return h != vm.host && hosts_[h].data_path && !contains(tried, h) && reaches_donors(h);
+  };
   Query cpu_only{settings_.placement, {0, vm.demand_cpu}, {local_need, vm.demand_cpu}};
   DonorMode mode = vm.donors.value_or(settings_.donors);
   std::string last_reason;

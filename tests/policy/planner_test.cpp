@@ -283,6 +283,31 @@ BOOST_AUTO_TEST_CASE(a_target_that_must_borrow_needs_a_data_path) {
   BOOST_TEST(leases(c, d) == "D 16384");
 }
 
+// V borrows from B and must move for CPU. T1 and T2 come first and have
+// everything, but from T1 (no data path) or T2 (another fabric) V could no
+// longer reach the memory B lends it; T3 can.
+BOOST_AUTO_TEST_CASE(a_borrowing_vm_moves_only_where_it_still_reaches_its_donors) {
+  for (Heuristic h : {Heuristic::first_fit, Heuristic::worst_fit}) {
+    ScenarioBuilder b;
+    b.settings().placement = h;
+    b.host("A", 16 * GiB, 4 * GHz);
+    b.host("B", 64 * GiB, 4 * GHz);
+    b.host("T1", 128 * GiB, 32 * GHz).data_path = false;
+    b.host("T2", 128 * GiB, 48 * GHz).fabric = "other";
+    b.host("T3", 64 * GiB, 16 * GHz);
+    b.host("E", 4 * GiB, 1 * GHz);
+    b.vm("V", "A", 24 * GiB, 8 * GHz);
+    b.borrows("V", "B", 8 * GiB);
+    b.vm("U", "E", 1 * GiB, 8 * GHz);  // borrows nothing: T1 and T2 will do
+    Cluster c(b.s);
+    auto ds = c.plan();
+    BOOST_TEST((ds[0].kind == DecisionKind::migrate));
+    BOOST_TEST(name_of(c, ds[0].target) == "T3", to_string(h));
+    BOOST_TEST((ds[1].kind == DecisionKind::migrate));
+    BOOST_TEST(name_of(c, ds[1].target) == (h == Heuristic::first_fit ? "T1" : "T2"), to_string(h));
+  }
+}
+
 BOOST_AUTO_TEST_CASE(donors_come_from_the_recipients_fabric) {
   for (DonorMode mode : {DonorMode::fewest, DonorMode::spread}) {
     ScenarioBuilder b;

@@ -1,0 +1,316 @@
+// The scenario file is a product interface: every way of getting it wrong
+// gets one line naming the file, the key and what is wrong, and nothing is
+// half-loaded.
+#define BOOST_TEST_MODULE scenario
+#include <boost/test/unit_test.hpp>
+
+#include "firmware_hooks/scenario.hpp"
+
+#include <filesystem>
+#include <string>
+
+using namespace memlend;
+using namespace memlend::policy;
+using platform::parse_scenario;
+
+namespace {
+
+const std::string origin = "cluster.json";
+
+// A valid scenario with `patch` spliced in where the marker stands.
+std::string with(const std::string& hosts, const std::string& vms = "[]", const std::string& rest = "") {
+  return R"({ "hosts": )" + hosts + R"(, "vms": )" + vms + rest + " }";
+}
+const std::string two_hosts =
+    R"([ { "name": "A", "memory_mib": 16384, "cpu_mhz": 8000 }, { "name": "B", "memory_mib": 65536, "cpu_mhz": 8000 } ])";
+
+std::string vm(const std::string& fields) {
+  return R"([ { "name": "V", "host": "A", "memory_mib": 32768, "cpu_mhz": 4000)" + fields + " } ]";
+}
+
+// The error names the file, then the key, then what is wrong, on one line.
+void expect_error(const std::string& text, const std::string& key, const std::string& what) {
+  auto r = parse_scenario(text, origin);
+  BOOST_TEST_REQUIRE(!r, "accepted: " << text);
+  const std::string& m = r.error().message;
+  std::string head = origin + ": " + key + ": ";
+  BOOST_TEST(m.rfind(head, 0) == 0u, "\"" << m << "\" starts with \"" << head << "\"");
+  BOOST_TEST(m.find(what) != std::string::npos, "\"" << m << "\" says \"" << what << "\"");
+  BOOST_TEST(m.find('\n') == std::string::npos, m);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_minimal_scenario_gets_the_documented_defaults) {
+  auto r = parse_scenario(with(two_hosts, vm("")), origin);
+  BOOST_TEST_REQUIRE(bool(r), (r ? "" : r.error().message));
+  const Settings& s = r->settings;
+  BOOST_TEST(s.page_size_kib == 4);
+  BOOST_TEST(s.rdma_block_kib == 1024);
+  BOOST_TEST(s.buffer_blocks == 1);
+  BOOST_TEST((s.placement == Heuristic::best_fit));
+  BOOST_TEST((s.order == Order::listed));
+  BOOST_TEST((s.donors == DonorMode::fewest));
+  BOOST_TEST(s.migrate_after_s == 600);
+  BOOST_TEST(s.detect_samples == 3);
+  const Host& a = r->hosts[0];
+  BOOST_TEST(a.rdma);
+  BOOST_TEST(a.data_path);
+  BOOST_TEST(a.up);
+  BOOST_TEST(a.reserved_mib == 0);
+  BOOST_TEST(a.fabric == "");
+  BOOST_TEST(r->vms[0].host == 0u);
+  BOOST_TEST(r->vms[0].remote.empty());
+  BOOST_TEST(r->vms[0].remote_for_s == 0);
+  BOOST_TEST(!r->vms[0].donors.has_value());
+}
+
+BOOST_AUTO_TEST_CASE(every_setting_and_field_is_read) {
+  std::string text = R"({
+    "settings": { "page_size_kib": 512, "rdma_block_kib": 2048, "buffer_blocks": 2, "placement": "l2_ratio",
+                  "order": "ffd_prod", "donors": "spread", "migrate_after_s": 60, "detect_samples": 5,
+                  "sample_period_s": 7 },
+    "hosts": [ { "name": "A", "memory_mib": 16384, "cpu_mhz": 8000, "rdma": false, "data_path": false,
+                 "up": false, "reserved_mib": 1024, "fabric": "r1" },
+               { "name": "B", "memory_mib": 65536, "cpu_mhz": 8000, "fabric": "r1" } ],
+    "vms": [ { "name": "V", "host": "A", "memory_mib": 32768, "cpu_mhz": 0,
+               "remote": [ { "donor": "B", "mib": 4096 } ], "remote_for_s": 30, "donors": "fewest" } ],
+    "events": [ { "at_s": 90, "host": "B", "up": false }, { "at_s": 30.5, "vm": "V", "memory_mib": 40000 } ]
+  })";
+  auto r = parse_scenario(text, origin);
+  BOOST_TEST_REQUIRE(bool(r), (r ? "" : r.error().message));
+  BOOST_TEST(r->settings.page_size_kib == 512);
+  BOOST_TEST(r->settings.rdma_block_kib == 2048);
+  BOOST_TEST(r->settings.buffer_blocks == 2);
+  BOOST_TEST((r->settings.placement == Heuristic::l2_ratio));
+  BOOST_TEST((r->settings.order == Order::ffd_prod));
+  BOOST_TEST((r->settings.donors == DonorMode::spread));
+  BOOST_TEST(r->settings.migrate_after_s == 60);
+  BOOST_TEST(r->settings.detect_samples == 5);
+  BOOST_TEST(r->settings.sample_period_s == 7);
+  const Host& a = r->hosts[0];
+  BOOST_TEST((!a.rdma && !a.data_path && !a.up));
+  BOOST_TEST(a.reserved_mib == 1024);
+  BOOST_TEST(a.fabric == "r1");
+  const Vm& v = r->vms[0];
+  BOOST_TEST_REQUIRE(v.remote.size() == 1u);
+  BOOST_TEST(v.remote[0].donor == 1u);
+  BOOST_TEST(v.remote[0].mib == 4096);
+  BOOST_TEST(v.remote_for_s == 30);
+  BOOST_TEST((v.donors == DonorMode::fewest));
+  // Events come sorted by time.
+  BOOST_TEST_REQUIRE(r->events.size() == 2u);
+  BOOST_TEST(r->events[0].at_s == 30.5);
+  BOOST_TEST(r->events[0].vm == 0u);
+  BOOST_TEST(*r->events[0].memory_mib == 40000);
+  BOOST_TEST(r->events[1].host == 1u);
+  BOOST_TEST(*r->events[1].up == false);
+}
+
+BOOST_AUTO_TEST_CASE(not_json) {
+  for (const char* text : {"", "{", "hosts: []", "{ \"hosts\": [ ] } trailing", "{ \"hosts\": [ 1, ] }"}) {
+    auto r = parse_scenario(text, origin);
+    BOOST_TEST_REQUIRE(!r, text);
+    BOOST_TEST(r.error().message.rfind(origin + ": not valid JSON: ", 0) == 0u, r.error().message);
+    BOOST_TEST(r.error().message.find('\n') == std::string::npos);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(not_an_object_at_the_top) {
+  expect_error("[]", "top level", "must be an object, got an array");
+  expect_error("42", "top level", "must be an object");
+}
+
+// Nesting deep enough to overflow a recursive parser's stack is refused,
+// not a crash.
+BOOST_AUTO_TEST_CASE(deep_nesting_is_an_error_not_a_crash) {
+  std::string deep = R"({ "hosts": )" + std::string(100000, '[') + std::string(100000, ']') + " }";
+  auto r = parse_scenario(deep, origin);
+  BOOST_TEST(!r);
+}
+
+BOOST_AUTO_TEST_CASE(missing_required_keys) {
+  expect_error(R"({ "vms": [] })", "hosts", "missing (required)");
+  expect_error(R"({ "hosts": [] })", "hosts", "at least one host");
+  expect_error(with(R"([ { "memory_mib": 1, "cpu_mhz": 1 } ])"), "hosts[0].name", "missing (required)");
+  expect_error(with(R"([ { "name": "A", "cpu_mhz": 1 } ])"), "hosts[0].memory_mib", "missing (required)");
+  expect_error(with(R"([ { "name": "A", "memory_mib": 1 } ])"), "hosts[0].cpu_mhz", "missing (required)");
+  expect_error(with(two_hosts, R"([ { "name": "V", "memory_mib": 1, "cpu_mhz": 1 } ])"), "vms[0].host",
+               "missing (required)");
+  expect_error(with(two_hosts, R"([ { "name": "V", "host": "A", "cpu_mhz": 1 } ])"), "vms[0].memory_mib",
+               "missing (required)");
+  expect_error(with(two_hosts, R"([ { "host": "A", "memory_mib": 1, "cpu_mhz": 1 } ])"), "vms[0].name",
+               "missing (required)");
+  expect_error(with(two_hosts, vm(R"(, "remote": [ { "donor": "B" } ])")), "vms[0].remote[0].mib",
+               "missing (required)");
+  expect_error(with(two_hosts, vm(""), R"(, "events": [ { "vm": "V", "memory_mib": 1 } ])"), "events[0].at_s",
+               "missing (required)");
+  expect_error(with(two_hosts, vm(""), R"(, "events": [ { "at_s": 1, "host": "A" } ])"), "events[0].up",
+               "missing");
+  expect_error(with(two_hosts, vm(""), R"(, "events": [ { "at_s": 1, "vm": "V" } ])"), "events[0]",
+               "must give memory_mib or cpu_mhz");
+  expect_error(with(two_hosts, vm(""), R"(, "events": [ { "at_s": 1 } ])"), "events[0]",
+               "either a \"vm\" or a \"host\"");
+}
+
+BOOST_AUTO_TEST_CASE(unknown_hosts_and_vms) {
+  expect_error(with(two_hosts, R"([ { "name": "V", "host": "Z", "memory_mib": 1, "cpu_mhz": 1 } ])"),
+               "vms[0].host", "unknown host \"Z\"");
+  expect_error(with(two_hosts, vm(R"(, "remote": [ { "donor": "Z", "mib": 1 } ])")), "vms[0].remote[0].donor",
+               "unknown host \"Z\"");
+  expect_error(with(two_hosts, vm(""), R"(, "events": [ { "at_s": 1, "host": "Z", "up": false } ])"),
+               "events[0].host", "unknown host \"Z\"");
+  expect_error(with(two_hosts, vm(""), R"(, "events": [ { "at_s": 1, "vm": "W", "memory_mib": 1 } ])"),
+               "events[0].vm", "unknown VM \"W\"");
+}
+
+BOOST_AUTO_TEST_CASE(negative_and_absurd_sizes) {
+  expect_error(with(R"([ { "name": "A", "memory_mib": -1, "cpu_mhz": 1 } ])"), "hosts[0].memory_mib",
+               "must be between 1 and");
+  expect_error(with(R"([ { "name": "A", "memory_mib": 0, "cpu_mhz": 1 } ])"), "hosts[0].memory_mib", "got 0");
+  expect_error(with(R"([ { "name": "A", "memory_mib": 1099511627776, "cpu_mhz": 1 } ])"), "hosts[0].memory_mib",
+               "got 1099511627776");
+  expect_error(with(R"([ { "name": "A", "memory_mib": 18446744073709551615, "cpu_mhz": 1 } ])"),
+               "hosts[0].memory_mib", "must be at most");
+  expect_error(with(R"([ { "name": "A", "memory_mib": 1, "cpu_mhz": -8000 } ])"), "hosts[0].cpu_mhz", "got -8000");
+  expect_error(with(R"([ { "name": "A", "memory_mib": 1, "cpu_mhz": 1000000000000 } ])"), "hosts[0].cpu_mhz",
+               "must be at most 100000000, got 1000000000000");
+  expect_error(with(R"([ { "name": "A", "memory_mib": 1024, "cpu_mhz": 1, "reserved_mib": -1 } ])"),
+               "hosts[0].reserved_mib", "got -1");
+  expect_error(with(R"([ { "name": "A", "memory_mib": 1024, "cpu_mhz": 1, "reserved_mib": 2048 } ])"),
+               "hosts[0].reserved_mib", "more than the host's memory_mib");
+  expect_error(with(two_hosts, R"([ { "name": "V", "host": "A", "memory_mib": -5, "cpu_mhz": 1 } ])"),
+               "vms[0].memory_mib", "got -5");
+  expect_error(with(two_hosts, vm(R"(, "remote": [ { "donor": "B", "mib": 0 } ])")), "vms[0].remote[0].mib",
+               "got 0");
+  expect_error(with(two_hosts, vm(R"(, "remote_for_s": -1)")), "vms[0].remote_for_s", "got -1");
+  expect_error(with(two_hosts, vm(""), R"(, "events": [ { "at_s": -1, "vm": "V", "memory_mib": 1 } ])"),
+               "events[0].at_s", "must be between 0 and");
+  expect_error(R"({ "settings": { "page_size_kib": 3 }, "hosts": )" + two_hosts + " }", "settings.page_size_kib",
+               "power of two");
+  expect_error(R"({ "settings": { "rdma_block_kib": 0 }, "hosts": )" + two_hosts + " }",
+               "settings.rdma_block_kib", "got 0");
+  expect_error(R"({ "settings": { "buffer_blocks": 4096, "rdma_block_kib": 1048576 }, "hosts": )" + two_hosts + " }",
+               "settings.buffer_blocks", "more than 1 GiB");
+  expect_error(R"({ "settings": { "detect_samples": 0 }, "hosts": )" + two_hosts + " }", "settings.detect_samples",
+               "got 0");
+}
+
+BOOST_AUTO_TEST_CASE(loans_that_cannot_be) {
+  expect_error(with(two_hosts, vm(R"(, "remote": [ { "donor": "A", "mib": 1 } ])")), "vms[0].remote[0].donor",
+               "the VM's own host");
+  expect_error(with(two_hosts, vm(R"(, "remote": [ { "donor": "B", "mib": 1 }, { "donor": "B", "mib": 1 } ])")),
+               "vms[0].remote[1].donor", "lends to this VM twice");
+  expect_error(with(two_hosts, vm(R"(, "remote": [ { "donor": "B", "mib": 40000 } ])")), "vms[0].remote",
+               "borrows more than the VM's memory_mib");
+  std::string greedy = R"([ { "name": "V", "host": "A", "memory_mib": 65536, "cpu_mhz": 1,
+                             "remote": [ { "donor": "B", "mib": 40000 } ] },
+                           { "name": "W", "host": "A", "memory_mib": 65536, "cpu_mhz": 1,
+                             "remote": [ { "donor": "B", "mib": 40000 } ] } ])";
+  expect_error(with(two_hosts, greedy), "vms[1].remote[0].mib", "more than its memory_mib");
+}
+
+BOOST_AUTO_TEST_CASE(unknown_heuristic_order_or_donor_mode) {
+  expect_error(R"({ "settings": { "placement": "random_fit" }, "hosts": )" + two_hosts + " }",
+               "settings.placement", "unknown value \"random_fit\"");
+  expect_error(R"({ "settings": { "placement": "BEST_FIT" }, "hosts": )" + two_hosts + " }", "settings.placement",
+               "one of first_fit, best_fit, worst_fit, cosine, l2_diff, l2_ratio");
+  expect_error(R"({ "settings": { "order": "biggest" }, "hosts": )" + two_hosts + " }", "settings.order",
+               "unknown value \"biggest\"");
+  expect_error(R"({ "settings": { "donors": "all" }, "hosts": )" + two_hosts + " }", "settings.donors",
+               "unknown value \"all\"");
+  expect_error(with(two_hosts, vm(R"(, "donors": "many")")), "vms[0].donors", "unknown value \"many\"");
+}
+
+BOOST_AUTO_TEST_CASE(one_name_for_two_hosts_or_two_vms) {
+  expect_error(with(R"([ { "name": "A", "memory_mib": 1, "cpu_mhz": 1 }, { "name": "A", "memory_mib": 2, "cpu_mhz": 2 } ])"),
+               "hosts[1].name", "\"A\" names two hosts");
+  expect_error(with(two_hosts, R"([ { "name": "V", "host": "A", "memory_mib": 1, "cpu_mhz": 1 },
+                                    { "name": "V", "host": "B", "memory_mib": 1, "cpu_mhz": 1 } ])"),
+               "vms[1].name", "\"V\" names two VMs");
+}
+
+BOOST_AUTO_TEST_CASE(names_that_cannot_be) {
+  expect_error(with(R"([ { "name": "", "memory_mib": 1, "cpu_mhz": 1 } ])"), "hosts[0].name", "must not be empty");
+  expect_error(with(R"([ { "name": "a/b", "memory_mib": 1, "cpu_mhz": 1 } ])"), "hosts[0].name", "'/'");
+  expect_error(with(R"([ { "name": "a\nb", "memory_mib": 1, "cpu_mhz": 1 } ])"), "hosts[0].name",
+               "control characters");
+  expect_error(with(R"([ { "name": ")" + std::string(129, 'x') + R"(", "memory_mib": 1, "cpu_mhz": 1 } ])"),
+               "hosts[0].name", "longer than 128");
+}
+
+// nlohmann would keep the last of two equal keys; a scenario that says
+// something twice is a mistake, wherever it stands.
+BOOST_AUTO_TEST_CASE(duplicate_keys) {
+  auto dup = [](const std::string& text, const std::string& key) {
+    auto r = parse_scenario(text, origin);
+    BOOST_TEST_REQUIRE(!r, text);
+    BOOST_TEST(r.error().message == origin + ": key \"" + key + "\" appears twice in one object");
+  };
+  dup(R"({ "hosts": )" + two_hosts + R"(, "hosts": )" + two_hosts + " }", "hosts");
+  dup(with(R"([ { "name": "A", "memory_mib": 1, "memory_mib": 2, "cpu_mhz": 1 } ])"), "memory_mib");
+  dup(R"({ "settings": { "placement": "cosine", "placement": "best_fit" }, "hosts": )" + two_hosts + " }",
+      "placement");
+  // The same key in two different objects is fine.
+  BOOST_TEST(bool(parse_scenario(with(two_hosts, vm("")), origin)));
+}
+
+BOOST_AUTO_TEST_CASE(unknown_keys) {
+  expect_error(R"({ "hosts": )" + two_hosts + R"(, "vm": [] })", "vm", "unknown key");
+  expect_error(with(R"([ { "name": "A", "memroy_mib": 1, "memory_mib": 1, "cpu_mhz": 1 } ])"),
+               "hosts[0].memroy_mib", "unknown key");
+  expect_error(R"({ "settings": { "placment": "cosine" }, "hosts": )" + two_hosts + " }", "settings.placment",
+               "unknown key");
+  expect_error(with(two_hosts, vm(R"(, "remote": [ { "donor": "B", "mib": 1, "for_s": 3 } ])")),
+               "vms[0].remote[0].for_s", "unknown key");
+  expect_error(with(two_hosts, vm(""), R"(, "events": [ { "at_s": 1, "vm": "V", "memory_mib": 1, "up": true } ])"),
+               "events[0].up", "applies to a host");
+  expect_error(with(two_hosts, vm(""), R"(, "events": [ { "at_s": 1, "host": "A", "up": true, "cpu_mhz": 1 } ])"),
+               "events[0]", "gives only \"up\"");
+}
+
+BOOST_AUTO_TEST_CASE(wrong_types) {
+  expect_error(R"({ "hosts": {} })", "hosts", "must be an array, got an object");
+  expect_error(with(R"([ "A" ])"), "hosts[0]", "must be an object, got a string");
+  expect_error(with(R"([ { "name": 5, "memory_mib": 1, "cpu_mhz": 1 } ])"), "hosts[0].name",
+               "must be a string, got a number");
+  expect_error(with(R"([ { "name": "A", "memory_mib": "16384", "cpu_mhz": 1 } ])"), "hosts[0].memory_mib",
+               "must be an integer, got a string");
+  expect_error(with(R"([ { "name": "A", "memory_mib": 1.5, "cpu_mhz": 1 } ])"), "hosts[0].memory_mib",
+               "must be an integer, got a fraction");
+  expect_error(with(R"([ { "name": "A", "memory_mib": null, "cpu_mhz": 1 } ])"), "hosts[0].memory_mib",
+               "got null");
+  expect_error(with(R"([ { "name": "A", "memory_mib": 1, "cpu_mhz": 1, "rdma": "yes" } ])"), "hosts[0].rdma",
+               "must be true or false, got a string");
+  expect_error(with(R"([ { "name": "A", "memory_mib": 1, "cpu_mhz": 1, "up": 1 } ])"), "hosts[0].up",
+               "must be true or false");
+  expect_error(R"({ "settings": [], "hosts": )" + two_hosts + " }", "settings", "must be an object, got an array");
+  expect_error(R"({ "settings": { "placement": 3 }, "hosts": )" + two_hosts + " }", "settings.placement",
+               "got a number");
+  expect_error(with(two_hosts, R"({ "V": 1 })"), "vms", "must be an array");
+  expect_error(with(two_hosts, vm(R"(, "remote": { "donor": "B", "mib": 1 })")), "vms[0].remote",
+               "must be an array");
+  expect_error(with(two_hosts, vm(""), R"(, "events": [ { "at_s": "soon", "vm": "V", "memory_mib": 1 } ])"),
+               "events[0].at_s", "must be a number of seconds, got a string");
+}
+
+BOOST_AUTO_TEST_CASE(files_that_cannot_be_read_name_the_file) {
+  auto missing = platform::load_scenario("no-such-dir/memlend.json");
+  BOOST_TEST_REQUIRE(!missing);
+  BOOST_TEST(missing.error().message == "no-such-dir/memlend.json: cannot open the scenario file");
+  auto dir = platform::load_scenario(MEMLEND_SOURCE_DIR);
+  BOOST_TEST_REQUIRE(!dir);
+  BOOST_TEST(dir.error().message.find("is a directory") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(the_examples_and_the_built_in_demo_load) {
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(MEMLEND_SOURCE_DIR) + "/examples")) {
+    if (entry.path().extension() != ".json") continue;
+    auto r = platform::load_scenario(entry.path().string());
+    BOOST_TEST(bool(r), entry.path().filename() << ": " << (r ? "" : r.error().message));
+  }
+  auto demo = parse_scenario(platform::builtin_demo_scenario(), "built-in demo");
+  BOOST_TEST_REQUIRE(bool(demo), (demo ? "" : demo.error().message));
+  BOOST_TEST(demo->hosts.size() == 6u);
+  BOOST_TEST(!demo->events.empty());
+}

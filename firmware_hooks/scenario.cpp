@@ -211,6 +211,10 @@ Scenario parse(const json& root) {
           auto d = host_ids.find(donor);
           if (d == host_ids.end()) throw Bad{q + ".donor", "unknown host \"" + donor + "\""};
           if (d->second == v.host) throw Bad{q + ".donor", "is the VM's own host"};
+          // Hosts lend only within their fabric: such a loan cannot exist.
+          if (sc.hosts[d->second].fabric != sc.hosts[v.host].fabric)
+            throw Bad{q + ".donor", donor + " is in fabric \"" + sc.hosts[d->second].fabric + "\", " +
+                                        sc.hosts[v.host].name + " in \"" + sc.hosts[v.host].fabric + "\""};
           if (!seen.insert(d->second).second) throw Bad{q + ".donor", "\"" + donor + "\" lends to this VM twice"};
           std::int64_t mib = r.integer("mib", 1, max_mib);
           total += mib;

@@ -203,6 +203,10 @@ BOOST_AUTO_TEST_CASE(loans_that_cannot_be) {
                "vms[0].remote[1].donor", "lends to this VM twice");
   expect_error(with(two_hosts, vm(R"(, "remote": [ { "donor": "B", "mib": 40000 } ])")), "vms[0].remote",
                "borrows more than the VM's memory_mib");
+  std::string racks = R"([ { "name": "A", "memory_mib": 16384, "cpu_mhz": 8000, "fabric": "r1" },
+                          { "name": "B", "memory_mib": 65536, "cpu_mhz": 8000, "fabric": "r2" } ])";
+  expect_error(with(racks, vm(R"(, "remote": [ { "donor": "B", "mib": 1 } ])")), "vms[0].remote[0].donor",
+               "B is in fabric \"r2\", A in \"r1\"");
   std::string greedy = R"([ { "name": "V", "host": "A", "memory_mib": 65536, "cpu_mhz": 1,
                              "remote": [ { "donor": "B", "mib": 40000 } ] },
                            { "name": "W", "host": "A", "memory_mib": 65536, "cpu_mhz": 1,

@@ -91,7 +91,8 @@ Scenario random_scenario(Rng& r, Heuristic h, Order o, DonorMode m) {
       for (int k = static_cast<int>(r.in(1, 2)); k > 0; --k) {
         HostId d = static_cast<HostId>(r.in(0, hosts - 1));
         bool again = std::any_of(v.remote.begin(), v.remote.end(), [&](const RemotePart& p) { return p.donor == d; });
-        if (d == v.host || again) continue;
+        // As the scenario loader demands: no loan across fabrics.
+        if (d == v.host || again || s.hosts[d].fabric != home.fabric) continue;
         std::int64_t room = std::min(s.hosts[d].memory_mib - lent[d], v.memory_mib - 1);
         for (const auto& p : v.remote) room -= p.mib;
         if (room <= 0) continue;

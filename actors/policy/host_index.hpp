@@ -6,17 +6,22 @@
 // with the lowest (score, list position); scores are those of DESIGN.md with
 // vectors normalised per dimension by the largest host's capacity.
 //
-// HostIndex keeps a segment tree over list order whose nodes hold the bounding
-// box and the extremes of the best/worst-fit sum of their hosts; a query
-// descends best-bound first and prunes subtrees that cannot fit or cannot
-// beat the best host found so far, so it stays logarithmic in practice while
-// returning exactly what a full scan (LinearHostIndex) returns.
+// HostIndex files hosts by their point in a quadtree over (memory, CPU)
+// space, each node holding the bounding box, the extremes of the best/worst
+// fit sum and the lowest list position of its hosts. A query descends the
+// best bound first and prunes nodes that cannot fit or cannot beat (or tie
+// with a lower position) the best host found so far. Grouping hosts by value
+// rather than by list position keeps the bounds tight, so a query looks at a
+// handful of nodes near the answer while returning exactly what a full scan
+// (LinearHostIndex) returns.
 #pragma once
 
 #include "actors/policy/model.hpp"
 
 #include <cstdint>
 #include <limits>
+#include <optional>
+#include <utility>
 #include <vector>
 
 namespace memlend::policy {
@@ -58,13 +63,15 @@ struct NoFilter {
 
 class HostIndex {
  public:
-  HostIndex(std::size_t hosts, std::int64_t max_mem, std::int64_t max_cpu);
+  // `expected`: about how many hosts will be in the index at once (it sizes
+  // the tree); ids run below `hosts`.
+  HostIndex(std::size_t hosts, std::int64_t max_mem, std::int64_t max_cpu, std::size_t expected = ~std::size_t{0});
 
   void set(HostId h, Point p);   // the host's free vector
   void clear(HostId h);          // the host cannot take anything
   bool valid(HostId h) const { return valid_[h]; }
   Point point(HostId h) const { return points_[h]; }
-  std::size_t size() const { return n_; }
+  std::size_t size() const { return points_.size(); }
 
   template <class Filter = NoFilter>
   HostId best(const Query& q, Filter&& keep = Filter{}) const;
@@ -82,19 +89,51 @@ class HostIndex {
     Point hi{-1, -1};
     double lo_sum = std::numeric_limits<double>::infinity();
     double hi_sum = -std::numeric_limits<double>::infinity();
+    HostId min_id = no_host;
+    // A leaf's hosts; above, its children that hold any (so that a change
+    // deep down stops climbing where it changes nothing).
+    std::uint32_t count = 0;
   };
-  void pull(std::size_t node);
+  // A node is (level, x, y); level depth_ holds the leaves.
+  std::size_t at(int level, std::uint32_t x, std::uint32_t y) const {
+    return offset_[static_cast<std::size_t>(level)] + (static_cast<std::size_t>(y) << level) + x;
+  }
+  static bool same(const Node& a, const Node& b) {
+    return a.lo.mem == b.lo.mem && a.lo.cpu == b.lo.cpu && a.hi.mem == b.hi.mem && a.hi.cpu == b.hi.cpu &&
+           a.lo_sum == b.lo_sum && a.hi_sum == b.hi_sum && a.min_id == b.min_id && a.count == b.count;
+  }
+  std::uint32_t leaf_of(Point p) const;
+  void insert(HostId h);
+  void remove(HostId h);
+  void widen(Node& n, Point p) const;
+  // A leaf's hosts changed: `gone` left it (or moved within it to `added`).
+  void update_leaf(std::uint32_t leaf, std::optional<Point> gone, std::optional<Point> added);
+  bool fits(const Node& n, const Query& q) const { return n.hi.mem >= q.need.mem && n.hi.cpu >= q.need.cpu; }
   template <class Filter>
-  void search(const Query& q, std::size_t node, std::size_t first, std::size_t last, Filter& keep,
+  void search(const Query& q, int level, std::uint32_t x, std::uint32_t y, double slack, Filter& keep,
               double& best_score, HostId& best_host) const;
+  // A child worth a look, with its sort key (a bound on what it can offer).
+  struct Kid {
+    double key;
+    HostId min_id;
+    std::uint32_t x, y;
+  };
+  // Visits the non-empty children of a node to which `key` gives a key,
+  // lowest key first.
+  template <class Key, class Visit>
+  void children(int level, std::uint32_t x, std::uint32_t y, Key&& key, Visit&& visit) const;
   template <class Filter>
-  void search_most(std::size_t node, std::size_t first, std::size_t last, Filter& keep,
-                   std::int64_t& best_mem, HostId& best_host) const;
+  void search_most(int level, std::uint32_t x, std::uint32_t y, Filter& keep, std::int64_t& best_mem,
+                   HostId& best_host) const;
 
-  std::size_t n_;
-  std::size_t leaves_;
   Scorer scorer_;
-  std::vector<Node> tree_;
+  std::int64_t max_mem_;
+  std::int64_t max_cpu_;
+  int depth_ = 1;
+  std::vector<std::size_t> offset_;
+  std::vector<Node> nodes_;
+  std::vector<std::vector<HostId>> leaf_hosts_;  // per leaf, by list position
+  std::vector<std::uint32_t> leaf_;              // per host, its leaf while valid
   std::vector<Point> points_;
   std::vector<bool> valid_;
 };
@@ -103,7 +142,8 @@ class HostIndex {
 // benchmark's baseline and as the oracle the property tests compare against.
 class LinearHostIndex {
  public:
-  LinearHostIndex(std::size_t hosts, std::int64_t max_mem, std::int64_t max_cpu);
+  LinearHostIndex(std::size_t hosts, std::int64_t max_mem, std::int64_t max_cpu,
+                  std::size_t expected = ~std::size_t{0});
   void set(HostId h, Point p) { points_[h] = p; valid_[h] = true; }
   void clear(HostId h) { valid_[h] = false; }
   bool valid(HostId h) const { return valid_[h]; }
@@ -149,84 +189,95 @@ template <class Filter>
 HostId HostIndex::best(const Query& q, Filter&& keep) const {
   double best_score = std::numeric_limits<double>::infinity();
   HostId best_host = no_host;
-  if (n_ > 0) search(q, 1, 0, leaves_, keep, best_score, best_host);
+  const Node& root = nodes_[0];
+  if (root.count == 0 || !fits(root, q)) return no_host;
+  // Fit sums and first fit are bounded exactly; the other bounds are within
+  // rounding of the scores, and the slack keeps that from pruning a winner.
+  bool exact = q.heuristic == Heuristic::first_fit || q.heuristic == Heuristic::best_fit ||
+               q.heuristic == Heuristic::worst_fit;
+  search(q, 0, 0, 0, exact ? 0.0 : 1e-12, keep, best_score, best_host);
   return best_host;
 }
 
 template <class Filter>
-void HostIndex::search(const Query& q, std::size_t node, std::size_t first, std::size_t last,
-                       Filter& keep, double& best_score, HostId& best_host) const {
-  const Node& nd = tree_[node];
-  if (nd.hi.mem < q.need.mem || nd.hi.cpu < q.need.cpu) return;  // nothing here fits
-  if (last - first == 1) {
-    HostId h = static_cast<HostId>(first);
-    if (!keep(h)) return;
-    double s = scorer_.score(q, points_[h]);
-    if (best_host == no_host || s < best_score || (s == best_score && h < best_host)) {
+void HostIndex::search(const Query& q, int level, std::uint32_t x, std::uint32_t y, double slack, Filter& keep,
+                       double& best_score, HostId& best_host) const {
+  if (level == depth_) {
+    const Node& leaf = nodes_[at(level, x, y)];
+    // One point for all: the first that fits and is kept wins among them.
+    bool one_point = leaf.lo.mem == leaf.hi.mem && leaf.lo.cpu == leaf.hi.cpu;
+    for (HostId h : leaf_hosts_[(static_cast<std::size_t>(y) << depth_) + x]) {
+      Point p = points_[h];
+      if (p.mem < q.need.mem || p.cpu < q.need.cpu) continue;
+      double s = scorer_.score(q, p);
+      if (best_host != no_host && (s > best_score || (s == best_score && h > best_host))) {
+        if (one_point) return;
+        continue;
+      }
+      if (!keep(h)) continue;
       best_score = s;
       best_host = h;
+      if (one_point) return;
     }
     return;
   }
-  // Bounds are exact for the fit sums and within rounding for the others;
-  // the slack keeps a rounding error from pruning the true winner.
-  constexpr double slack = 1e-12;
-  std::size_t mid = (first + last) / 2;
-  std::size_t kids[2] = {2 * node, 2 * node + 1};
-  std::size_t lo[2] = {first, mid};
-  std::size_t hi[2] = {mid, last};
-  double b[2];
-  for (int i = 0; i < 2; ++i) {
-    const Node& k = tree_[kids[i]];
-    b[i] = (k.hi.mem < q.need.mem || k.hi.cpu < q.need.cpu)
-               ? std::numeric_limits<double>::infinity()
-               : scorer_.bound(q, k.lo, k.hi, k.lo_sum, k.hi_sum) - slack;
-  }
-  int order[2] = {0, 1};
-  if (b[1] < b[0]) std::swap(order[0], order[1]);
-  for (int i : order) {
-    if (b[i] == std::numeric_limits<double>::infinity()) continue;
-    if (best_host != no_host) {
-      // A subtree after the best host must beat it; one before may tie it.
-      bool after = lo[i] > best_host;
-      if (b[i] > best_score || (after && b[i] >= best_score)) continue;
-    }
-    search(q, kids[i], lo[i], hi[i], keep, best_score, best_host);
-  }
+  auto bound = [&](const Node& k) -> std::optional<double> {
+    if (!fits(k, q)) return std::nullopt;
+    return scorer_.bound(q, k.lo, k.hi, k.lo_sum, k.hi_sum) - slack;
+  };
+  children(level, x, y, bound, [&](const Kid& k) {
+    // A node must hold a host that beats the best, or ties it from a lower position.
+    if (best_host != no_host && (k.key > best_score || (k.key >= best_score && k.min_id > best_host))) return;
+    search(q, level + 1, k.x, k.y, slack, keep, best_score, best_host);
+  });
 }
 
 template <class Filter>
 HostId HostIndex::most_memory(Filter&& keep) const {
   std::int64_t best_mem = -1;
   HostId best_host = no_host;
-  if (n_ > 0) search_most(1, 0, leaves_, keep, best_mem, best_host);
+  if (nodes_[0].count > 0) search_most(0, 0, 0, keep, best_mem, best_host);
   return best_host;
 }
 
 template <class Filter>
-void HostIndex::search_most(std::size_t node, std::size_t first, std::size_t last, Filter& keep,
-                            std::int64_t& best_mem, HostId& best_host) const {
-  const Node& nd = tree_[node];
-  if (nd.hi.mem < 0) return;
-  // A subtree before the best host so far may tie it (list order wins ties).
-  bool before = best_host != no_host && first < best_host;
-  if (nd.hi.mem < best_mem || (!before && nd.hi.mem == best_mem)) return;
-  if (last - first == 1) {
-    HostId h = static_cast<HostId>(first);
-    if (keep(h) && (points_[h].mem > best_mem || (points_[h].mem == best_mem && h < best_host))) {
-      best_mem = points_[h].mem;
+void HostIndex::search_most(int level, std::uint32_t x, std::uint32_t y, Filter& keep, std::int64_t& best_mem,
+                            HostId& best_host) const {
+  if (level == depth_) {
+    for (HostId h : leaf_hosts_[(static_cast<std::size_t>(y) << depth_) + x]) {
+      std::int64_t m = points_[h].mem;
+      if (m < best_mem || (m == best_mem && h > best_host) || !keep(h)) continue;
+      best_mem = m;
       best_host = h;
     }
     return;
   }
-  std::size_t mid = (first + last) / 2;
-  if (tree_[2 * node + 1].hi.mem > tree_[2 * node].hi.mem) {
-    search_most(2 * node + 1, mid, last, keep, best_mem, best_host);
-    search_most(2 * node, first, mid, keep, best_mem, best_host);
-  } else {
-    search_most(2 * node, first, mid, keep, best_mem, best_host);
-    search_most(2 * node + 1, mid, last, keep, best_mem, best_host);
-  }
+  // Most memory first: the key is what it has, negated.
+  children(level, x, y, [](const Node& k) { return std::optional<double>(-static_cast<double>(k.hi.mem)); },
+           [&](const Kid& k) {
+             std::int64_t hi = static_cast<std::int64_t>(-k.key);
+             if (hi < best_mem || (hi == best_mem && k.min_id > best_host)) return;
+             search_most(level + 1, k.x, k.y, keep, best_mem, best_host);
+           });
+}
+
+template <class Key, class Visit>
+void HostIndex::children(int level, std::uint32_t x, std::uint32_t y, Key&& key, Visit&& visit) const {
+  Kid kids[4];
+  int n = 0;
+  for (std::uint32_t dy = 0; dy < 2; ++dy)
+    for (std::uint32_t dx = 0; dx < 2; ++dx) {
+      const Node& k = nodes_[at(level + 1, 2 * x + dx, 2 * y + dy)];
+      if (k.count == 0) continue;
+      if (std::optional<double> v = key(k)) kids[n++] = {*v, k.min_id, 2 * x + dx, 2 * y + dy};
+    }
+  // Most promising first: lowest key, then lowest list position.
+  for (int i = 1; i < n; ++i)
+    for (int j = i; j > 0 && (kids[j].key < kids[j - 1].key ||
+                              (kids[j].key == kids[j - 1].key && kids[j].min_id < kids[j - 1].min_id));
+         --j)
+      std::swap(kids[j], kids[j - 1]);
+  for (int i = 0; i < n; ++i) visit(kids[i]);
 }
 
 }  // namespace memlend::policy

@@ -1,5 +1,5 @@
 // Properties over thousands of random clusters (seeded, so every run sees
-// the same ones): what a decision may never do, and that the segment-tree
+// the same ones): what a decision may never do, and that the tree
 // index decides exactly as the full scan does, for every heuristic, order
 // and donor mode. A failure names the seed; `--run_test=...` and the seed
 // reproduce it.
@@ -429,13 +429,15 @@ BOOST_AUTO_TEST_CASE(random_run_time_changes_keep_the_books_and_both_indexes_agr
 // vectors (with ties and zeroes), hosts set and cleared, queries of every
 // heuristic with and without filters. The branch-and-bound search must
 // return exactly the full scan's host.
-BOOST_AUTO_TEST_CASE(segment_tree_search_is_exact) {
+BOOST_AUTO_TEST_CASE(tree_search_is_exact) {
   Rng r(0x696e646578ull);
   int checked = 0;
   for (int round = 0; round < 300; ++round) {
     std::size_t n = static_cast<std::size_t>(r.chance(50) ? r.in(1, 20) : r.in(21, 700));
     std::int64_t max_mem = r.in(1, 64) * GiB, max_cpu = r.in(1, 64) * 1000;
-    HostIndex tree(n, max_mem, max_cpu);
+    // Sometimes a tree far too shallow for its hosts: crowded leaves.
+    std::size_t expected = r.chance(30) ? static_cast<std::size_t>(r.in(1, 4)) : n;
+    HostIndex tree(n, max_mem, max_cpu, expected);
     LinearHostIndex scan(n, max_mem, max_cpu);
     auto coarse = r.chance(50);
     auto value = [&](std::int64_t max) { return coarse ? r.in(0, 8) * (max / 8) : r.in(0, max); };

@@ -1,19 +1,80 @@
 #include "actors/policy/planner.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <cstring>
 #include <numeric>
-#include <sstream>
+#include <string_view>
+#include <type_traits>
 
 namespace memlend::policy {
 
+namespace {
+
+struct Mib {
+  std::int64_t v;
+};
+struct Mhz {
+  std::int64_t v;
+};
+
+// Every decision of a pass carries its reason, so reasons are built without
+// streams (a stream costs a locale and several allocations each): on the
+// stack, then copied once into a string of the exact size.
+class Text {
+ public:
+  Text& operator<<(std::string_view v) {
+    if (big_.empty() && n_ + v.size() <= sizeof small_) {
+      std::memcpy(small_ + n_, v.data(), v.size());
+      n_ += v.size();
+      return *this;
+    }
+    if (big_.empty()) big_.assign(small_, n_);
+    big_.append(v);
+    return *this;
+  }
+  Text& operator<<(const char* v) { return *this << std::string_view(v); }
+  Text& operator<<(const std::string& v) { return *this << std::string_view(v); }
+  template <class T, class = std::enable_if_t<std::is_integral_v<T>>>
+  Text& operator<<(T v) {
+    char buf[24];
+    auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;
+    return *this << std::string_view(buf, static_cast<std::size_t>(end - buf));
+  }
+  Text& operator<<(Mib m) {
+    if (m.v != 0 && m.v % 1024 == 0) return *this << m.v / 1024 << " GiB";
+    return *this << m.v << " MiB";
+  }
+  Text& operator<<(Mhz m) {
+    if (m.v != 0 && m.v % 1000 == 0) return *this << m.v / 1000 << " GHz";
+    return *this << m.v << " MHz";
+  }
+  std::string take() { return big_.empty() ? std::string(small_, n_) : std::move(big_); }
+
+ private:
+  char small_[256];
+  std::size_t n_ = 0;
+  std::string big_;  // once the reason outgrows small_
+};
+
+// "the cluster" or "fabric r1".
+struct Where {
+  const std::string& fabric;
+};
+Text& operator<<(Text& t, Where w) { return w.fabric.empty() ? t << "the cluster" : t << "fabric " << w.fabric; }
+
+}  // namespace
+
 std::string fmt_mib(std::int64_t mib) {
-  if (mib != 0 && mib % 1024 == 0) return std::to_string(mib / 1024) + " GiB";
-  return std::to_string(mib) + " MiB";
+  Text t;
+  t << Mib{mib};
+  return t.take();
 }
 
 std::string fmt_mhz(std::int64_t mhz) {
-  if (mhz != 0 && mhz % 1000 == 0) return std::to_string(mhz / 1000) + " GHz";
-  return std::to_string(mhz) + " MHz";
+  Text t;
+  t << Mhz{mhz};
+  return t.take();
 }
 
 std::int64_t VmState::borrowed_mib() const {
@@ -42,6 +103,12 @@ const char* why_heuristic(Heuristic h) {
   return "";
 }
 
+std::int64_t largest(const std::vector<Host>& hosts, std::int64_t Host::*field) {
+  std::int64_t most = 1;
+  for (const auto& h : hosts) most = std::max(most, h.*field);
+  return most;
+}
+
 bool contains(const std::vector<HostId>& v, HostId h) {
   return std::find(v.begin(), v.end(), h) != v.end();
 }
@@ -65,18 +132,18 @@ BasicCluster<Index>::BasicCluster(const Scenario& s)
     : settings_(s.settings),
       hosts_(s.hosts),
       state_(s.hosts.size()),
-      targets_(s.hosts.size(), 1, 1) {
-  for (const auto& h : hosts_) {
-    max_mem_ = std::max(max_mem_, h.memory_mib);
-    max_cpu_ = std::max(max_cpu_, h.cpu_mhz);
-  }
-  targets_ = Index(hosts_.size(), max_mem_, max_cpu_);
+      max_mem_(largest(s.hosts, &Host::memory_mib)),
+      max_cpu_(largest(s.hosts, &Host::cpu_mhz)),
+      targets_(s.hosts.size(), max_mem_, max_cpu_),
+      fabric_of_(s.hosts.size()) {
   for (HostId h = 0; h < hosts_.size(); ++h) {
     state_[h].up = hosts_[h].up;
     fabric_hosts_[hosts_[h].fabric].push_back(h);
   }
-  for (const auto& [fabric, members] : fabric_hosts_)
-    donors_.emplace(fabric, Index(hosts_.size(), max_mem_, max_cpu_));
+  for (const auto& [fabric, members] : fabric_hosts_) {
+    for (HostId h : members) fabric_of_[h] = static_cast<std::uint32_t>(donors_.size());
+    donors_.emplace_back(hosts_.size(), max_mem_, max_cpu_, members.size());
+  }
 
   vms_.reserve(s.vms.size());
   vm_names_.reserve(s.vms.size());
@@ -135,16 +202,6 @@ std::int64_t BasicCluster<Index>::cpu_free(HostId h) const {
   return std::max<std::int64_t>(0, hosts_[h].cpu_mhz - state_[h].used_cpu);
 }
 
-template <class Index>
-Index& BasicCluster<Index>::donor_index(HostId h) {
-  return donors_.at(hosts_[h].fabric);
-}
-
-template <class Index>
-const Index* BasicCluster<Index>::donor_index_of(const std::string& fabric) const {
-  auto it = donors_.find(fabric);
-  return it == donors_.end() ? nullptr : &it->second;
-}
 
 template <class Index>
 void BasicCluster<Index>::refresh(HostId h) {
@@ -154,9 +211,9 @@ void BasicCluster<Index>::refresh(HostId h) {
     targets_.clear(h);
   std::int64_t lend = lendable(h);
   if (lend > 0)
-    donor_index(h).set(h, {lend, cpu_free(h)});
+    donors_[fabric_of_[h]].set(h, {lend, cpu_free(h)});
   else
-    donor_index(h).clear(h);
+    donors_[fabric_of_[h]].clear(h);
 }
 
 template <class Index>
@@ -166,15 +223,15 @@ Transport BasicCluster<Index>::transport(HostId a, HostId b) const {
 
 template <class Index>
 std::string BasicCluster<Index>::describe(const std::vector<LeaseGrant>& leases) const {
-  std::ostringstream out;
+  Text out;
   for (std::size_t i = 0; i < leases.size(); ++i) {
     if (i > 0) out << (i + 1 == leases.size() ? " and " : ", ");
-    out << hosts_[leases[i].donor].name << " lends " << fmt_mib(leases[i].mib);
+    out << hosts_[leases[i].donor].name << " lends " << Mib{leases[i].mib};
   }
   bool all_rdma = std::all_of(leases.begin(), leases.end(),
                               [](const LeaseGrant& l) { return l.transport == Transport::rdma; });
   out << (all_rdma ? " over RDMA" : " (over TCP where a side has no RDMA NIC)");
-  return out.str();
+  return out.take();
 }
 
 template <class Index>
@@ -194,9 +251,9 @@ DonorChoice BasicCluster<Index>::choose_donors(std::int64_t mib, HostId recipien
                                                const std::vector<HostId>& exclude) const {
   DonorChoice out;
   const std::string& fabric = hosts_[recipient].fabric;
-  const Index* index = donor_index_of(fabric);
+  const Index& index = donors_[fabric_of_[recipient]];
   auto usable = [&](HostId h) { return h != recipient && !contains(exclude, h); };
-  std::string where = fabric.empty() ? std::string("the cluster") : "fabric " + fabric;
+  Where where{fabric};
   if (!hosts_[recipient].data_path) {
     out.reason = hosts_[recipient].name + " has no data path to reach remote memory over";
     return out;
@@ -210,8 +267,9 @@ DonorChoice BasicCluster<Index>::choose_donors(std::int64_t mib, HostId recipien
       total += lendable(h);
     }
     if (total < mib) {
-      out.reason = "every eligible donor in " + where + " together can lend only " +
-                   fmt_mib(total) + " of " + fmt_mib(mib);
+      Text t;
+      t << "every eligible donor in " << where << " together can lend only " << Mib{total} << " of " << Mib{mib};
+      out.reason = t.take();
       return out;
     }
     // Water-filling: donors with less than an even share give all they have,
@@ -237,32 +295,31 @@ DonorChoice BasicCluster<Index>::choose_donors(std::int64_t mib, HostId recipien
     }
     for (auto [h, amount] : give)
       if (amount > 0) out.leases.push_back({h, amount, transport(h, recipient)});
-    out.reason = "spread evenly over every eligible donor in " + where;
+    Text t;
+    t << "spread evenly over every eligible donor in " << where;
+    out.reason = t.take();
     return out;
   }
 
   // fewest: one donor if one can cover it, else the largest donors first
   // until one (chosen by the heuristic) can cover what is left.
-  if (!index) {
-    out.reason = "no host in " + where + " can lend";
-    return out;
-  }
   std::vector<HostId> chosen;
   std::int64_t left = mib;
   auto keep = [&](HostId h) { return usable(h) && !contains(chosen, h); };
   for (;;) {
     Query q{settings_.placement, {left, 0}, {left, 0}};
-    HostId one = index->best(q, keep);
+    HostId one = index.best(q, keep);
     if (one != no_host) {
       out.leases.push_back({one, left, transport(one, recipient)});
       break;
     }
-    HostId largest = index->most_memory(keep);
+    HostId largest = index.most_memory(keep);
     if (largest == no_host) {
       std::int64_t found = mib - left;
       out.leases.clear();
-      out.reason = "every eligible donor in " + where + " together can lend only " +
-                   fmt_mib(found) + " of " + fmt_mib(mib);
+      Text t;
+      t << "every eligible donor in " << where << " together can lend only " << Mib{found} << " of " << Mib{mib};
+      out.reason = t.take();
       return out;
     }
     std::int64_t amount = lendable(largest);
@@ -272,12 +329,14 @@ DonorChoice BasicCluster<Index>::choose_donors(std::int64_t mib, HostId recipien
   }
   std::sort(out.leases.begin(), out.leases.end(),
             [](const LeaseGrant& a, const LeaseGrant& b) { return a.donor < b.donor; });
+  Text t;
   if (out.leases.size() == 1)
-    out.reason = std::string(to_string(settings_.placement)) + " picked " +
-                 hosts_[out.leases[0].donor].name + ", " + why_heuristic(settings_.placement);
+    t << to_string(settings_.placement) << " picked " << hosts_[out.leases[0].donor].name << ", "
+      << why_heuristic(settings_.placement);
   else
-    out.reason = "no single donor in " + where + " has " + fmt_mib(mib) + ", so the " +
-                 std::to_string(out.leases.size()) + " fewest that do together";
+    t << "no single donor in " << where << " has " << Mib{mib} << ", so the " << out.leases.size()
+      << " fewest that do together";
+  out.reason = t.take();
   return out;
 }
 
@@ -294,7 +353,9 @@ Decision BasicCluster<Index>::decide(VmId v) const {
   d.buffer_kib = buffers * buffer_kib_per_lease(settings_);
   d.mirror_mib = vm.borrowed_mib();
   if (!state_[vm.host].up) {
-    d.reason = name + " runs on " + host + ", which is down: restarting it is the HA service's work";
+    Text why;
+    why << name << " runs on " << host << ", which is down: restarting it is the HA service's work";
+    d.reason = why.take();
     return d;
   }
   auto [extra_mem, extra_cpu] = need(v);
@@ -306,21 +367,21 @@ Decision BasicCluster<Index>::decide(VmId v) const {
   // Fits: grow locally as far as the host has room.
   std::int64_t grow = std::max<std::int64_t>(0, vm.demand_mem - vm.share_mem - vm.borrowed_mib());
   d.local_mib = vm.share_mem + grow;
-  std::ostringstream why;
-  why << name << " needs " << fmt_mib(vm.demand_mem) << " and " << fmt_mhz(vm.demand_cpu)
-      << "; " << host << " gives it " << fmt_mib(d.local_mib);
-  if (!vm.borrowed.empty()) why << " and it borrows " << fmt_mib(vm.borrowed_mib());
+  Text why;
+  why << name << " needs " << Mib{vm.demand_mem} << " and " << Mhz{vm.demand_cpu}
+      << "; " << host << " gives it " << Mib{d.local_mib};
+  if (!vm.borrowed.empty()) why << " and it borrows " << Mib{vm.borrowed_mib()};
   why << ", which covers it";
   std::int64_t spare = d.local_mib + vm.borrowed_mib() - vm.demand_mem;
-  if (spare > 0) why << " (" << fmt_mib(spare) << " borrowed that it no longer needs)";
+  if (spare > 0) why << " (" << Mib{spare} << " borrowed that it no longer needs)";
   if (vm.borrowed.empty()) {
-    d.reason = why.str();
+    d.reason = why.take();
     return d;
   }
   if (vm.remote_for_s < settings_.migrate_after_s) {
     why << "; it has used remote memory for " << vm.remote_for_s << " s of the "
         << settings_.migrate_after_s << " s before a move is considered";
-    d.reason = why.str();
+    d.reason = why.take();
     return d;
   }
   Recommendation r = recommendation(v);
@@ -328,7 +389,8 @@ Decision BasicCluster<Index>::decide(VmId v) const {
     d.kind = DecisionKind::recommend_migration;
     d.target = r.target;
   }
-  d.reason = why.str() + "; " + r.reason;
+  why << "; " << r.reason;
+  d.reason = why.take();
   return d;
 }
 
@@ -339,16 +401,17 @@ Decision BasicCluster<Index>::decide_remote(VmId v, Decision d) const {
   const std::string& host = hosts_[vm.host].name;
   std::int64_t local = vm.share_mem + std::min(free_local(vm.host),
                                                std::max<std::int64_t>(0, vm.demand_mem - vm.share_mem - vm.borrowed_mib()));
-  std::ostringstream why;
-  why << name << " needs " << fmt_mib(vm.demand_mem) << " and " << fmt_mhz(vm.demand_cpu) << "; "
-      << host << " gives it " << fmt_mib(local);
-  if (!vm.borrowed.empty()) why << " and it already borrows " << fmt_mib(vm.borrowed_mib());
-  why << ", so it needs " << fmt_mib(d.extra_memory_mib) << " more memory and no more CPU";
+  Text why;
+  why << name << " needs " << Mib{vm.demand_mem} << " and " << Mhz{vm.demand_cpu} << "; "
+      << host << " gives it " << Mib{local};
+  if (!vm.borrowed.empty()) why << " and it already borrows " << Mib{vm.borrowed_mib()};
+  why << ", so it needs " << Mib{d.extra_memory_mib} << " more memory and no more CPU";
   DonorMode mode = vm.donors.value_or(settings_.donors);
   DonorChoice c = choose_donors(d.extra_memory_mib, vm.host, mode, {});
   if (c.leases.empty()) {
     d.kind = DecisionKind::unsatisfied;
-    d.reason = why.str() + ", but " + c.reason;
+    why << ", but " << c.reason;
+    d.reason = why.take();
     return d;
   }
   d.kind = DecisionKind::remote_memory;
@@ -361,9 +424,9 @@ Decision BasicCluster<Index>::decide_remote(VmId v, Decision d) const {
   d.buffer_kib = static_cast<std::int64_t>(donors.size()) * buffer_kib_per_lease(settings_);
   d.mirror_mib = vm.borrowed_mib() + d.extra_memory_mib;
   why << ": " << describe(c.leases) << " (" << c.reason << "); a local buffer of "
-      << d.buffer_kib << " KiB on " << host << " and a mirror of " << fmt_mib(d.mirror_mib)
+      << d.buffer_kib << " KiB on " << host << " and a mirror of " << Mib{d.mirror_mib}
       << " on the shared datastore";
-  d.reason = why.str();
+  d.reason = why.take();
   return d;
 }
 
@@ -374,9 +437,9 @@ Decision BasicCluster<Index>::decide_migrate(VmId v, Decision d) const {
   const std::string& host = hosts_[vm.host].name;
   std::int64_t keep = vm.borrowed_mib();
   std::int64_t local_need = std::max<std::int64_t>(0, vm.demand_mem - keep);
-  std::ostringstream why;
-  why << name << " needs " << fmt_mhz(vm.demand_cpu) << " of CPU and " << host << " can give it only "
-      << fmt_mhz(vm.demand_cpu - d.extra_cpu_mhz) << ", so it must move";
+  Text why;
+  why << name << " needs " << Mhz{vm.demand_cpu} << " of CPU and " << host << " can give it only "
+      << Mhz{vm.demand_cpu - d.extra_cpu_mhz} << ", so it must move";
   // Memory it keeps borrowing must stay in reach from the target: a data
   // path, and the donors' fabric (what a target lent it turns local).
   auto reaches_donors = [&](HostId h) {
@@ -406,7 +469,7 @@ Decision BasicCluster<Index>::decide_migrate(VmId v, Decision d) const {
     set_remote(t, {}, 0);
     why << ": " << hosts_[t].name << " holds all of it (" << to_string(settings_.placement) << ", "
         << why_heuristic(settings_.placement) << ")";
-    d.reason = why.str();
+    d.reason = why.take();
     return d;
   }
   // Else a host with the CPU and a data path, the rest of its memory lent to it there.
@@ -435,17 +498,17 @@ Decision BasicCluster<Index>::decide_migrate(VmId v, Decision d) const {
     d.leases = c.leases;
     set_remote(t, c.leases, rest);
     why << ": " << hosts_[t].name << " has the CPU (" << to_string(settings_.placement)
-        << ") and gives it " << fmt_mib(local) << "; for the other " << fmt_mib(rest) << ", "
+        << ") and gives it " << Mib{local} << "; for the other " << Mib{rest} << ", "
         << describe(c.leases) << " (" << c.reason << ")";
-    d.reason = why.str();
+    d.reason = why.take();
     return d;
   }
   d.kind = DecisionKind::unsatisfied;
   if (tried.empty())
-    why << ", but no other host that is up has " << fmt_mhz(vm.demand_cpu) << " of CPU free";
+    why << ", but no other host that is up has " << Mhz{vm.demand_cpu} << " of CPU free";
   else
     why << ", but " << last_reason;
-  d.reason = why.str();
+  d.reason = why.take();
   return d;
 }
 
@@ -453,7 +516,6 @@ template <class Index>
 void BasicCluster<Index>::apply(const Decision& d) {
   VmState& vm = vms_[d.vm];
   HostId home = vm.host;
-  std::vector<HostId> touched{home};
   if (d.kind == DecisionKind::unsatisfied) return;  // nothing half-done
   if (d.kind == DecisionKind::migrate) {
     HostId t = d.target;
@@ -472,7 +534,6 @@ void BasicCluster<Index>::apply(const Decision& d) {
     vm.share_cpu = vm.demand_cpu;
     state_[t].used_mem += vm.share_mem;
     state_[t].used_cpu += vm.share_cpu;
-    touched.push_back(t);
   } else {
     state_[home].used_mem += d.local_mib - vm.share_mem;
     vm.share_mem = d.local_mib;
@@ -488,9 +549,10 @@ void BasicCluster<Index>::apply(const Decision& d) {
       vm.borrowed.push_back({l.donor, l.mib});
     else
       it->mib += l.mib;
-    touched.push_back(l.donor);
   }
-  for (HostId h : touched) refresh(h);
+  refresh(home);
+  if (d.kind == DecisionKind::migrate) refresh(d.target);
+  for (const auto& l : d.leases) refresh(l.donor);
 }
 
 template <class Index>

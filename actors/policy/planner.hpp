@@ -7,7 +7,7 @@
 // donor said no) leaves nothing behind.
 //
 // BasicCluster is a template over the host index so that the benchmark can run
-// the same policy over the segment-tree index and over a full rescan.
+// the same policy over the tree index and over a full rescan.
 #pragma once
 
 #include "actors/policy/host_index.hpp"
@@ -122,8 +122,6 @@ class BasicCluster {
   Decision decide_remote(VmId v, Decision d) const;
   Decision decide_migrate(VmId v, Decision d) const;
   void refresh(HostId h);
-  Index& donor_index(HostId h);
-  const Index* donor_index_of(const std::string& fabric) const;
   Transport transport(HostId a, HostId b) const;
   std::string describe(const std::vector<LeaseGrant>& leases) const;
 
@@ -137,7 +135,8 @@ class BasicCluster {
   // Migration targets: every up host, by (free_local, cpu_free).
   Index targets_;
   // Donors, one index per fabric: every host that can donate, by (lendable, cpu_free).
-  std::map<std::string, Index> donors_;
+  std::vector<Index> donors_;
+  std::vector<std::uint32_t> fabric_of_;  // each host's fabric: its place in donors_
   std::map<std::string, std::vector<HostId>> fabric_hosts_;
 };
 

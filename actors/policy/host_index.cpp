@@ -98,6 +98,19 @@ HostIndex::HostIndex(std::size_t hosts, std::int64_t max_mem, std::int64_t max_c
   }
   nodes_.assign(total, Node{});
   leaf_hosts_.resize(std::size_t{1} << (2 * depth_));
+  while (leaves_ < hosts) leaves_ *= 2;
+  most_.assign(2 * leaves_, Point{-1, -1});
+}
+
+void HostIndex::set_most(HostId h, Point p) {
+  std::size_t node = leaves_ + h;
+  most_[node] = p;
+  for (node /= 2; node >= 1; node /= 2) {
+    const Point &l = most_[2 * node], &r = most_[2 * node + 1];
+    Point up{std::max(l.mem, r.mem), std::max(l.cpu, r.cpu)};
+    if (up.mem == most_[node].mem && up.cpu == most_[node].cpu) break;
+    most_[node] = up;
+  }
 }
 
 std::uint32_t HostIndex::leaf_of(Point p) const {
@@ -161,6 +174,7 @@ void HostIndex::update_leaf(std::uint32_t leaf, std::optional<Point> gone, std::
 }
 
 void HostIndex::insert(HostId h) {
+  set_most(h, points_[h]);
   std::uint32_t leaf = leaf_of(points_[h]);
   auto& list = leaf_hosts_[leaf];
   list.insert(std::lower_bound(list.begin(), list.end(), h), h);
@@ -169,6 +183,7 @@ void HostIndex::insert(HostId h) {
 }
 
 void HostIndex::remove(HostId h) {
+  set_most(h, Point{-1, -1});
   auto& list = leaf_hosts_[leaf_[h]];
   list.erase(std::lower_bound(list.begin(), list.end(), h));
   update_leaf(leaf_[h], points_[h], std::nullopt);
@@ -180,6 +195,7 @@ void HostIndex::set(HostId h, Point p) {
     if (old.mem == p.mem && old.cpu == p.cpu) return;
     if (leaf_of(p) == leaf_[h]) {
       points_[h] = p;
+      set_most(h, p);
       update_leaf(leaf_[h], old, p);
       return;
     }

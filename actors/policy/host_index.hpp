@@ -13,7 +13,8 @@
 // with a lower position) the best host found so far. Grouping hosts by value
 // rather than by list position keeps the bounds tight, so a query looks at a
 // handful of nodes near the answer while returning exactly what a full scan
-// (LinearHostIndex) returns.
+// (LinearHostIndex) returns. First fit, which ranks by list position alone,
+// is answered by a segment tree over list positions instead.
 #pragma once
 
 #include "actors/policy/model.hpp"
@@ -136,6 +137,14 @@ class HostIndex {
   std::vector<std::uint32_t> leaf_;              // per host, its leaf while valid
   std::vector<Point> points_;
   std::vector<bool> valid_;
+  // First fit asks for the lowest list position, which value space does not
+  // bound: a segment tree over list positions holding each range's largest
+  // memory and CPU answers it by descending leftmost first.
+  std::size_t leaves_ = 1;
+  std::vector<Point> most_;
+  void set_most(HostId h, Point p);
+  template <class Filter>
+  HostId first_fit(std::size_t node, std::size_t first, std::size_t last, const Query& q, Filter& keep) const;
 };
 
 // The obvious alternative: look at every host for every query. Kept as the
@@ -191,10 +200,10 @@ HostId HostIndex::best(const Query& q, Filter&& keep) const {
   HostId best_host = no_host;
   const Node& root = nodes_[0];
   if (root.count == 0 || !fits(root, q)) return no_host;
-  // Fit sums and first fit are bounded exactly; the other bounds are within
-  // rounding of the scores, and the slack keeps that from pruning a winner.
-  bool exact = q.heuristic == Heuristic::first_fit || q.heuristic == Heuristic::best_fit ||
-               q.heuristic == Heuristic::worst_fit;
+  if (q.heuristic == Heuristic::first_fit) return first_fit(1, 0, leaves_, q, keep);
+  // Fit sums are bounded exactly; the other bounds are within rounding of
+  // the scores, and the slack keeps that from pruning a winner.
+  bool exact = q.heuristic == Heuristic::best_fit || q.heuristic == Heuristic::worst_fit;
   search(q, 0, 0, 0, exact ? 0.0 : 1e-12, keep, best_score, best_host);
   return best_host;
 }
@@ -230,6 +239,16 @@ void HostIndex::search(const Query& q, int level, std::uint32_t x, std::uint32_t
     if (best_host != no_host && (k.key > best_score || (k.key >= best_score && k.min_id > best_host))) return;
     search(q, level + 1, k.x, k.y, slack, keep, best_score, best_host);
   });
+}
+
+template <class Filter>
+HostId HostIndex::first_fit(std::size_t node, std::size_t first, std::size_t last, const Query& q,
+                            Filter& keep) const {
+  if (most_[node].mem < q.need.mem || most_[node].cpu < q.need.cpu) return no_host;
+  if (last - first == 1) return keep(static_cast<HostId>(first)) ? static_cast<HostId>(first) : no_host;
+  std::size_t mid = (first + last) / 2;
+  HostId h = first_fit(2 * node, first, mid, q, keep);
+  return h != no_host ? h : first_fit(2 * node + 1, mid, last, q, keep);
 }
 
 template <class Filter>

@@ -4,7 +4,8 @@
 // the same run, for ScanCluster, the DRS-style pass that rescans every host
 // for every query.
 //
-//   bench_planner [--hosts N [--vms N]]... [--fabrics N] [--repeat N] [--seed N] [--no-scan]
+//   bench_planner [--hosts N [--vms N]]... [--fabrics N] [--placement H] [--donors fewest|spread]
+//                 [--repeat N] [--seed N] [--no-scan]
 //
 // With no sizes: 1,000 hosts / 20,000 VMs and 10,000 hosts / 200,000 VMs.
 #include "actors/policy/planner.hpp"
@@ -35,6 +36,8 @@ struct Options {
   int repeat = 3;
   std::uint64_t seed = 1;
   bool scan = true;  // --no-scan: HostIndex alone, for profiling
+  Heuristic placement = Heuristic::best_fit;
+  DonorMode donors = DonorMode::fewest;
 };
 
 class Rng {
@@ -53,11 +56,12 @@ class Rng {
 // needy VMs (listed last on their host, so they get what is left), the other
 // half have room, some of it stranded behind busy CPUs. Of the needy VMs,
 // about 85% are short of memory only (1 to 32 GiB) and 15% of CPU too.
-Scenario generate(std::int64_t hosts, std::int64_t vms, int fabrics, std::uint64_t seed) {
-  Rng r(seed);
+Scenario generate(std::int64_t hosts, std::int64_t vms, const Options& o) {
+  Rng r(o.seed);
+  int fabrics = o.fabrics;
   Scenario s;
-  s.settings.placement = Heuristic::best_fit;
-  s.settings.donors = DonorMode::fewest;
+  s.settings.placement = o.placement;
+  s.settings.donors = o.donors;
   const std::int64_t kinds[3][2] = {{256 * GiB, 64 * GHz}, {512 * GiB, 96 * GHz}, {1024 * GiB, 128 * GHz}};
   for (std::int64_t h = 0; h < hosts; ++h) {
     Host x;
@@ -241,6 +245,14 @@ bool parse(int argc, char** argv, Options& o) {
       std::int64_t n = value(1);
       if (n < 0) return false;
       o.repeat = static_cast<int>(n);
+    } else if (a == "--placement" && i + 1 < argc) {
+      auto h = parse_heuristic(argv[++i]);
+      if (!h) return false;
+      o.placement = *h;
+    } else if (a == "--donors" && i + 1 < argc) {
+      auto d = parse_donor_mode(argv[++i]);
+      if (!d) return false;
+      o.donors = *d;
     } else if (a == "--no-scan") {
       o.scan = false;
     } else if (a == "--seed") {
@@ -260,11 +272,12 @@ bool parse(int argc, char** argv, Options& o) {
 int main(int argc, char** argv) {
   Options o;
   if (!parse(argc, argv, o)) {
-    std::fprintf(stderr, "usage: bench_planner [--hosts N [--vms N]]... [--fabrics N] [--repeat N] [--seed N] [--no-scan]\n");
+    std::fprintf(stderr, "usage: bench_planner [--hosts N [--vms N]]... [--fabrics N] [--placement H] [--donors M] [--repeat N]"
+                 " [--seed N] [--no-scan]\n");
     return 2;
   }
   for (auto [hosts, vms] : o.sizes) {
-    Scenario s = generate(hosts, vms, o.fabrics, o.seed);
+    Scenario s = generate(hosts, vms, o);
     std::printf("%lld hosts, %lld VMs, %d fabric%s, placement %s, donors %s\n", static_cast<long long>(hosts),
                 static_cast<long long>(vms), o.fabrics, o.fabrics == 1 ? "" : "s",
                 std::string(to_string(s.settings.placement)).c_str(),

@@ -139,6 +139,8 @@ BOOST_AUTO_TEST_CASE(missing_required_keys) {
                "missing (required)");
   expect_error(with(two_hosts, R"([ { "name": "V", "host": "A", "cpu_mhz": 1 } ])"), "vms[0].memory_mib",
                "missing (required)");
+  expect_error(with(two_hosts, R"([ { "name": "V", "host": "A", "memory_mib": 1 } ])"), "vms[0].cpu_mhz",
+               "missing (required)");
   expect_error(with(two_hosts, R"([ { "host": "A", "memory_mib": 1, "cpu_mhz": 1 } ])"), "vms[0].name",
                "missing (required)");
   expect_error(with(two_hosts, vm(R"(, "remote": [ { "donor": "B" } ])")), "vms[0].remote[0].mib",

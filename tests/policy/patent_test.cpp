@@ -120,7 +120,7 @@ BOOST_AUTO_TEST_CASE(cpu_case_with_room_on_the_target_is_all_local) {
   Scenario s = example("cpu.json");
   s.hosts[2].memory_mib = 32 * GiB;  // C
   Cluster c(s);
-  const Decision& d = c.plan()[1];
+  Decision d = c.plan()[1];
   BOOST_TEST((d.kind == DecisionKind::migrate));
   BOOST_TEST(name_of(c, d.target) == "C");
   BOOST_TEST(d.local_mib == 24 * GiB);

@@ -224,17 +224,26 @@ BOOST_AUTO_TEST_CASE(the_recipient_never_lends_to_itself) {
   BOOST_TEST(leases(c, d) == "E 8192");
 }
 
-// V borrows 8 GiB from B and must move for CPU; B has it all. The 8 GiB B
-// lent become local on B, so after the move V reaches nothing remotely: no
-// buffer, no mirror. B gives it 16 GiB anew.
-BOOST_AUTO_TEST_CASE(moving_to_its_donor_makes_the_loan_local) {
+namespace {
+
+// V (24 GiB, 8 GHz) on A (16 GiB, 4 GHz) borrows 8 GiB from B, the one host
+// with the CPU it must move for.
+Cluster moving_to_donor_b(std::int64_t b_mib, std::int64_t c_mib) {
   ScenarioBuilder b;
   b.host("A", 16 * GiB, 4 * GHz);
-  b.host("B", 64 * GiB, 16 * GHz);
-  b.host("C", 8 * GiB, 4 * GHz);
+  b.host("B", b_mib, 16 * GHz);
+  b.host("C", c_mib, 4 * GHz);
   b.vm("V", "A", 24 * GiB, 8 * GHz);
   b.borrows("V", "B", 8 * GiB);
-  Cluster c(b.s);
+  return Cluster(b.s);
+}
+
+}  // namespace
+
+// B has it all. The 8 GiB B lent become local on B, so after the move V
+// reaches nothing remotely: no buffer, no mirror. B gives it 16 GiB anew.
+BOOST_AUTO_TEST_CASE(moving_to_its_donor_makes_the_loan_local) {
+  Cluster c = moving_to_donor_b(64 * GiB, 8 * GiB);
   auto d = c.plan()[0];
   BOOST_TEST((d.kind == DecisionKind::migrate));
   BOOST_TEST(name_of(c, d.target) == "B");
@@ -247,16 +256,10 @@ BOOST_AUTO_TEST_CASE(moving_to_its_donor_makes_the_loan_local) {
   BOOST_TEST(c.host_state(1).used_mem == 24 * GiB);
 }
 
-// The same when B has the CPU but not the memory: B's loan turns local, C
-// lends the rest, so one lease (C's) and a mirror of C's part only.
+// B has the CPU but not the memory: B's loan turns local, C lends the rest,
+// so one lease (C's) and a mirror of C's part only.
 BOOST_AUTO_TEST_CASE(moving_to_a_donor_short_of_memory_keeps_one_buffer_per_remaining_lease) {
-  ScenarioBuilder b;
-  b.host("A", 16 * GiB, 4 * GHz);
-  b.host("B", 12 * GiB, 16 * GHz);
-  b.host("C", 32 * GiB, 4 * GHz);
-  b.vm("V", "A", 24 * GiB, 8 * GHz);
-  b.borrows("V", "B", 8 * GiB);
-  Cluster c(b.s);
+  Cluster c = moving_to_donor_b(12 * GiB, 32 * GiB);
   auto d = c.plan()[0];
   BOOST_TEST((d.kind == DecisionKind::migrate));
   BOOST_TEST(name_of(c, d.target) == "B");
@@ -551,14 +554,25 @@ BOOST_AUTO_TEST_CASE(a_lease_given_back_is_taken_locally) {
   BOOST_TEST(c.host_state(1).lent == 0);
 }
 
-BOOST_AUTO_TEST_CASE(a_failed_donors_lease_is_rehomed) {
+namespace {
+
+// A (16 GiB) runs V, which borrows 8 GiB from B; C may take the loan over.
+// A neighbour N, when given, is served first on A.
+ScenarioBuilder borrowing_from_b(std::int64_t c_mib, std::int64_t v_mib, std::int64_t neighbour_mib = 0) {
   ScenarioBuilder b;
   b.host("A", 16 * GiB, 8 * GHz);
   b.host("B", 32 * GiB, 8 * GHz);
-  b.host("C", 16 * GiB, 8 * GHz);
-  b.vm("V", "A", 24 * GiB, 4 * GHz);
+  b.host("C", c_mib, 8 * GHz);
+  if (neighbour_mib > 0) b.vm("N", "A", neighbour_mib, 2 * GHz);
+  b.vm("V", "A", v_mib, 4 * GHz);
   b.borrows("V", "B", 8 * GiB);
-  Cluster c(b.s);
+  return b;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_failed_donors_lease_is_rehomed) {
+  Cluster c(borrowing_from_b(16 * GiB, 24 * GiB).s);
   c.set_host_up(1, false);
   BOOST_TEST(c.lendable(1) == 0);
   auto choice = c.rehome_choice(0, 1, 8 * GiB);
@@ -575,14 +589,7 @@ BOOST_AUTO_TEST_CASE(a_failed_donors_lease_is_rehomed) {
 // The 8 GiB B lent move to C as they are; A's free room is not taken on top
 // (the VM would hold 23 GiB of its 20, and C lend 3 GiB nobody uses).
 BOOST_AUTO_TEST_CASE(rehoming_moves_exactly_what_the_failed_donor_lent) {
-  ScenarioBuilder b;
-  b.host("A", 16 * GiB, 8 * GHz);
-  b.host("B", 32 * GiB, 8 * GHz);
-  b.host("C", 16 * GiB, 8 * GHz);
-  b.vm("N", "A", 4 * GiB, 2 * GHz);
-  b.vm("V", "A", 20 * GiB, 4 * GHz);
-  b.borrows("V", "B", 8 * GiB);
-  Cluster c(b.s);
+  Cluster c(borrowing_from_b(16 * GiB, 20 * GiB, 4 * GiB).s);
   BOOST_TEST(c.vm(1).share_mem == 12 * GiB);
   c.set_demand(0, 1 * GiB, 2 * GHz);
   c.set_host_up(1, false);
@@ -596,13 +603,7 @@ BOOST_AUTO_TEST_CASE(rehoming_moves_exactly_what_the_failed_donor_lent) {
 }
 
 BOOST_AUTO_TEST_CASE(rehoming_with_no_donor_left_changes_nothing) {
-  ScenarioBuilder b;
-  b.host("A", 16 * GiB, 8 * GHz);
-  b.host("B", 32 * GiB, 8 * GHz);
-  b.host("C", 4 * GiB, 8 * GHz);
-  b.vm("V", "A", 24 * GiB, 4 * GHz);
-  b.borrows("V", "B", 8 * GiB);
-  Cluster c(b.s);
+  Cluster c(borrowing_from_b(4 * GiB, 24 * GiB).s);
   c.set_host_up(1, false);
   auto choice = c.rehome_choice(0, 1, 8 * GiB);
   BOOST_TEST(choice.leases.empty());

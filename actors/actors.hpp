@@ -38,7 +38,7 @@ using host_actor = caf::typed_actor<
     replies_to<atom::reservevm, std::uint32_t, std::int64_t, std::int64_t>::with<bool>,  // VM, MiB, MHz
     reacts_to<atom::commit, std::uint64_t>,                 // phase two of a lease
     reacts_to<atom::cancel, std::uint64_t>,                 // abandon phase one of a lease
-    reacts_to<atom::commit, atom::migrate, std::uint32_t>,  // the VM has arrived
+    reacts_to<atom::commit, atom::migrate, std::uint32_t, std::int64_t>,  // the VM has arrived; MiB it lent it
     reacts_to<atom::cancel, atom::migrate, std::uint32_t>,  // the VM is not coming
     reacts_to<atom::release, std::uint64_t>,                // a lease ended, the memory is back
     replies_to<atom::get>::with<HostCheckpoint>>;           // its ledger

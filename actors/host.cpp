@@ -107,11 +107,12 @@ host_proxy_actor::behavior_type host(host_proxy_actor::stateful_pointer<host_sta
         auto& l = self->state.ledger;
         if (erase_key(l.pending_ids, l.pending_mib, lease)) save();
       },
-      [=](atom::commit, atom::migrate, std::uint32_t vm) {
-        // The VM now runs here: count it as used until telemetry says what it uses.
+      [=](atom::commit, atom::migrate, std::uint32_t vm, std::int64_t folded) {
+        // The VM now runs here: count it as used until telemetry says what it
+        // uses, with what this host lent it before, which is local now.
         auto& l = self->state.ledger;
         if (auto room = take_arrival(l, vm)) {
-          l.used_mem += room->first;
+          l.used_mem += room->first + folded;
           l.used_cpu += room->second;
           save();
         }

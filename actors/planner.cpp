@@ -275,7 +275,8 @@ void execute_migrate(self_ptr self, Decision d, caf::typed_response_promise<std:
                             self->send(st.hosts[r->grants[i].donor], atom::cancel::value, r->ids[i]);
                           return fail("the platform refused the migration");
                         }
-                        self->send(st.hosts[d.target], atom::commit::value, atom::migrate::value, d.vm);
+                        self->send(st.hosts[d.target], atom::commit::value, atom::migrate::value, d.vm,
+                                   st.view->vm(d.vm).borrowed_from(d.target));
                         for (std::size_t i = 0; i < r->ids.size(); ++i)
                           self->send(st.hosts[r->grants[i].donor], atom::commit::value, r->ids[i]);
                         // What the target lent this VM is local to it now.

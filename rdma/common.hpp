@@ -31,6 +31,10 @@ using Millis = std::chrono::milliseconds;
 struct Timeouts {
   Millis connect{5000};
   Millis io{5000};
+  // Not a timeout: how long a waiting side polls before it sleeps. Waking a
+  // sleeping thread costs tens of µs on a virtual machine's idle CPU, more
+  // than a 4 KiB transfer on loopback; 0 never spins.
+  std::chrono::microseconds busy_poll{0};
 };
 
 enum class TransportKind { automatic, verbs, tcp };

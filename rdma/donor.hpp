@@ -155,7 +155,7 @@ class DonorClient {
                                                         const Timeouts& timeouts = {});
   virtual ~DonorClient() = default;
   virtual Expected<LeaseAccess> grant(std::uint64_t bytes) = 0;
-  virtual Status release(std::uint64_t lease_id) = 0;
+  virtual Status release(const LeaseAccess& lease) = 0;
   virtual Expected<PoolStats> stats() = 0;
 };
 

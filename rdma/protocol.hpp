@@ -2,7 +2,7 @@
 // message fixed-size, so that parsing is a bounds check and a few loads —
 // the parser is fuzzed (tests/rdma/fuzz_protocol.cpp).
 //
-//   donor → client, once:  hello    "MLDH" version nonce[16]
+//   donor → client, once:  hello    "MLDH" version nonce[16] verbs_port
 //   client → donor:        request  "MLDQ" version op flags lease offset length seq tag[16]
 //                          followed by `length` bytes for a write
 //   donor → client:        response "MLDR" version status op seq length value value2
@@ -56,6 +56,9 @@ using Tag = std::array<std::uint8_t, tag_size>;
 struct Hello {
   std::uint8_t version = wire::version;
   Nonce nonce{};
+  // Where the donor's rdma_cm listener is, 0 when it serves TCP only. Not
+  // always the TCP port: iWARP devices share the TCP port space.
+  std::uint16_t verbs_port = 0;
 };
 
 struct Request {

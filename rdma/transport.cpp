@@ -1,0 +1,49 @@
+#include "rdma/transport.hpp"
+
+#include "rdma/tcp.hpp"
+#include "rdma/verbs.hpp"
+
+namespace memlend::rdma {
+
+Status Transport::read(std::uint64_t offset, void* dst, std::size_t length) {
+  auto t = post_read(offset, dst, length);
+  if (!t) return t.error();
+  return wait(*t);
+}
+
+Status Transport::write(std::uint64_t offset, const void* src, std::size_t length) {
+  auto t = post_write(offset, src, length);
+  if (!t) return t.error();
+  return wait(*t);
+}
+
+Expected<TransportChoice> choose_transport(TransportKind asked) {
+  auto device = first_rdma_device();
+  switch (asked) {
+    case TransportKind::tcp: return TransportChoice{TransportKind::tcp, "asked for"};
+    case TransportKind::verbs:
+      if (!device)
+        return Error{"--transport verbs: no RDMA device found (ibv_get_device_list lists none); "
+                     "use --transport tcp or auto on this host"};
+      return TransportChoice{TransportKind::verbs, "RDMA device " + *device};
+    case TransportKind::automatic:
+      if (device) return TransportChoice{TransportKind::verbs, "RDMA device " + *device};
+      return TransportChoice{TransportKind::tcp, "no RDMA device found"};
+  }
+  return Error{"unknown transport"};
+}
+
+Expected<std::unique_ptr<Transport>> connect_lease(const LeaseAccess& lease, TransportKind kind,
+                                                   const Timeouts& timeouts) {
+  auto choice = choose_transport(kind);
+  if (!choice) return choice.error();
+  if (choice->kind == TransportKind::verbs) {
+    auto v = connect_verbs_lease(lease, timeouts);
+    // Asked for verbs: its error is the answer. Automatic: the donor may
+    // lack an RDMA device even where this host has one, and TCP always works.
+    if (v || kind == TransportKind::verbs) return v;
+  }
+  return connect_tcp_lease(lease, timeouts);
+}
+
+}  // namespace memlend::rdma

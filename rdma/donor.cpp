@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <thread>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -113,6 +114,11 @@ Status DonorPool::revoke(std::uint64_t lease_id) {
   lease->mark_revoked();
   for (auto& h : hooks) h(lease_id);
   // The extent is erased and freed by ~Lease, once no connection touches it.
+  // A TCP request in progress holds it for at most one I/O timeout, a verbs
+  // connection until its teardown; waiting here means that, almost always,
+  // the memory is back when revoke() returns.
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (lease.use_count() > 1 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   return ok();
 }
 

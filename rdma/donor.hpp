@@ -60,7 +60,9 @@ class DonorPool : public std::enable_shared_from_this<DonorPool> {
   // The control plane names its leases itself (LeaseInfo.id).
   Expected<LeaseGrant> grant(std::uint64_t lease_id, std::uint64_t bytes);
   // Ends the lease: connections to it are cut, its memory is erased and
-  // released. Unknown ids are an error (a double release is a bug upstream).
+  // released — when this returns, unless a connection is stuck mid-transfer
+  // (then as soon as it lets go; at most ~10 s are spent waiting here).
+  // Unknown ids are an error (a double release is a bug upstream).
   Status revoke(std::uint64_t lease_id);
 
   PoolStats stats() const;

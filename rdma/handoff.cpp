@@ -1,5 +1,7 @@
 #include "rdma/handoff.hpp"
 
+#include "rdma/protocol.hpp"
+
 #include <cerrno>
 #include <cstring>
 #include <poll.h>
@@ -16,31 +18,33 @@ constexpr char magic[4] = {'M', 'L', 'R', 'H'};
 constexpr std::uint8_t handoff_version = 1;
 constexpr std::size_t message_size = 32;
 
-void put64(std::uint8_t* p, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
-}
-std::uint64_t get64(const std::uint8_t* p) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<std::uint64_t>(p[i]) << (8 * i);
-  return v;
-}
+// One message: the description and room for the descriptors.
+template <std::size_t Fds>
+struct Message {
+  std::uint8_t body[message_size] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(Fds * sizeof(int))] = {};
+  iovec iov{body, sizeof body};
+  msghdr header() {
+    msghdr m{};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = control;
+    m.msg_controllen = sizeof control;
+    return m;
+  }
+};
 
 }  // namespace
 
 Status send_region(int unix_socket, int uffd, int memfd, const RegionHandoff& region) {
-  std::uint8_t body[message_size] = {};
+  Message<2> msg;
+  std::uint8_t* body = msg.body;
   std::memcpy(body, magic, 4);
   body[4] = handoff_version;
-  put64(body + 8, region.base);
-  put64(body + 16, region.bytes);
-  put64(body + 24, region.memfd_offset);
-  alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))] = {};
-  iovec iov{body, sizeof body};
-  msghdr m{};
-  m.msg_iov = &iov;
-  m.msg_iovlen = 1;
-  m.msg_control = control;
-  m.msg_controllen = sizeof control;
+  wire::store_le64(body + 8, region.base);
+  wire::store_le64(body + 16, region.bytes);
+  wire::store_le64(body + 24, region.memfd_offset);
+  msghdr m = msg.header();
   cmsghdr* c = CMSG_FIRSTHDR(&m);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
@@ -51,7 +55,7 @@ Status send_region(int unix_socket, int uffd, int memfd, const RegionHandoff& re
     ssize_t n = ::sendmsg(unix_socket, &m, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return sys_error("handing the region over", errno);
-    if (static_cast<std::size_t>(n) != sizeof body) return Error{"handing the region over: short send"};
+    if (static_cast<std::size_t>(n) != message_size) return Error{"handing the region over: short send"};
     return ok();
   }
 }
@@ -64,14 +68,11 @@ Expected<HandedRegion> receive_region(UniqueFd unix_socket, Millis timeout) {
   if (ready == 0) return Error{"region handoff: nothing received within the timeout"};
   if (ready < 0) return sys_error("region handoff", errno);
 
-  std::uint8_t body[message_size];
-  alignas(cmsghdr) char control[CMSG_SPACE(4 * sizeof(int))] = {};
-  iovec iov{body, sizeof body};
-  msghdr m{};
-  m.msg_iov = &iov;
-  m.msg_iovlen = 1;
-  m.msg_control = control;
-  m.msg_controllen = sizeof control;
+  // Room for more descriptors than expected, so that extra ones are seen
+  // (and closed) rather than silently truncated.
+  Message<4> msg;
+  const std::uint8_t* body = msg.body;
+  msghdr m = msg.header();
   ssize_t n = ::recvmsg(unix_socket.get(), &m, MSG_CMSG_CLOEXEC | MSG_WAITALL);
   if (n < 0) return sys_error("region handoff", errno);
 
@@ -88,16 +89,16 @@ Expected<HandedRegion> receive_region(UniqueFd unix_socket, Millis timeout) {
     }
   }
   if (m.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) return Error{"region handoff: message truncated"};
-  if (static_cast<std::size_t>(n) != sizeof body) return Error{"region handoff: short message"};
+  if (static_cast<std::size_t>(n) != message_size) return Error{"region handoff: short message"};
   if (std::memcmp(body, magic, 4) != 0 || body[4] != handoff_version)
     return Error{"region handoff: not a memlend region description (or another version)"};
   if (fds.size() != 2) return Error{"region handoff: expected a userfaultfd and a memfd, got " + std::to_string(fds.size()) + " descriptors"};
   HandedRegion h;
   h.uffd = std::move(fds[0]);
   h.memfd = std::move(fds[1]);
-  h.region.base = get64(body + 8);
-  h.region.bytes = get64(body + 16);
-  h.region.memfd_offset = get64(body + 24);
+  h.region.base = wire::load_le64(body + 8);
+  h.region.bytes = wire::load_le64(body + 16);
+  h.region.memfd_offset = wire::load_le64(body + 24);
   h.peer = std::move(unix_socket);
   long page = ::sysconf(_SC_PAGESIZE);
   if (h.region.bytes == 0 || h.region.base % page || h.region.bytes % page || h.region.memfd_offset % page)

@@ -109,6 +109,15 @@ class Mac {
 // Constant-time, so that a forger learns nothing from how fast a wrong tag fails.
 bool tag_equal(const Tag& a, const Tag& b);
 
+inline void store_le64(std::uint8_t* p, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
+}
+inline std::uint64_t load_le64(const std::uint8_t* p) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= static_cast<std::uint64_t>(p[i]) << (8 * i);
+  return v;
+}
+
 // offset + length within [0, size), without overflow.
 bool in_bounds(std::uint64_t offset, std::uint64_t length, std::uint64_t size);
 

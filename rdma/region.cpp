@@ -317,10 +317,11 @@ class Region final : public RemoteRegion {
     uffdio_range r{base_ + start, len};
     ::ioctl(uffd_.get(), UFFDIO_WAKE, &r);
   }
-  void write_protect(std::uint64_t b, bool on) {
-    uffdio_writeprotect w{{base_ + block_offset(b), block_span(b)},
-                          on ? static_cast<__u64>(UFFDIO_WRITEPROTECT_MODE_WP | UFFDIO_WRITEPROTECT_MODE_DONTWAKE) : 0};
-    ::ioctl(uffd_.get(), UFFDIO_WRITEPROTECT, &w);
+  // Setting protection never wakes (the kernel refuses DONTWAKE with WP);
+  // clearing it wakes the writers that waited.
+  bool write_protect(std::uint64_t b, bool on) {
+    uffdio_writeprotect w{{base_ + block_offset(b), block_span(b)}, on ? UFFDIO_WRITEPROTECT_MODE_WP : 0};
+    return ::ioctl(uffd_.get(), UFFDIO_WRITEPROTECT, &w) == 0;
   }
   void punch(std::uint64_t b) {
     ::fallocate(memfd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -521,10 +522,9 @@ void Region::handle_write_fault(std::uint64_t b, std::uint64_t addr, std::unique
   if (blk.state == BlockState::resident && blk.mapped) {
     ++write_faults_;
     blk.dirty = true;
-    lock.unlock();
-    uffdio_writeprotect w{{base_ + block_offset(b), block_span(b)}, 0};  // clears and wakes
-    ::ioctl(uffd_.get(), UFFDIO_WRITEPROTECT, &w);
-    lock.lock();
+    // Under the lock: a write-back's fence must never be undone by a late
+    // clear from here.
+    write_protect(b, false);
     return;
   }
   if (blk.state == BlockState::writing) return;  // the write-back wakes it when done
@@ -572,23 +572,16 @@ void Region::handle_read_fault(std::uint64_t b, std::uint64_t addr, std::unique_
           // and the stream goes on.
           bool was_marker = blk.marker;
           blk.marker = false;
-          bool wp = !blk.dirty;
-          lock.unlock();
-          bool mapped = map_block(b, wp);
-          lock.lock();
-          if (mapped) blocks_[b].mapped = true;
+          if (map_block(b, !blk.dirty)) blocks_[b].mapped = true;
           if (was_marker) read_ahead(b, lock);
           return;
         }
         {
           // Mostly a fault that raced with its block's mapping; should the
           // page really have no entry, map that page alone.
-          bool wp = !blk.dirty;
-          lock.unlock();
-          uffdio_continue c{{addr, page_}, wp && continue_wp_ ? UFFDIO_CONTINUE_MODE_WP : 0, 0};
+          uffdio_continue c{{addr, page_}, !blk.dirty && continue_wp_ ? UFFDIO_CONTINUE_MODE_WP : 0, 0};
           ::ioctl(uffd_.get(), UFFDIO_CONTINUE, &c);
           wake(addr - base_, page_);
-          lock.lock();
         }
         return;
       case BlockState::lost:
@@ -634,9 +627,10 @@ bool Region::claim_slot(std::unique_lock<std::mutex>& lock, bool wait) {
   }
 }
 
-// Keeps `reserve_` slots free by evicting the oldest blocks ahead of need
-// (a full buffer evicts one).
+// Keeps `reserve_` slots free (at least one) by evicting the oldest blocks
+// ahead of need, unless the whole region fits the buffer.
 void Region::queue_eviction_ahead() {
+  if (blocks_.size() <= capacity_) return;
   std::uint64_t queued = 0;
   for (const auto& w : work_)
     if (w.kind == Work::Kind::evict) ++queued;
@@ -761,11 +755,7 @@ void Region::arrived(std::uint64_t b, std::unique_lock<std::mutex>& lock) {
   blk.dirty = !continue_wp_;  // without write-protected mapping, assume written
   fifo_.push_back(b);
   if (blk.marker) return;
-  bool wp = continue_wp_;
-  lock.unlock();
-  bool mapped = map_block(b, wp);
-  lock.lock();
-  blocks_[b].mapped = mapped;
+  blk.mapped = map_block(b, continue_wp_);
 }
 
 bool Region::map_block(std::uint64_t b, bool write_protect) {
@@ -845,8 +835,9 @@ void Region::writeback_loop() {
   }
 }
 
-// Called without the lock. Dirty blocks are write-protected first so that
-// writers wait; they are written to the mirror and the donor at once; only
+// Called without the lock. Every change to a block's mapping or protection
+// happens under the lock, so the fault thread and this one never undo each
+// other's. Dirty blocks are write-protected first so that writers wait; they are written to the mirror and the donor at once; only
 // then are they dropped (evict) or marked clean (flush).
 void Region::write_back(const Work& w) {
   std::unique_lock<std::mutex> lock(mu_);
@@ -874,8 +865,14 @@ void Region::write_back(const Work& w) {
     bool remote = state_ == RegionState::remote;
     bool mirror = cfg_.mirror && !mirror_broken_;
     auto* transport = link_.writeback.get();
+    // The fence: from here writers wait until the block is saved. Without
+    // it a copy could miss a write, so no fence, no write-back.
+    if (was_mapped && !write_protect(b, true)) {
+      blk.state = BlockState::resident;
+      if (error_.empty()) error_ = std::string("write-protecting a block failed: ") + std::strerror(errno);
+      return;
+    }
     lock.unlock();
-    if (was_mapped) write_protect(b, true);
     std::uint64_t len = block_length(b);
     Expected<Ticket> ticket = Ticket{0};
     if (remote) ticket = transport->post_write(block_offset(b), alias_of(b), len);
@@ -898,8 +895,8 @@ void Region::write_back(const Work& w) {
     if (!saved) {
       // Neither donor nor mirror took it: the block stays, as the only copy.
       blocks_[b].state = BlockState::resident;
-      lock.unlock();
       if (was_mapped) write_protect(b, false);
+      lock.unlock();
       wake(block_offset(b), block_span(b));
       return;
     }

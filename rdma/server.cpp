@@ -89,7 +89,7 @@ class Server final : public DonorServer, public std::enable_shared_from_this<Ser
   struct Conn {
     int fd;
     std::thread thread;
-    std::set<std::uint64_t> leases;  // attached so far, for cut()
+    std::set<std::uint64_t> leases;  // data connections' leases, for cut()
     bool done = false;
   };
 
@@ -129,11 +129,14 @@ class Server final : public DonorServer, public std::enable_shared_from_this<Ser
       s = net::await_readable(fd.get(), options_.timeouts.busy_poll);
       if (!s) break;
       s = session.serve_one(channel);
+      for (auto lease : session.granted())
+        if (counted.insert(lease).second) attached(lease);
       for (auto lease : session.attached()) {
-        if (!counted.insert(lease).second) continue;
-        attached(lease);
-        std::lock_guard<std::mutex> lock(mu_);
-        conn->leases.insert(lease);
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          conn->leases.insert(lease);
+        }
+        if (counted.insert(lease).second) attached(lease);
       }
     }
     {

@@ -69,12 +69,16 @@ Status DonorSession::serve_one(Channel& channel) {
       return respond(channel, *r, Code::ok, lease->bytes(), lease->epoch());
     case Op::release: {
       released_.insert(r->lease);
+      lease.reset();  // revoke() waits for every holder to let go, this one too
       auto s = pool_.revoke(r->lease);
       return respond(channel, *r, s ? Code::ok : Code::refused);
     }
     case Op::grant: {
       auto g = pool_.grant(r->offset);
       if (!g) return respond(channel, *r, Code::no_space);
+      // The granting connection holds the lease too: a recipient that dies
+      // between grant and connect still leaves an orphan to reclaim.
+      granted_.insert(g->id);
       return respond(channel, *r, Code::ok, g->id, g->epoch);
     }
     case Op::stats: {

@@ -30,8 +30,10 @@ class DonorSession {
   // any) has been sent.
   Status serve_one(Channel& channel);
 
-  // Leases this connection attached to and released, for orphan detection.
+  // Leases this connection reads and writes (cut when revoked), leases it
+  // was granted, and leases it released: for the server's orphan accounting.
   const std::set<std::uint64_t>& attached() const { return attached_; }
+  const std::set<std::uint64_t>& granted() const { return granted_; }
   const std::set<std::uint64_t>& released() const { return released_; }
 
  private:
@@ -43,6 +45,7 @@ class DonorSession {
   wire::Nonce nonce_;
   std::uint64_t last_seq_ = 0;
   std::set<std::uint64_t> attached_;
+  std::set<std::uint64_t> granted_;
   std::set<std::uint64_t> released_;
 };
 

@@ -78,13 +78,6 @@ class TcpTransport final : public Transport {
   TcpTransport(ClientConnection conn, const LeaseAccess& lease)
       : conn_(std::move(conn)), lease_(lease), mac_(lease.secret) {}
 
-  Expected<Ticket> post_read(std::uint64_t offset, void* dst, std::size_t length) override {
-    return post(Op::read, offset, dst, length);
-  }
-  Expected<Ticket> post_write(std::uint64_t offset, const void* src, std::size_t length) override {
-    return post(Op::write, offset, const_cast<void*>(src), length);
-  }
-
   Status wait(Ticket ticket) override {
     while (done_ < ticket) {
       if (broken_) return Error{error_};
@@ -127,31 +120,19 @@ class TcpTransport final : public Transport {
   // must always fit the socket buffers, or both sides would block on send.
   static constexpr std::size_t max_pending = 64;
 
-  Expected<Ticket> post(Op op, std::uint64_t offset, void* data, std::size_t length) {
+  Expected<Ticket> post_one(Direction d, std::uint64_t offset, void* data, std::uint32_t length) override {
     if (broken_) return Error{error_};
-    if (!wire::in_bounds(offset, length, lease_.bytes))
-      return Error{describe() + ": bytes " + std::to_string(offset) + "+" + std::to_string(length) +
-                   " are outside the lease"};
-    auto* p = static_cast<std::uint8_t*>(data);
-    Ticket last = done_;
-    do {
-      std::uint32_t chunk = static_cast<std::uint32_t>(std::min<std::size_t>(length, wire::max_transfer));
-      if (pending_.size() >= max_pending) {
-        if (auto s = wait(pending_.front().ticket); !s) return s.error();
-      }
-      wire::Request r;
-      r.op = op;
-      r.lease = lease_.lease_id;
-      r.offset = offset;
-      r.length = chunk;
-      if (auto s = conn_.send(r, mac_, op == Op::write ? p : nullptr); !s) return fail(s.error().message).error();
-      last = ++next_ticket_;
-      pending_.push_back({last, op, conn_.seq(), p, chunk});
-      offset += chunk;
-      p += chunk;
-      length -= chunk;
-    } while (length > 0);
-    return last;
+    if (pending_.size() >= max_pending) {
+      if (auto s = wait(pending_.front().ticket); !s) return s.error();
+    }
+    wire::Request r;
+    r.op = d == Direction::read ? Op::read : Op::write;
+    r.lease = lease_.lease_id;
+    r.offset = offset;
+    r.length = length;
+    if (auto s = conn_.send(r, mac_, r.op == Op::write ? data : nullptr); !s) return fail(s.error().message).error();
+    pending_.push_back({++next_ticket_, r.op, conn_.seq(), data, length});
+    return next_ticket_;
   }
 
   Status fail(const std::string& why) {

@@ -1,9 +1,35 @@
 #include "rdma/transport.hpp"
 
+#include "rdma/protocol.hpp"
 #include "rdma/tcp.hpp"
 #include "rdma/verbs.hpp"
 
 namespace memlend::rdma {
+
+Expected<Ticket> Transport::post_read(std::uint64_t offset, void* dst, std::size_t length) {
+  return post(Direction::read, offset, dst, length);
+}
+
+Expected<Ticket> Transport::post_write(std::uint64_t offset, const void* src, std::size_t length) {
+  return post(Direction::write, offset, const_cast<void*>(src), length);
+}
+
+Expected<Ticket> Transport::post(Direction d, std::uint64_t offset, void* data, std::size_t length) {
+  if (!wire::in_bounds(offset, length, lease_bytes()))
+    return Error{describe() + ": bytes " + std::to_string(offset) + "+" + std::to_string(length) +
+                 " are outside the lease"};
+  auto* p = static_cast<std::uint8_t*>(data);
+  Expected<Ticket> last = Ticket{0};
+  do {
+    auto chunk = static_cast<std::uint32_t>(std::min<std::size_t>(length, wire::max_transfer));
+    last = post_one(d, offset, p, chunk);
+    if (!last) return last;
+    offset += chunk;
+    p += chunk;
+    length -= chunk;
+  } while (length > 0);
+  return last;
+}
 
 Status Transport::read(std::uint64_t offset, void* dst, std::size_t length) {
   auto t = post_read(offset, dst, length);

@@ -36,8 +36,8 @@ class Transport {
   // room for it), so a fault handler can fetch the next block while it maps
   // the current one. `dst`/`src` must stay valid and `src` unchanged until
   // wait() has covered the ticket.
-  virtual Expected<Ticket> post_read(std::uint64_t offset, void* dst, std::size_t length) = 0;
-  virtual Expected<Ticket> post_write(std::uint64_t offset, const void* src, std::size_t length) = 0;
+  Expected<Ticket> post_read(std::uint64_t offset, void* dst, std::size_t length);
+  Expected<Ticket> post_write(std::uint64_t offset, const void* src, std::size_t length);
   // Completes every transfer up to and including `ticket`. An error here, as
   // anywhere, means the donor is unreachable or refused us: the transport is
   // broken for good and every later call fails at once.
@@ -58,6 +58,15 @@ class Transport {
   virtual std::uint64_t lease_bytes() const = 0;
   // "tcp 10.0.0.2:7000 lease 3", for logs and errors.
   virtual std::string describe() const = 0;
+
+ protected:
+  enum class Direction { read, write };
+  // One transfer within the lease, of at most wire::max_transfer bytes; the
+  // base class checks bounds and splits larger ones.
+  virtual Expected<Ticket> post_one(Direction d, std::uint64_t offset, void* data, std::uint32_t length) = 0;
+
+ private:
+  Expected<Ticket> post(Direction d, std::uint64_t offset, void* data, std::size_t length);
 };
 
 // Connects to the lease with the transport asked for. `automatic` picks verbs

@@ -48,21 +48,12 @@ struct ConnectData {
   wire::Tag tag{};
 };
 
-void put64(std::uint8_t* p, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
-}
-std::uint64_t get64(const std::uint8_t* p) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<std::uint64_t>(p[i]) << (8 * i);
-  return v;
-}
-
 void encode_connect(const ConnectData& c, std::uint8_t* out) {
   std::memset(out, 0, connect_size);
   std::memcpy(out, connect_magic, 4);
   out[4] = wire::version;
-  put64(out + 8, c.lease);
-  put64(out + 16, c.epoch);
+  wire::store_le64(out + 8, c.lease);
+  wire::store_le64(out + 16, c.epoch);
   std::memcpy(out + 24, c.nonce.data(), 16);
   std::memcpy(out + wire::signed_size, c.tag.data(), wire::tag_size);
 }
@@ -72,8 +63,8 @@ Expected<ConnectData> decode_connect(const void* data, std::size_t size) {
   auto* p = static_cast<const std::uint8_t*>(data);
   if (std::memcmp(p, connect_magic, 4) != 0 || p[4] != wire::version) return Error{"connect request: wrong magic or version"};
   ConnectData c;
-  c.lease = get64(p + 8);
-  c.epoch = get64(p + 16);
+  c.lease = wire::load_le64(p + 8);
+  c.epoch = wire::load_le64(p + 16);
   std::memcpy(c.nonce.data(), p + 24, 16);
   std::memcpy(c.tag.data(), p + wire::signed_size, wire::tag_size);
   return c;
@@ -85,9 +76,9 @@ void encode_accept(std::uint64_t addr, std::uint32_t rkey, std::uint64_t bytes, 
   std::memset(out, 0, accept_size);
   std::memcpy(out, accept_magic, 4);
   out[4] = wire::version;
-  put64(out + 8, addr);
-  put64(out + 16, rkey);
-  put64(out + 24, bytes);
+  wire::store_le64(out + 8, addr);
+  wire::store_le64(out + 16, rkey);
+  wire::store_le64(out + 24, bytes);
 }
 
 const wire::Nonce zero_nonce{};
@@ -191,9 +182,9 @@ class VerbsTransport final : public Transport {
     const auto* reply = static_cast<const std::uint8_t*>(ev->param.conn.private_data);
     bool good = reply && ev->param.conn.private_data_len >= accept_size && std::memcmp(reply, accept_magic, 4) == 0;
     if (good) {
-      remote_addr_ = get64(reply + 8);
-      rkey_ = static_cast<std::uint32_t>(get64(reply + 16));
-      std::uint64_t bytes = get64(reply + 24);
+      remote_addr_ = wire::load_le64(reply + 8);
+      rkey_ = static_cast<std::uint32_t>(wire::load_le64(reply + 16));
+      std::uint64_t bytes = wire::load_le64(reply + 24);
       if (lease_.bytes == 0) lease_.bytes = bytes;
       good = bytes == lease_.bytes;
     }
@@ -202,13 +193,6 @@ class VerbsTransport final : public Transport {
     if (!good) return fail("the donor's accept reply is malformed or the lease size differs");
     if (ibv_req_notify_cq(cq_, 0) != 0) return fail_sys("ibv_req_notify_cq");
     return ok();
-  }
-
-  Expected<Ticket> post_read(std::uint64_t offset, void* dst, std::size_t length) override {
-    return post(IBV_WR_RDMA_READ, offset, dst, length);
-  }
-  Expected<Ticket> post_write(std::uint64_t offset, const void* src, std::size_t length) override {
-    return post(IBV_WR_RDMA_WRITE, offset, const_cast<void*>(src), length);
   }
 
   Status wait(Ticket ticket) override {
@@ -269,9 +253,8 @@ class VerbsTransport final : public Transport {
     return nullptr;
   }
 
-  Expected<Ticket> post(ibv_wr_opcode op, std::uint64_t offset, void* data, std::size_t length) {
+  Expected<Ticket> post_one(Direction d, std::uint64_t offset, void* data, std::uint32_t length) override {
     if (broken_) return Error{error_};
-    if (!wire::in_bounds(offset, length, lease_.bytes)) return Error{describe() + ": bytes outside the lease"};
     ibv_mr* mr = find_mr(data, length);
     if (!mr) {
       // Unregistered memory costs a registration per transfer; the region
@@ -279,31 +262,22 @@ class VerbsTransport final : public Transport {
       if (auto s = register_memory(data, length); !s) return s.error();
       mr = find_mr(data, length);
     }
-    auto* p = static_cast<std::uint8_t*>(data);
-    Ticket last = done_;
-    do {
-      std::uint32_t chunk = static_cast<std::uint32_t>(std::min<std::size_t>(length, wire::max_transfer));
-      if (outstanding_ >= send_depth) {
-        if (auto s = wait(done_ + 1); !s) return s.error();
-      }
-      ibv_sge sge{reinterpret_cast<std::uintptr_t>(p), chunk, mr->lkey};
-      ibv_send_wr wr{};
-      ibv_send_wr* bad = nullptr;
-      last = ++next_ticket_;
-      wr.wr_id = last;
-      wr.sg_list = &sge;
-      wr.num_sge = 1;
-      wr.opcode = op;
-      wr.send_flags = IBV_SEND_SIGNALED;
-      wr.wr.rdma.remote_addr = remote_addr_ + offset;
-      wr.wr.rdma.rkey = rkey_;
-      if (ibv_post_send(id_->qp, &wr, &bad) != 0) return fail_sys("ibv_post_send").error();
-      ++outstanding_;
-      offset += chunk;
-      p += chunk;
-      length -= chunk;
-    } while (length > 0);
-    return last;
+    if (outstanding_ >= send_depth) {
+      if (auto s = wait(done_ + 1); !s) return s.error();
+    }
+    ibv_sge sge{reinterpret_cast<std::uintptr_t>(data), length, mr->lkey};
+    ibv_send_wr wr{};
+    ibv_send_wr* bad = nullptr;
+    wr.wr_id = ++next_ticket_;
+    wr.sg_list = &sge;
+    wr.num_sge = 1;
+    wr.opcode = d == Direction::read ? IBV_WR_RDMA_READ : IBV_WR_RDMA_WRITE;
+    wr.send_flags = IBV_SEND_SIGNALED;
+    wr.wr.rdma.remote_addr = remote_addr_ + offset;
+    wr.wr.rdma.rkey = rkey_;
+    if (ibv_post_send(id_->qp, &wr, &bad) != 0) return fail_sys("ibv_post_send").error();
+    ++outstanding_;
+    return next_ticket_;
   }
 
   Status fail(const std::string& why) {

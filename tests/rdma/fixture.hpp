@@ -31,11 +31,11 @@ inline void fill(void* p, std::uint64_t bytes, std::uint64_t pass, std::uint64_t
   }
 }
 
-// Mismatching words.
-inline std::uint64_t check(const void* p, std::uint64_t bytes, std::uint64_t pass) {
+// Mismatching words in [from, end) of the region at `p`.
+inline std::uint64_t check(const void* p, std::uint64_t end, std::uint64_t pass, std::uint64_t from = 0) {
   const auto* b = static_cast<const std::uint8_t*>(p);
   std::uint64_t bad = 0;
-  for (std::uint64_t off = 0; off + 8 <= bytes; off += 8) {
+  for (std::uint64_t off = from; off + 8 <= end; off += 8) {
     std::uint64_t w;
     std::memcpy(&w, b + off, 8);
     if (w != pattern_word(pass, off)) ++bad;

@@ -784,16 +784,21 @@ bool Region::map_block(std::uint64_t b, bool write_protect) {
 // A block no one can serve: poison it so that touching it raises SIGBUS (a
 // VMM turns that into a memory error for its guest) rather than hanging.
 void Region::lose_block(std::uint64_t b) {
+  bool again = blocks_[b].state == BlockState::lost;
   blocks_[b].state = BlockState::lost;
   std::uint64_t start = block_offset(b), len = block_span(b);
-  if (can_poison_) {
+  if (can_poison_ && !again) {
+    // Write-protect markers left by earlier write-backs would make the
+    // poison fail (EEXIST) and the fault come back forever: clear them first.
+    write_protect(b, false);
     uffdio_poison p{{base_ + start, len}, 0, 0};
-    if (::ioctl(uffd_.get(), UFFDIO_POISON, &p) == 0 || errno == EEXIST) {
+    if (::ioctl(uffd_.get(), UFFDIO_POISON, &p) == 0) {
       wake(start, len);
       return;
     }
   }
-  // No poison on this kernel: zeros, loudly (the region's error says so).
+  // No poison on this kernel (or it did not take): zeros, loudly — the
+  // region's state and error say its data is lost.
   std::memset(alias_of(b), 0, block_length(b));
   map_block(b, false);
 }

@@ -33,8 +33,9 @@ struct Timeouts {
   Millis io{5000};
   // Not a timeout: how long a waiting side polls before it sleeps. Waking a
   // sleeping thread costs tens of µs on a virtual machine's idle CPU, more
-  // than a 4 KiB transfer on loopback; 0 never spins.
-  std::chrono::microseconds busy_poll{0};
+  // than a 4 KiB transfer on loopback. It costs a core only while faults
+  // keep coming; 0 never spins.
+  std::chrono::microseconds busy_poll{200};
 };
 
 enum class TransportKind { automatic, verbs, tcp };

@@ -35,6 +35,9 @@ struct uffdio_poison {
 };
 #define UFFDIO_POISON _IOWR(UFFDIO, 0x08, struct uffdio_poison)
 #endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 #ifndef USERFAULTFD_IOC_NEW
 #define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
 #endif
@@ -155,6 +158,8 @@ struct Block {
   bool mapped = false;
   bool marker = false;  // read-ahead marker: left unmapped, its fault extends the stream
   bool queued = false;  // in the write-back queue
+  bool zero = false;    // the donor holds only zeros for it (never written back)
+  std::uint64_t arrival = 0;  // when it last came into the buffer, for the FIFO
 };
 
 struct Work {
@@ -350,7 +355,12 @@ class Region final : public RemoteRegion {
   std::condition_variable cv_;     // slots freed, markers done, hand-overs done
   std::condition_variable wb_cv_;  // write-back work
   std::vector<Block> blocks_;
-  std::deque<std::uint64_t> fifo_;  // resident blocks, oldest first
+  // Blocks in the order they came into the buffer: (block, arrival). Entries
+  // of blocks that left since are skipped when met, rather than searched for.
+  std::deque<std::pair<std::uint64_t, std::uint64_t>> fifo_;
+  std::uint64_t arrivals_ = 0;
+  std::uint64_t queued_evictions_ = 0;  // in the queue or being carried out
+
   std::uint64_t resident_ = 0;      // fetching + resident + writing
   std::deque<Work> work_;
   std::deque<std::pair<Ticket, std::uint64_t>> inflight_;  // fault thread only
@@ -400,7 +410,9 @@ Status Region::init_common() {
   // Read-ahead beyond half the buffer would evict what the stream just read.
   depth_ = static_cast<unsigned>(std::min<std::uint64_t>(cfg_.prefetch_blocks, capacity_ / 2));
   reserve_ = capacity_ >= 4 ? std::min<std::uint64_t>(capacity_ / 4, depth_ + 1) : 0;
-  blocks_.assign(nblocks, Block{});
+  Block initial;
+  initial.zero = cfg_.fresh_lease;
+  blocks_.assign(nblocks, initial);
   for (auto* t : {link_.fetch.get(), link_.writeback.get()}) {
     if (!t) return Error{"region needs a fetch and a write-back connection"};
     if (t->lease_bytes() < cfg_.bytes)
@@ -603,20 +615,20 @@ bool Region::claim_slot(std::unique_lock<std::mutex>& lock, bool wait) {
     }
     if (!wait) return false;
     // Read-ahead in flight holds slots the fault needs: land it first.
-    std::size_t before = work_.size();
     queue_eviction_ahead();
-    if (work_.size() == before && !wb_busy_ && !inflight_.empty()) {
+    if (queued_evictions_ == 0 && !wb_busy_ && !inflight_.empty()) {
       complete_oldest(lock);
       continue;
     }
     if (state_ == RegionState::failed) {
       // Nothing can be written back any more; only clean blocks can go.
       bool freed = false;
-      for (auto it = fifo_.begin(); it != fifo_.end(); ++it) {
-        Block& v = blocks_[*it];
-        if (v.state != BlockState::resident || v.dirty || v.queued) continue;
+      for (auto [b, arrival] : fifo_) {
+        Block& v = blocks_[b];
+        if (v.arrival != arrival || v.state != BlockState::resident || v.dirty || v.queued) continue;
         v.queued = true;
-        work_.push_back(Work{Work::Kind::evict, *it, 0});
+        ++queued_evictions_;
+        work_.push_back(Work{Work::Kind::evict, b, 0});
         wb_cv_.notify_one();
         freed = true;
         break;
@@ -627,32 +639,44 @@ bool Region::claim_slot(std::unique_lock<std::mutex>& lock, bool wait) {
   }
 }
 
-// Keeps `reserve_` slots free (at least one) by evicting the oldest blocks
-// ahead of need, unless the whole region fits the buffer.
+// Keeps slots free by evicting the oldest blocks ahead of need, unless the
+// whole region fits the buffer. Evictions go in batches (below half the
+// reserve, up to all of it), so the write-back thread wakes once per batch.
 void Region::queue_eviction_ahead() {
   if (blocks_.size() <= capacity_) return;
-  std::uint64_t queued = 0;
-  for (const auto& w : work_)
-    if (w.kind == Work::Kind::evict) ++queued;
-  std::uint64_t want_free = std::max<std::uint64_t>(reserve_, 1);
-  while (resident_ + want_free > capacity_ + queued && !fifo_.empty()) {
-    std::uint64_t v = fifo_.front();
-    fifo_.pop_front();
+  std::uint64_t low = std::max<std::uint64_t>(1, reserve_ / 2), high = std::max<std::uint64_t>(1, reserve_);
+  auto free_soon = [&] { return capacity_ - std::min(resident_, capacity_) + queued_evictions_; };
+  if (free_soon() >= low) return;
+  bool queued = false;
+  while (free_soon() < high && !fifo_.empty()) {
+    auto [v, arrival] = fifo_.front();
     Block& blk = blocks_[v];
-    if (blk.state != BlockState::resident || blk.queued) continue;
-    if (state_ == RegionState::failed && blk.dirty) {
-      fifo_.push_back(v);  // its only copy: keep it
-      break;
+    if (blk.arrival != arrival || blk.state != BlockState::resident || blk.queued) {
+      fifo_.pop_front();
+      continue;
     }
+    if (state_ == RegionState::failed && blk.dirty) break;  // its only copy: keep it
+    fifo_.pop_front();
     blk.queued = true;
+    ++queued_evictions_;
     work_.push_back(Work{Work::Kind::evict, v, 0});
-    ++queued;
-    wb_cv_.notify_one();
+    queued = true;
   }
+  if (queued) wb_cv_.notify_one();
 }
 
 void Region::start_fetch(std::uint64_t b, std::unique_lock<std::mutex>& lock) {
   blocks_[b].state = BlockState::fetching;
+  if (blocks_[b].zero) {
+    // Nothing to fetch: fresh zeroed pages are what the donor would send.
+    ::fallocate(memfd_.get(), 0, static_cast<off_t>(memfd_offset_ + block_offset(b)),
+                static_cast<off_t>(block_span(b)));
+    arrived(b, lock);
+    return;
+  }
+  // The buffer's pages are allocated in one call rather than faulted in one
+  // by one while the data arrives (not worth a call for a few pages).
+  if (block_span(b) > 4 * page_) ::madvise(alias_of(b), block_span(b), MADV_POPULATE_WRITE);
   if (state_ == RegionState::remote) {
     auto t = link_.fetch->post_read(block_offset(b), alias_of(b), block_length(b));
     if (t) {
@@ -670,8 +694,6 @@ void Region::start_fetch(std::uint64_t b, std::unique_lock<std::mutex>& lock) {
 void Region::read_ahead(std::uint64_t b, std::unique_lock<std::mutex>& lock) {
   if (depth_ == 0) return;
   std::uint64_t last = std::min<std::uint64_t>(b + depth_, blocks_.size() - 1);
-  // The block halfway is left unmapped: touching it says the stream goes on.
-  std::uint64_t marker = b + (depth_ + 1) / 2;
   for (std::uint64_t n = b + 1; n <= last; ++n) {
     if (blocks_[n].state != BlockState::absent) continue;
     if (!claim_slot(lock, false)) break;
@@ -679,9 +701,17 @@ void Region::read_ahead(std::uint64_t b, std::unique_lock<std::mutex>& lock) {
       --resident_;
       continue;
     }
-    blocks_[n].marker = n == marker;
     start_fetch(n, lock);
     ++prefetches_;
+  }
+  // A block about halfway that is not mapped yet stays unmapped: its fault,
+  // a cheap one, says the stream has got there and moves the window on.
+  for (std::uint64_t n = b + (depth_ + 1) / 2; n <= last; ++n) {
+    Block& blk = blocks_[n];
+    if (blk.state == BlockState::fetching || (blk.state == BlockState::resident && !blk.mapped)) {
+      blk.marker = true;
+      break;
+    }
   }
 }
 
@@ -753,7 +783,8 @@ void Region::arrived(std::uint64_t b, std::unique_lock<std::mutex>& lock) {
   Block& blk = blocks_[b];
   blk.state = BlockState::resident;
   blk.dirty = !continue_wp_;  // without write-protected mapping, assume written
-  fifo_.push_back(b);
+  blk.arrival = ++arrivals_;
+  fifo_.emplace_back(b, blk.arrival);
   if (blk.marker) return;
   blk.mapped = map_block(b, continue_wp_);
 }
@@ -814,9 +845,9 @@ void Region::writeback_loop() {
       if (cfg_.clean_interval.count() > 0) {
         if (Clock::now() >= next_clean) {
           next_clean = Clock::now() + cfg_.clean_interval;
-          for (std::uint64_t b : fifo_) {
+          for (auto [b, arrival] : fifo_) {
             Block& blk = blocks_[b];
-            if (blk.state == BlockState::resident && blk.dirty && !blk.queued) {
+            if (blk.arrival == arrival && blk.state == BlockState::resident && blk.dirty && !blk.queued) {
               blk.queued = true;
               work_.push_back(Work{Work::Kind::clean, b, 0});
             }
@@ -836,6 +867,7 @@ void Region::writeback_loop() {
     write_back(w);
     lock.lock();
     wb_busy_ = false;
+    if (w.kind == Work::Kind::evict) --queued_evictions_;
     cv_.notify_all();
   }
 }
@@ -860,8 +892,8 @@ void Region::write_back(const Work& w) {
   }
   Block& blk = blocks_[w.block];
   blk.queued = false;
-  if (blk.state != BlockState::resident) return;
   bool evict = w.kind == Work::Kind::evict;
+  if (blk.state != BlockState::resident) return;
   std::uint64_t b = w.block;
   if (blk.dirty) {
     if (state_ == RegionState::failed) return;  // its only copy
@@ -886,6 +918,7 @@ void Region::write_back(const Work& w) {
     Status d = remote ? (ticket ? transport->wait(*ticket) : Status(ticket.error())) : ok();
     if (remote && !d) donor_lost(d.error().message);
     lock.lock();
+    if ((remote && d) || (mirror && m)) blocks_[b].zero = false;
     if (mirror && m) {
       mirror_bytes_written_ += len;
       if (rehoming_) rehome_log_.insert(b);
@@ -930,7 +963,6 @@ void Region::write_back(const Work& w) {
   gone.mapped = false;
   gone.marker = false;
   --resident_;
-  fifo_.erase(std::remove(fifo_.begin(), fifo_.end(), b), fifo_.end());
   lock.unlock();
   cv_.notify_all();
   wake(block_offset(b), block_span(b));
@@ -941,11 +973,12 @@ void Region::write_back(const Work& w) {
 Status Region::run_marker(bool evict) {
   std::unique_lock<std::mutex> lock(mu_);
   if (detached_) return Error{"region is detached"};
-  for (std::uint64_t b : fifo_) {
+  for (auto [b, arrival] : fifo_) {
     Block& blk = blocks_[b];
-    if (blk.state != BlockState::resident || blk.queued) continue;
+    if (blk.arrival != arrival || blk.state != BlockState::resident || blk.queued) continue;
     if (!evict && !blk.dirty) continue;
     blk.queued = true;
+    if (evict) ++queued_evictions_;
     work_.push_back(Work{evict ? Work::Kind::evict : Work::Kind::clean, b, 0});
   }
   std::uint64_t gen = ++marker_requested_;

@@ -54,10 +54,13 @@ struct RegionConfig {
   std::uint64_t buffer_bytes = 1 << 20;    // the local buffer; at least one block
   std::shared_ptr<MirrorFile> mirror;      // none: a donor failure fails the region
   std::uint64_t mirror_offset = 0;         // this lease's slice of the VM's mirror
-  unsigned prefetch_blocks = 4;            // read-ahead depth for sequential streams
+  unsigned prefetch_blocks = 8;            // read-ahead depth for sequential streams
+  // The lease is freshly granted (zeros): a block never written back is not
+  // fetched at all, only zero-filled here. False for a lease with contents.
+  bool fresh_lease = true;
   // Busy-poll before sleeping: waking a sleeping thread costs tens of µs on a
   // virtual machine's idle CPU, more than a 4 KiB fetch; 0 never spins.
-  std::chrono::microseconds spin{50};
+  std::chrono::microseconds spin{200};
   // Write dirty blocks back this often even if they are not evicted, to bound
   // the mirror's lag in time; 0: only on eviction and flush().
   Millis clean_interval{0};

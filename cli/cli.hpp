@@ -17,7 +17,9 @@ inline constexpr int exit_bad_input = 2;
 
 using Action = std::function<int()>;
 
+Action add_donor(CLI::App& app);
 Action add_plan(CLI::App& app);
+Action add_probe(CLI::App& app);
 Action add_run(CLI::App& app);
 Action add_version(CLI::App& app);
 Action add_agent(CLI::App& app);

@@ -52,6 +52,8 @@ int main(int argc, char** argv) {
   add(add_plan);
   add(add_run);
   add(add_agent);
+  add(add_donor);
+  add(add_probe);
   add(add_version);
   // CLI11 says only that a subcommand is required; name the one it did not know.
   if (argc > 1 && argv[1][0] != '-') {

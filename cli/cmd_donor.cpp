@@ -1,0 +1,81 @@
+#include "cli/cli.hpp"
+#include "cli/datapath_flags.hpp"
+#include "rdma/donor.hpp"
+
+#include <csignal>
+#include <iostream>
+#include <mutex>
+#include <pthread.h>
+
+namespace memlend::cli {
+
+namespace {
+
+struct DonorFlags {
+  std::string listen;
+  std::int64_t pool_mib = 0;
+  std::string transport = "auto";
+  std::string secret_file;
+  bool huge_pages = false;
+};
+
+}  // namespace
+
+Action add_donor(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "donor",
+      "Serve a donor pool until stopped (SIGINT or SIGTERM): memory other hosts\n"
+      "reach through `memlend probe` or the controller's leases. Prints the address\n"
+      "it listens on; a lease whose recipient disappears is reclaimed at once.");
+  auto f = std::make_shared<DonorFlags>();
+  cmd->add_option("--listen", f->listen, "Address to listen on, host:port (port 0: any free port)")->required();
+  cmd->add_option("--pool-mib", f->pool_mib, "Memory to lend, in MiB")->required();
+  cmd->add_option("--transport", f->transport,
+                  "Data path: auto (verbs where an RDMA device exists, else tcp), verbs or tcp");
+  cmd->add_option("--secret-file", f->secret_file,
+                  "File whose contents authenticate lease requests (give probes the same file);\n"
+                  "without it the pool is open to anyone who can reach the address");
+  cmd->add_flag("--huge-pages", f->huge_pages, "Back the pool with huge pages (hugetlbfs must have them reserved)");
+  return [f] {
+    auto kind = rdma::parse_transport_kind(f->transport);
+    if (!kind) return bad_input("--transport: \"" + f->transport + "\" is not one of auto, verbs, tcp");
+    if (auto ep = rdma::parse_endpoint(f->listen); !ep) return bad_input("--listen: " + ep.error().message);
+    if (f->pool_mib <= 0 || f->pool_mib > max_mib) return bad_input("--pool-mib: must be between 1 and " + std::to_string(max_mib));
+    auto secret = load_secret(f->secret_file);
+    if (!secret) return bad_input(secret.error().message);
+
+    auto pool = rdma::DonorPool::create(static_cast<std::uint64_t>(f->pool_mib) << 20, *secret, {f->huge_pages});
+    if (!pool) return failure(pool.error().message);
+
+    // Signals are taken by sigwait below, so every thread must block them.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+    std::mutex log_mu;
+    rdma::ServerOptions o;
+    o.listen = f->listen;
+    o.transport = *kind;
+    o.reclaim_orphans = true;
+    o.log = [&log_mu](const std::string& line) {
+      std::lock_guard<std::mutex> lock(log_mu);
+      std::cerr << "memlend donor: " << line << std::endl;
+    };
+    o.on_orphan = [&o](std::uint64_t lease) { o.log("lease " + std::to_string(lease) + " reclaimed"); };
+    auto server = rdma::DonorServer::start(*pool, o);
+    if (!server) return failure(server.error().message);
+    if (f->secret_file.empty()) o.log("warning: no --secret-file: anyone who can reach this address can use the pool");
+    std::cout << "listening on " << (*server)->address() << " (" << rdma::transport_name((*server)->transport())
+              << "), pool " << f->pool_mib << " MiB" << std::endl;
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    (*server)->stop();
+    auto st = (*pool)->stats();
+    o.log("stopped by signal " + std::to_string(sig) + "; " + std::to_string(st.leases) + " leases were live");
+    return exit_ok;
+  };
+}
+
+}  // namespace memlend::cli

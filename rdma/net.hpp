@@ -1,0 +1,38 @@
+// Socket plumbing for the TCP data path (internal to rdma/): non-blocking
+// sockets whose every wait is a poll() with a deadline, so that a dead peer
+// costs at most a timeout and shutdown() from another thread wakes anyone.
+#pragma once
+
+#include "rdma/common.hpp"
+#include "rdma/session.hpp"
+
+#include <sys/uio.h>
+
+namespace memlend::rdma::net {
+
+Expected<UniqueFd> connect_tcp(const std::string& address, Millis timeout);
+// Binds and listens; port 0 picks a free one (see local_address).
+Expected<UniqueFd> listen_tcp(const std::string& address);
+std::string local_address(int fd);
+void tune(int fd);  // TCP_NODELAY, keepalive that notices a vanished peer
+
+// With `busy_poll` > 0, spins on the socket that long before sleeping in poll().
+Status recv_exact(int fd, void* dst, std::size_t n, Millis timeout, std::chrono::microseconds busy_poll = {});
+Status send_all(int fd, const iovec* iov, int count, Millis timeout);
+// Waits without a deadline for the next message; ends when the peer closes
+// or the socket is shut down.
+Status await_readable(int fd, std::chrono::microseconds busy_poll = {});
+
+// A connected socket as the donor session's channel.
+class SocketChannel : public Channel {
+ public:
+  SocketChannel(int fd, Millis timeout) : fd_(fd), timeout_(timeout) {}
+  Status read_exact(void* dst, std::size_t n) override { return recv_exact(fd_, dst, n, timeout_); }
+  Status write_all(const iovec* iov, int count) override { return send_all(fd_, iov, count, timeout_); }
+
+ private:
+  int fd_;
+  Millis timeout_;
+};
+
+}  // namespace memlend::rdma::net

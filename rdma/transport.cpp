@@ -1,0 +1,75 @@
+#include "rdma/transport.hpp"
+
+#include "rdma/protocol.hpp"
+#include "rdma/tcp.hpp"
+#include "rdma/verbs.hpp"
+
+namespace memlend::rdma {
+
+Expected<Ticket> Transport::post_read(std::uint64_t offset, void* dst, std::size_t length) {
+  return post(Direction::read, offset, dst, length);
+}
+
+Expected<Ticket> Transport::post_write(std::uint64_t offset, const void* src, std::size_t length) {
+  return post(Direction::write, offset, const_cast<void*>(src), length);
+}
+
+Expected<Ticket> Transport::post(Direction d, std::uint64_t offset, void* data, std::size_t length) {
+  if (!wire::in_bounds(offset, length, lease_bytes()))
+    return Error{describe() + ": bytes " + std::to_string(offset) + "+" + std::to_string(length) +
+                 " are outside the lease"};
+  auto* p = static_cast<std::uint8_t*>(data);
+  Expected<Ticket> last = Ticket{0};
+  do {
+    auto chunk = static_cast<std::uint32_t>(std::min<std::size_t>(length, wire::max_transfer));
+    last = post_one(d, offset, p, chunk);
+    if (!last) return last;
+    offset += chunk;
+    p += chunk;
+    length -= chunk;
+  } while (length > 0);
+  return last;
+}
+
+Status Transport::read(std::uint64_t offset, void* dst, std::size_t length) {
+  auto t = post_read(offset, dst, length);
+  if (!t) return t.error();
+  return wait(*t);
+}
+
+Status Transport::write(std::uint64_t offset, const void* src, std::size_t length) {
+  auto t = post_write(offset, src, length);
+  if (!t) return t.error();
+  return wait(*t);
+}
+
+Expected<TransportChoice> choose_transport(TransportKind asked) {
+  auto device = first_rdma_device();
+  switch (asked) {
+    case TransportKind::tcp: return TransportChoice{TransportKind::tcp, "asked for"};
+    case TransportKind::verbs:
+      if (!device)
+        return Error{"--transport verbs: no RDMA device found (ibv_get_device_list lists none); "
+                     "use --transport tcp or auto on this host"};
+      return TransportChoice{TransportKind::verbs, "RDMA device " + *device};
+    case TransportKind::automatic:
+      if (device) return TransportChoice{TransportKind::verbs, "RDMA device " + *device};
+      return TransportChoice{TransportKind::tcp, "no RDMA device found"};
+  }
+  return Error{"unknown transport"};
+}
+
+Expected<std::unique_ptr<Transport>> connect_lease(const LeaseAccess& lease, TransportKind kind,
+                                                   const Timeouts& timeouts) {
+  auto choice = choose_transport(kind);
+  if (!choice) return choice.error();
+  if (choice->kind == TransportKind::verbs) {
+    auto v = connect_verbs_lease(lease, timeouts);
+    // Asked for verbs: its error is the answer. Automatic: the donor may
+    // lack an RDMA device even where this host has one, and TCP always works.
+    if (v || kind == TransportKind::verbs) return v;
+  }
+  return connect_tcp_lease(lease, timeouts);
+}
+
+}  // namespace memlend::rdma

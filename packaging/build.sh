@@ -70,7 +70,7 @@ case "$what" in
   bench)
     install_deps
     configure_and_build "$root/build" -DCMAKE_BUILD_TYPE=Release
-    for b in "$root"/build/bench/bench_*; do [[ -x $b ]] && "$b" "$@"; done
+    find "$root/build/bench" -type f -name "bench_*" -perm -u+x | sort | while read -r b; do "$b" "$@"; done
     ;;
   *) echo "usage: packaging/build.sh demo|test|sanitize|bench|build|deps" >&2; exit 2 ;;
 esac

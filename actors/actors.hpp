@@ -62,9 +62,11 @@ using vm_actor = caf::typed_actor<
 
 // One per donor lease: the data-path connection and the lease's state.
 using lease_actor = caf::typed_actor<
-    reacts_to<atom::release>,                // drain and end the lease
+    reacts_to<atom::release, bool>,          // end the lease; true: keep its region for the lease replacing it
     reacts_to<atom::failover>,               // its donor is gone
     reacts_to<atom::moved, std::uint32_t>,   // its recipient VM now runs on this host
+    reacts_to<atom::commit, LeaseInfo>,      // the data path is set up: the donor's grant
+    reacts_to<atom::cancel, std::string>,    // the data path could not be set up: why
     replies_to<atom::get>::with<LeaseInfo>>;
 
 // One per VM with remote memory: its mirror file on the shared datastore.
@@ -82,6 +84,7 @@ using driver_actor = caf::typed_actor<
     replies_to<atom::migrate, std::uint32_t, std::uint32_t>::with<bool>,               // VM, target
     reacts_to<atom::rebind, std::string, std::uint64_t, caf::actor>,                   // kind, key, handle
     reacts_to<atom::sample, std::vector<platform::VmSample>>,  // cluster mode: an agent's VMs, to route
+    reacts_to<atom::commit, LeaseInfo>,  // cluster mode: a lease's grant, for the recipient's agent to map
     reacts_to<atom::shutdown>>;
 
 // The cluster's one view of free resources; decides with policy/ and carries

@@ -34,6 +34,8 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<std::uint64_t>>("memlend.ids");
 }
 
+int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane);
+
 // Peers of another application are refused, and a silent peer is noticed
 // within seconds.
 void configure_network(caf::actor_system_config& cfg, const TlsFiles& tls) {
@@ -82,7 +84,61 @@ struct SignalWatch {
 
 }  // namespace
 
+namespace {
+
+// Every simulated host that is up serves its (scaled) memory on loopback.
+Expected<std::shared_ptr<DataPlane>> start_data_plane(const RunOptions& o) {
+  DataPlaneOptions d;
+  d.bytes_per_mib = o.data.bytes_per_mib;
+  d.block_bytes = static_cast<std::uint64_t>(o.scenario.settings.rdma_block_kib) * 1024;
+  d.buffer_bytes = static_cast<std::uint64_t>(policy::buffer_kib_per_lease(o.scenario.settings)) * 1024;
+  d.datastore = o.datastore;
+  // The pools' secrets only need to be unguessable for this one run.
+  auto secret = rdma::random_secret();
+  d.cluster_secret.assign(secret.begin(), secret.end());
+  auto plane = std::make_shared<DataPlane>(d);
+  for (const auto& h : o.scenario.hosts) {
+    if (!h.up) continue;
+    auto addr = plane->serve(h.name, h.memory_mib, "127.0.0.1:0");
+    if (!addr) return Error{addr.error().message};
+  }
+  return plane;
+}
+
+void report_guest(const RunOptions& o, DataPlane& plane) {
+  if (!o.sink.console) return;
+  for (const auto& v : o.scenario.vms) {
+    GuestStats g = plane.guest(v.name);
+    if (g.bytes_written == 0) continue;
+    std::cout << "memlend: the guest workload of " << v.name << " wrote " << g.bytes_written / 1024 << " KiB of "
+              << "its remote memory and read back " << g.bytes_verified / 1024 << " KiB: " << g.mismatches
+              << (g.mismatches == 1 ? " word" : " words") << " wrong\n";
+  }
+}
+
+}  // namespace
+
 int run_controller(const RunOptions& options) {
+  std::shared_ptr<DataPlane> plane;
+  if (options.data.enabled && !options.network.enabled) {
+    auto p = start_data_plane(options);
+    if (!p) {
+      std::cerr << "memlend: data path: " << p.error().message << '\n';
+      return 1;
+    }
+    plane = *p;
+  }
+  int status = run_actors(options, plane);
+  if (plane) {
+    plane->drain();
+    report_guest(options, *plane);
+    for (const auto& v : options.scenario.vms)
+      if (plane->guest(v.name).mismatches > 0) status = status ? status : 1;
+  }
+  return status;
+}
+
+int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane) {
   caf::actor_system_config cfg;
   register_types(cfg);
   if (options.network.enabled) configure_network(cfg, options.network.tls);
@@ -100,6 +156,7 @@ int run_controller(const RunOptions& options) {
   sc.dry_run = options.dry_run;
   sc.datastore = options.datastore;
   sc.platform = options.platform;
+  sc.plane = plane;
   sc.sink = sink;
   auto sup = sys.spawn(supervisor, sc);
   caf::scoped_actor waiter{sys};

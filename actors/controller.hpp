@@ -2,6 +2,7 @@
 // and by the tests that run the whole controller.
 #pragma once
 
+#include "actors/data_plane.hpp"
 #include "actors/event_sink.hpp"
 #include "firmware_hooks/platform.hpp"
 
@@ -31,8 +32,16 @@ struct ControllerNetwork {
   TlsFiles tls;
 };
 
+// The real data path in a single-process run: every simulated host serves a
+// donor pool on loopback and every VM's remote memory is really mapped here.
+struct DataPathOptions {
+  bool enabled = false;
+  std::uint64_t bytes_per_mib = 1024;  // real bytes per MiB lent
+};
+
 struct RunOptions {
   policy::Scenario scenario;
+  DataPathOptions data;
   ControllerNetwork network;
   std::shared_ptr<platform::Platform> platform;
   double speed = 1;

@@ -4,31 +4,129 @@
 
 namespace memlend {
 
-lease_actor::behavior_type lease(lease_actor::stateful_pointer<lease_state> self, LeaseInfo info,
-                                 supervisor_actor supervisor) {
-  self->state.info = std::move(info);
-  self->state.supervisor = supervisor;
-  auto save = [self] {
-    self->send(self->state.supervisor, atom::checkpoint::value, std::string("lease"), self->state.info.id,
-               caf::make_message(self->state.info));
-  };
-  if (self->state.info.state == "reserving") {
-    self->state.info.state = "active";
-    save();
+namespace {
+
+using self_ptr = lease_actor::stateful_pointer<lease_state>;
+
+void save(self_ptr self) {
+  self->send(self->state.supervisor, atom::checkpoint::value, std::string("lease"), self->state.info.id,
+             caf::make_message(self->state.info));
+}
+
+void note(self_ptr self, std::string text) {
+  LogEvent e;
+  e.t_s = self->state.config.clock.now(self->clock());
+  e.text = std::move(text);
+  self->send(self->state.sink, atom::event::value, std::move(e));
+}
+
+DataLease data_of(const LeaseInfo& l) { return {l.data_addr, l.data_id, l.data_epoch, l.data_secret}; }
+
+// On the plane's worker: the donor grants, then the recipient maps the lease
+// (or, for a re-homed lease, moves the failed one's region onto it).
+void set_up(self_ptr self) {
+  auto& st = self->state;
+  auto plane = st.config.plane;
+  LeaseInfo info = st.info;
+  std::string donor = st.config.host_names[info.donor];
+  std::string vm = st.config.vm_names[info.vm];
+  bool local = st.config.local_recipient;
+  auto me = caf::actor_cast<lease_actor>(self);
+  plane->post([plane, info, donor, vm, local, me] {
+    auto granted = plane->grant(donor, plane->address(donor), info.mib);
+    if (!granted) return caf::anon_send(me, atom::cancel::value, granted.error().message);
+    LeaseInfo done = info;
+    done.data_addr = granted->addr;
+    done.data_id = granted->id;
+    done.data_epoch = granted->epoch;
+    done.data_secret = granted->secret_hex;
+    if (local) {
+      bool replacing = info.replaces != 0 && plane->has_region(vm, info.replaces);
+      // The old lease's actor may not have failed its region over yet; doing
+      // it here too is harmless and spares the race.
+      if (replacing) plane->fail_over(vm, info.replaces, "its donor " + donor + " replaces a failed one");
+      auto mapped = replacing ? plane->rehome(vm, info.replaces, info.id, *granted)
+                              : plane->attach(vm, info.id, info.mib, *granted);
+      if (!mapped) {
+        plane->release(donor, *granted);
+        return caf::anon_send(me, atom::cancel::value, mapped.error().message);
+      }
+    }
+    caf::anon_send(me, atom::commit::value, done);
+  });
+}
+
+}  // namespace
+
+lease_actor::behavior_type lease(lease_actor::stateful_pointer<lease_state> self, LeaseInfo info, LeaseConfig config,
+                                 supervisor_actor supervisor, sink_actor sink, driver_actor driver) {
+  auto& st = self->state;
+  st.info = std::move(info);
+  st.config = std::move(config);
+  st.supervisor = supervisor;
+  st.sink = sink;
+  st.driver = driver;
+  if (st.info.state == "reserving") {
+    st.info.state = "active";
+    save(self);
   }
+  // A lease granted before a crash already has its data path.
+  if (st.config.plane && st.info.state == "active" && st.info.data_id == 0) set_up(self);
   return {
-      [=](atom::release) {
-        self->state.info.state = "released";
-        save();
+      [=](atom::commit, const LeaseInfo& done) {
+        auto& st = self->state;
+        if (st.info.state != "active") {
+          // Ended while the grant was under way: give it straight back.
+          auto plane = st.config.plane;
+          std::string vm = st.config.vm_names[done.vm], donor = st.config.host_names[done.donor];
+          bool local = st.config.local_recipient;
+          plane->post([plane, vm, donor, done, local] {
+            if (local) plane->detach(vm, done.id);
+            plane->release(donor, data_of(done));
+          });
+          return;
+        }
+        st.info.data_addr = done.data_addr;
+        st.info.data_id = done.data_id;
+        st.info.data_epoch = done.data_epoch;
+        st.info.data_secret = done.data_secret;
+        save(self);
+        // In a cluster the recipient's agent maps the lease: it needs the grant.
+        if (!st.config.local_recipient && st.driver) self->send(st.driver, atom::commit::value, st.info);
+      },
+      [=](atom::cancel, const std::string& why) {
+        note(self, "error: lease " + std::to_string(self->state.info.id) + " of " +
+                       self->state.config.vm_names[self->state.info.vm] + " has no data path: " + why);
+      },
+      [=](atom::release, bool keep_region) {
+        auto& st = self->state;
+        st.info.state = "released";
+        save(self);
+        if (auto plane = st.config.plane) {
+          std::string vm = st.config.vm_names[st.info.vm], donor = st.config.host_names[st.info.donor];
+          LeaseInfo l = st.info;
+          bool detach = st.config.local_recipient && !keep_region;
+          plane->post([plane, vm, donor, l, detach] {
+            if (detach) plane->detach(vm, l.id);
+            plane->release(donor, data_of(l));
+          });
+        }
         self->quit();
       },
       [=](atom::failover) {
-        self->state.info.state = "failed";
-        save();
+        auto& st = self->state;
+        st.info.state = "failed";
+        save(self);
+        if (auto plane = st.config.plane; plane && st.config.local_recipient) {
+          std::string vm = st.config.vm_names[st.info.vm];
+          std::string why = st.config.host_names[st.info.donor] + " is down";
+          std::uint64_t id = st.info.id;
+          plane->post([plane, vm, id, why] { plane->fail_over(vm, id, why); });
+        }
       },
       [=](atom::moved, std::uint32_t host) {
         self->state.info.recipient = host;
-        save();
+        save(self);
       },
       [=](atom::get) { return self->state.info; },
   };

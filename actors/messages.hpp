@@ -35,6 +35,13 @@ struct LeaseInfo {
   std::string state;      // reserving, active, draining, released, failed
   std::uint64_t epoch = 0;
   std::string transport;  // rdma or tcp
+  std::uint64_t replaces = 0;  // a re-homed lease: the failed one whose contents it takes
+  // The data path's side, once the donor granted it: where to reach the
+  // lease, its id and epoch there, and its secret (hex).
+  std::string data_addr;
+  std::uint64_t data_id = 0;
+  std::uint64_t data_epoch = 0;
+  std::string data_secret;
 };
 
 // The copy of one VM's remote memory on the shared datastore.
@@ -143,7 +150,7 @@ typename Inspector::result_type inspect(Inspector& f, LogEvent& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, LeaseInfo& x) {
   return f(caf::meta::type_name("memlend.lease"), x.id, x.vm, x.donor, x.recipient, x.mib, x.state, x.epoch,
-           x.transport);
+           x.transport, x.replaces, x.data_addr, x.data_id, x.data_epoch, x.data_secret);
 }
 
 template <class Inspector>

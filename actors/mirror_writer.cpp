@@ -3,6 +3,7 @@
 #include <caf/all.hpp>
 
 #include <cerrno>
+#include <filesystem>
 #include <cstring>
 #include <fcntl.h>
 #include <unistd.h>
@@ -24,9 +25,11 @@ std::string size_file(const std::string& path, std::int64_t mib) {
 }  // namespace
 
 mirror_actor::behavior_type mirror_writer(mirror_actor::stateful_pointer<mirror_state> self, MirrorInfo info,
-                                          supervisor_actor supervisor, sink_actor sink) {
+                                          std::shared_ptr<DataPlane> plane, supervisor_actor supervisor,
+                                          sink_actor sink) {
   auto& st = self->state;
   st.info = std::move(info);
+  st.plane = std::move(plane);
   st.supervisor = supervisor;
   st.sink = sink;
   auto save = [self] {
@@ -38,13 +41,15 @@ mirror_actor::behavior_type mirror_writer(mirror_actor::stateful_pointer<mirror_
     e.text = "error: mirror " + self->state.info.path + ": " + what;
     self->send(self->state.sink, atom::event::value, std::move(e));
   };
-  if (auto err = size_file(st.info.path, st.info.mib); !err.empty()) complain(err);
+  // Without a data path the file stands for the mirror, at its full size.
+  if (!st.plane)
+    if (auto err = size_file(st.info.path, st.info.mib); !err.empty()) complain(err);
   save();
   return {
       [=](atom::resize, std::int64_t mib) {
         self->state.info.mib = mib;
-        auto err = size_file(self->state.info.path, mib);
-        if (!err.empty()) complain(err);
+        if (!self->state.plane)
+          if (auto err = size_file(self->state.info.path, mib); !err.empty()) complain(err);
         save();
       },
       [=](atom::failover, std::uint32_t) {
@@ -52,8 +57,13 @@ mirror_actor::behavior_type mirror_writer(mirror_actor::stateful_pointer<mirror_
         save();
       },
       [=](atom::remove) {
-        bool ok = ::unlink(self->state.info.path.c_str()) == 0 || errno == ENOENT;
-        if (!ok) complain(std::strerror(errno));
+        if (auto plane = self->state.plane) {
+          // After the regions' own jobs, which the plane runs in order.
+          std::string vm = std::filesystem::path(self->state.info.path).stem().string();
+          plane->post([plane, vm] { plane->remove_mirror(vm); });
+        } else if (::unlink(self->state.info.path.c_str()) != 0 && errno != ENOENT) {
+          complain(std::strerror(errno));
+        }
         self->state.info.state = "deleted";
         save();
         self->quit();

@@ -4,6 +4,9 @@
 #pragma once
 
 #include "actors/actors.hpp"
+#include "actors/data_plane.hpp"
+
+#include <memory>
 
 #include <caf/typed_event_based_actor.hpp>
 
@@ -12,11 +15,13 @@ namespace memlend {
 struct mirror_state {
   static constexpr const char* name = "mirror_writer";
   MirrorInfo info;
+  std::shared_ptr<DataPlane> plane;  // with one, the regions write the file and the plane deletes it
   supervisor_actor supervisor;
   sink_actor sink;
 };
 
 mirror_actor::behavior_type mirror_writer(mirror_actor::stateful_pointer<mirror_state> self, MirrorInfo info,
-                                          supervisor_actor supervisor, sink_actor sink);
+                                          std::shared_ptr<DataPlane> plane, supervisor_actor supervisor,
+                                          sink_actor sink);
 
 }  // namespace memlend

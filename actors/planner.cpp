@@ -158,7 +158,7 @@ void sync_mirror(self_ptr self, std::uint32_t vm) {
 
 // Starts the lease actors of granted leases and attaches the memory.
 void start_leases(self_ptr self, std::uint32_t vm, const std::shared_ptr<Reservation>& r, const char* event,
-                  const std::string& why) {
+                  const std::string& why, std::uint64_t replaces = 0) {
   auto& st = self->state;
   HostId recipient = st.view->vm(vm).host;
   std::int64_t per_lease_kib = buffer_kib_per_lease(st.config.scenario.settings);
@@ -173,6 +173,7 @@ void start_leases(self_ptr self, std::uint32_t vm, const std::shared_ptr<Reserva
     info.state = "active";
     info.epoch = 1;
     info.transport = std::string(to_string(g.transport));
+    info.replaces = replaces;
     st.leases[info.id] = {info, lease_actor{}};
     self->request(st.supervisor, defaults::request_timeout, atom::spawn::value, info)
         .then(
@@ -196,17 +197,20 @@ void start_leases(self_ptr self, std::uint32_t vm, const std::shared_ptr<Reserva
 }
 
 // Ends the VM's leases from `donor`; `event` names why.
-std::int64_t end_leases(self_ptr self, std::uint32_t vm, HostId donor, const char* event, bool detach) {
+// `only`: that lease alone; `replaced`: a new lease takes its contents, so its
+// region stays.
+std::int64_t end_leases(self_ptr self, std::uint32_t vm, HostId donor, const char* event, bool detach,
+                        std::uint64_t only = 0, bool replaced = false) {
   auto& st = self->state;
   std::int64_t total = 0;
   for (auto it = st.leases.begin(); it != st.leases.end();) {
     LeaseInfo& l = it->second.info;
-    if (l.vm != vm || l.donor != donor) {
+    if (l.vm != vm || l.donor != donor || (only != 0 && l.id != only)) {
       ++it;
       continue;
     }
     total += l.mib;
-    if (it->second.actor) self->send(it->second.actor, atom::release::value);
+    if (it->second.actor) self->send(it->second.actor, atom::release::value, replaced);
     self->send(st.hosts[donor], atom::release::value, l.id);
     if (detach)
       self->request(st.driver, defaults::request_timeout, atom::detach::value, vm, donor, l.mib, l.id)
@@ -303,16 +307,23 @@ void execute_migrate(self_ptr self, Decision d, caf::typed_response_promise<std:
           [=](caf::error&) mutable { fail(self->state.host_name(d.target) + " did not answer"); });
 }
 
-// Moves failed leases of `vm` (donor `failed`) to new donors, one VM at a time.
-void rehome(self_ptr self, std::vector<std::pair<std::uint32_t, std::int64_t>> todo, HostId failed,
-            std::function<void()> k) {
+// A failed lease, to move to a new donor.
+struct Lost {
+  std::uint32_t vm = 0;
+  std::uint64_t lease = 0;
+  std::int64_t mib = 0;
+};
+
+// Moves failed leases (donor `failed`) to new donors, one lease at a time;
+// each new lease takes the old one's contents from the mirror.
+void rehome(self_ptr self, std::vector<Lost> todo, HostId failed, std::function<void()> k) {
   if (todo.empty()) return k();
-  auto [vm, mib] = todo.back();
+  Lost lost = todo.back();
   todo.pop_back();
   auto& st = self->state;
-  DonorChoice c = st.view->rehome_choice(vm, failed, mib);
+  DonorChoice c = st.view->rehome_choice(lost.vm, failed, lost.mib);
   if (c.leases.empty()) {
-    note(self, st.vm_name(vm) + " keeps reading " + fmt_mib(mib) + " from its mirror: " + c.reason +
+    note(self, st.vm_name(lost.vm) + " keeps reading " + fmt_mib(lost.mib) + " from its mirror: " + c.reason +
                    "; memlend tries again when a host comes back");
     return rehome(self, std::move(todo), failed, k);
   }
@@ -322,9 +333,9 @@ void rehome(self_ptr self, std::vector<std::pair<std::uint32_t, std::int64_t>> t
     if (ok) {
       for (std::size_t i = 0; i < r->ids.size(); ++i)
         self->send(st.hosts[r->grants[i].donor], atom::commit::value, r->ids[i]);
-      end_leases(self, vm, failed, nullptr, true);
-      st.view->rehome(vm, failed, r->grants);
-      start_leases(self, vm, r, "lease_rehomed", " (" + c.reason + ")");
+      end_leases(self, lost.vm, failed, nullptr, true, lost.lease, true);
+      st.view->rehome(lost.vm, failed, r->grants);
+      start_leases(self, lost.vm, r, "lease_rehomed", " (" + c.reason + ")", lost.lease);
     }
     rehome(self, todo, failed, k);
   });
@@ -333,14 +344,21 @@ void rehome(self_ptr self, std::vector<std::pair<std::uint32_t, std::int64_t>> t
 void host_down(self_ptr self, std::uint32_t h) {
   auto& st = self->state;
   st.view->set_host_up(h, false);
+  // A simulated host's memory goes with it, as a real one's would.
+  if (auto plane = st.config.plane) {
+    std::string name = st.host_name(h);
+    plane->post([plane, name] { plane->stop_serving(name); });
+  }
   // As a donor: every VM it lent to reads that part from its mirror, then
   // the part moves to a new donor, filled from the mirror.
-  std::vector<std::pair<std::uint32_t, std::int64_t>> lost;
+  std::vector<std::pair<std::uint32_t, std::int64_t>> lost;  // by VM, for the events
+  std::vector<Lost> leases_lost;
   std::string lent_to;
   for (auto& [id, rec] : st.leases) {
     if (rec.info.donor != h || rec.info.state != "active") continue;
     rec.info.state = "failed";
     if (rec.actor) self->send(rec.actor, atom::failover::value);
+    leases_lost.push_back({rec.info.vm, id, rec.info.mib});
     auto it = std::find_if(lost.begin(), lost.end(), [&](const auto& p) { return p.first == rec.info.vm; });
     if (it == lost.end())
       lost.emplace_back(rec.info.vm, rec.info.mib);
@@ -372,14 +390,15 @@ void host_down(self_ptr self, std::uint32_t h) {
     }
     sync_mirror(self, v);
   }
-  lost.erase(std::remove_if(lost.begin(), lost.end(),
-                            [&](const auto& p) { return st.view->vm(p.first).borrowed_from(h) == 0; }),
-             lost.end());
-  std::reverse(lost.begin(), lost.end());
-  rehome(self, std::move(lost), h, [=] { finish(self); });
+  // Leases of VMs whose own host just died are gone already.
+  leases_lost.erase(std::remove_if(leases_lost.begin(), leases_lost.end(),
+                                   [&](const Lost& l) { return !st.leases.count(l.lease); }),
+                    leases_lost.end());
+  std::reverse(leases_lost.begin(), leases_lost.end());
+  rehome(self, std::move(leases_lost), h, [=] { finish(self); });
 }
 
-using FailedParts = std::vector<std::pair<HostId, std::vector<std::pair<std::uint32_t, std::int64_t>>>>;
+using FailedParts = std::vector<std::pair<HostId, std::vector<Lost>>>;
 
 // Re-homes failed leases one former donor at a time, then ends the job.
 void rehome_failed(self_ptr self, FailedParts groups) {
@@ -393,6 +412,13 @@ void host_up(self_ptr self, std::uint32_t h) {
   auto& st = self->state;
   st.view->set_host_up(h, true);
   note(self, st.host_name(h) + " is up and may lend");
+  if (auto plane = st.config.plane) {
+    std::string name = st.host_name(h);
+    std::int64_t mib = st.config.scenario.hosts[h].memory_mib;
+    plane->post([plane, name, mib] {
+      if (plane->address(name).empty()) plane->serve(name, mib, "127.0.0.1:0");
+    });
+  }
   // Fencing: a donor that comes back keeps only the leases still its own;
   // what was re-homed while it was away, it drops.
   std::vector<std::uint64_t> keep;
@@ -400,9 +426,9 @@ void host_up(self_ptr self, std::uint32_t h) {
     if (rec.info.donor == h && rec.info.state == "active") keep.push_back(id);
   self->send(st.hosts[h], atom::fence::value, keep);
   // Memory that a dead donor lent and nobody could take is re-homed now.
-  std::map<HostId, std::vector<std::pair<std::uint32_t, std::int64_t>>> failed;
+  std::map<HostId, std::vector<Lost>> failed;
   for (auto& [id, rec] : st.leases)
-    if (rec.info.state == "failed") failed[rec.info.donor].emplace_back(rec.info.vm, rec.info.mib);
+    if (rec.info.state == "failed") failed[rec.info.donor].push_back({rec.info.vm, id, rec.info.mib});
   rehome_failed(self, FailedParts(failed.begin(), failed.end()));
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "actors/actors.hpp"
+#include "actors/data_plane.hpp"
 #include "actors/policy/planner.hpp"
 #include "actors/sim_clock.hpp"
 
@@ -25,6 +26,8 @@ struct PlannerConfig {
   SimClock clock;
   bool dry_run = false;
   std::string datastore;  // where mirror files go
+  // The donor servers of simulated hosts, stopped and started with the hosts.
+  std::shared_ptr<DataPlane> plane;
 };
 
 // Leases a scenario says VMs already have, numbered from 1 in scenario order;

@@ -116,6 +116,15 @@ driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<drive
         return true;
       },
       [=](atom::sample, const std::vector<platform::VmSample>& vms) { route(self, vms); },
+      [=](atom::commit, const LeaseInfo& granted) {
+        auto& st = self->state;
+        if (granted.vm >= st.remote.size()) return;
+        for (auto& l : st.remote[granted.vm].leases)
+          if (l.id == granted.id) {
+            l = granted;
+            tell(self, granted.vm, {});
+          }
+      },
       [=](atom::rebind, const std::string& kind, std::uint64_t key, caf::actor handle) {
         auto& st = self->state;
         if (kind == "host" && key < st.hosts.size()) st.hosts[key] = caf::actor_cast<host_actor>(handle);

@@ -54,10 +54,19 @@ caf::actor spawn_child(self_ptr self, const std::string& kind, std::uint64_t key
     VmCheckpoint cp = state_or(last, VmCheckpoint{});
     return caf::actor_cast<caf::actor>(self->spawn(vm, cfg, cp, st.planner, st.config.sink, sup));
   }
-  if (kind == "lease") return caf::actor_cast<caf::actor>(self->spawn(lease, state_or(last, LeaseInfo{}), sup));
+  if (kind == "lease") {
+    LeaseConfig lc;
+    lc.plane = st.config.plane;
+    lc.local_recipient = !st.config.cluster.enabled;
+    for (const auto& h : sc.hosts) lc.host_names.push_back(h.name);
+    for (const auto& v : sc.vms) lc.vm_names.push_back(v.name);
+    lc.clock = st.clock;
+    return caf::actor_cast<caf::actor>(
+        self->spawn(lease, state_or(last, LeaseInfo{}), lc, sup, st.config.sink, st.driver));
+  }
   if (kind == "mirror")
     return caf::actor_cast<caf::actor>(
-        self->spawn(mirror_writer, state_or(last, MirrorInfo{}), sup, st.config.sink));
+        self->spawn(mirror_writer, state_or(last, MirrorInfo{}), st.config.plane, sup, st.config.sink));
   return {};
 }
 
@@ -148,8 +157,10 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
   const auto& sc = st.config.scenario;
   auto sup = handle_of(self);
 
-  st.planner = self->spawn(planner, PlannerConfig{sc, st.clock, st.config.dry_run, st.config.datastore}, sup,
-                           st.config.sink);
+  PlannerConfig pc{sc, st.clock, st.config.dry_run, st.config.datastore};
+  // Simulated hosts' memory is served by this process: it dies and comes back with them.
+  if (!st.config.cluster.enabled) pc.plane = st.config.plane;
+  st.planner = self->spawn(planner, pc, sup, st.config.sink);
   adopt(self, "planner", 0, caf::actor_cast<caf::actor>(st.planner), {});
   DriverConfig dc{st.config.cluster.enabled, st.clock, static_cast<double>(sc.settings.sample_period_s),
                   st.config.until_s};

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "actors/actors.hpp"
+#include "actors/data_plane.hpp"
 #include "actors/sim_clock.hpp"
 #include "firmware_hooks/platform.hpp"
 
@@ -37,6 +38,7 @@ struct SupervisorConfig {
   bool dry_run = false;
   std::string datastore;
   std::shared_ptr<platform::Platform> platform;
+  std::shared_ptr<DataPlane> plane;  // none: the data path is simulated
   sink_actor sink;
 };
 

@@ -24,6 +24,8 @@ struct RunFlags {
   bool show_scenario = false;
   std::string listen;
   ClusterFlags cluster;
+  std::string data_path = "on";
+  std::uint64_t data_kib_per_gib = 1024;
 };
 
 // The built-in demo runs a hundred times faster than the wall clock, so its
@@ -53,6 +55,12 @@ Action add_run(CLI::App& app) {
                   "Directory of the shared datastore, for mirror files (default: ./memlend-datastore,\n"
                   "made if missing)");
   cmd->add_flag("--dry-run", f->dry_run, "Decide and explain, but lend, move and mirror nothing");
+  cmd->add_option("--data-path", f->data_path,
+                  "on: every simulated host serves its memory over TCP on loopback, leases are\n"
+                  "really mapped (userfaultfd) and a guest workload writes and checks them;\n"
+                  "off: the data path is only simulated (default on)");
+  cmd->add_option("--data-kib-per-gib", f->data_kib_per_gib,
+                  "Real memory moved per GiB lent, in KiB (default 1024: 48 GiB lent is 48 MiB)");
   cmd->add_flag("--quiet", f->quiet, "Print nothing as it goes (the event log is still written)");
   cmd->add_flag("--show-scenario", f->show_scenario, "Print the scenario that would run, and exit");
   cmd->add_option("--listen", f->listen,
@@ -102,6 +110,12 @@ Action add_run(CLI::App& app) {
       if (!probe) return bad_input("--events-out: " + f->events_out + ": cannot write (" + std::strerror(errno) + ")");
       o.sink.events_out = f->events_out;
     }
+    if (f->data_path != "on" && f->data_path != "off")
+      return bad_input("--data-path: \"" + f->data_path + "\" is neither on nor off");
+    if (f->data_kib_per_gib < 4 || f->data_kib_per_gib > 1024 * 1024)
+      return bad_input("--data-kib-per-gib: must be between 4 and 1048576");
+    o.data.enabled = f->data_path == "on" && !f->dry_run;
+    o.data.bytes_per_mib = f->data_kib_per_gib;  // KiB per GiB is bytes per MiB
     o.sink.console = !f->quiet;
     o.dry_run = f->dry_run;
     o.scenario = *sc;
@@ -119,9 +133,13 @@ Action add_run(CLI::App& app) {
       o.network.tls = {f->cluster.cert, f->cluster.key, f->cluster.ca};
     }
     o.platform = platform::make_sim(*sc);
-    if (!f->quiet)
+    if (!f->quiet) {
       std::cout << "memlend: running " << origin << " on the simulated platform at " << o.speed
                 << "x until t=" << *o.until_s << "s" << (o.dry_run ? " (dry run)" : "") << '\n';
+      if (o.data.enabled && !o.network.enabled)
+        std::cout << "memlend: data path: each simulated host serves its memory on loopback over TCP, "
+                  << f->data_kib_per_gib << " KiB for every GiB lent; a guest workload writes and checks it\n";
+    }
     return run_controller(o);
   };
 }

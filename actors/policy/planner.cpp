@@ -648,8 +648,15 @@ void BasicCluster<Index>::set_host_up(HostId h, bool up) {
 template <class Index>
 DonorChoice BasicCluster<Index>::rehome_choice(VmId v, HostId failed, std::int64_t mib) const {
   const VmState& vm = vms_[v];
-  // A VM keeps one lease per donor: donors it already borrows from may grow theirs.
-  return choose_donors(mib, vm.host, vm.donors.value_or(settings_.donors), {failed});
+  // The lost lease's contents come back from the mirror as one piece, onto one
+  // new lease of the same size: one donor must take all of it, whatever the
+  // VM's donor mode. Donors it already borrows from may grow their loan.
+  DonorChoice c = choose_donors(mib, vm.host, DonorMode::fewest, {failed});
+  if (c.leases.size() > 1) {
+    c.leases.clear();
+    c.reason = "no single donor can take all " + fmt_mib(mib) + ", and its contents move whole from the mirror";
+  }
+  return c;
 }
 
 template <class Index>

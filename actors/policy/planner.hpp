@@ -104,7 +104,8 @@ class BasicCluster {
   // Returns memory lent by `donor` to `v` (all of it when mib is 0).
   void release(VmId v, HostId donor, std::int64_t mib = 0);
   void set_host_up(HostId h, bool up);
-  // New donors for memory `v` borrowed from a donor that failed, excluding it.
+  // A new donor for memory `v` borrowed from a donor that failed: one donor
+  // that takes all of it (its contents move whole), or none with the reason.
   DonorChoice rehome_choice(VmId v, HostId failed, std::int64_t mib) const;
   // Moves the lease to the new donors.
   void rehome(VmId v, HostId failed, const std::vector<LeaseGrant>& to);

@@ -65,6 +65,15 @@ BOOST_AUTO_TEST_CASE(the_demo_reaches_a_recommendation_within_twenty_minutes) {
   // The console says what happens, in lines a person reads.
   BOOST_TEST(r.out.find("B2 lends VM2 48 GiB over RDMA") != std::string::npos);
   BOOST_TEST(r.out.find("recommend migrating VM5 to B2") != std::string::npos);
+  // The data path moved real bytes: every guest read back what it wrote,
+  // VM4 across A3's death, the mirror and the re-homing to N3.
+  for (const char* vm : {"VM2", "VM4", "VM5", "VM6"}) {
+    auto at = r.out.find(std::string("the guest workload of ") + vm + " wrote");
+    BOOST_TEST_REQUIRE(at != std::string::npos, vm << " moved no bytes:\n" << r.out);
+    auto line = r.out.substr(at, r.out.find('\n', at) - at);
+    BOOST_TEST(line.find(": 0 words wrong") != std::string::npos, line);
+  }
+  BOOST_TEST(r.out.find("has no data path") == std::string::npos, r.out);
 }
 
 BOOST_AUTO_TEST_CASE(dry_run_writes_no_lease) {

@@ -624,3 +624,21 @@ BOOST_AUTO_TEST_CASE(a_host_back_up_lends_again) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// A failed lease moves whole: its contents come back from the mirror as one
+// region, so two donors that could take half each are not enough.
+BOOST_AUTO_TEST_CASE(rehoming_needs_one_donor_for_the_whole_lease) {
+  ScenarioBuilder b;
+  b.host("A", 16 * GiB, 8 * GHz);
+  b.host("B", 32 * GiB, 8 * GHz);
+  b.host("C", 4 * GiB, 8 * GHz);
+  b.host("D", 4 * GiB, 8 * GHz);
+  b.vm("V", "A", 24 * GiB, 4 * GHz);
+  b.borrows("V", "B", 8 * GiB);
+  Cluster c(b.s);
+  c.set_host_up(1, false);
+  auto choice = c.rehome_choice(0, 1, 8 * GiB);
+  BOOST_TEST(choice.leases.empty());
+  BOOST_TEST(mentions(choice.reason, "no single donor can take all 8 GiB"), choice.reason);
+  BOOST_TEST(borrowed(c, 0) == "B 8192");
+}

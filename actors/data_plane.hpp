@@ -1,0 +1,148 @@
+// The data path as one process sees it: the donor pools and servers of the
+// hosts it stands for (every simulated host in `memlend run`, its own host in
+// `memlend agent`), and, on the recipient side, the remote regions of the VMs
+// running there with their mirrors and a guest workload that writes a known
+// pattern over that memory and checks it.
+//
+// Plain C++ (no CAF). Every call that may block (connecting, granting,
+// re-homing, detaching) runs on the plane's own worker thread: actors post()
+// work and get on with their messages. Sizes are scaled: `bytes_per_mib` real
+// bytes stand for each MiB the control plane lends.
+#pragma once
+
+#include "actors/policy/expected.hpp"
+#include "rdma/common.hpp"
+#include "rdma/donor.hpp"
+#include "rdma/mirror.hpp"
+#include "rdma/region.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace memlend {
+
+struct DataPlaneOptions {
+  std::uint64_t bytes_per_mib = 1024;   // 1 MiB of real memory per GiB lent
+  std::uint64_t block_bytes = 1 << 20;  // rdma_block_kib
+  std::uint64_t buffer_bytes = 1 << 20; // the local buffer per lease
+  std::string datastore;                // where mirror files go
+  std::string cluster_secret;           // pool secrets derive from it
+  rdma::TransportKind transport = rdma::TransportKind::tcp;
+  bool guest = true;                    // run the guest workload
+  rdma::Timeouts timeouts;
+};
+
+// What the guest workload has checked on one VM's remote memory.
+struct GuestStats {
+  std::uint64_t bytes_written = 0;
+  std::uint64_t bytes_verified = 0;
+  std::uint64_t mismatches = 0;
+  std::uint64_t passes = 0;  // whole write-then-verify rounds over all its regions
+};
+
+// The data path's access to a granted lease, as the control plane records it.
+struct DataLease {
+  std::string addr;
+  std::uint64_t id = 0;
+  std::uint64_t epoch = 0;
+  std::string secret_hex;
+};
+
+class DataPlane {
+ public:
+  explicit DataPlane(DataPlaneOptions options);
+  ~DataPlane();
+  DataPlane(const DataPlane&) = delete;
+  DataPlane& operator=(const DataPlane&) = delete;
+
+  const DataPlaneOptions& options() const { return options_; }
+  std::uint64_t bytes(std::int64_t mib) const { return static_cast<std::uint64_t>(mib) * options_.bytes_per_mib; }
+
+  // Runs `job` on the plane's worker thread, in order.
+  void post(std::function<void()> job);
+  // Waits until every job posted so far has run (tests, shutdown).
+  void drain();
+
+  // ---- donor side (worker thread) ----
+  // A pool of `mib` scaled, and a server for it on `listen`.
+  Expected<std::string> serve(const std::string& host, std::int64_t mib, const std::string& listen);
+  // The host's memory is gone (its process died, in the simulation).
+  void stop_serving(const std::string& host);
+  std::string address(const std::string& host) const;
+
+  // ---- control plane (worker thread) ----
+  // A lease of `mib` at the donor at `addr` (its pool secret derives from the
+  // cluster secret and the donor's host name).
+  Expected<DataLease> grant(const std::string& donor_host, const std::string& addr, std::int64_t mib);
+  void release(const std::string& donor_host, const DataLease& lease);
+
+  // ---- recipient side (worker thread) ----
+  // A region for control-plane lease `lease` of `vm`, reaching `access`.
+  rdma::Status attach(const std::string& vm, std::uint64_t lease, std::int64_t mib, const DataLease& access);
+  // The control plane knows the donor is gone: read the mirror from now on.
+  void fail_over(const std::string& vm, std::uint64_t lease, const std::string& why);
+  // The failed lease `old_lease` goes to `access` (new control-plane id `lease`).
+  rdma::Status rehome(const std::string& vm, std::uint64_t old_lease, std::uint64_t lease, const DataLease& access);
+  // Ends a region (its lease is released by the caller).
+  void detach(const std::string& vm, std::uint64_t lease);
+  // The recipient is gone or borrows nothing: its mirror goes too.
+  void remove_mirror(const std::string& vm);
+  bool has_region(const std::string& vm, std::uint64_t lease) const;
+
+  GuestStats guest(const std::string& vm) const;
+  rdma::RegionStats region_stats(const std::string& vm, std::uint64_t lease) const;
+  // Called (from the plane's threads) when a region reports an event.
+  std::function<void(const std::string& vm, std::uint64_t lease, const rdma::RegionEvent&)> on_region_event;
+
+ private:
+  struct Region {
+    std::string vm;
+    std::uint64_t lease = 0;
+    std::uint64_t origin = 0;  // the lease it was made for; re-homing keeps its pattern
+    std::unique_ptr<rdma::RemoteRegion> region;
+    std::mutex touch;  // held by the guest while it reads or writes the memory
+    std::uint64_t generation = 0;
+    std::uint64_t cursor = 0;
+    bool verifying = false;
+  };
+  struct Vm {
+    std::shared_ptr<rdma::MirrorFile> mirror;
+    std::uint64_t next_slice = 0;
+    std::map<std::uint64_t, std::uint64_t> slices;  // lease → offset in the mirror
+  };
+  struct Donor {
+    std::shared_ptr<rdma::DonorPool> pool;
+    std::unique_ptr<rdma::DonorServer> server;
+  };
+
+  rdma::Secret pool_secret(const std::string& host) const;
+  rdma::RegionConfig region_config(Vm& v, const std::string& vm, std::uint64_t lease, std::uint64_t bytes);
+  void guest_loop();
+  void worker_loop();
+
+  DataPlaneOptions options_;
+  mutable std::mutex mu_;  // donors_, vms_, regions_
+  std::map<std::string, Donor> donors_;
+  std::map<std::string, Vm> vms_;
+  std::map<std::string, GuestStats> guests_;  // kept after a VM's memory is given back
+  std::map<std::pair<std::string, std::uint64_t>, std::shared_ptr<Region>> regions_;
+
+  std::mutex jobs_mu_;
+  std::condition_variable jobs_cv_;
+  std::deque<std::function<void()>> jobs_;
+  std::size_t running_ = 0;
+  std::condition_variable idle_cv_;
+  std::atomic<bool> stopping_{false};
+  std::thread worker_;
+  std::thread guest_;
+};
+
+}  // namespace memlend

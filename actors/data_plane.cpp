@@ -37,6 +37,18 @@ std::optional<rdma::Secret> from_hex(const std::string& hex) {
   return s;
 }
 
+Expected<rdma::LeaseAccess> access_of(const DataLease& d, std::uint64_t bytes) {
+  auto secret = from_hex(d.secret_hex);
+  if (!secret) return Error{"lease " + std::to_string(d.id) + " at " + d.addr + ": no usable secret"};
+  rdma::LeaseAccess a;
+  a.donor = d.addr;
+  a.lease_id = d.id;
+  a.epoch = d.epoch;
+  a.bytes = bytes;
+  a.secret = *secret;
+  return a;
+}
+
 // The guest's pattern: every 8 bytes name the VM's lease, the round and the
 // offset, so a byte in the wrong place, from another lease or from an older
 // round is caught.
@@ -162,16 +174,11 @@ Expected<DataLease> DataPlane::grant(const std::string& donor_host, const std::s
 }
 
 void DataPlane::release(const std::string& donor_host, const DataLease& lease) {
-  auto secret = from_hex(lease.secret_hex);
-  if (lease.addr.empty() || !secret) return;
+  auto a = access_of(lease, 0);
+  if (lease.addr.empty() || !a) return;
   auto client = rdma::DonorClient::connect(lease.addr, pool_secret(donor_host), options_.timeouts);
   if (!client) return;  // the donor is gone, and its memory with it
-  rdma::LeaseAccess a;
-  a.donor = lease.addr;
-  a.lease_id = lease.id;
-  a.epoch = lease.epoch;
-  a.secret = *secret;
-  (*client)->release(a);
+  (*client)->release(*a);
 }
 
 rdma::RegionConfig DataPlane::region_config(Vm& v, const std::string& vm, std::uint64_t lease, std::uint64_t bytes) {
@@ -194,15 +201,9 @@ rdma::RegionConfig DataPlane::region_config(Vm& v, const std::string& vm, std::u
 }
 
 rdma::Status DataPlane::attach(const std::string& vm, std::uint64_t lease, std::int64_t mib, const DataLease& access) {
-  auto secret = from_hex(access.secret_hex);
-  if (!secret) return Error{"lease " + std::to_string(lease) + ": no usable secret"};
-  rdma::LeaseAccess a;
-  a.donor = access.addr;
-  a.lease_id = access.id;
-  a.epoch = access.epoch;
-  a.bytes = bytes(mib);
-  a.secret = *secret;
-  auto link = rdma::connect_link(a, options_.transport, options_.timeouts);
+  auto a = access_of(access, bytes(mib));
+  if (!a) return Error{a.error().message};
+  auto link = rdma::connect_link(*a, options_.transport, options_.timeouts);
   if (!link) return Error{"connecting to " + access.addr + ": " + link.error().message};
   rdma::RegionConfig config;
   {
@@ -213,8 +214,8 @@ rdma::Status DataPlane::attach(const std::string& vm, std::uint64_t lease, std::
       if (!m) return Error{"mirror of " + vm + ": " + m.error().message};
       v.mirror = *m;
     }
-    config = region_config(v, vm, lease, a.bytes);
-    std::uint64_t end = config.mirror_offset + a.bytes;
+    config = region_config(v, vm, lease, a->bytes);
+    std::uint64_t end = config.mirror_offset + a->bytes;
     if (v.mirror->bytes() < end) v.mirror->resize(end);
   }
   auto region = rdma::RemoteRegion::create(config, std::move(*link));
@@ -249,15 +250,9 @@ rdma::Status DataPlane::rehome(const std::string& vm, std::uint64_t old_lease, s
     if (it == regions_.end()) return Error{"no region for lease " + std::to_string(old_lease)};
     r = it->second;
   }
-  auto secret = from_hex(access.secret_hex);
-  if (!secret) return Error{"lease " + std::to_string(lease) + ": no usable secret"};
-  rdma::LeaseAccess a;
-  a.donor = access.addr;
-  a.lease_id = access.id;
-  a.epoch = access.epoch;
-  a.bytes = r->region->size();
-  a.secret = *secret;
-  auto link = rdma::connect_link(a, options_.transport, options_.timeouts);
+  auto a = access_of(access, r->region->size());
+  if (!a) return Error{a.error().message};
+  auto link = rdma::connect_link(*a, options_.transport, options_.timeouts);
   if (!link) return Error{"connecting to " + access.addr + ": " + link.error().message};
   auto done = r->region->rehome(std::move(*link));
   if (!done) return done;

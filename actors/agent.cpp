@@ -31,6 +31,9 @@ void retry_later(self_ptr self) {
   self->delayed_send(self, delay, atom::connect::value);
 }
 
+void revoke(self_ptr self, std::uint64_t lease);
+void map_regions(self_ptr self, const RemoteState& r);
+
 // The platform as the controller sees it now: the scenario up to now, the
 // VMs that moved and the memory that is lent.
 void rebuild(self_ptr self, const JoinReply& r) {
@@ -42,19 +45,82 @@ void rebuild(self_ptr self, const JoinReply& r) {
   // own was re-homed while it was away, and it must not serve it again.
   std::set<std::uint64_t> mine;
   st.held_for.clear();
+  std::map<std::uint32_t, RemoteState> by_vm;
   for (const auto& l : r.leases) {
     st.platform->attach_remote(l.vm, l.donor, l.mib);
+    by_vm[l.vm].leases.push_back(l);
     if (l.donor == st.host) {
       mine.insert(l.id);
       st.held_for[l.vm].insert(l.id);
+      if (l.data_id != 0) st.pool_id[l.id] = l.data_id;
     }
   }
   for (std::uint64_t id : st.held)
-    if (!mine.count(id)) say(self, "drops lease " + std::to_string(id) + ": it was re-homed while this host was away");
+    if (!mine.count(id)) {
+      say(self, "drops lease " + std::to_string(id) + ": it was re-homed while this host was away");
+      revoke(self, id);
+    }
   st.held = std::move(mine);
+  // Its own VMs' remote memory, mapped again (a restarted agent lost it).
+  for (auto& [vm, state] : by_vm) {
+    state.vm = vm;
+    state.host = st.platform->host_of(vm);
+    if (state.host == st.host) map_regions(self, state);
+  }
   st.clock.start = self->clock().now();
   st.clock.origin_s = r.scenario_t;
   st.clock.speed = r.speed;
+}
+
+// Fencing's teeth: a lease this host no longer lends is cut from its pool,
+// so a stale recipient reads nothing from it.
+void revoke(self_ptr self, std::uint64_t lease) {
+  auto& st = self->state;
+  auto it = st.pool_id.find(lease);
+  if (it == st.pool_id.end() || !st.config.plane) return;
+  auto plane = st.config.plane;
+  std::string host = st.config.host;
+  std::uint64_t id = it->second;
+  st.pool_id.erase(it);
+  plane->post([plane, host, id] { plane->revoke(host, id); });
+}
+
+// The recipient's side of the data path for one VM: map its new leases, move
+// a failed lease's region onto the lease replacing it, end the others.
+void map_regions(self_ptr self, const RemoteState& r) {
+  auto& st = self->state;
+  auto plane = st.config.plane;
+  if (!plane) return;
+  std::string vm = st.config.scenario.vms[r.vm].name;
+  bool here = r.host == st.host;
+  std::vector<LeaseInfo> leases;
+  for (const auto& l : r.leases)
+    if (l.data_id != 0) leases.push_back(l);
+  bool console = st.config.console;
+  std::string me = st.config.host;
+  plane->post([plane, vm, here, leases, console, me] {
+    auto complain = [&](const std::string& what) {
+      if (console) std::cout << ("memlend agent " + me + ": " + vm + ": " + what + "\n") << std::flush;
+    };
+    std::set<std::uint64_t> keep;
+    for (const auto& l : leases) {
+      keep.insert(l.id);
+      keep.insert(l.replaces);
+    }
+    for (auto id : plane->regions_of(vm))
+      if (!here || !keep.count(id)) plane->detach(vm, id);
+    if (!here) return;
+    for (const auto& l : leases) {
+      if (plane->has_region(vm, l.id)) continue;
+      DataLease d{l.data_addr, l.data_id, l.data_epoch, l.data_secret};
+      if (l.replaces != 0 && plane->has_region(vm, l.replaces)) {
+        plane->fail_over(vm, l.replaces, "lease " + std::to_string(l.replaces) + " was re-homed");
+        if (auto s = plane->rehome(vm, l.replaces, l.id, d); !s) complain("re-homing: " + s.error().message);
+      } else if (auto s = plane->attach(vm, l.id, l.mib, d); !s) {
+        complain("mapping lease " + std::to_string(l.id) + ": " + s.error().message);
+      }
+    }
+  });
 }
 
 // Brings one VM of its platform copy to the controller's facts: where it
@@ -79,8 +145,10 @@ void apply(self_ptr self, const RemoteState& r) {
       bool fresh = !st.held.count(l.id);
       mine.insert(l.id);
       st.held.insert(l.id);
+      if (l.data_id != 0) st.pool_id[l.id] = l.data_id;
       if (fresh && st.config.probe && st.config.probe->lending) st.config.probe->lending(l.id, r.vm);
     }
+  map_regions(self, r);
 }
 
 // Each agent samples at its own phase of the period, fixed by its host's
@@ -117,6 +185,13 @@ void join(self_ptr self) {
             if (!r.ok) {
               say(self, "the controller refused to let it join: " + r.reason);
               self->quit(caf::make_error(caf::sec::runtime_error, "refused: " + r.reason));
+              return;
+            }
+            if (st.config.plane && r.data_bytes_per_mib != 0 &&
+                r.data_bytes_per_mib != st.config.plane->options().bytes_per_mib) {
+              say(self, "its --data-kib-per-gib is " + std::to_string(st.config.plane->options().bytes_per_mib) +
+                            " and the controller's is " + std::to_string(r.data_bytes_per_mib) + "; they must agree");
+              self->quit(caf::make_error(caf::sec::runtime_error, "data path scale differs"));
               return;
             }
             st.host = r.host;
@@ -202,6 +277,7 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
             continue;
           }
           say(self, "drops lease " + std::to_string(*it) + ": it was re-homed while this host was away");
+          revoke(self, *it);
           for (auto& [vm, ids] : st.held_for) ids.erase(*it);
           it = st.held.erase(it);
         }

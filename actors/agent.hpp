@@ -8,6 +8,7 @@
 #pragma once
 
 #include "actors/actors.hpp"
+#include "actors/data_plane.hpp"
 #include "actors/sim_clock.hpp"
 #include "firmware_hooks/platform.hpp"
 
@@ -40,6 +41,8 @@ struct AgentConfig {
   std::uint64_t incarnation = 0;
   bool console = true;
   std::shared_ptr<AgentProbe> probe;
+  // Its host's memory, served on data_addr, and its VMs' remote regions.
+  std::shared_ptr<DataPlane> plane;
 };
 
 struct agent_state {
@@ -55,6 +58,7 @@ struct agent_state {
   int attempts = 0;
   std::set<std::uint64_t> held;  // leases it lends
   std::map<std::uint32_t, std::set<std::uint64_t>> held_for;  // the same, by VM
+  std::map<std::uint64_t, std::uint64_t> pool_id;             // lease → its id in this host's pool
 };
 
 agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self, AgentConfig config);

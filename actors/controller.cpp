@@ -35,6 +35,7 @@ void register_types(caf::actor_system_config& cfg) {
 }
 
 int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane);
+int run_agent_actors(const AgentOptions& options, std::shared_ptr<DataPlane> plane, const std::string& data_addr);
 
 // Peers of another application are refused, and a silent peer is noticed
 // within seconds.
@@ -51,19 +52,32 @@ void configure_network(caf::actor_system_config& cfg, const TlsFiles& tls) {
 
 namespace {
 
-// Blocks SIGINT and SIGTERM here and returns a thread that turns the first of
-// them into `stop()`; the thread ends by itself once `done` is set.
-struct SignalWatch {
+sigset_t stop_signals() {
   sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+
+// SIGINT and SIGTERM must be blocked before the first thread starts (every
+// thread inherits the mask), or the kernel may hand one to a data-path thread
+// and its default action ends the process without cleaning up.
+struct StopSignalsBlocked {
+  sigset_t set = stop_signals();
+  StopSignalsBlocked() { pthread_sigmask(SIG_BLOCK, &set, nullptr); }
+  ~StopSignalsBlocked() { pthread_sigmask(SIG_UNBLOCK, &set, nullptr); }
+};
+
+// A thread that turns the first SIGINT or SIGTERM into `stop()`; it ends by
+// itself once `done` is set. The signals are blocked already.
+struct SignalWatch {
+  sigset_t set = stop_signals();
   std::atomic<bool> done{false};
   std::thread thread;
 
   template <class F>
   explicit SignalWatch(F stop) {
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
     thread = std::thread([this, stop] {
       timespec wait{0, 200'000'000};
       while (!done) {
@@ -78,7 +92,6 @@ struct SignalWatch {
   ~SignalWatch() {
     done = true;
     thread.join();
-    pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
   }
 };
 
@@ -119,8 +132,17 @@ void report_guest(const RunOptions& o, DataPlane& plane) {
 }  // namespace
 
 int run_controller(const RunOptions& options) {
+  StopSignalsBlocked blocked;
   std::shared_ptr<DataPlane> plane;
-  if (options.data.enabled && !options.network.enabled) {
+  if (options.data.enabled && options.network.enabled) {
+    // The agents serve memory and map it; the controller only grants and releases.
+    DataPlaneOptions d;
+    d.bytes_per_mib = options.data.bytes_per_mib;
+    d.datastore = options.datastore;
+    d.cluster_secret = options.network.secret;
+    d.guest = false;
+    plane = std::make_shared<DataPlane>(d);
+  } else if (options.data.enabled) {
     auto p = start_data_plane(options);
     if (!p) {
       std::cerr << "memlend: data path: " << p.error().message << '\n';
@@ -188,6 +210,41 @@ int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane) {
 }
 
 int run_agent(const AgentOptions& options) {
+  StopSignalsBlocked blocked;
+  std::shared_ptr<DataPlane> plane;
+  std::string data_addr = options.data_addr;
+  if (options.data.enabled) {
+    DataPlaneOptions d;
+    d.bytes_per_mib = options.data.bytes_per_mib;
+    d.block_bytes = static_cast<std::uint64_t>(options.scenario.settings.rdma_block_kib) * 1024;
+    d.buffer_bytes = static_cast<std::uint64_t>(policy::buffer_kib_per_lease(options.scenario.settings)) * 1024;
+    d.datastore = options.datastore;
+    d.cluster_secret = options.secret;
+    plane = std::make_shared<DataPlane>(d);
+    auto host = options.scenario.find_host(options.host);
+    auto addr = plane->serve(options.host, options.scenario.hosts[*host].memory_mib, options.data_addr);
+    if (!addr) {
+      std::cerr << "memlend: --listen " << options.data_addr << ": " << addr.error().message << '\n';
+      return 2;
+    }
+    data_addr = *addr;
+  }
+  int status = run_agent_actors(options, plane, data_addr);
+  if (plane) {
+    plane->drain();
+    if (options.console)
+      for (const auto& v : options.scenario.vms) {
+        GuestStats g = plane->guest(v.name);
+        if (g.bytes_written == 0) continue;
+        std::cout << "memlend agent " << options.host << ": the guest workload of " << v.name << " wrote "
+                  << g.bytes_written / 1024 << " KiB of its remote memory and read back " << g.bytes_verified / 1024
+                  << " KiB: " << g.mismatches << (g.mismatches == 1 ? " word" : " words") << " wrong" << std::endl;
+      }
+  }
+  return status;
+}
+
+int run_agent_actors(const AgentOptions& options, std::shared_ptr<DataPlane> plane, const std::string& data_addr) {
   caf::actor_system_config cfg;
   register_types(cfg);
   configure_network(cfg, options.tls);
@@ -196,7 +253,8 @@ int run_agent(const AgentOptions& options) {
   ac.cluster = options.cluster;
   ac.secret = options.secret;
   ac.host = options.host;
-  ac.data_addr = options.data_addr;
+  ac.data_addr = data_addr;
+  ac.plane = plane;
   ac.controller_host = options.controller_host;
   ac.controller_port = options.controller_port;
   ac.scenario = options.scenario;

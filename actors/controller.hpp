@@ -73,6 +73,8 @@ struct AgentOptions {
   policy::Scenario scenario;
   TlsFiles tls;
   bool console = true;
+  DataPathOptions data;
+  std::string datastore;
 };
 
 // Runs an agent until SIGINT/SIGTERM; returns 2 when the controller refused

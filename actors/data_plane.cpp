@@ -162,7 +162,25 @@ void DataPlane::stop_serving(const std::string& host) {
 std::string DataPlane::address(const std::string& host) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = donors_.find(host);
-  return it == donors_.end() || !it->second.server ? std::string() : it->second.server->address();
+  if (it != donors_.end() && it->second.server) return it->second.server->address();
+  auto b = book_.find(host);
+  return b == book_.end() ? std::string() : b->second;
+}
+
+void DataPlane::set_address(const std::string& host, const std::string& addr) {
+  std::lock_guard<std::mutex> lock(mu_);
+  book_[host] = addr;
+}
+
+void DataPlane::revoke(const std::string& host, std::uint64_t pool_lease) {
+  std::shared_ptr<rdma::DonorPool> pool;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = donors_.find(host);
+    if (it == donors_.end()) return;
+    pool = it->second.pool;
+  }
+  pool->revoke(pool_lease);
 }
 
 Expected<DataLease> DataPlane::grant(const std::string& donor_host, const std::string& addr, std::int64_t mib) {
@@ -298,6 +316,14 @@ void DataPlane::remove_mirror(const std::string& vm) {
 bool DataPlane::has_region(const std::string& vm, std::uint64_t lease) const {
   std::lock_guard<std::mutex> lock(mu_);
   return regions_.count({vm, lease}) > 0;
+}
+
+std::vector<std::uint64_t> DataPlane::regions_of(const std::string& vm) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::uint64_t> out;
+  for (const auto& [key, r] : regions_)
+    if (key.first == vm) out.push_back(key.second);
+  return out;
 }
 
 GuestStats DataPlane::guest(const std::string& vm) const {

@@ -26,6 +26,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace memlend {
 
@@ -76,7 +77,11 @@ class DataPlane {
   Expected<std::string> serve(const std::string& host, std::int64_t mib, const std::string& listen);
   // The host's memory is gone (its process died, in the simulation).
   void stop_serving(const std::string& host);
+  // Where a host's data path listens: its own server here, or what its agent said.
   std::string address(const std::string& host) const;
+  void set_address(const std::string& host, const std::string& addr);
+  // Fencing: ends a lease of this host's pool (its id there).
+  void revoke(const std::string& host, std::uint64_t pool_lease);
 
   // ---- control plane (worker thread) ----
   // A lease of `mib` at the donor at `addr` (its pool secret derives from the
@@ -96,6 +101,7 @@ class DataPlane {
   // The recipient is gone or borrows nothing: its mirror goes too.
   void remove_mirror(const std::string& vm);
   bool has_region(const std::string& vm, std::uint64_t lease) const;
+  std::vector<std::uint64_t> regions_of(const std::string& vm) const;
 
   GuestStats guest(const std::string& vm) const;
   rdma::RegionStats region_stats(const std::string& vm, std::uint64_t lease) const;
@@ -131,6 +137,7 @@ class DataPlane {
   DataPlaneOptions options_;
   mutable std::mutex mu_;  // donors_, vms_, regions_
   std::map<std::string, Donor> donors_;
+  std::map<std::string, std::string> book_;  // other hosts' data path addresses
   std::map<std::string, Vm> vms_;
   std::map<std::string, GuestStats> guests_;  // kept after a VM's memory is given back
   std::map<std::pair<std::string, std::uint64_t>, std::shared_ptr<Region>> regions_;

@@ -118,6 +118,7 @@ struct JoinReply {
   double speed = 1;
   std::vector<LeaseInfo> leases;     // every active lease: attach them to rebuild the platform
   std::vector<Placement> placements; // VMs that moved since the scenario began
+  std::uint64_t data_bytes_per_mib = 0;  // the data path's scale; 0: no data path
 };
 
 template <class Inspector>
@@ -139,7 +140,7 @@ typename Inspector::result_type inspect(Inspector& f, Placement& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, JoinReply& x) {
   return f(caf::meta::type_name("memlend.join_reply"), x.ok, x.reason, x.host, x.scenario_t, x.speed, x.leases,
-           x.placements);
+           x.placements, x.data_bytes_per_mib);
 }
 
 template <class Inspector>

@@ -68,6 +68,10 @@ registrar_actor::behavior_type registrar(registrar_actor::stateful_pointer<regis
                             r.speed = st.config.clock.speed;
                             r.leases = std::move(leases);
                             r.placements = std::move(placements);
+                            if (auto plane = st.config.plane) {
+                              plane->set_address(hello.host, hello.data_addr);
+                              r.data_bytes_per_mib = plane->options().bytes_per_mib;
+                            }
                             auto proxy = caf::actor_cast<host_proxy_actor>(host_handle);
                             self->send(proxy, atom::bind::value, agent, hello.incarnation);
                             self->send(st.driver, atom::rebind::value, std::string("agent"), std::uint64_t{h},

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "actors/actors.hpp"
+#include "actors/data_plane.hpp"
 #include "actors/policy/model.hpp"
 #include "actors/sim_clock.hpp"
 
@@ -16,6 +17,7 @@ struct RegistrarConfig {
   std::string secret;
   std::vector<std::string> host_names;
   SimClock clock;
+  std::shared_ptr<DataPlane> plane;  // learns where each host's data path listens
 };
 
 struct registrar_state {

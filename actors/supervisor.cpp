@@ -221,7 +221,7 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
   if (st.config.cluster.enabled) {
     std::vector<std::string> names;
     for (const auto& h : sc.hosts) names.push_back(h.name);
-    RegistrarConfig rc{st.config.cluster.name, st.config.cluster.secret, names, st.clock};
+    RegistrarConfig rc{st.config.cluster.name, st.config.cluster.secret, names, st.clock, st.config.plane};
     st.registrar = self->spawn(registrar, rc, sup, st.planner, st.driver, st.config.sink);
     adopt(self, "registrar", 0, caf::actor_cast<caf::actor>(st.registrar), {});
   }

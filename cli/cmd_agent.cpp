@@ -3,6 +3,8 @@
 #include "cli/cluster_flags.hpp"
 #include "firmware_hooks/scenario.hpp"
 
+#include <filesystem>
+
 namespace memlend::cli {
 
 Action add_agent(CLI::App& app) {
@@ -17,6 +19,9 @@ Action add_agent(CLI::App& app) {
     std::string listen = "127.0.0.1:0";
     bool quiet = false;
     ClusterFlags cluster;
+    std::string datastore = "memlend-datastore";
+    std::string data_path = "on";
+    std::uint64_t data_kib_per_gib = 1024;
   };
   auto f = std::make_shared<Flags>();
   cmd->add_option("--controller", f->controller, "The controller's cluster address, HOST:PORT")->required();
@@ -26,6 +31,13 @@ Action add_agent(CLI::App& app) {
       ->required();
   cmd->add_option("--listen", f->listen, "Where this host's data path listens, HOST:PORT");
   cmd->add_flag("--quiet", f->quiet, "Print nothing as it goes");
+  cmd->add_option("--datastore", f->datastore,
+                  "The shared datastore (the same directory on every node), for mirror files");
+  cmd->add_option("--data-path", f->data_path,
+                  "on: serve this host's memory on --listen and map its VMs' remote memory,\n"
+                  "checked by a guest workload; off: the data path is only simulated (default on)");
+  cmd->add_option("--data-kib-per-gib", f->data_kib_per_gib,
+                  "Real memory moved per GiB lent, in KiB; must equal the controller's (default 1024)");
   add_cluster_flags(cmd, f->cluster);
   return [f] {
     auto controller = parse_address(f->controller);
@@ -48,6 +60,17 @@ Action add_agent(CLI::App& app) {
     o.scenario = *sc;
     o.tls = {f->cluster.cert, f->cluster.key, f->cluster.ca};
     o.console = !f->quiet;
+    if (f->data_path != "on" && f->data_path != "off")
+      return bad_input("--data-path: \"" + f->data_path + "\" is neither on nor off");
+    if (f->data_kib_per_gib < 4 || f->data_kib_per_gib > 1024 * 1024)
+      return bad_input("--data-kib-per-gib: must be between 4 and 1048576");
+    o.data.enabled = f->data_path == "on";
+    o.data.bytes_per_mib = f->data_kib_per_gib;
+    std::error_code ec;
+    std::filesystem::create_directories(f->datastore, ec);
+    if (ec || !std::filesystem::is_directory(f->datastore))
+      return bad_input("--datastore: " + f->datastore + ": cannot make the directory");
+    o.datastore = f->datastore;
     return run_agent(o);
   };
 }

@@ -106,6 +106,20 @@ class Cluster {
     });
   }
 
+  // Stops the agent of `host` politely and returns what its guest workload
+  // found on `vm`'s remote memory ("" when it moved none).
+  std::string guest(const std::string& host, const std::string& vm) {
+    net.stop(agents[host]);
+    std::string log = slurp(net.dir() + "/agent-" + host + ".log");
+    auto at = log.find("the guest workload of " + vm + " wrote");
+    return at == std::string::npos ? std::string() : log.substr(at, log.find('\n', at) - at);
+  }
+
+  // The guest read back every byte it wrote, and read some.
+  static bool intact(const std::string& line) {
+    return line.find(": 0 words wrong") != std::string::npos && line.find("read back 0 KiB") == std::string::npos;
+  }
+
   std::string logs() const {
     std::string out = "--- controller\n" + slurp(net.dir() + "/controller.log");
     for (const char* h : {"A", "B", "N", "M", "X"})
@@ -132,6 +146,11 @@ BOOST_AUTO_TEST_CASE(fig2_and_fig3_across_four_namespaces, *utf::precondition(na
   BOOST_TEST(c.count("lease_granted", donor("VM4", "M")) == 1u);
   BOOST_TEST(c.count("mirror_created") == 2u);
   BOOST_TEST(c.count("unsatisfied") == 0u);
+  // Real bytes crossed the namespaces: each recipient's guest checked them.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  std::string vm2 = c.guest("A", "VM2"), vm4 = c.guest("N", "VM4");
+  BOOST_TEST(Cluster::intact(vm2), vm2 << "\n" << c.logs());
+  BOOST_TEST(Cluster::intact(vm4), vm4 << "\n" << c.logs());
 }
 
 BOOST_AUTO_TEST_CASE(outsiders_cannot_join, *utf::precondition(namespaces_available)) {
@@ -177,6 +196,10 @@ BOOST_AUTO_TEST_CASE(a_killed_donor_fails_over_then_rehomes, *utf::precondition(
   BOOST_TEST(c.count("donor_failed", [](const auto& e) { return e["host"] == "M"; }) == 1u);
   BOOST_TEST(c.count("failover_to_mirror", donor("VM4", "M")) == 1u);
   BOOST_TEST(c.count("lease_rehomed", donor("VM4", "B")) == 1u);
+  // No byte lost: the guest on N went on reading through the mirror and the new donor.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  std::string vm4 = c.guest("N", "VM4");
+  BOOST_TEST(Cluster::intact(vm4), vm4 << "\n" << c.logs());
   // It comes back as a new incarnation and may lend again.
   c.agents["M"] = c.start_agent("M");
   BOOST_TEST(c.eventually([&] {
@@ -200,6 +223,8 @@ BOOST_AUTO_TEST_CASE(a_partitioned_donor_is_fenced_when_it_returns, *utf::precon
   }), c.logs());
   BOOST_TEST(c.net.alive(c.agents["M"]));
   BOOST_TEST(c.count("lease_granted", donor("VM4", "M")) + c.count("lease_rehomed", donor("VM4", "M")) == 1u);
+  std::string vm4 = c.guest("N", "VM4");
+  BOOST_TEST(Cluster::intact(vm4), vm4 << "\n" << c.logs());
 }
 
 BOOST_AUTO_TEST_CASE(a_dead_recipient_lets_its_donors_reclaim, *utf::precondition(namespaces_available)) {

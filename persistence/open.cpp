@@ -213,6 +213,42 @@ Expected<std::int64_t> inspect(sqlite3* db, const std::string& path, int known, 
   return version.value;
 }
 
+// Runs every migration above `from` in one transaction, so that a file is
+// either at the newest version or exactly as it was. Foreign keys are off
+// while migrating (a table rebuild needs that) and checked before commit.
+Expected<std::int64_t> migrate(sqlite3* db, const std::string& path, const std::vector<Migration>& migrations,
+                               std::int64_t from) {
+  std::string script;
+  std::int64_t to = from;
+  for (const auto& m : migrations) {
+    if (m.to_version <= from) continue;
+    script += m.sql + ";\n";
+    script += "INSERT INTO schema_history (version, summary, applied_unix_ms) VALUES (" +
+              std::to_string(m.to_version) + ", " + quoted(m.summary) + ", " + std::to_string(unix_ms_now()) + ");\n";
+    to = m.to_version;
+  }
+  if (to == from) return from;
+  if (from == 0) script += "PRAGMA application_id = " + std::to_string(application_id) + ";\n";
+  script += "PRAGMA user_version = " + std::to_string(to) + ";\n";
+  auto failed = [&](int rc, const std::string& detail) {
+    if (!sqlite3_get_autocommit(db)) sql::exec(db, "ROLLBACK");
+    return Error{failure_message(path, rc, detail) + " (migrating from schema version " + std::to_string(from) +
+                 " to " + std::to_string(to) + ")" + left_alone};
+  };
+  int rc = sql::exec(db, "BEGIN IMMEDIATE");
+  if (rc != SQLITE_OK) return failed(rc, sql::Connection::describe(db));
+  rc = exec_all(db, script);
+  if (rc != SQLITE_OK) return failed(rc, sql::Connection::describe(db));
+  auto dangling = report(db, "PRAGMA foreign_key_check", &rc);
+  if (rc != SQLITE_OK) return failed(rc, sql::Connection::describe(db));
+  if (!dangling.empty()) return failed(SQLITE_CONSTRAINT, "rows refer to rows that are not there: " + join(dangling, 3));
+  rc = sql::exec(db, "COMMIT");
+  if (rc != SQLITE_OK) return failed(rc, sql::Connection::describe(db));
+  if (from > 0)
+    log(LogLevel::notice, path + ": migrated from schema version " + std::to_string(from) + " to " + std::to_string(to));
+  return to;
+}
+
 }  // namespace
 
 Expected<bool> Store::Impl::prepare_statements() {
@@ -367,15 +403,17 @@ Expected<std::unique_ptr<Store>> Store::open(const std::string& path, const Opti
         ::fsync(dfd);  // the new name survives a power cut
         ::close(dfd);
       }
-    } else if ((st.st_mode & 077) != 0) {
-      if (::chmod(path.c_str(), 0600) == 0)
-        log(LogLevel::notice, path + ": others could read it; its mode is now 0600");
     }
   }
 
   // Leaves nothing behind that this call made; a file that was there stays as it was.
+  const bool had_wal = exists(path + "-wal");
   auto refuse = [&](std::string message) -> Error {
     impl->stmts.clear();
+    // Nothing was committed, so a checkpoint at close changes nothing in the
+    // file and removes the -wal and -shm this call made; a -wal that was
+    // there before (a crashed controller's) is left for the next start.
+    if (impl->db && !had_wal) sqlite3_db_config(impl->db.get(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, nullptr);
     impl->db.close();
     if (created)
       for (const char* suffix : {"", "-wal", "-shm"}) ::unlink((path + suffix).c_str());
@@ -393,6 +431,13 @@ Expected<std::unique_ptr<Store>> Store::open(const std::string& path, const Opti
     impl->db = std::move(*checked);
   } else {
     checked->close();
+    // A file that passed is memlend's: others may not read it. SQLite gives
+    // the -wal and -shm it makes the main file's mode.
+    if (found && (st.st_mode & 077) != 0) {
+      for (const char* suffix : {"", "-wal", "-shm"})
+        if (exists(path + suffix)) ::chmod((path + suffix).c_str(), 0600);
+      log(LogLevel::notice, path + ": others could read it; its mode is now 0600");
+    }
     auto rw = connect(path, Access::read_write, options.busy_timeout);
     if (!rw) return refuse(rw.error().message);
     impl->db = std::move(*rw);
@@ -403,43 +448,19 @@ Expected<std::unique_ptr<Store>> Store::open(const std::string& path, const Opti
   if (read_only) {
     sql::exec(db, "PRAGMA trusted_schema = OFF; PRAGMA query_only = ON");
   } else {
-    // FULL: in WAL mode NORMAL does not fsync the WAL at commit, so a power
-    // cut could lose a transition that was already acknowledged and acted on.
-    Scalar wal = scalar(db, "PRAGMA journal_mode = WAL");
-    if (wal.rc != SQLITE_OK) return refuse(failure_message(path, wal.rc, impl->db.error()) + left_alone);
     rc = sql::exec(db,
                    "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA trusted_schema = OFF; "
                    "PRAGMA cell_size_check = ON; PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY");
     if (rc != SQLITE_OK) return refuse(failure_message(path, rc, impl->db.error()));
-    // Foreign keys are off while migrating (a table rebuild needs it) and
-    // checked as a whole before each step commits.
-    for (const auto& m : migrations) {
-      if (m.to_version <= version.value) continue;
-      std::string step = "BEGIN IMMEDIATE;\n" + m.sql + ";\n";
-      if (version.value == 0) step += "PRAGMA application_id = " + std::to_string(application_id) + ";\n";
-      step += "INSERT INTO schema_history (version, summary, applied_unix_ms) VALUES (" +
-              std::to_string(m.to_version) + ", " + quoted(m.summary) + ", " + std::to_string(unix_ms_now()) + ");\n";
-      step += "PRAGMA user_version = " + std::to_string(m.to_version) + ";\n";
-      rc = exec_all(db, step);
-      int check_rc = SQLITE_OK;
-      std::vector<std::string> dangling;
-      if (rc == SQLITE_OK) dangling = report(db, "PRAGMA foreign_key_check", &check_rc);
-      if (rc == SQLITE_OK && check_rc == SQLITE_OK && dangling.empty()) rc = sql::exec(db, "COMMIT");
-      if (rc != SQLITE_OK || check_rc != SQLITE_OK || !dangling.empty()) {
-        std::string detail = rc != SQLITE_OK || check_rc != SQLITE_OK
-                                 ? impl->db.error()
-                                 : "rows refer to rows that are not there: " + join(dangling, 3);
-        if (!sqlite3_get_autocommit(db)) sql::exec(db, "ROLLBACK");
-        int code = rc != SQLITE_OK ? rc : check_rc != SQLITE_OK ? check_rc : SQLITE_CONSTRAINT;
-        return refuse(failure_message(path, code, detail) + " (migrating from schema version " +
-                      std::to_string(version.value) + " to " + std::to_string(m.to_version) + ")" + left_alone);
-      }
-      if (version.value > 0)
-        log(LogLevel::notice, path + ": migrated from schema version " + std::to_string(version.value) + " to " +
-                                  std::to_string(m.to_version) + " (" + m.summary + ")");
-      version.value = m.to_version;
-    }
-    rc = sql::exec(db, "PRAGMA foreign_keys = ON");
+    auto migrated = migrate(db, path, migrations, version.value);
+    if (!migrated) return refuse(migrated.error().message);
+    version.value = *migrated;
+    // WAL only now, so that a refused file is not even switched to it. FULL:
+    // in WAL mode NORMAL does not fsync the WAL at commit, and a power cut
+    // could lose a transition that was acknowledged and acted on.
+    Scalar wal = scalar(db, "PRAGMA journal_mode = WAL");
+    if (wal.rc != SQLITE_OK) return refuse(failure_message(path, wal.rc, impl->db.error()));
+    rc = sql::exec(db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON");
     if (rc != SQLITE_OK) return refuse(failure_message(path, rc, impl->db.error()));
   }
   impl->schema_version = static_cast<int>(version.value);

@@ -447,3 +447,16 @@ BOOST_AUTO_TEST_CASE(the_event_log_is_append_only_even_behind_the_stores_back) {
   BOOST_CHECK_THROW(memlend::test::raw_sql(path, "DELETE FROM events WHERE seq = 3"), std::runtime_error);
   BOOST_CHECK_THROW(memlend::test::raw_sql(path, "UPDATE events SET mib = 1 WHERE seq = 3"), std::runtime_error);
 }
+
+BOOST_AUTO_TEST_CASE(a_database_others_could_read_is_made_private) {
+  TempDir dir("store");
+  std::string path = dir.file("memlend.db");
+  memlend::test::write_sample_v1(path);
+  BOOST_TEST_REQUIRE(::chmod(path.c_str(), 0644) == 0);
+  auto s = open_ok(path);
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    struct stat st;
+    BOOST_TEST_REQUIRE(::stat((path + suffix).c_str(), &st) == 0);
+    BOOST_TEST((st.st_mode & 0777) == 0600u, suffix);
+  }
+}

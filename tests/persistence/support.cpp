@@ -91,7 +91,9 @@ std::string raw_value(const std::string& db_path, const std::string& sql) {
   sqlite3* db = nullptr;
   sqlite3_stmt* stmt = nullptr;
   std::string out;
-  int rc = sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  // Like the store's readers: a file without a -wal is read without making one.
+  std::string uri = "file:" + db_path + (file_exists(db_path + "-wal") ? "?mode=ro" : "?immutable=1");
+  int rc = sqlite3_open_v2(uri.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr);
   if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr);
   if (rc == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0))
     out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));

@@ -19,6 +19,7 @@ using Action = std::function<int()>;
 
 Action add_plan(CLI::App& app);
 Action add_run(CLI::App& app);
+Action add_state(CLI::App& app);
 Action add_version(CLI::App& app);
 Action add_agent(CLI::App& app);
 

@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   };
   add(add_plan);
   add(add_run);
+  add(add_state);
   add(add_agent);
   add(add_version);
   // CLI11 says only that a subcommand is required; name the one it did not know.

@@ -45,11 +45,13 @@ void log(LogLevel level, const std::string& message) {
 }
 
 void install_sqlite_log() {
-  // SQLITE_CONFIG_LOG must come before SQLite initialises itself, once per process.
+  // sqlite3_config must come before SQLite initialises itself, once per process.
   static std::once_flag once;
   std::call_once(once, [] {
     if (sqlite3_config(SQLITE_CONFIG_LOG, from_sqlite, nullptr) != SQLITE_OK)
       log(LogLevel::warning, "SQLite was initialised before the store: its own log is not routed here");
+    // Memory statistics take a global mutex on every allocation; nothing reads them.
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
   });
 }
 

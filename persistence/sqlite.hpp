@@ -70,8 +70,11 @@ class Cursor {
   Cursor& bind(int v) { return bind(static_cast<std::int64_t>(v)); }
   Cursor& bind(bool v) { return bind(static_cast<std::int64_t>(v ? 1 : 0)); }
   Cursor& bind(double v);
+  // Text is bound without a copy: it must outlive the step, so temporaries
+  // are refused at compile time.
   Cursor& bind(std::string_view v);
   Cursor& bind(const std::string& v) { return bind(std::string_view(v)); }
+  Cursor& bind(std::string&&) = delete;
   Cursor& bind(const char* v) { return bind(std::string_view(v)); }
   Cursor& bind_null();
   template <class T>

@@ -66,7 +66,7 @@ class Writer {
 
   Result run(Sql s) {
     sql::Cursor c(im_.stmt(s));
-    return done(c.step(), "");
+    return done(c.step(), [] { return std::string(); });
   }
 
   Result apply(const Batch& b, std::vector<std::uint64_t>& seqs, std::uint64_t& max_lease) {
@@ -91,11 +91,13 @@ class Writer {
   }
 
  private:
-  // SQLITE_DONE/ROW are success; on failure the message names what was being written.
-  Result done(int rc, const std::string& what) {
+  // SQLITE_DONE/ROW are success; on failure the message names what was being
+  // written (made only then: this is the hot path of every batch).
+  template <class What>
+  Result done(int rc, What what) {
     if (rc == SQLITE_DONE || rc == SQLITE_ROW || rc == SQLITE_OK) return {};
     std::string detail = im_.db.error();
-    if (is_refusal(rc)) return {rc, im_.path + ": refused " + what + ": " + detail};
+    if (is_refusal(rc)) return {rc, im_.path + ": refused " + what() + ": " + detail};
     return {rc, failure_message(im_.path, rc, detail)};
   }
   Result refuse(const std::string& what) { return {SQLITE_CONSTRAINT, im_.path + ": refused " + what}; }
@@ -109,7 +111,7 @@ class Writer {
                     std::to_string(id) + " as \"" + c.text(0) +
                     "\"; the scenario's list changed since the database was written (use a new --db for a new "
                     "scenario)");
-    return done(rc, std::string(kind) + " " + std::to_string(id));
+    return done(rc, [&] { return std::string(kind) + " " + std::to_string(id); });
   }
 
   Result put(const HostRecord& h) {
@@ -118,7 +120,7 @@ class Writer {
     c.bind(h.id).bind(h.name).bind(h.memory_mib).bind(h.cpu_mhz).bind(h.reserved_mib).bind(h.rdma);
     c.bind(h.data_path).bind(h.up).bind(h.fabric).bind(h.used_mib).bind(h.used_mhz).bind(h.actor_state);
     c.bind(t_s_).bind(now_);
-    return done(c.step(), "host " + std::to_string(h.id) + " \"" + h.name + "\"");
+    return done(c.step(), [&] { return "host " + std::to_string(h.id) + " \"" + h.name + "\""; });
   }
 
   Result put(const VmRecord& v) {
@@ -126,11 +128,11 @@ class Writer {
     sql::Cursor c(im_.stmt(Sql::vm_upsert));
     c.bind(v.id).bind(v.name).bind(v.host).bind(v.memory_mib).bind(v.cpu_mhz).bind(v.local_mib);
     c.bind(v.remote_since_s).bind(v.migrating_to).bind(v.actor_state).bind(t_s_).bind(now_);
-    return done(c.step(), "VM " + std::to_string(v.id) + " \"" + v.name + "\"");
+    return done(c.step(), [&] { return "VM " + std::to_string(v.id) + " \"" + v.name + "\""; });
   }
 
   Result put(const LeaseRecord& l) {
-    std::string what = "lease " + std::to_string(l.id);
+    auto what = [&] { return "lease " + std::to_string(l.id); };
     std::string from;
     {
       sql::Cursor c(im_.stmt(Sql::lease_get));
@@ -138,10 +140,10 @@ class Writer {
       if (rc == SQLITE_ROW) {
         from = c.text(2);
         if (static_cast<std::uint32_t>(c.int64(0)) != l.vm || static_cast<std::uint32_t>(c.int64(1)) != l.donor)
-          return refuse(what + ": its VM and donor cannot change (stored: VM " + std::to_string(c.int64(0)) +
+          return refuse(what() + ": its VM and donor cannot change (stored: VM " + std::to_string(c.int64(0)) +
                         ", donor " + std::to_string(c.int64(1)) + "); a new loan needs a new lease id");
         if (static_cast<std::uint64_t>(c.int64(3)) > l.epoch)
-          return refuse(what + ": its epoch cannot go down (stored " + std::to_string(c.int64(3)) + ", given " +
+          return refuse(what() + ": its epoch cannot go down (stored " + std::to_string(c.int64(3)) + ", given " +
                         std::to_string(l.epoch) + ")");
       } else if (auto r = done(rc, what); !r.ok()) {
         return r;
@@ -149,7 +151,7 @@ class Writer {
     }
     std::string to(to_string(l.state));
     if (!im_.lease_steps.count({from, to}))
-      return refuse(what + ": " + (from.empty() ? std::string("a new lease") : from) + " → " + to +
+      return refuse(what() + ": " + (from.empty() ? std::string("a new lease") : from) + " → " + to +
                     " is not a step a lease may take (see the table lease_transitions)");
     if (from.empty()) {
       sql::Cursor c(im_.stmt(Sql::lease_insert));
@@ -166,18 +168,18 @@ class Writer {
   Result put(const MirrorRecord& m) {
     sql::Cursor c(im_.stmt(Sql::mirror_upsert));
     c.bind(m.vm).bind(m.path).bind(m.bytes).bind(m.watermark_bytes).bind(to_string(m.state)).bind(t_s_).bind(now_);
-    return done(c.step(), "mirror of VM " + std::to_string(m.vm));
+    return done(c.step(), [&] { return "mirror of VM " + std::to_string(m.vm); });
   }
 
   Result put(const RecommendationRecord& r) {
     sql::Cursor c(im_.stmt(Sql::recommendation_upsert));
     c.bind(r.vm).bind(r.target).bind(r.reason).bind(t_s_).bind(now_);
-    return done(c.step(), "recommendation for VM " + std::to_string(r.vm));
+    return done(c.step(), [&] { return "recommendation for VM " + std::to_string(r.vm); });
   }
 
   Result drop(const Batch::DropRecommendation& d) {
     sql::Cursor c(im_.stmt(Sql::recommendation_delete));
-    return done(c.bind(d.vm).step(), "recommendation for VM " + std::to_string(d.vm));
+    return done(c.bind(d.vm).step(), [&] { return "recommendation for VM " + std::to_string(d.vm); });
   }
 
   Result append(const EventRecord& e, std::vector<std::uint64_t>& seqs) {
@@ -190,7 +192,7 @@ class Writer {
     text_or_null(c, e.host);
     text_or_null(c, e.donor);
     c.bind(e.mib).bind(now_);
-    Result r = done(c.step(), "event " + e.event);
+    Result r = done(c.step(), [&] { return "event " + e.event; });
     // No AUTOINCREMENT: a rolled-back row's number is used again, so the log has no gaps.
     if (r.ok()) seqs.push_back(static_cast<std::uint64_t>(sqlite3_last_insert_rowid(im_.db.get())));
     return r;
@@ -198,7 +200,7 @@ class Writer {
 
   Result scenario(const Batch::SetScenario& s) {
     sql::Cursor c(im_.stmt(Sql::scenario_set));
-    return done(c.bind(s.fingerprint).step(), "scenario");
+    return done(c.bind(s.fingerprint).step(), [] { return std::string("scenario"); });
   }
 
   Store::Impl& im_;
@@ -237,38 +239,56 @@ std::vector<Outcome> Store::Impl::write_group(std::vector<Unit>& units) {
   };
 
   const std::int64_t now = unix_ms_now();
-  Writer begin_writer(*this, 0, now);
-  if (auto r = begin_writer.run(Sql::begin); !r.ok()) return give_up(r);
-  double clock = -std::numeric_limits<double>::infinity();
-  std::uint64_t max_lease = 0;
-  bool any = false;
-  for (std::size_t i = 0; i < units.size(); ++i) {
-    const Batch& b = units[i].batch;
-    Writer w(*this, b.t_s(), now);
-    if (auto r = w.run(Sql::savepoint); !r.ok()) return give_up(r);
-    std::uint64_t lease_here = 0;
-    Result r = w.apply(b, out[i].event_seqs, lease_here);
-    if (r.ok()) {
+  Writer tx(*this, 0, now);
+  // First without savepoints, since a refused batch is rare (a bug in a
+  // caller); when one is refused, the group is written again with a
+  // savepoint per batch, so that only that batch is left out.
+  for (bool isolate : {false, true}) {
+    if (auto r = tx.run(Sql::begin); !r.ok()) return give_up(r);
+    double clock = -std::numeric_limits<double>::infinity();
+    std::uint64_t max_lease = 0;
+    bool any = false;
+    bool again = false;
+    for (std::size_t i = 0; i < units.size() && !again; ++i) {
+      const Batch& b = units[i].batch;
+      out[i].status = Status::durable;
+      out[i].error.clear();
+      out[i].event_seqs.clear();
+      Writer w(*this, b.t_s(), now);
+      if (isolate)
+        if (auto r = w.run(Sql::savepoint); !r.ok()) return give_up(r);
+      std::uint64_t lease_here = 0;
+      Result r = w.apply(b, out[i].event_seqs, lease_here);
+      if (r.ok()) {
+        if (isolate)
+          if (auto rr = w.run(Sql::release); !rr.ok()) return give_up(rr);
+        clock = std::max(clock, b.t_s());
+        max_lease = std::max(max_lease, lease_here);
+        any = true;
+        continue;
+      }
+      if (!is_refusal(r.rc)) return give_up(r);
+      if (!isolate) {
+        if (auto rr = tx.run(Sql::rollback); !rr.ok()) return give_up(rr);
+        again = true;
+        continue;
+      }
+      out[i].status = Status::refused;
+      out[i].error = r.message + "; nothing of this change was recorded";
+      out[i].event_seqs.clear();
+      if (auto rr = w.run(Sql::rollback_to); !rr.ok()) return give_up(rr);
       if (auto rr = w.run(Sql::release); !rr.ok()) return give_up(rr);
-      clock = std::max(clock, b.t_s());
-      max_lease = std::max(max_lease, lease_here);
-      any = true;
-      continue;
     }
-    if (!is_refusal(r.rc)) return give_up(r);
-    out[i].status = Status::refused;
-    out[i].error = r.message + "; nothing of this change was recorded";
-    out[i].event_seqs.clear();
-    if (auto rr = w.run(Sql::rollback_to); !rr.ok()) return give_up(rr);
-    if (auto rr = w.run(Sql::release); !rr.ok()) return give_up(rr);
+    if (again) continue;
+    if (any) {
+      sql::Cursor c(stmt(Sql::controller_advance));
+      c.bind(clock).bind(static_cast<std::int64_t>(max_lease + 1)).bind(now);
+      int rc = c.step();
+      if (rc != SQLITE_DONE) return give_up({rc, failure_message(path, rc, db.error())});
+    }
+    if (auto r = tx.run(Sql::commit); !r.ok()) return give_up(r);
+    break;
   }
-  if (any) {
-    sql::Cursor c(stmt(Sql::controller_advance));
-    c.bind(clock).bind(static_cast<std::int64_t>(max_lease + 1)).bind(now);
-    int rc = c.step();
-    if (rc != SQLITE_DONE) return give_up({rc, failure_message(path, rc, db.error())});
-  }
-  if (auto r = begin_writer.run(Sql::commit); !r.ok()) return give_up(r);
   return out;
 }
 

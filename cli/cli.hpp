@@ -21,6 +21,7 @@ Action add_donor(CLI::App& app);
 Action add_plan(CLI::App& app);
 Action add_probe(CLI::App& app);
 Action add_run(CLI::App& app);
+Action add_state(CLI::App& app);
 Action add_version(CLI::App& app);
 Action add_agent(CLI::App& app);
 

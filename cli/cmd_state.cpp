@@ -1,0 +1,185 @@
+// `memlend state`: what the store holds, for a support engineer. It opens the
+// database read-only (it works while the controller runs, and never changes
+// the file) and prints the support views of README.md ("Store").
+#include "cli/cli.hpp"
+#include "persistence/store.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <set>
+
+namespace memlend::cli {
+
+namespace {
+
+using store::Table;
+using store::Value;
+using store::View;
+
+// Columns that are 0/1 in SQL and true/false in JSON.
+const std::set<std::string> flags{"up", "rdma", "data_path"};
+
+nlohmann::ordered_json to_json(const std::string& column, const Value& v) {
+  if (std::holds_alternative<std::monostate>(v)) return nullptr;
+  if (const auto* i = std::get_if<std::int64_t>(&v)) {
+    if (flags.count(column)) return *i != 0;
+    return *i;
+  }
+  if (const auto* d = std::get_if<double>(&v)) return *d;
+  return std::get<std::string>(v);
+}
+
+nlohmann::ordered_json rows_json(const Table& t) {
+  auto out = nlohmann::ordered_json::array();
+  for (const auto& row : t.rows) {
+    nlohmann::ordered_json o;
+    for (std::size_t i = 0; i < t.columns.size(); ++i) o[t.columns[i]] = to_json(t.columns[i], row[i]);
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+std::string cell(const std::string& column, const Value& v) {
+  if (std::holds_alternative<std::monostate>(v)) return "-";
+  if (const auto* i = std::get_if<std::int64_t>(&v)) {
+    if (flags.count(column)) return *i ? "yes" : "no";
+    return std::to_string(*i);
+  }
+  if (const auto* d = std::get_if<double>(&v)) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", *d);
+    return buf;
+  }
+  return std::get<std::string>(v);
+}
+
+std::size_t column_index(const Table& t, const std::string& name) {
+  return static_cast<std::size_t>(std::find(t.columns.begin(), t.columns.end(), name) - t.columns.begin());
+}
+
+// An aligned table of the chosen columns; `keep` picks rows.
+template <class Keep>
+void print_table(std::ostream& out, const std::string& title, const Table& t, const std::vector<std::string>& columns,
+                 Keep keep) {
+  std::vector<std::size_t> index;
+  for (const auto& c : columns)
+    if (column_index(t, c) < t.columns.size()) index.push_back(column_index(t, c));
+  std::vector<std::vector<std::string>> cells;
+  std::vector<std::string> header;
+  for (auto i : index) header.push_back(t.columns[i]);
+  cells.push_back(header);
+  for (const auto& row : t.rows) {
+    if (!keep(row)) continue;
+    std::vector<std::string> line;
+    for (auto i : index) line.push_back(cell(t.columns[i], row[i]));
+    cells.push_back(std::move(line));
+  }
+  out << '\n' << title << " (" << cells.size() - 1 << ")\n";
+  if (cells.size() == 1) return;
+  std::vector<std::size_t> width(index.size(), 0);
+  for (const auto& line : cells)
+    for (std::size_t i = 0; i < line.size(); ++i) width[i] = std::max(width[i], line[i].size());
+  for (const auto& line : cells) {
+    out << ' ';
+    for (std::size_t i = 0; i < line.size(); ++i) {
+      out << ' ' << line[i];
+      if (i + 1 < line.size()) out << std::string(width[i] - line[i].size(), ' ');
+    }
+    out << '\n';
+  }
+}
+
+void print_table(std::ostream& out, const std::string& title, const Table& t, const std::vector<std::string>& columns) {
+  print_table(out, title, t, columns, [](const std::vector<Value>&) { return true; });
+}
+
+struct Views {
+  Table controller, hosts, vms, leases, mirrors, recommendations, events;
+};
+
+int print_text(const std::string& path, const Views& v) {
+  auto& out = std::cout;
+  out << "memlend store " << path;
+  if (!v.controller.rows.empty()) {
+    const auto& c = v.controller.rows[0];
+    out << ": schema version " << cell("", c[column_index(v.controller, "schema_version")]) << ", scenario clock "
+        << cell("", c[column_index(v.controller, "clock_s")]) << " s, "
+        << cell("", c[column_index(v.controller, "live_leases")]) << " live leases, "
+        << cell("", c[column_index(v.controller, "events")]) << " events, last written "
+        << cell("", c[column_index(v.controller, "updated_at")]);
+  }
+  out << '\n';
+  print_table(out, "hosts (MiB)", v.hosts,
+              {"name", "up", "memory_mib", "used_mib", "reserved_mib", "lent_mib", "reserving_mib", "failed_mib",
+               "borrowed_mib", "free_mib", "lendable_mib"});
+  print_table(out, "VMs (MiB)", v.vms,
+              {"name", "host", "demand_mib", "local_mib", "borrowed_mib", "reserving_mib", "from_mirror_mib",
+               "short_mib", "mirror_mib", "migrating_to", "recommended_target"});
+  std::size_t state = column_index(v.leases, "state");
+  auto live = [state](const std::vector<Value>& row) { return cell("", row[state]) != "released"; };
+  print_table(out, "leases, not released", v.leases,
+              {"id", "vm", "donor", "recipient", "mib", "state", "transport", "epoch", "created_t_s", "updated_t_s"},
+              live);
+  std::size_t released = static_cast<std::size_t>(
+      std::count_if(v.leases.rows.begin(), v.leases.rows.end(), [&](const auto& row) { return !live(row); }));
+  if (released) out << "  (" << released << " released leases kept as history: memlend state --json lists them)\n";
+  print_table(out, "mirrors", v.mirrors, {"vm", "path", "mib", "watermark_bytes", "state"});
+  print_table(out, "recommendations", v.recommendations, {"vm", "target", "reason", "t_s"});
+  print_table(out, "recent events", v.events, {"seq", "t_s", "event", "vm", "host", "donor", "mib"});
+  return exit_ok;
+}
+
+int print_json(const std::string& path, const Views& v) {
+  nlohmann::ordered_json j;
+  j["database"] = path;
+  auto controller = rows_json(v.controller);
+  j["controller"] = controller.empty() ? nlohmann::ordered_json(nullptr) : controller[0];
+  j["hosts"] = rows_json(v.hosts);
+  j["vms"] = rows_json(v.vms);
+  j["leases"] = rows_json(v.leases);
+  j["mirrors"] = rows_json(v.mirrors);
+  j["recommendations"] = rows_json(v.recommendations);
+  j["recent_events"] = rows_json(v.events);
+  std::cout << j.dump(2) << '\n';
+  return exit_ok;
+}
+
+}  // namespace
+
+Action add_state(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "state",
+      "Show what the controller's store holds: hosts and what they lend, VMs and their\n"
+      "memory, leases, mirrors, recommendations and the latest events. Opens the database\n"
+      "read-only: it works while the controller runs and never changes the file.");
+  auto db = std::make_shared<std::string>(store::default_db_path);
+  auto as_json = std::make_shared<bool>(false);
+  cmd->add_option("--db", *db, "The controller's database (default: memlend.db in the working directory)");
+  cmd->add_flag("--json", *as_json,
+                "Print one JSON object with the arrays hosts, vms, leases, mirrors, recommendations\n"
+                "and recent_events");
+  return [db, as_json] {
+    // The one line of a refusal says it all; SQLite's own log would repeat it.
+    store::set_log_sink([](store::LogLevel, const std::string&) {});
+    store::Options options;
+    options.access = store::Access::read_only;
+    auto s = store::Store::open(*db, options);
+    if (!s) return bad_input(s.error().message);
+    Views v;
+    std::pair<View, Table*> wanted[] = {
+        {View::controller, &v.controller}, {View::hosts, &v.hosts},     {View::vms, &v.vms},
+        {View::leases, &v.leases},         {View::mirrors, &v.mirrors}, {View::recommendations, &v.recommendations},
+        {View::recent_events, &v.events}};
+    for (auto& [view, table] : wanted) {
+      auto t = (*s)->read(view);
+      if (!t) return bad_input(t.error().message);
+      *table = std::move(*t);
+    }
+    return *as_json ? print_json(*db, v) : print_text(*db, v);
+  };
+}
+
+}  // namespace memlend::cli

@@ -1,0 +1,63 @@
+#include "persistence/store_impl.hpp"
+
+#include <chrono>
+#include <iostream>
+
+namespace memlend::store {
+
+namespace {
+
+std::mutex sink_mutex;
+LogSink& sink() {
+  static LogSink s;
+  return s;
+}
+
+// SQLite calls this from whichever thread hit the condition.
+void from_sqlite(void*, int rc, const char* message) {
+  int primary = rc & 0xff;
+  // Refused batches are reported to their callers as outcomes; SQLITE_SCHEMA
+  // is SQLite re-preparing a statement by itself. Neither is news for the log.
+  // An automatic index is SQLite's note about a view's plan, made on every prepare.
+  if (primary == SQLITE_CONSTRAINT || primary == SQLITE_SCHEMA || rc == SQLITE_WARNING_AUTOINDEX) return;
+  LogLevel level = primary == SQLITE_NOTICE ? LogLevel::notice
+                   : primary == SQLITE_WARNING ? LogLevel::warning
+                                               : LogLevel::error;
+  log(level, "sqlite: " + std::string(message ? message : "") + " (" + std::string(sql::code_name(rc)) + ")");
+}
+
+}  // namespace
+
+void set_log_sink(LogSink s) {
+  std::lock_guard<std::mutex> g(sink_mutex);
+  sink() = std::move(s);
+}
+
+void log(LogLevel level, const std::string& message) {
+  LogSink s;
+  {
+    std::lock_guard<std::mutex> g(sink_mutex);
+    s = sink();
+  }
+  if (s) return s(level, message);
+  const char* tag = level == LogLevel::error ? "error: " : level == LogLevel::warning ? "warning: " : "";
+  std::cerr << "memlend: store: " << tag << message << '\n';
+}
+
+void install_sqlite_log() {
+  // sqlite3_config must come before SQLite initialises itself, once per process.
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (sqlite3_config(SQLITE_CONFIG_LOG, from_sqlite, nullptr) != SQLITE_OK)
+      log(LogLevel::warning, "SQLite was initialised before the store: its own log is not routed here");
+    // Memory statistics take a global mutex on every allocation; nothing reads them.
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  });
+}
+
+std::int64_t unix_ms_now() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace memlend::store

@@ -1,0 +1,230 @@
+// Reading the store back: recovery at start, support views, the event log.
+// Each read runs in one read transaction, so it sees one consistent state
+// even while a controller writes the same file from another process.
+#include "persistence/store_impl.hpp"
+
+namespace memlend::store {
+
+namespace {
+
+class ReadTransaction {
+ public:
+  explicit ReadTransaction(const Store::Impl& im) : im_(im) {
+    sql::Cursor c(im_.stmt(Sql::read_begin));
+    rc_ = c.step() == SQLITE_DONE ? SQLITE_OK : sqlite3_extended_errcode(im_.db.get());
+    if (rc_ != SQLITE_OK) error_ = failure_message(im_.path, rc_, im_.db.error());
+  }
+  ~ReadTransaction() {
+    if (rc_ == SQLITE_OK) {
+      sql::Cursor c(im_.stmt(Sql::read_end));
+      c.step();
+    }
+  }
+  bool ok() const { return rc_ == SQLITE_OK; }
+  const std::string& error() const { return error_; }
+
+ private:
+  const Store::Impl& im_;
+  int rc_ = SQLITE_OK;
+  std::string error_;
+};
+
+// Steps a query to its end, handing each row to `row`.
+template <class F>
+int each_row(sql::Cursor& c, F row) {
+  int rc;
+  while ((rc = c.step()) == SQLITE_ROW) row(c);
+  return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+std::optional<double> opt_real(const sql::Cursor& c, int col) {
+  if (c.is_null(col)) return std::nullopt;
+  return c.real(col);
+}
+
+}  // namespace
+
+std::vector<LeaseRecord> Snapshot::leases_in(LeaseState s) const {
+  std::vector<LeaseRecord> out;
+  for (const auto& l : leases)
+    if (l.state == s) out.push_back(l);
+  return out;
+}
+
+std::string_view view_name(View v) {
+  switch (v) {
+    case View::hosts: return "v_host_lending";
+    case View::vms: return "v_vm_memory";
+    case View::leases: return "v_leases";
+    case View::mirrors: return "v_mirrors";
+    case View::recommendations: return "v_recommendations";
+    case View::recent_events: return "v_recent_events";
+    case View::controller: return "v_controller";
+  }
+  return "";
+}
+
+Expected<Snapshot> Store::load() const {
+  const Impl& im = *impl_;
+  std::lock_guard<std::mutex> g(im.db_mutex);
+  ReadTransaction tx(im);
+  if (!tx.ok()) return Error{tx.error()};
+  Snapshot s;
+  s.schema_version = im.schema_version;
+  auto failed = [&](int rc) { return Error{failure_message(im.path, rc, im.db.error())}; };
+  int rc;
+  {
+    sql::Cursor c(im.stmt(Sql::load_controller));
+    rc = each_row(c, [&](const sql::Cursor& r) {
+      s.clock_s = r.real(0);
+      s.scenario = r.text(1);
+      s.next_lease_id = static_cast<std::uint64_t>(r.int64(2));
+    });
+    if (rc != SQLITE_OK) return failed(rc);
+  }
+  {
+    sql::Cursor c(im.stmt(Sql::load_last_seq));
+    rc = each_row(c, [&](const sql::Cursor& r) { s.last_event_seq = static_cast<std::uint64_t>(r.int64(0)); });
+    if (rc != SQLITE_OK) return failed(rc);
+  }
+  {
+    sql::Cursor c(im.stmt(Sql::load_hosts));
+    rc = each_row(c, [&](const sql::Cursor& r) {
+      HostRecord h;
+      h.id = static_cast<std::uint32_t>(r.int64(0));
+      h.name = r.text(1);
+      h.memory_mib = r.int64(2);
+      h.cpu_mhz = r.int64(3);
+      h.reserved_mib = r.int64(4);
+      h.rdma = r.int64(5) != 0;
+      h.data_path = r.int64(6) != 0;
+      h.up = r.int64(7) != 0;
+      h.fabric = r.text(8);
+      h.used_mib = r.int64(9);
+      h.used_mhz = r.int64(10);
+      h.actor_state = r.text(11);
+      h.updated_t_s = r.real(12);
+      s.hosts.push_back(std::move(h));
+    });
+    if (rc != SQLITE_OK) return failed(rc);
+  }
+  {
+    sql::Cursor c(im.stmt(Sql::load_vms));
+    rc = each_row(c, [&](const sql::Cursor& r) {
+      VmRecord v;
+      v.id = static_cast<std::uint32_t>(r.int64(0));
+      v.name = r.text(1);
+      v.host = static_cast<std::uint32_t>(r.int64(2));
+      v.memory_mib = r.int64(3);
+      v.cpu_mhz = r.int64(4);
+      v.local_mib = r.int64(5);
+      v.remote_since_s = opt_real(r, 6);
+      if (!r.is_null(7)) v.migrating_to = static_cast<std::uint32_t>(r.int64(7));
+      v.actor_state = r.text(8);
+      v.updated_t_s = r.real(9);
+      s.vms.push_back(std::move(v));
+    });
+    if (rc != SQLITE_OK) return failed(rc);
+  }
+  {
+    sql::Cursor c(im.stmt(Sql::load_leases));
+    rc = each_row(c, [&](const sql::Cursor& r) {
+      LeaseRecord l;
+      l.id = static_cast<std::uint64_t>(r.int64(0));
+      l.vm = static_cast<std::uint32_t>(r.int64(1));
+      l.donor = static_cast<std::uint32_t>(r.int64(2));
+      l.recipient = static_cast<std::uint32_t>(r.int64(3));
+      l.mib = r.int64(4);
+      // The schema's foreign key to lease_states keeps unknown names out.
+      l.state = parse_lease_state(r.text(5)).value_or(LeaseState::failed);
+      l.transport = r.text(6);
+      l.datapath_key = r.text(7);
+      l.epoch = static_cast<std::uint64_t>(r.int64(8));
+      l.created_t_s = r.real(9);
+      l.updated_t_s = r.real(10);
+      s.leases.push_back(std::move(l));
+    });
+    if (rc != SQLITE_OK) return failed(rc);
+  }
+  {
+    sql::Cursor c(im.stmt(Sql::load_mirrors));
+    rc = each_row(c, [&](const sql::Cursor& r) {
+      MirrorRecord m;
+      m.vm = static_cast<std::uint32_t>(r.int64(0));
+      m.path = r.text(1);
+      m.bytes = r.int64(2);
+      m.watermark_bytes = r.int64(3);
+      m.state = parse_mirror_state(r.text(4)).value_or(MirrorState::writing);
+      m.updated_t_s = r.real(5);
+      s.mirrors.push_back(std::move(m));
+    });
+    if (rc != SQLITE_OK) return failed(rc);
+  }
+  {
+    sql::Cursor c(im.stmt(Sql::load_recommendations));
+    rc = each_row(c, [&](const sql::Cursor& r) {
+      RecommendationRecord x;
+      x.vm = static_cast<std::uint32_t>(r.int64(0));
+      x.target = static_cast<std::uint32_t>(r.int64(1));
+      x.reason = r.text(2);
+      x.t_s = r.real(3);
+      s.recommendations.push_back(std::move(x));
+    });
+    if (rc != SQLITE_OK) return failed(rc);
+  }
+  return s;
+}
+
+Expected<std::vector<EventRecord>> Store::events(std::uint64_t after, std::size_t limit) const {
+  const Impl& im = *impl_;
+  std::lock_guard<std::mutex> g(im.db_mutex);
+  ReadTransaction tx(im);
+  if (!tx.ok()) return Error{tx.error()};
+  std::vector<EventRecord> out;
+  sql::Cursor c(im.stmt(Sql::load_events));
+  std::int64_t most = limit > static_cast<std::size_t>(INT64_MAX) ? INT64_MAX : static_cast<std::int64_t>(limit);
+  c.bind(after).bind(most);
+  int rc = each_row(c, [&](const sql::Cursor& r) {
+    EventRecord e;
+    e.seq = static_cast<std::uint64_t>(r.int64(0));
+    e.t_s = r.real(1);
+    e.event = r.text(2);
+    e.vm = r.text(3);
+    e.host = r.text(4);
+    e.donor = r.text(5);
+    if (!r.is_null(6)) e.mib = r.int64(6);
+    out.push_back(std::move(e));
+  });
+  if (rc != SQLITE_OK) return Error{failure_message(im.path, rc, im.db.error())};
+  return out;
+}
+
+Expected<Table> Store::read(View v) const {
+  static const Sql by_view[] = {Sql::view_hosts,           Sql::view_vms,           Sql::view_leases,
+                                Sql::view_mirrors,         Sql::view_recommendations, Sql::view_recent_events,
+                                Sql::view_controller};
+  const Impl& im = *impl_;
+  std::lock_guard<std::mutex> g(im.db_mutex);
+  ReadTransaction tx(im);
+  if (!tx.ok()) return Error{tx.error()};
+  Table t;
+  sql::Cursor c(im.stmt(by_view[static_cast<std::size_t>(v)]));
+  for (int i = 0; i < c.columns(); ++i) t.columns.push_back(c.column_name(i));
+  int rc = each_row(c, [&](const sql::Cursor& r) {
+    std::vector<Value> row;
+    row.reserve(t.columns.size());
+    for (int i = 0; i < r.columns(); ++i) {
+      switch (r.type(i)) {
+        case SQLITE_INTEGER: row.emplace_back(r.int64(i)); break;
+        case SQLITE_FLOAT: row.emplace_back(r.real(i)); break;
+        case SQLITE_NULL: row.emplace_back(std::monostate{}); break;
+        default: row.emplace_back(r.text(i)); break;
+      }
+    }
+    t.rows.push_back(std::move(row));
+  });
+  if (rc != SQLITE_OK) return Error{failure_message(im.path, rc, im.db.error())};
+  return t;
+}
+
+}  // namespace memlend::store

@@ -1,0 +1,257 @@
+#include "persistence/schema.hpp"
+
+namespace memlend::store {
+
+namespace {
+
+// Version 1. Units are in the column names (_mib, _mhz, _bytes, _t_s for
+// scenario seconds, _unix_ms for wall-clock milliseconds since 1970 UTC).
+// README.md ("Store") documents every view column.
+const char* const v1 = R"sql(
+CREATE TABLE schema_history (
+  version INTEGER PRIMARY KEY,
+  summary TEXT NOT NULL,
+  applied_unix_ms INTEGER NOT NULL
+);
+
+CREATE TABLE controller (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  clock_s REAL NOT NULL DEFAULT 0,
+  scenario TEXT NOT NULL DEFAULT '',
+  next_lease_id INTEGER NOT NULL DEFAULT 1 CHECK (next_lease_id >= 1),
+  updated_unix_ms INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO controller (id) VALUES (1);
+
+CREATE TABLE hosts (
+  id INTEGER PRIMARY KEY CHECK (id >= 0),
+  name TEXT NOT NULL UNIQUE,
+  memory_mib INTEGER NOT NULL CHECK (memory_mib >= 0),
+  cpu_mhz INTEGER NOT NULL CHECK (cpu_mhz >= 0),
+  reserved_mib INTEGER NOT NULL DEFAULT 0 CHECK (reserved_mib >= 0),
+  rdma INTEGER NOT NULL DEFAULT 1 CHECK (rdma IN (0, 1)),
+  data_path INTEGER NOT NULL DEFAULT 1 CHECK (data_path IN (0, 1)),
+  up INTEGER NOT NULL DEFAULT 1 CHECK (up IN (0, 1)),
+  fabric TEXT NOT NULL DEFAULT '',
+  used_mib INTEGER NOT NULL DEFAULT 0 CHECK (used_mib >= 0),
+  used_mhz INTEGER NOT NULL DEFAULT 0 CHECK (used_mhz >= 0),
+  actor_state TEXT NOT NULL DEFAULT '',
+  updated_t_s REAL NOT NULL DEFAULT 0,
+  updated_unix_ms INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE vms (
+  id INTEGER PRIMARY KEY CHECK (id >= 0),
+  name TEXT NOT NULL UNIQUE,
+  host INTEGER NOT NULL REFERENCES hosts (id),
+  memory_mib INTEGER NOT NULL CHECK (memory_mib >= 0),
+  cpu_mhz INTEGER NOT NULL CHECK (cpu_mhz >= 0),
+  local_mib INTEGER NOT NULL DEFAULT 0 CHECK (local_mib >= 0),
+  remote_since_s REAL,
+  migrating_to INTEGER REFERENCES hosts (id),
+  actor_state TEXT NOT NULL DEFAULT '',
+  updated_t_s REAL NOT NULL DEFAULT 0,
+  updated_unix_ms INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE lease_states (
+  name TEXT PRIMARY KEY,
+  meaning TEXT NOT NULL
+);
+INSERT INTO lease_states VALUES
+  ('reserving', 'phase one: the donor holds the memory for this lease; nothing is attached yet'),
+  ('active', 'the VM uses the donor''s memory through its local buffer'),
+  ('draining', 'being given back: the VM''s pages are written back before the donor reclaims'),
+  ('released', 'ended: the donor has its memory back (kept as history)'),
+  ('failed', 'the donor is gone; the VM reads this memory from its mirror until it is re-homed');
+
+-- The steps a lease may take; '' is "not yet stored". The store refuses any other.
+CREATE TABLE lease_transitions (
+  from_state TEXT NOT NULL,
+  to_state TEXT NOT NULL REFERENCES lease_states (name),
+  PRIMARY KEY (from_state, to_state)
+);
+INSERT INTO lease_transitions VALUES
+  ('', 'reserving'), ('', 'active'),
+  ('reserving', 'reserving'), ('reserving', 'active'), ('reserving', 'released'), ('reserving', 'failed'),
+  ('active', 'active'), ('active', 'draining'), ('active', 'released'), ('active', 'failed'),
+  ('draining', 'draining'), ('draining', 'released'), ('draining', 'failed'),
+  ('failed', 'failed'), ('failed', 'released'),
+  ('released', 'released');
+
+CREATE TABLE leases (
+  id INTEGER PRIMARY KEY CHECK (id > 0),
+  vm INTEGER NOT NULL REFERENCES vms (id),
+  donor INTEGER NOT NULL REFERENCES hosts (id),
+  recipient INTEGER NOT NULL REFERENCES hosts (id),
+  mib INTEGER NOT NULL CHECK (mib > 0),
+  state TEXT NOT NULL REFERENCES lease_states (name),
+  transport TEXT NOT NULL CHECK (transport IN ('rdma', 'tcp')),
+  datapath_key TEXT NOT NULL DEFAULT '',
+  epoch INTEGER NOT NULL CHECK (epoch >= 0),
+  created_t_s REAL NOT NULL,
+  updated_t_s REAL NOT NULL,
+  created_unix_ms INTEGER NOT NULL,
+  updated_unix_ms INTEGER NOT NULL,
+  CHECK (donor <> recipient)
+);
+CREATE INDEX leases_by_vm ON leases (vm);
+CREATE INDEX leases_by_donor ON leases (donor);
+CREATE INDEX leases_live ON leases (id) WHERE state <> 'released';
+
+CREATE TABLE mirrors (
+  vm INTEGER PRIMARY KEY REFERENCES vms (id),
+  path TEXT NOT NULL,
+  bytes INTEGER NOT NULL CHECK (bytes >= 0),
+  watermark_bytes INTEGER NOT NULL DEFAULT 0 CHECK (watermark_bytes BETWEEN 0 AND bytes),
+  state TEXT NOT NULL CHECK (state IN ('writing', 'serving', 'deleted')),
+  updated_t_s REAL NOT NULL,
+  updated_unix_ms INTEGER NOT NULL
+);
+
+CREATE TABLE recommendations (
+  vm INTEGER PRIMARY KEY REFERENCES vms (id),
+  target INTEGER NOT NULL REFERENCES hosts (id),
+  reason TEXT NOT NULL,
+  t_s REAL NOT NULL,
+  updated_unix_ms INTEGER NOT NULL
+);
+
+CREATE TABLE event_kinds (
+  name TEXT PRIMARY KEY,
+  meaning TEXT NOT NULL
+);
+INSERT INTO event_kinds VALUES
+  ('need_detected', 'a VM needed more for detect_samples samples in a row'),
+  ('lease_granted', 'a donor lends a VM memory'),
+  ('lease_released', 'a VM gives a lease back'),
+  ('mirror_created', 'the VM''s mirror file appears'),
+  ('mirror_deleted', 'the VM''s mirror file goes'),
+  ('vm_migrated', 'a VM short of CPU moved'),
+  ('migration_recommended', 'a VM has used its main donor long enough and the donor can hold it'),
+  ('donor_failed', 'a host that lends went down'),
+  ('failover_to_mirror', 'a VM reads what a failed donor lent from its mirror'),
+  ('lease_rehomed', 'memory of a failed donor is lent by a new donor, filled from the mirror'),
+  ('memory_reclaimed', 'a recipient went down; its donor takes its memory back'),
+  ('unsatisfied', 'nothing fits; nothing was done');
+
+-- The --events-out log, line for line; seq numbers it from 1 without gaps.
+CREATE TABLE events (
+  seq INTEGER PRIMARY KEY,
+  t_s REAL NOT NULL,
+  event TEXT NOT NULL REFERENCES event_kinds (name),
+  vm TEXT,
+  host TEXT,
+  donor TEXT,
+  mib INTEGER,
+  recorded_unix_ms INTEGER NOT NULL
+);
+CREATE TRIGGER events_are_append_only_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+CREATE TRIGGER events_are_append_only_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+
+-- Support views (README.md, "Store").
+CREATE VIEW v_host_lending AS
+SELECT h.id, h.name, h.up, h.data_path, h.rdma, h.fabric,
+       h.memory_mib, h.cpu_mhz, h.reserved_mib, h.used_mib, h.used_mhz,
+       COALESCE(o.lent_mib, 0) AS lent_mib,
+       COALESCE(o.reserving_mib, 0) AS reserving_mib,
+       COALESCE(o.failed_mib, 0) AS failed_mib,
+       COALESCE(o.leases, 0) AS leases_out,
+       COALESCE(i.borrowed_mib, 0) AS borrowed_mib,
+       COALESCE(i.leases, 0) AS leases_in,
+       h.memory_mib - h.used_mib - COALESCE(o.lent_mib, 0) - COALESCE(o.reserving_mib, 0) AS free_mib,
+       CASE WHEN h.up AND h.data_path
+            THEN MAX(0, h.memory_mib - h.used_mib - COALESCE(o.lent_mib, 0) - COALESCE(o.reserving_mib, 0)
+                        - h.reserved_mib)
+            ELSE 0 END AS lendable_mib,
+       h.updated_t_s
+FROM hosts h
+LEFT JOIN (SELECT donor,
+                  SUM(CASE WHEN state IN ('active', 'draining') THEN mib ELSE 0 END) AS lent_mib,
+                  SUM(CASE WHEN state = 'reserving' THEN mib ELSE 0 END) AS reserving_mib,
+                  SUM(CASE WHEN state = 'failed' THEN mib ELSE 0 END) AS failed_mib,
+                  COUNT(*) AS leases
+           FROM leases WHERE state <> 'released' GROUP BY donor) o ON o.donor = h.id
+LEFT JOIN (SELECT recipient, SUM(mib) AS borrowed_mib, COUNT(*) AS leases
+           FROM leases WHERE state IN ('active', 'draining') GROUP BY recipient) i ON i.recipient = h.id
+ORDER BY h.id;
+
+CREATE VIEW v_vm_memory AS
+SELECT v.id, v.name, h.name AS host, v.memory_mib AS demand_mib, v.cpu_mhz AS demand_mhz, v.local_mib,
+       COALESCE(l.borrowed_mib, 0) AS borrowed_mib,
+       COALESCE(l.reserving_mib, 0) AS reserving_mib,
+       COALESCE(l.failed_mib, 0) AS from_mirror_mib,
+       COALESCE(l.leases, 0) AS leases,
+       MAX(0, v.memory_mib - v.local_mib - COALESCE(l.borrowed_mib, 0) - COALESCE(l.failed_mib, 0)) AS short_mib,
+       (m.bytes + 1048575) / 1048576 AS mirror_mib,
+       m.state AS mirror_state,
+       v.remote_since_s,
+       t.name AS migrating_to,
+       rt.name AS recommended_target,
+       v.updated_t_s
+FROM vms v
+JOIN hosts h ON h.id = v.host
+LEFT JOIN (SELECT vm,
+                  SUM(CASE WHEN state IN ('active', 'draining') THEN mib ELSE 0 END) AS borrowed_mib,
+                  SUM(CASE WHEN state = 'reserving' THEN mib ELSE 0 END) AS reserving_mib,
+                  SUM(CASE WHEN state = 'failed' THEN mib ELSE 0 END) AS failed_mib,
+                  COUNT(*) AS leases
+           FROM leases WHERE state <> 'released' GROUP BY vm) l ON l.vm = v.id
+LEFT JOIN mirrors m ON m.vm = v.id AND m.state <> 'deleted'
+LEFT JOIN hosts t ON t.id = v.migrating_to
+LEFT JOIN recommendations r ON r.vm = v.id
+LEFT JOIN hosts rt ON rt.id = r.target
+ORDER BY v.id;
+
+CREATE VIEW v_leases AS
+SELECT l.id, v.name AS vm, d.name AS donor, r.name AS recipient, l.mib, l.mib * 1048576 AS bytes,
+       l.state, l.transport, l.datapath_key, l.epoch, l.created_t_s, l.updated_t_s,
+       strftime('%Y-%m-%dT%H:%M:%SZ', l.created_unix_ms / 1000, 'unixepoch') AS created_at,
+       strftime('%Y-%m-%dT%H:%M:%SZ', l.updated_unix_ms / 1000, 'unixepoch') AS updated_at
+FROM leases l
+JOIN vms v ON v.id = l.vm
+JOIN hosts d ON d.id = l.donor
+JOIN hosts r ON r.id = l.recipient
+ORDER BY l.id;
+
+CREATE VIEW v_mirrors AS
+SELECT v.name AS vm, m.path, (m.bytes + 1048575) / 1048576 AS mib, m.bytes, m.watermark_bytes, m.state,
+       m.updated_t_s,
+       strftime('%Y-%m-%dT%H:%M:%SZ', m.updated_unix_ms / 1000, 'unixepoch') AS updated_at
+FROM mirrors m JOIN vms v ON v.id = m.vm
+ORDER BY m.vm;
+
+CREATE VIEW v_recommendations AS
+SELECT v.name AS vm, t.name AS target, r.reason, r.t_s,
+       strftime('%Y-%m-%dT%H:%M:%SZ', r.updated_unix_ms / 1000, 'unixepoch') AS recorded_at
+FROM recommendations r JOIN vms v ON v.id = r.vm JOIN hosts t ON t.id = r.target
+ORDER BY r.vm;
+
+CREATE VIEW v_recent_events AS
+SELECT * FROM (
+  SELECT seq, t_s, event, vm, host, donor, mib,
+         strftime('%Y-%m-%dT%H:%M:%SZ', recorded_unix_ms / 1000, 'unixepoch') AS recorded_at
+  FROM events ORDER BY seq DESC LIMIT 100)
+ORDER BY seq;
+
+CREATE VIEW v_controller AS
+SELECT (SELECT MAX(version) FROM schema_history) AS schema_version,
+       c.clock_s, c.scenario, c.next_lease_id,
+       (SELECT COALESCE(MAX(seq), 0) FROM events) AS events,
+       (SELECT COUNT(*) FROM leases WHERE state <> 'released') AS live_leases,
+       strftime('%Y-%m-%dT%H:%M:%SZ', c.updated_unix_ms / 1000, 'unixepoch') AS updated_at
+FROM controller c;
+)sql";
+
+}  // namespace
+
+const std::vector<Migration>& builtin_migrations() {
+  static const std::vector<Migration> all{
+      {1, "hosts, VMs, leases, mirrors, recommendations, event log, clock, support views", v1},
+  };
+  return all;
+}
+
+}  // namespace memlend::store

@@ -1,0 +1,184 @@
+// The controller's durable state: one SQLite file in WAL mode, written by
+// one thread that commits many callers' batches per fsync, and read back in
+// one call at start.
+//
+// Write-ahead: a caller describes a transition as a Batch, submits it, and
+// acts on it only once it is told the batch is durable. A batch is atomic:
+// all of it is durable, or none of it is (a refused batch leaves no trace,
+// and other callers' batches in the same group commit are unaffected).
+//
+// Plain C++ (no CAF): actors call submit() from their own thread and get the
+// outcome on the store's writer thread, where the callback should only hand
+// it on (a message to the actor), never block.
+#pragma once
+
+#include "actors/policy/expected.hpp"
+#include "persistence/records.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace memlend::store {
+
+struct Migration;
+
+// One atomic change, made at scenario time t_s: rows to write and events to
+// append. The stored clock moves forward to t_s (never back), so a restarted
+// controller resumes at the time of the last durable batch.
+class Batch {
+ public:
+  struct DropRecommendation {
+    std::uint32_t vm = 0;
+  };
+  struct SetScenario {
+    std::string fingerprint;
+  };
+  using Op = std::variant<HostRecord, VmRecord, LeaseRecord, MirrorRecord, RecommendationRecord,
+                          DropRecommendation, EventRecord, SetScenario>;
+
+  explicit Batch(double t_s) : t_s_(t_s) {}
+
+  Batch& put(HostRecord r) { return add(std::move(r)); }
+  Batch& put(VmRecord r) { return add(std::move(r)); }
+  // Inserts or moves a lease one step along `lease_transitions`; a step that
+  // is not there (active → reserving, anything after released) is refused.
+  Batch& put(LeaseRecord r) { return add(std::move(r)); }
+  Batch& put(MirrorRecord r) { return add(std::move(r)); }
+  Batch& put(RecommendationRecord r) { return add(std::move(r)); }
+  Batch& drop_recommendation(std::uint32_t vm) { return add(DropRecommendation{vm}); }
+  // Appends to the event log; the store numbers it.
+  Batch& event(EventRecord e) { return add(std::move(e)); }
+  // What the controller runs (a digest of the scenario), kept for recovery.
+  Batch& scenario(std::string fingerprint) { return add(SetScenario{std::move(fingerprint)}); }
+
+  double t_s() const { return t_s_; }
+  const std::vector<Op>& ops() const { return ops_; }
+  bool empty() const { return ops_.empty(); }
+
+ private:
+  Batch& add(Op op) {
+    ops_.push_back(std::move(op));
+    return *this;
+  }
+  double t_s_;
+  std::vector<Op> ops_;
+};
+
+enum class Status {
+  durable,  // on disk (fsync'd): act on it
+  refused,  // this batch broke a rule (a lease step, a reference): nothing of it was written
+  failed,   // the file could not be written (disk full, I/O error): nothing of it was written
+};
+
+struct Outcome {
+  std::uint64_t ticket = 0;
+  Status status = Status::durable;
+  std::string error;                      // refused/failed: "<file>: what is wrong and what to do"
+  std::vector<std::uint64_t> event_seqs;  // durable: the sequence numbers of its events, in order
+  bool ok() const { return status == Status::durable; }
+};
+
+// Called once per submitted batch, on the store's writer thread.
+using OnDurable = std::function<void(const Outcome&)>;
+
+enum class Access {
+  read_write,  // the controller: exclusive lock, migrations, writer thread
+  read_only,   // support tooling: never writes, no lock, works while the controller runs
+};
+
+struct Options {
+  Access access = Access::read_write;
+  std::chrono::milliseconds busy_timeout{5000};
+  // Batches per group commit at most (one transaction, one fsync).
+  std::size_t max_group = 4096;
+  // Tests only: the migrations to know instead of the built-in ones.
+  const std::vector<Migration>* migrations = nullptr;
+};
+
+// Everything the controller needs to rebuild itself after a restart.
+struct Snapshot {
+  int schema_version = 0;
+  double clock_s = 0;         // scenario time of the last durable batch
+  std::string scenario;       // what Batch::scenario recorded
+  std::uint64_t next_lease_id = 1;   // larger than any lease id ever stored
+  std::uint64_t last_event_seq = 0;  // 0: no events yet
+  std::vector<HostRecord> hosts;     // by id
+  std::vector<VmRecord> vms;         // by id
+  std::vector<LeaseRecord> leases;   // every lease not released, by id
+  std::vector<MirrorRecord> mirrors; // every mirror not deleted, by VM
+  std::vector<RecommendationRecord> recommendations;  // by VM
+
+  bool fresh() const { return hosts.empty() && vms.empty() && leases.empty() && last_event_seq == 0; }
+  std::vector<LeaseRecord> leases_in(LeaseState s) const;
+};
+
+// One support view as rows of values, for `memlend state`.
+using Value = std::variant<std::monostate, std::int64_t, double, std::string>;
+struct Table {
+  std::vector<std::string> columns;
+  std::vector<std::vector<Value>> rows;
+};
+enum class View { hosts, vms, leases, mirrors, recommendations, recent_events, controller };
+// The SQL name of a view (v_host_lending, ...).
+std::string_view view_name(View v);
+
+struct Stats {
+  std::uint64_t batches = 0;  // durable batches
+  std::uint64_t commits = 0;  // group commits (one fsync each)
+  std::uint64_t refused = 0;
+  std::uint64_t failed = 0;
+};
+
+class Store {
+ public:
+  // Opens (or creates) the database: checks it is memlend's and intact,
+  // migrates it forward, takes the exclusive lock. Every error names the
+  // file and says what to do; a file that is refused is left as it was.
+  static Expected<std::unique_ptr<Store>> open(const std::string& path, const Options& options = {});
+  // Commits everything submitted, then closes.
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Queues a batch for the next group commit; `done` gets the outcome. An
+  // error here (the store is closed, read-only or broken, the batch is
+  // malformed) means the batch was not queued and `done` is not called.
+  Expected<std::uint64_t> submit(Batch batch, OnDurable done);
+  // Submits and waits until durable: for start-up and tests.
+  Outcome commit(Batch batch);
+  // Waits until everything submitted so far has its outcome.
+  void flush();
+
+  // Recovery: the whole state in one read.
+  Expected<Snapshot> load() const;
+  // Rows of one support view.
+  Expected<Table> read(View v) const;
+  // Event log entries with seq > after, in order (at most `limit`).
+  Expected<std::vector<EventRecord>> events(std::uint64_t after = 0, std::size_t limit = SIZE_MAX) const;
+
+  const std::string& path() const;
+  int schema_version() const;
+  Stats stats() const;
+
+  struct Impl;
+
+ private:
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Where SQLite's own error log and the store's notices go (by default, a
+// line on stderr). Process-wide; set it before the first open.
+enum class LogLevel { notice, warning, error };
+using LogSink = std::function<void(LogLevel, const std::string&)>;
+void set_log_sink(LogSink sink);
+
+// The default database of `memlend run` and `memlend state`.
+inline constexpr const char* default_db_path = "memlend.db";
+
+}  // namespace memlend::store

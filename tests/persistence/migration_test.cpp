@@ -1,0 +1,140 @@
+// Every schema version memlend shipped has a fixture database; each must open
+// with the current code and migrate forward with its data intact.
+#define BOOST_TEST_MODULE persistence_migration
+#include <boost/test/unit_test.hpp>
+
+#include "persistence/schema.hpp"
+#include "persistence/store.hpp"
+#include "tests/persistence/support.hpp"
+
+using namespace memlend::store;
+using memlend::test::file_exists;
+using memlend::test::read_file;
+using memlend::test::TempDir;
+
+namespace {
+
+const std::string fixtures = std::string(MEMLEND_SOURCE_DIR) + "/tests/persistence/fixtures";
+
+std::string fixture(int version) { return fixtures + "/v" + std::to_string(version) + ".sqlite"; }
+
+// A copy to open: the fixture itself is never written.
+std::string copy_of(const TempDir& dir, int version) {
+  std::string path = dir.file("memlend.db");
+  memlend::test::write_file(path, read_file(fixture(version)));
+  return path;
+}
+
+// What sample_v1() wrote, as any later version must still show it.
+void check_sample_v1(const Snapshot& s) {
+  BOOST_TEST(s.scenario == "sample-v1");
+  BOOST_TEST(s.clock_s == 680.0);
+  BOOST_TEST(s.next_lease_id == 4u);
+  BOOST_TEST(s.last_event_seq == 7u);
+  BOOST_TEST_REQUIRE(s.hosts.size() == 3u);
+  BOOST_TEST(s.hosts[1].name == "B");
+  BOOST_TEST(s.hosts[2].reserved_mib == 2048);
+  BOOST_TEST_REQUIRE(s.vms.size() == 3u);
+  BOOST_TEST(s.vms[1].name == "VM2");
+  BOOST_TEST(s.vms[1].actor_state == "{\"generation\":1}");
+  BOOST_TEST_REQUIRE(s.leases.size() == 2u);
+  BOOST_TEST(s.leases[0].id == 1u);
+  BOOST_TEST(s.leases[0].mib == 49152);
+  BOOST_TEST(s.leases[0].state == LeaseState::active);
+  BOOST_TEST(s.leases[1].state == LeaseState::reserving);
+  BOOST_TEST_REQUIRE(s.mirrors.size() == 1u);
+  BOOST_TEST(s.mirrors[0].path == "memlend-datastore/VM2.mirror");
+  BOOST_TEST(s.mirrors[0].watermark_bytes == (1LL << 30));
+  BOOST_TEST_REQUIRE(s.recommendations.size() == 1u);
+  BOOST_TEST(s.recommendations[0].vm == 1u);
+}
+
+std::vector<Migration> with_a_later_version(std::string sql) {
+  auto all = builtin_migrations();
+  all.push_back({all.back().to_version + 1, "a test's next version", std::move(sql)});
+  return all;
+}
+
+memlend::Expected<std::unique_ptr<Store>> open_with(const std::string& path, const std::vector<Migration>& known) {
+  Options o;
+  o.migrations = &known;
+  return Store::open(path, o);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(every_shipped_schema_version_has_a_fixture) {
+  for (const auto& m : builtin_migrations())
+    BOOST_TEST(file_exists(fixture(m.to_version)), "no fixture for schema version " << m.to_version
+                                                     << " (see tests/persistence/fixtures/README.md)");
+}
+
+BOOST_AUTO_TEST_CASE(the_v1_fixture_opens_and_migrates_to_the_current_schema) {
+  TempDir dir("migrate");
+  std::string path = copy_of(dir, 1);
+  auto s = Store::open(path);
+  BOOST_TEST_REQUIRE(bool(s), (s ? "" : s.error().message));
+  BOOST_TEST((*s)->schema_version() == builtin_migrations().back().to_version);
+  auto snap = (*s)->load();
+  BOOST_TEST_REQUIRE(bool(snap));
+  check_sample_v1(*snap);
+  // And it takes new transitions on from where it was.
+  LeaseRecord l = snap->leases[1];
+  l.state = LeaseState::active;
+  BOOST_TEST((*s)->commit(std::move(Batch(700).put(l))).ok());
+}
+
+BOOST_AUTO_TEST_CASE(a_v1_database_migrates_to_a_later_version_with_its_data) {
+  TempDir dir("migrate");
+  std::string path = copy_of(dir, 1);
+  auto next = with_a_later_version(
+      "ALTER TABLE leases ADD COLUMN note TEXT NOT NULL DEFAULT '';"
+      "CREATE INDEX leases_by_recipient ON leases (recipient)");
+  {
+    auto s = open_with(path, next);
+    BOOST_TEST_REQUIRE(bool(s), (s ? "" : s.error().message));
+    BOOST_TEST((*s)->schema_version() == next.back().to_version);
+    auto snap = (*s)->load();
+    BOOST_TEST_REQUIRE(bool(snap));
+    check_sample_v1(*snap);
+    BOOST_TEST(snap->schema_version == next.back().to_version);
+  }
+  BOOST_TEST(memlend::test::raw_value(path, "SELECT COUNT(*) FROM schema_history") == std::to_string(next.size()));
+  BOOST_TEST(memlend::test::raw_value(path, "SELECT note FROM leases WHERE id = 1") == "");
+  // The memlend of before that version no longer opens it.
+  auto older = Store::open(path);
+  BOOST_TEST_REQUIRE(!older);
+  BOOST_TEST(older.error().message.find("newer memlend") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_migration_that_fails_leaves_the_file_as_it_was) {
+  TempDir dir("migrate");
+  std::string path = copy_of(dir, 1);
+  std::string before = read_file(path);
+  auto broken = with_a_later_version(
+      "CREATE TABLE placements (vm INTEGER PRIMARY KEY);"
+      "INSERT INTO placements SELECT id FROM no_such_table");
+  auto s = open_with(path, broken);
+  BOOST_TEST_REQUIRE(!s);
+  const std::string& m = s.error().message;
+  BOOST_TEST(m.find(path) == 0u, m);
+  BOOST_TEST(m.find("migrating from schema version 1 to 2") != std::string::npos, m);
+  BOOST_TEST((read_file(path) == before));
+  BOOST_TEST(!file_exists(path + "-wal"));
+  BOOST_TEST(!file_exists(path + "-shm"));
+  auto again = Store::open(path);
+  BOOST_TEST_REQUIRE(bool(again), (again ? "" : again.error().message));
+  BOOST_TEST((*again)->schema_version() == 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_migration_that_leaves_dangling_rows_is_rolled_back) {
+  TempDir dir("migrate");
+  std::string path = copy_of(dir, 1);
+  std::string before = read_file(path);
+  auto dangling = with_a_later_version("DELETE FROM vms WHERE name = 'VM2'");
+  auto s = open_with(path, dangling);
+  BOOST_TEST_REQUIRE(!s);
+  BOOST_TEST(s.error().message.find("rows refer to rows that are not there") != std::string::npos,
+             s.error().message);
+  BOOST_TEST((read_file(path) == before));
+}

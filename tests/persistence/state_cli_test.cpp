@@ -1,0 +1,144 @@
+// `memlend state` as a support engineer runs it: the real binary on a real
+// database, read-only, also while a controller has the database open.
+#define BOOST_TEST_MODULE persistence_state_cli
+#include <boost/test/unit_test.hpp>
+
+#include "persistence/store.hpp"
+#include "tests/persistence/support.hpp"
+#include "tests/support/process.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+
+using memlend::test::file_exists;
+using memlend::test::read_file;
+using memlend::test::run_process;
+using memlend::test::TempDir;
+
+namespace {
+
+const std::string bin = MEMLEND_BINARY;
+
+// The database and its WAL, byte for byte, and which side files exist. The
+// -shm's contents are left out: it is the WAL's shared-memory index, where
+// every reader, read-only ones too, marks what it reads.
+std::string fingerprint(const std::string& path) {
+  std::string out = read_file(path);
+  for (const char* suffix : {"-wal", "-lock"})
+    out += std::string("|") + suffix + (file_exists(path + suffix) ? read_file(path + suffix) : "absent");
+  return out + "|-shm " + (file_exists(path + "-shm") ? "present" : "absent");
+}
+
+// One line on stderr naming the file, exit status 2, nothing on stdout.
+void expect_bad_input(const std::vector<std::string>& args, const std::string& names, const std::string& what) {
+  std::vector<std::string> argv{bin, "state"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = run_process(argv, 60);
+  BOOST_TEST(r.status == 2);
+  BOOST_TEST(r.out.empty());
+  BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1, r.err);
+  BOOST_TEST(r.err.find("memlend: " + names) == 0u, r.err);
+  BOOST_TEST(r.err.find(what) != std::string::npos, r.err);
+}
+
+const nlohmann::json& by(const nlohmann::json& rows, const std::string& key, const nlohmann::json& value) {
+  for (const auto& r : rows)
+    if (r.at(key) == value) return r;
+  BOOST_FAIL("no row with " << key << " = " << value);
+  return rows;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(json_has_every_array_support_tooling_reads_and_the_file_is_untouched) {
+  TempDir dir("state");
+  std::string db = dir.file("memlend.db");
+  memlend::test::write_sample_v1(db);
+  ::unlink((db + "-lock").c_str());
+  std::string before = fingerprint(db);
+  auto r = run_process({bin, "state", "--db", db, "--json"}, 60);
+  BOOST_TEST_REQUIRE(r.status == 0, r.err);
+  BOOST_TEST(r.err.empty());
+  auto j = nlohmann::json::parse(r.out);
+  for (const char* key : {"hosts", "vms", "leases", "mirrors", "recommendations"})
+    BOOST_TEST(j.at(key).is_array(), key);
+  BOOST_TEST_REQUIRE(j["leases"].size() == 3u);
+  const auto& lease = by(j["leases"], "id", 1);
+  BOOST_TEST(lease.at("vm") == "VM2");
+  BOOST_TEST(lease.at("donor") == "B");
+  BOOST_TEST(lease.at("recipient") == "A");
+  BOOST_TEST(lease.at("mib") == 49152);
+  BOOST_TEST(lease.at("state") == "active");
+  BOOST_TEST(by(j["leases"], "id", 2).at("state") == "released");
+  BOOST_TEST(by(j["leases"], "id", 3).at("state") == "reserving");
+  const auto& mirror = by(j["mirrors"], "vm", "VM2");
+  BOOST_TEST(mirror.at("path") == "memlend-datastore/VM2.mirror");
+  BOOST_TEST(mirror.at("mib") == 49152);
+  const auto& rec = by(j["recommendations"], "vm", "VM2");
+  BOOST_TEST(rec.at("target") == "B");
+  BOOST_TEST(rec.at("reason").get<std::string>().find("630 s") != std::string::npos);
+  BOOST_TEST(by(j["hosts"], "name", "B").at("lent_mib") == 49152);
+  BOOST_TEST(by(j["hosts"], "name", "B").at("up") == true);
+  BOOST_TEST(by(j["vms"], "name", "VM2").at("borrowed_mib") == 49152);
+  BOOST_TEST(j.at("controller").at("clock_s") == 680.0);
+  BOOST_TEST(j.at("recent_events").size() == 7u);
+  BOOST_TEST((fingerprint(db) == before), "memlend state changed the database or made files beside it");
+}
+
+BOOST_AUTO_TEST_CASE(text_shows_live_leases_and_counts_the_history) {
+  TempDir dir("state");
+  std::string db = dir.file("memlend.db");
+  memlend::test::write_sample_v1(db);
+  // Without --db: memlend.db in the working directory.
+  auto r = run_process({bin, "state"}, 60, dir.path);
+  BOOST_TEST_REQUIRE(r.status == 0, r.err);
+  BOOST_TEST(r.out.find("scenario clock 680 s") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("leases, not released (2)") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("1 released leases kept as history") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("migration_recommended") != std::string::npos, r.out);
+}
+
+BOOST_AUTO_TEST_CASE(it_reads_what_a_running_controller_committed_without_disturbing_it) {
+  TempDir dir("state");
+  std::string db = dir.file("memlend.db");
+  auto controller = memlend::store::Store::open(db);
+  BOOST_TEST_REQUIRE(bool(controller));
+  for (auto& b : memlend::test::sample_v1()) BOOST_TEST_REQUIRE((*controller)->commit(std::move(b)).ok());
+  BOOST_TEST_REQUIRE(file_exists(db + "-wal"));  // the state is (partly) in the WAL
+  std::string before = fingerprint(db);
+  auto r = run_process({bin, "state", "--db", db, "--json"}, 60);
+  BOOST_TEST_REQUIRE(r.status == 0, r.err);
+  auto j = nlohmann::json::parse(r.out);
+  BOOST_TEST(j["leases"].size() == 3u);
+  BOOST_TEST((fingerprint(db) == before));
+  memlend::store::EventRecord e;
+  e.t_s = 700;
+  e.event = "unsatisfied";
+  BOOST_TEST((*controller)->commit(std::move(memlend::store::Batch(700).event(e))).ok());
+}
+
+BOOST_AUTO_TEST_CASE(bad_databases_get_one_line_and_exit_status_2) {
+  TempDir dir("state");
+  expect_bad_input({"--db", dir.file("missing.db")}, dir.file("missing.db"), "no such database");
+  BOOST_TEST(!file_exists(dir.file("missing.db")));
+  std::string notes = dir.file("notes.db");
+  memlend::test::write_file(notes, "not a database at all, just some notes\n");
+  expect_bad_input({"--db", notes}, notes, "not an SQLite database");
+  std::string newer = dir.file("newer.db");
+  memlend::test::write_sample_v1(newer);
+  memlend::test::raw_sql(newer, "PRAGMA user_version = 9");
+  expect_bad_input({"--db", newer, "--json"}, newer, "newer memlend");
+  std::string torn = dir.file("torn.db");
+  memlend::test::write_sample_v1(torn);
+  std::string bytes = read_file(torn);
+  memlend::test::write_file(torn, bytes.substr(0, bytes.size() / 2));
+  expect_bad_input({"--db", torn}, torn, "damaged");
+  expect_bad_input({"--db", dir.path}, dir.path, "not a regular file");
+}
+
+BOOST_AUTO_TEST_CASE(bad_flags_get_exit_status_2) {
+  auto r = run_process({bin, "state", "--no-such-flag"}, 60);
+  BOOST_TEST(r.status == 2);
+  BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1, r.err);
+}

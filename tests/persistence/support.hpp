@@ -1,0 +1,71 @@
+// What the store's tests share: temporary directories and filesystems, raw
+// file access, and the sample data set that the schema fixtures hold.
+#pragma once
+
+#include "persistence/store.hpp"
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace memlend::store {
+
+// For Boost.Test's messages.
+inline std::ostream& operator<<(std::ostream& o, LeaseState s) { return o << to_string(s); }
+inline std::ostream& operator<<(std::ostream& o, Status s) {
+  return o << (s == Status::durable ? "durable" : s == Status::refused ? "refused" : "failed");
+}
+
+}  // namespace memlend::store
+
+namespace memlend::test {
+
+// A fresh directory, removed with everything in it when this goes.
+struct TempDir {
+  explicit TempDir(const std::string& tag);
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string file(const std::string& name) const { return path + "/" + name; }
+  std::string path;
+};
+
+// A small tmpfs, for a disk that fills up or turns read-only. Needs
+// CAP_SYS_ADMIN; `mounted()` says whether it worked. Unmounted when it goes.
+class Tmpfs {
+ public:
+  Tmpfs(const std::string& tag, std::size_t kib);
+  ~Tmpfs();
+  Tmpfs(const Tmpfs&) = delete;
+  Tmpfs& operator=(const Tmpfs&) = delete;
+  bool mounted() const { return mounted_; }
+  const std::string& path() const { return dir_.path; }
+  std::string file(const std::string& name) const { return dir_.file(name); }
+  bool remount_read_only();
+  // Fills the filesystem to the last byte with one file; returns its path.
+  std::string fill();
+
+ private:
+  TempDir dir_;
+  bool mounted_ = false;
+};
+
+// Whether this process may mount a tmpfs (for test preconditions).
+bool can_mount();
+
+std::string read_file(const std::string& path);
+void write_file(const std::string& path, const std::string& bytes);
+bool file_exists(const std::string& path);
+
+// Runs SQL on a database with plain SQLite, behind the store's back.
+void raw_sql(const std::string& db_path, const std::string& sql);
+// The first column of the first row, as text ("" when there is none).
+std::string raw_value(const std::string& db_path, const std::string& sql);
+
+// The sample data of schema version 1, as the batches that write it. Its
+// contents must not change: fixtures/v1.sqlite holds it.
+std::vector<store::Batch> sample_v1();
+// Opens (creating) `path` and writes the sample; throws on any failure.
+void write_sample_v1(const std::string& path);
+
+}  // namespace memlend::test

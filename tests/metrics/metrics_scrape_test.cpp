@@ -33,6 +33,7 @@ namespace {
 const std::string source_dir = MEMLEND_SOURCE_DIR;
 const std::string fig2 = source_dir + "/examples/fig2.json";
 const std::string alert_rules = source_dir + "/packaging/memlend-alerts.yml";
+const std::string dashboard = source_dir + "/packaging/memlend-dashboard.json";
 constexpr double mib = 1024.0 * 1024.0;
 
 std::vector<std::string> target(const std::string& address, const std::string& scenario) {
@@ -178,6 +179,25 @@ BOOST_AUTO_TEST_CASE(a_real_prometheus_server_scrapes_the_series_and_loads_the_a
   BOOST_TEST(number("sum(memlend_host_memory_borrowed_bytes)") == 49152 * mib);
   BOOST_TEST(number("memlend_decisions_total{kind=\"remote_memory\"}") == 1);
   BOOST_TEST(query("memlend_host_up").size() == 3u);
+
+  // Every query of the Grafana dashboard runs on a real Prometheus (Grafana
+  // itself is not packaged in Debian), with its variables set to "all".
+  std::ifstream dash_in(dashboard);
+  auto dash = nlohmann::json::parse(dash_in);
+  std::size_t exprs = 0;
+  for (const auto& panel : dash["panels"]) {
+    if (!panel.contains("targets")) continue;
+    for (const auto& t : panel["targets"]) {
+      std::string expr = t["expr"];
+      for (const char* var : {"$instance", "$host"})
+        for (auto at = expr.find(var); at != std::string::npos; at = expr.find(var))
+          expr.replace(at, std::string(var).size(), ".*");
+      auto r = http_get("127.0.0.1", prom_port, "/api/v1/query?query=" + url_encode(expr), 10);
+      BOOST_TEST(r.status == 200, panel["title"] << ": " << expr << ": " << r.body);
+      ++exprs;
+    }
+  }
+  BOOST_TEST(exprs >= 20u);
 
   // The alert rules loaded and evaluate without error against real series.
   nlohmann::json groups;

@@ -8,6 +8,12 @@
 #include "tests/support/http_get.hpp"
 #include "tests/support/process.hpp"
 
+#include <cstring>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
 
 using namespace memlend;
 using memlend::policy::DecisionKind;
@@ -223,4 +229,34 @@ BOOST_AUTO_TEST_CASE(an_address_not_on_this_node_is_a_clear_error) {
   auto e = metrics::HttpExposer::start(r, "192.0.2.1:9464");
   BOOST_TEST_REQUIRE(!e);
   BOOST_TEST(e.error().message == "cannot listen on 192.0.2.1:9464: Cannot assign requested address");
+}
+
+// The dashboard and the alert rules name only metrics that exist: a typo
+// there would show an empty panel or an alert that never fires.
+BOOST_AUTO_TEST_CASE(the_dashboard_and_the_alerts_name_only_real_metrics) {
+  metrics::Registry r;
+  r.host("A");
+  std::set<std::string> declared;
+  for (const char* name : every_family) declared.insert(name);
+  std::string text = r.exposition();
+  for (const auto& name : declared) BOOST_TEST(text.find("# TYPE " + name + " ") != std::string::npos, name);
+  std::regex metric_name("memlend_[a-z_]+");
+  for (const char* file : {"/packaging/memlend-dashboard.json", "/packaging/memlend-alerts.yml"}) {
+    std::ifstream in(std::string(MEMLEND_SOURCE_DIR) + file);
+    std::stringstream body;
+    body << in.rdbuf();
+    std::string s = body.str();
+    BOOST_TEST_REQUIRE(!s.empty(), file);
+    std::size_t names = 0;
+    for (std::sregex_iterator it(s.begin(), s.end(), metric_name), end; it != end; ++it) {
+      std::string name = it->str();
+      for (const char* suffix : {"_bucket", "_count", "_sum"})
+        if (!declared.count(name) && name.size() > std::strlen(suffix) &&
+            name.compare(name.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
+          name.resize(name.size() - std::strlen(suffix));
+      BOOST_TEST(declared.count(name) == 1u, file << " names " << it->str());
+      ++names;
+    }
+    BOOST_TEST(names > 4u, file);
+  }
 }

@@ -1,8 +1,13 @@
 #include "actors/policy/planner.hpp"
 #include "cli/cli.hpp"
+#include "cli/config_file.hpp"
+#include "cli/logging.hpp"
 #include "cli/plan_output.hpp"
 #include "firmware_hooks/scenario.hpp"
 
+#include <spdlog/spdlog.h>
+
+#include <chrono>
 #include <iostream>
 
 namespace memlend::cli {
@@ -15,20 +20,31 @@ Action add_plan(CLI::App& app) {
       "recommend_migration or unsatisfied) with its reason. Changes nothing.");
   auto scenario = std::make_shared<std::string>();
   auto as_json = std::make_shared<bool>(false);
-  cmd->add_option("--scenario", *scenario, "Scenario file (JSON) describing the cluster")->required();
+  auto log_level = std::make_shared<std::string>();
+  // Not ->required(): the config file may name it, and CLI11 checks required
+  // options before the file is read.
+  cmd->add_option("--scenario", *scenario, "Scenario file (JSON) describing the cluster (required)");
   cmd->add_flag("--json", *as_json, "Print the decisions as one JSON document");
-  return [scenario, as_json] {
+  // Quiet unless asked: the decisions on stdout are the whole answer.
+  add_log_level(cmd, *log_level, "warn");
+  return with_config_file(cmd, [scenario, as_json, log_level] {
+    setup_logging(*log_level);
+    if (scenario->empty()) return bad_input("plan: --scenario FILE is required");
     auto sc = platform::load_scenario(*scenario);
     if (!sc) return bad_input(sc.error().message);
+    spdlog::debug("scenario {}: {} hosts, {} VMs", *scenario, sc->hosts.size(), sc->vms.size());
+    auto start = std::chrono::steady_clock::now();
     policy::Cluster cluster(*sc);
     auto decisions = cluster.plan();
+    spdlog::info("planned {} VMs in {:.3f} ms", decisions.size(),
+                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
     if (*as_json) {
       std::cout << plan_json(cluster, decisions).dump(2) << '\n';
     } else {
       for (const auto& d : decisions) std::cout << decision_line(cluster, d) << '\n';
     }
     return exit_ok;
-  };
+  });
 }
 
 }  // namespace memlend::cli

@@ -6,6 +6,7 @@
 #   packaging/build.sh test       build, then run every test (ctest)
 #   packaging/build.sh sanitize   the same tests in an ASan + UBSan build
 #   packaging/build.sh bench      build, then run the benchmarks
+#   packaging/build.sh package    build, then make the Debian package (build/memlend_*.deb)
 #   packaging/build.sh build      only build
 #   packaging/build.sh deps       only install the packages
 set -euo pipefail
@@ -72,5 +73,10 @@ case "$what" in
     configure_and_build "$root/build" -DCMAKE_BUILD_TYPE=Release
     find "$root/build/bench" -type f -name "bench_*" -perm -u+x | sort | while read -r b; do "$b" "$@"; done
     ;;
-  *) echo "usage: packaging/build.sh demo|test|sanitize|bench|build|deps" >&2; exit 2 ;;
+  package)
+    install_deps
+    configure_and_build "$root/build" -DCMAKE_BUILD_TYPE=Release
+    (cd "$root/build" && cpack -G DEB)
+    ;;
+  *) echo "usage: packaging/build.sh demo|test|sanitize|bench|package|build|deps" >&2; exit 2 ;;
 esac

@@ -1,0 +1,155 @@
+#include "cli/config_file.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+
+namespace memlend::cli {
+
+namespace {
+
+std::string trim(const std::string& s) {
+  auto b = s.find_first_not_of(" \t\r");
+  if (b == std::string::npos) return {};
+  auto e = s.find_last_not_of(" \t\r");
+  return s.substr(b, e - b + 1);
+}
+
+bool is_key(const std::string& k) {
+  if (k.empty()) return false;
+  for (char c : k)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_')) return false;
+  return true;
+}
+
+// The value part of a line: a quoted string, or a bare word or number up to
+// a comment. Returns an error text when it is neither.
+std::optional<std::string> parse_value(const std::string& text, std::string& out) {
+  if (text.empty()) return "no value after '='";
+  char q = text.front();
+  std::size_t end = 0;
+  if (q == '"' || q == '\'') {
+    std::size_t i = 1;
+    for (; i < text.size() && text[i] != q; ++i) {
+      if (q == '"' && text[i] == '\\' && i + 1 < text.size()) {
+        char c = text[++i];
+        switch (c) {
+          case '"': out += '"'; break;
+          case '\\': out += '\\'; break;
+          case 'n': out += '\n'; break;
+          case 't': out += '\t'; break;
+          default: return std::string("unknown escape \\") + c + " in a quoted value";
+        }
+      } else {
+        out += text[i];
+      }
+    }
+    if (i >= text.size()) return std::string("the value has no closing ") + q;
+    end = i + 1;
+    std::string rest = trim(text.substr(end));
+    if (!rest.empty() && rest.front() != '#') return "text after the closing quote: " + rest;
+    return std::nullopt;
+  }
+  auto hash = text.find(" #");
+  out = trim(hash == std::string::npos ? text : text.substr(0, hash));
+  if (out.empty()) return "no value after '='";
+  return std::nullopt;
+}
+
+// Options of `memlend <other command>`: a shared file may hold their keys.
+bool another_command_takes(const CLI::App& cmd, const std::string& name) {
+  const CLI::App* parent = cmd.get_parent();
+  if (!parent) return false;
+  for (const CLI::App* sub : parent->get_subcommands([](const CLI::App*) { return true; })) {
+    if (sub == &cmd) continue;
+    if (sub->get_option_no_throw(name)) return true;
+  }
+  return false;
+}
+
+std::string keys_of(const CLI::App& cmd) {
+  std::string keys;
+  for (const CLI::Option* o : cmd.get_options()) {
+    const auto& names = o->get_lnames();
+    if (names.empty() || names.front() == "help" || names.front() == "config") continue;
+    keys += (keys.empty() ? "" : ", ") + names.front();
+  }
+  return keys;
+}
+
+}  // namespace
+
+std::optional<Error> apply_config_file(CLI::App& cmd, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Error{path + ": cannot read the config file (" + std::strerror(errno) + ")"};
+  std::map<std::string, int> seen;  // key → line
+  std::string raw;
+  int line_no = 0;
+  std::string command = "memlend " + cmd.get_name();
+  while (std::getline(in, raw)) {
+    ++line_no;
+    std::string where = path + ":" + std::to_string(line_no) + ": ";
+    std::string line = trim(raw);
+    if (line.empty() || line.front() == '#') continue;
+    if (line.front() == '[')
+      return Error{where + "sections are not used: every key is a long option of a memlend command"};
+    auto eq = line.find('=');
+    if (eq == std::string::npos) return Error{where + "expected key = value, found \"" + line + "\""};
+    std::string key = trim(line.substr(0, eq));
+    if (!is_key(key)) return Error{where + "\"" + key + "\" is not a key (lower-case letters, digits and '-')"};
+    std::string value;
+    if (auto bad = parse_value(trim(line.substr(eq + 1)), value)) return Error{where + "key " + key + ": " + *bad};
+    if (auto [it, fresh] = seen.emplace(key, line_no); !fresh)
+      return Error{where + "key " + key + " is set twice (first on line " + std::to_string(it->second) + ")"};
+
+    std::string name = "--" + key;
+    CLI::Option* opt = key == "config" || key == "help" ? nullptr : cmd.get_option_no_throw(name);
+    if (!opt) {
+      if (key != "config" && key != "help" && another_command_takes(cmd, name)) continue;
+      std::string dashed = key;
+      for (char& c : dashed)
+        if (c == '_') c = '-';
+      if (dashed != key && cmd.get_option_no_throw("--" + dashed))
+        return Error{where + "unknown key " + key + " (did you mean " + dashed + "?)"};
+      return Error{where + "unknown key " + key + " (" + command + " takes: " + keys_of(cmd) + ")"};
+    }
+    if (opt->count() > 0) continue;  // the command line wins
+    std::string bad_value = where + "key " + key + ": bad value \"" + value + "\"";
+    try {
+      if (opt->get_expected_min() == 0) {
+        if (value == "false") continue;  // the same as leaving the flag out
+        if (value != "true") return Error{bad_value + ": a flag is true or false"};
+        opt->add_result(opt->get_flag_value(opt->get_lnames().front(), "true"));
+      } else {
+        opt->add_result(value);
+      }
+      opt->run_callback();
+    } catch (const CLI::Error& e) {
+      return Error{bad_value + ": " + e.what()};
+    }
+  }
+  if (in.bad()) return Error{path + ": cannot read the config file"};
+  return std::nullopt;
+}
+
+Action with_config_file(CLI::App* cmd, Action action) {
+  auto path = std::make_shared<std::string>();
+  cmd->add_option("--config", *path,
+                  "Read options from this file: one `key = value` per line, the key being a long\n"
+                  "option without its dashes (e.g. log-level = \"debug\"); the command line wins");
+  return [cmd, path, action = std::move(action)] {
+    if (!path->empty()) {
+      // What bad_input prints; that lives in main.cpp, which tests do not link.
+      if (auto bad = apply_config_file(*cmd, *path)) {
+        std::cerr << "memlend: " << bad->message << '\n';
+        return exit_bad_input;
+      }
+    }
+    return action();
+  };
+}
+
+}  // namespace memlend::cli

@@ -1,0 +1,33 @@
+// Options from a config file as well as the command line, the command line
+// winning. The file is `key = value` lines (a subset of TOML: `#` comments,
+// "double" or 'single' quoted strings, true/false); each key is the long
+// option of the command without its dashes, so the README's option list and
+// --help are the list of keys too.
+//
+// One file serves every command (the package's /etc/memlend/memlend.conf): a
+// key that only another memlend command takes is skipped; a key that no
+// command takes is an error. So is a bad value, a repeated key or a
+// malformed line; each error names the file, the line and the key.
+#pragma once
+
+#include "actors/policy/expected.hpp"
+#include "cli/cli.hpp"
+
+#include <optional>
+#include <string>
+
+namespace memlend::cli {
+
+// Adds `--config FILE` to cmd. The returned action reads the file (when one
+// was given), sets every option of cmd that the command line left unset, and
+// then runs `action`; a bad file makes it return exit_bad_input instead.
+// Options marked ->required() cannot come from the file: CLI11 checks them
+// before any action runs, so a command that takes a required option from the
+// file checks for it in its action instead.
+Action with_config_file(CLI::App* cmd, Action action);
+
+// The work of with_config_file, for tests and for a command that loads its
+// file at another moment.
+std::optional<Error> apply_config_file(CLI::App& cmd, const std::string& path);
+
+}  // namespace memlend::cli

@@ -1,0 +1,85 @@
+#include "metrics/http_exposer.hpp"
+
+#include <prometheus/exposer.h>
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace memlend::metrics {
+
+std::string ListenAddress::text() const { return host + ":" + std::to_string(port); }
+
+Expected<ListenAddress> parse_listen_address(std::string_view text) {
+  auto bad = [&](const std::string& why) {
+    return Error{"\"" + std::string(text) + "\" " + why + " (example: " + std::string(default_address) + ")"};
+  };
+  if (!text.empty() && text.front() == '[') return bad("is IPv6, which this build's HTTP server cannot serve");
+  auto colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size()) return bad("is not HOST:PORT");
+  std::string host(text.substr(0, colon));
+  std::string_view port_text = text.substr(colon + 1);
+  if (host.find(':') != std::string::npos) return bad("is not HOST:PORT");
+  if (host == "localhost") host = "127.0.0.1";
+  in_addr probe{};
+  if (inet_pton(AF_INET, host.c_str(), &probe) != 1)
+    return bad("does not start with an IPv4 address or localhost");
+  unsigned long port = 0;
+  for (char c : port_text) {
+    if (c < '0' || c > '9' || port > 65535) return bad("does not end with a port from 0 to 65535");
+    port = port * 10 + static_cast<unsigned long>(c - '0');
+  }
+  if (port > 65535) return bad("does not end with a port from 0 to 65535");
+  return ListenAddress{host, static_cast<std::uint16_t>(port)};
+}
+
+namespace {
+
+// civetweb says only "possible problem binding to port"; binding once
+// ourselves first finds errno's reason (in use, not an address of this node,
+// privileged port). SO_REUSEADDR as civetweb sets it, so that a port in
+// TIME_WAIT is not reported as taken.
+std::optional<std::string> bind_problem(const ListenAddress& a) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::string(std::strerror(errno));
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(a.port);
+  inet_pton(AF_INET, a.host.c_str(), &sa.sin_addr);
+  std::optional<std::string> problem;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || listen(fd, 1) != 0)
+    problem = std::strerror(errno);
+  close(fd);
+  return problem;
+}
+
+}  // namespace
+
+Expected<std::unique_ptr<HttpExposer>> HttpExposer::start(const Registry& registry, std::string_view address) {
+  auto a = parse_listen_address(address);
+  if (!a) return a.error();
+  if (auto problem = bind_problem(*a)) return Error{"cannot listen on " + a->text() + ": " + *problem};
+  std::unique_ptr<HttpExposer> e(new HttpExposer);
+  try {
+    // Two threads: Prometheus scrapes one request at a time, and a second
+    // thread keeps a slow client from holding up the scraper.
+    e->exposer_ = std::make_unique<prometheus::Exposer>(a->text(), 2);
+  } catch (const std::exception& x) {
+    return Error{"cannot listen on " + a->text() + ": " + x.what()};
+  }
+  e->exposer_->RegisterCollectable(registry.collectable());
+  e->address_ = *a;
+  auto ports = e->exposer_->GetListeningPorts();
+  if (!ports.empty()) e->address_.port = static_cast<std::uint16_t>(ports.front());
+  return e;
+}
+
+HttpExposer::~HttpExposer() = default;
+
+}  // namespace memlend::metrics

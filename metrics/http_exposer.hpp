@@ -1,0 +1,54 @@
+// Serves a Registry at http://ADDR/metrics (prometheus-cpp's pull library,
+// an embedded civetweb server on threads of its own, so no actor ever
+// blocks on a scrape).
+#pragma once
+
+#include "actors/policy/expected.hpp"
+#include "metrics/metrics.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace prometheus {
+class Exposer;
+}
+
+namespace memlend::metrics {
+
+// Loopback by default: metrics tell an attacker where memory is, so exposing
+// them beyond the node is the operator's choice.
+inline constexpr std::string_view default_address = "127.0.0.1:9464";
+
+struct ListenAddress {
+  std::string host;        // an IPv4 address
+  std::uint16_t port = 0;  // 0: any free port (tests)
+  std::string text() const;  // "127.0.0.1:9464"
+};
+
+// "127.0.0.1:9464", "0.0.0.0:9464", "localhost:9464". Host names other than
+// localhost are refused, so that the daemon does not depend on name
+// resolution to start; IPv6 is refused because Debian's civetweb, which
+// serves the page, is built without it.
+Expected<ListenAddress> parse_listen_address(std::string_view text);
+
+class HttpExposer {
+ public:
+  // Listens at once; an address in use or not on this node is an error value
+  // that says so (errno's words), never an exception.
+  static Expected<std::unique_ptr<HttpExposer>> start(const Registry& registry, std::string_view address);
+  ~HttpExposer();
+  HttpExposer(const HttpExposer&) = delete;
+  HttpExposer& operator=(const HttpExposer&) = delete;
+
+  // Where it listens, with the real port when 0 was asked for.
+  const ListenAddress& address() const { return address_; }
+
+ private:
+  HttpExposer() = default;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  ListenAddress address_;
+};
+
+}  // namespace memlend::metrics

@@ -1,0 +1,171 @@
+#define BOOST_TEST_MODULE cli_config_file
+#include <boost/test/unit_test.hpp>
+
+#include "cli/config_file.hpp"
+#include "cli/logging.hpp"
+#include "tests/support/process.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <sys/stat.h>
+#include <fstream>
+
+using namespace memlend;
+using memlend::test::make_temp_dir;
+using memlend::test::run_process;
+
+namespace {
+
+const std::string bin = MEMLEND_BINARY;
+const std::string fig2 = std::string(MEMLEND_SOURCE_DIR) + "/examples/fig2.json";
+
+struct TempDir {
+  std::string path = make_temp_dir("config");
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string write(const std::string& name, const std::string& text) const {
+    std::ofstream(path + "/" + name) << text;
+    return path + "/" + name;
+  }
+};
+
+// A command shaped like run, beside another command, as in memlend.
+struct Commands {
+  CLI::App app{"test"};
+  CLI::App* run = app.add_subcommand("run");
+  CLI::App* other = app.add_subcommand("agent");
+  std::string scenario, events_out, log_level, other_only;
+  double speed = 0;
+  bool dry_run = false;
+  CLI::Option* speed_opt;
+  Commands() {
+    run->add_option("--scenario", scenario);
+    run->add_option("--events-out", events_out);
+    speed_opt = run->add_option("--speed", speed)->check(CLI::PositiveNumber);
+    run->add_flag("--dry-run", dry_run);
+    cli::add_log_level(run, log_level, "info");
+    other->add_option("--controller", other_only);
+  }
+  void parse(std::vector<std::string> args) {
+    std::reverse(args.begin(), args.end());
+    app.parse(args);
+  }
+};
+
+std::string error_of(Commands& c, const std::string& file) {
+  auto e = cli::apply_config_file(*c.run, file);
+  return e ? e->message : std::string();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(keys_set_the_options_the_command_line_left_unset) {
+  TempDir dir;
+  auto file = dir.write("memlend.conf",
+                        "# comments and blank lines are skipped\n\n"
+                        "scenario = \"/srv/a b.json\"   # a quoted value keeps its spaces\n"
+                        "events-out = '/var/log/x.jsonl'\n"
+                        "speed = 2.5\n"
+                        "dry-run = true\n"
+                        "log-level = debug\n"
+                        "controller = 10.0.0.1:4000\n");  // another command's key: skipped
+  Commands c;
+  c.parse({"run", "--speed", "4"});
+  BOOST_TEST(error_of(c, file) == "");
+  BOOST_TEST(c.scenario == "/srv/a b.json");
+  BOOST_TEST(c.events_out == "/var/log/x.jsonl");
+  BOOST_TEST(c.speed == 4);  // the command line wins
+  BOOST_TEST(c.dry_run);
+  BOOST_TEST(c.log_level == "debug");
+  BOOST_TEST(c.other_only == "");
+}
+
+BOOST_AUTO_TEST_CASE(a_false_flag_is_the_same_as_no_flag) {
+  TempDir dir;
+  Commands c;
+  c.parse({"run"});
+  BOOST_TEST(error_of(c, dir.write("f.conf", "dry-run = false\n")) == "");
+  BOOST_TEST(!c.dry_run);
+  BOOST_TEST(c.run->get_option("--dry-run")->count() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(every_error_names_the_file_the_line_and_the_key) {
+  TempDir dir;
+  struct Case {
+    std::string text, expected;
+  };
+  std::vector<Case> cases{
+      {"speed = 1\nspeeed = 2\n", ":2: unknown key speeed (memlend run takes: scenario, events-out, speed, dry-run, log-level)"},
+      {"events_out = x\n", ":1: unknown key events_out (did you mean events-out?)"},
+      {"speed = fast\n", ":1: key speed: bad value \"fast\": "},
+      {"speed = -1\n", ":1: key speed: bad value \"-1\": "},
+      {"log-level = loud\n", ":1: key log-level: bad value \"loud\": "},
+      {"dry-run = yes\n", ":1: key dry-run: bad value \"yes\": a flag is true or false"},
+      {"speed = 1\nspeed = 2\n", ":2: key speed is set twice (first on line 1)"},
+      {"scenario\n", ":1: expected key = value, found \"scenario\""},
+      {"scenario =\n", ":1: key scenario: no value after '='"},
+      {"scenario = \"a.json\n", ":1: key scenario: the value has no closing \""},
+      {"[run]\n", ":1: sections are not used"},
+      {"config = other.conf\n", ":1: unknown key config"},
+      {"Speed = 1\n", ":1: \"Speed\" is not a key"},
+  };
+  for (const auto& k : cases) {
+    Commands c;
+    c.parse({"run"});
+    auto file = dir.write("bad.conf", k.text);
+    std::string err = error_of(c, file);
+    BOOST_TEST(err.rfind(file + k.expected, 0) == 0u, "for \"" << k.text << "\": " << err);
+  }
+  Commands c;
+  c.parse({"run"});
+  BOOST_TEST(error_of(c, dir.path + "/missing.conf").rfind(dir.path + "/missing.conf: cannot read the config file", 0) == 0u);
+}
+
+// The same through the binary: plan takes --config.
+BOOST_AUTO_TEST_CASE(plan_reads_its_options_from_a_config_file) {
+  TempDir dir;
+  auto file = dir.write("memlend.conf", "scenario = \"" + fig2 + "\"\njson = true\nlisten = 127.0.0.1:4000\n");
+  auto r = run_process({bin, "plan", "--config", file}, 30);
+  BOOST_TEST(r.status == 0, r.err);
+  BOOST_TEST(r.err == "");  // plan is quiet by default
+  auto j = nlohmann::json::parse(r.out);
+  BOOST_TEST(j["decisions"][0]["kind"] == "remote_memory");
+
+  auto bad = dir.write("bad.conf", "scenario = \"" + fig2 + "\"\njson = maybe\n");
+  r = run_process({bin, "plan", "--config", bad}, 30);
+  BOOST_TEST(r.status == 2);
+  BOOST_TEST(r.out == "");
+  BOOST_TEST(r.err == "memlend: " + bad + ":2: key json: bad value \"maybe\": a flag is true or false\n");
+}
+
+BOOST_AUTO_TEST_CASE(plan_logs_one_line_per_event_at_the_level_asked) {
+  auto quiet = run_process({bin, "plan", "--scenario", fig2}, 30);
+  BOOST_TEST(quiet.status == 0);
+  BOOST_TEST(quiet.err == "");
+  auto loud = run_process({bin, "plan", "--scenario", fig2, "--log-level", "debug"}, 30);
+  BOOST_TEST(loud.status == 0);
+  BOOST_TEST(std::count(loud.err.begin(), loud.err.end(), '\n') == 2);
+  BOOST_TEST(loud.err.find(" debug scenario ") != std::string::npos, loud.err);
+  BOOST_TEST(loud.err.find(" info planned 1 VMs in ") != std::string::npos, loud.err);
+  auto bad = run_process({bin, "plan", "--scenario", fig2, "--log-level", "loud"}, 30);
+  BOOST_TEST(bad.status == 2);
+  BOOST_TEST(bad.err.find("--log-level") != std::string::npos, bad.err);
+}
+
+// journald tells a service its stderr is the journal by naming the stream's
+// device and inode; a JOURNAL_STREAM inherited by a process whose stderr
+// went elsewhere must not turn the prefixes on.
+BOOST_AUTO_TEST_CASE(the_journal_is_recognised_by_its_stream) {
+  struct stat st {};
+  BOOST_TEST_REQUIRE(fstat(2, &st) == 0);
+  std::string mine = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+  setenv("JOURNAL_STREAM", mine.c_str(), 1);
+  BOOST_TEST(cli::stderr_is_journal());
+  setenv("JOURNAL_STREAM", (std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino + 1)).c_str(), 1);
+  BOOST_TEST(!cli::stderr_is_journal());
+  unsetenv("JOURNAL_STREAM");
+  BOOST_TEST(!cli::stderr_is_journal());
+}

@@ -1,0 +1,262 @@
+#define BOOST_TEST_MODULE metrics
+#include <boost/test/unit_test.hpp>
+
+#include "cli/metrics_option.hpp"
+#include "metrics/http_exposer.hpp"
+#include "metrics/metrics.hpp"
+#include "tests/metrics/exposition.hpp"
+#include "tests/support/http_get.hpp"
+#include "tests/support/process.hpp"
+
+#include <cstring>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+
+using namespace memlend;
+using memlend::policy::DecisionKind;
+using memlend::policy::Transport;
+
+namespace {
+
+const char* const every_family[] = {
+    "memlend_build_info",
+    "memlend_host_up",
+    "memlend_host_memory_capacity_bytes",
+    "memlend_host_memory_used_bytes",
+    "memlend_host_memory_lent_bytes",
+    "memlend_host_memory_borrowed_bytes",
+    "memlend_host_cpu_capacity_hertz",
+    "memlend_host_cpu_used_hertz",
+    "memlend_leases_active",
+    "memlend_mirror_lag_bytes",
+    "memlend_lease_grants_total",
+    "memlend_lease_releases_total",
+    "memlend_lease_failures_total",
+    "memlend_mirrors_active",
+    "memlend_failovers_total",
+    "memlend_detections_total",
+    "memlend_decisions_total",
+    "memlend_unsatisfied_total",
+    "memlend_vms_unsatisfied",
+    "memlend_recommendations_total",
+    "memlend_recommendations_outstanding",
+    "memlend_decision_duration_seconds",
+    "memlend_store_commit_duration_seconds",
+    "memlend_actor_restarts_total",
+    "memlend_datapath_page_faults_total",
+    "memlend_datapath_read_bytes_total",
+    "memlend_datapath_written_bytes_total",
+    "memlend_datapath_fault_duration_seconds",
+};
+
+void expect_promtool_accepts(const std::string& exposition) {
+  auto r = test::promtool_check_metrics(exposition);
+  BOOST_TEST(r.status == 0, "promtool check metrics: " << r.out << r.err);
+}
+
+// The metrics a small cluster would show: A lends nothing, B lends 48 GiB to a VM on A.
+void fill(metrics::Registry& r) {
+  auto a = r.host("A");
+  auto b = r.host("B");
+  a.up.set(1);
+  b.up.set(1);
+  a.memory_capacity_bytes.set_mib(16384);
+  b.memory_capacity_bytes.set_mib(131072);
+  a.cpu_capacity_hertz.set_mhz(32000);
+  b.memory_lent_bytes.set_mib(49152);
+  a.memory_borrowed_bytes.set_mib(49152);
+  b.leases_active.inc();
+  a.mirror_lag_bytes.set(4096);
+  r.lease_grants(Transport::rdma).inc();
+  r.decisions(DecisionKind::remote_memory).inc();
+  r.decisions(DecisionKind::unsatisfied).inc(2);
+  r.unsatisfied().inc(2);
+  r.vms_unsatisfied().set(1);
+  r.lease_failures(metrics::LeaseFailure::donor_refused).inc();
+  r.lease_releases(metrics::LeaseRelease::demand_fell).inc(3);
+  r.mirrors_active().inc();
+  r.failovers().inc();
+  r.detections().inc(4);
+  r.recommendations().inc();
+  r.recommendations_outstanding().inc();
+  r.actor_restarts("lease").inc();
+  r.decision_duration().observe(0.0002);
+  r.store_commit_duration().observe(0.003);
+  auto dp = r.data_path(Transport::tcp);
+  dp.page_faults.inc(10);
+  dp.read_bytes.inc(10 * 1048576.0);
+  dp.fault_duration.observe(0.0004);
+}
+
+void expect_filled_values(const std::map<std::string, double>& s) {
+  auto at = [&](const std::string& series) {
+    auto it = s.find(series);
+    BOOST_TEST_REQUIRE((it != s.end()), "the scrape holds " << series);
+    return it->second;
+  };
+  BOOST_TEST(at("memlend_host_up{host=\"A\"}") == 1);
+  BOOST_TEST(at("memlend_host_memory_capacity_bytes{host=\"B\"}") == 131072.0 * 1048576);
+  BOOST_TEST(at("memlend_host_cpu_capacity_hertz{host=\"A\"}") == 32e9);
+  BOOST_TEST(at("memlend_host_memory_lent_bytes{host=\"B\"}") == 51539607552.0);
+  BOOST_TEST(at("memlend_host_memory_lent_bytes{host=\"A\"}") == 0);
+  BOOST_TEST(at("memlend_host_memory_borrowed_bytes{host=\"A\"}") == 51539607552.0);
+  BOOST_TEST(at("memlend_leases_active{host=\"B\"}") == 1);
+  BOOST_TEST(at("memlend_mirror_lag_bytes{host=\"A\"}") == 4096);
+  BOOST_TEST(at("memlend_lease_grants_total{transport=\"rdma\"}") == 1);
+  BOOST_TEST(at("memlend_lease_grants_total{transport=\"tcp\"}") == 0);
+  BOOST_TEST(at("memlend_decisions_total{kind=\"remote_memory\"}") == 1);
+  BOOST_TEST(at("memlend_decisions_total{kind=\"unsatisfied\"}") == 2);
+  BOOST_TEST(at("memlend_decisions_total{kind=\"migrate\"}") == 0);
+  BOOST_TEST(at("memlend_unsatisfied_total") == 2);
+  BOOST_TEST(at("memlend_vms_unsatisfied") == 1);
+  BOOST_TEST(at("memlend_lease_failures_total{reason=\"donor_refused\"}") == 1);
+  BOOST_TEST(at("memlend_lease_releases_total{reason=\"demand_fell\"}") == 3);
+  BOOST_TEST(at("memlend_mirrors_active") == 1);
+  BOOST_TEST(at("memlend_failovers_total") == 1);
+  BOOST_TEST(at("memlend_detections_total") == 4);
+  BOOST_TEST(at("memlend_recommendations_total") == 1);
+  BOOST_TEST(at("memlend_recommendations_outstanding") == 1);
+  BOOST_TEST(at("memlend_actor_restarts_total{kind=\"lease\"}") == 1);
+  BOOST_TEST(at("memlend_actor_restarts_total{kind=\"vm\"}") == 0);
+  BOOST_TEST(at("memlend_decision_duration_seconds_count") == 1);
+  BOOST_TEST(at("memlend_decision_duration_seconds_bucket{le=\"0.0001\"}") == 0);
+  BOOST_TEST(at("memlend_decision_duration_seconds_bucket{le=\"0.00025\"}") == 1);
+  BOOST_TEST(at("memlend_store_commit_duration_seconds_sum") == 0.003);
+  BOOST_TEST(at("memlend_datapath_page_faults_total{transport=\"tcp\"}") == 10);
+  BOOST_TEST(at("memlend_datapath_read_bytes_total{transport=\"tcp\"}") == 10485760);
+  BOOST_TEST(at("memlend_datapath_fault_duration_seconds_count{transport=\"tcp\"}") == 1);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(every_family_exists_from_the_start) {
+  metrics::Registry r("1.2.3");
+  // Per-host families show once a host is known: a family without a series
+  // is not serialised.
+  r.host("A");
+  std::string text = r.exposition();
+  for (const char* name : every_family)
+    BOOST_TEST(text.find("# TYPE " + std::string(name) + " ") != std::string::npos, name << " is declared");
+  auto s = test::samples(text);
+  BOOST_TEST(s.at("memlend_build_info{version=\"1.2.3\"}") == 1);
+  // Labelled by a fixed set of words: every series is there at 0, so rate()
+  // and alerts see a zero rather than no data.
+  BOOST_TEST(s.at("memlend_decisions_total{kind=\"recommend_migration\"}") == 0);
+  BOOST_TEST(s.at("memlend_lease_failures_total{reason=\"store\"}") == 0);
+  BOOST_TEST(s.at("memlend_actor_restarts_total{kind=\"mirror\"}") == 0);
+  BOOST_TEST(s.at("memlend_datapath_page_faults_total{transport=\"rdma\"}") == 0);
+  // Every name is memlend_*.
+  for (const auto& [series, value] : s) BOOST_TEST(series.rfind("memlend_", 0) == 0u, series);
+  expect_promtool_accepts(text);
+}
+
+BOOST_AUTO_TEST_CASE(handles_update_their_series) {
+  metrics::Registry r;
+  fill(r);
+  expect_filled_values(test::samples(r.exposition()));
+}
+
+BOOST_AUTO_TEST_CASE(a_host_is_made_once) {
+  metrics::Registry r;
+  r.host("A").memory_used_bytes.set_mib(1);
+  r.host("A").memory_used_bytes.inc(1);
+  auto s = test::samples(r.exposition());
+  BOOST_TEST(s.at("memlend_host_memory_used_bytes{host=\"A\"}") == 1048577);
+  std::size_t series = 0;
+  for (const auto& [name, v] : s) series += name.rfind("memlend_host_memory_used_bytes{", 0) == 0;
+  BOOST_TEST(series == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(an_unbound_handle_does_nothing) {
+  metrics::Counter c;
+  metrics::Gauge g;
+  metrics::Histogram h;
+  c.inc();
+  g.set(3);
+  h.observe(1);
+  BOOST_TEST(!c);
+  BOOST_TEST(c.value() == 0);
+  BOOST_TEST(g.value() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_real_scrape_over_http_shows_the_values) {
+  metrics::Registry r;
+  fill(r);
+  auto e = metrics::HttpExposer::start(r, "127.0.0.1:0");
+  BOOST_TEST_REQUIRE(static_cast<bool>(e), (e ? "" : e.error().message));
+  std::uint16_t port = (*e)->address().port;
+  BOOST_TEST(port != 0);
+  auto got = test::http_get("127.0.0.1", port, "/metrics");
+  BOOST_TEST_REQUIRE(got.status == 200, got.error << got.headers);
+  BOOST_TEST(got.headers.find("Content-Type: text/plain") != std::string::npos, got.headers);
+  expect_filled_values(test::samples(got.body));
+  expect_promtool_accepts(got.body);
+  // A value set after a scrape shows in the next one: the page is made per request.
+  r.host("B").up.set(0);
+  auto again = test::samples(test::http_get("127.0.0.1", port, "/metrics").body);
+  BOOST_TEST(again.at("memlend_host_up{host=\"B\"}") == 0);
+}
+
+BOOST_AUTO_TEST_CASE(bad_addresses_are_clear_errors) {
+  for (const char* text : {"", "9464", "127.0.0.1", "127.0.0.1:", ":9464", "127.0.0.1:99999", "127.0.0.1:94x",
+                           "host.example:9464", "[::1]:9464", "1.2.3:9464"}) {
+    auto a = metrics::parse_listen_address(text);
+    BOOST_TEST(!a, "\"" << text << "\" is refused");
+    if (!a) BOOST_TEST(a.error().message.find("example: 127.0.0.1:9464") != std::string::npos, a.error().message);
+  }
+  auto local = metrics::parse_listen_address("localhost:9464");
+  BOOST_TEST_REQUIRE(static_cast<bool>(local));
+  BOOST_TEST(local->text() == "127.0.0.1:9464");
+  BOOST_TEST(metrics::parse_listen_address("0.0.0.0:0")->port == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_port_in_use_is_a_clear_error) {
+  metrics::Registry r;
+  auto first = metrics::HttpExposer::start(r, "127.0.0.1:0");
+  BOOST_TEST_REQUIRE(static_cast<bool>(first));
+  std::string taken = (*first)->address().text();
+  auto second = cli::serve_metrics(r, taken);
+  BOOST_TEST_REQUIRE(!second);
+  BOOST_TEST(second.error().message == "--metrics: cannot listen on " + taken + ": Address already in use");
+}
+
+BOOST_AUTO_TEST_CASE(an_address_not_on_this_node_is_a_clear_error) {
+  metrics::Registry r;
+  // TEST-NET-1 (RFC 5737): never an address of this machine.
+  auto e = metrics::HttpExposer::start(r, "192.0.2.1:9464");
+  BOOST_TEST_REQUIRE(!e);
+  BOOST_TEST(e.error().message == "cannot listen on 192.0.2.1:9464: Cannot assign requested address");
+}
+
+// The dashboard and the alert rules name only metrics that exist: a typo
+// there would show an empty panel or an alert that never fires.
+BOOST_AUTO_TEST_CASE(the_dashboard_and_the_alerts_name_only_real_metrics) {
+  metrics::Registry r;
+  r.host("A");
+  std::set<std::string> declared;
+  for (const char* name : every_family) declared.insert(name);
+  std::string text = r.exposition();
+  for (const auto& name : declared) BOOST_TEST(text.find("# TYPE " + name + " ") != std::string::npos, name);
+  std::regex metric_name("memlend_[a-z_]+");
+  for (const char* file : {"/packaging/memlend-dashboard.json", "/packaging/memlend-alerts.yml"}) {
+    std::ifstream in(std::string(MEMLEND_SOURCE_DIR) + file);
+    std::stringstream body;
+    body << in.rdbuf();
+    std::string s = body.str();
+    BOOST_TEST_REQUIRE(!s.empty(), file);
+    std::size_t names = 0;
+    for (std::sregex_iterator it(s.begin(), s.end(), metric_name), end; it != end; ++it) {
+      std::string name = it->str();
+      for (const char* suffix : {"_bucket", "_count", "_sum"})
+        if (!declared.count(name) && name.size() > std::strlen(suffix) &&
+            name.compare(name.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
+          name.resize(name.size() - std::strlen(suffix));
+      BOOST_TEST(declared.count(name) == 1u, file << " names " << it->str());
+      ++names;
+    }
+    BOOST_TEST(names > 4u, file);
+  }
+}

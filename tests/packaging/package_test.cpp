@@ -1,0 +1,257 @@
+#define BOOST_TEST_MODULE package
+#include <boost/test/unit_test.hpp>
+
+// The Debian package as an operator gets it: built by CPack, checked by
+// lintian, unpacked with dpkg-deb into a scratch root, its unit verified by
+// systemd itself against that root, and its binary run.
+
+#include "tests/support/process.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <sys/stat.h>
+
+namespace fs = std::filesystem;
+using memlend::test::make_temp_dir;
+using memlend::test::ProcessResult;
+using memlend::test::run_process;
+
+namespace {
+
+const std::string source_dir = MEMLEND_SOURCE_DIR;
+
+std::string find_program(const std::string& name) {
+  std::istringstream dirs(std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin");
+  std::string dir;
+  while (std::getline(dirs, dir, ':'))
+    if (access((dir + "/" + name).c_str(), X_OK) == 0) return dir + "/" + name;
+  return {};
+}
+
+std::string need(const std::string& name) {
+  std::string p = find_program(name);
+  BOOST_TEST_REQUIRE(!p.empty(), name << " is on PATH (install packaging/test-packages.txt: packaging/build.sh deps)");
+  return p;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+unsigned mode_of(const std::string& path) {
+  struct stat st {};
+  BOOST_TEST_REQUIRE(lstat(path.c_str(), &st) == 0, path << " exists");
+  return st.st_mode & 07777;
+}
+
+// One package for every test case: building it is the slow part.
+struct Package {
+  std::string dir = make_temp_dir("package");
+  std::string deb;
+  std::string root = dir + "/root";
+  std::string cpack_log;
+
+  Package() {
+    auto r = run_process({CPACK_COMMAND, "-G", "DEB", "--config", CPACK_CONFIG, "-B", dir + "/out"}, 300);
+    cpack_log = r.out + r.err;
+    for (const auto& e : fs::directory_iterator(dir + "/out"))
+      if (e.path().extension() == ".deb") deb = e.path().string();
+    if (!deb.empty()) {
+      fs::create_directories(root);
+      run_process({find_program("dpkg-deb"), "-x", deb, root}, 60);
+    }
+  }
+  ~Package() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  ProcessResult packaged(std::vector<std::string> args) const {
+    args.insert(args.begin(), root + "/usr/bin/memlend");
+    return run_process(args, 60);
+  }
+};
+
+Package& package() {
+  static Package p;
+  BOOST_TEST_REQUIRE(!p.deb.empty(), "cpack made a .deb:\n" << p.cpack_log);
+  return p;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(cpack_builds_a_deb_that_lintian_accepts) {
+  auto& p = package();
+  BOOST_TEST(fs::path(p.deb).filename().string().rfind("memlend_", 0) == 0u, p.deb);
+  // Warnings fail too: the few that are meant are overridden in the package,
+  // with the reason beside them (packaging/debian/lintian-overrides).
+  auto r = run_process({need("lintian"), "--fail-on", "error,warning", "--tag-display-limit", "0", p.deb}, 300);
+  BOOST_TEST(r.status == 0, "lintian:\n" << r.out << r.err);
+}
+
+BOOST_AUTO_TEST_CASE(the_package_holds_the_files_with_their_modes) {
+  auto& p = package();
+  struct Want {
+    std::string path;
+    unsigned mode;
+  };
+  for (const auto& w : std::vector<Want>{{"/usr/bin/memlend", 0755},
+                                         {"/etc/memlend/memlend.conf", 0644},
+                                         {"/lib/systemd/system/memlend.service", 0644},
+                                         {"/var/lib/memlend", 0700},
+                                         {"/usr/share/man/man1/memlend.1.gz", 0644},
+                                         {"/usr/share/doc/memlend/copyright", 0644},
+                                         {"/usr/share/doc/memlend/changelog.gz", 0644},
+                                         {"/usr/share/memlend/memlend-alerts.yml", 0644},
+                                         {"/usr/share/memlend/memlend-dashboard.json", 0644},
+                                         {"/usr/share/lintian/overrides/memlend", 0644}})
+    BOOST_TEST(mode_of(p.root + w.path) == w.mode, w.path << std::oct << ": mode " << mode_of(p.root + w.path));
+  BOOST_TEST(fs::is_directory(p.root + "/var/lib/memlend"));
+  BOOST_TEST(fs::is_empty(p.root + "/var/lib/memlend"));
+  BOOST_TEST(slurp(p.root + "/etc/memlend/memlend.conf") == slurp(source_dir + "/packaging/memlend.conf"));
+
+  // Owned by root, whoever built it.
+  auto listing = run_process({need("dpkg-deb"), "-c", p.deb}, 60);
+  BOOST_TEST(listing.status == 0);
+  std::istringstream lines(listing.out);
+  std::string line;
+  while (std::getline(lines, line)) BOOST_TEST(line.find(" root/root ") != std::string::npos, line);
+
+  // The config file is a conffile: an upgrade keeps the operator's edits.
+  auto conffiles = run_process({need("dpkg-deb"), "-I", p.deb, "conffiles"}, 60);
+  BOOST_TEST(conffiles.out == "/etc/memlend/memlend.conf\n");
+  auto control = run_process({need("dpkg-deb"), "-f", p.deb, "Package", "Version", "Depends"}, 60);
+  BOOST_TEST(control.out.find("Package: memlend\n") != std::string::npos, control.out);
+  BOOST_TEST(control.out.find("Depends: libc6") != std::string::npos, control.out);
+}
+
+BOOST_AUTO_TEST_CASE(systemd_verifies_the_unit_against_the_unpacked_package) {
+  auto& p = package();
+  std::string units = p.root + "/lib/systemd/system";
+  std::string unit = slurp(units + "/memlend.service");
+  for (const char* line : {"Restart=on-failure", "ProtectSystem=strict", "ReadWritePaths=/var/lib/memlend",
+                           "NoNewPrivileges=yes", "ExecStart=/usr/bin/memlend run --config /etc/memlend/memlend.conf"})
+    BOOST_TEST(unit.find(std::string(line) + "\n") != std::string::npos, line);
+
+  // --root makes systemd check ExecStart's binary inside the scratch root;
+  // the targets and slices a service depends on come from this machine's
+  // systemd, as they would on the node. MANPATH lets it find the package's
+  // man page for Documentation=.
+  std::string systemd_units = "/lib/systemd/system";
+  for (const auto& e : fs::directory_iterator(systemd_units)) {
+    auto ext = e.path().extension();
+    if ((ext == ".target" || ext == ".slice") && !fs::exists(units + "/" + e.path().filename().string()))
+      fs::copy(e.path(), units + "/" + e.path().filename().string(), fs::copy_options::copy_symlinks);
+  }
+  std::string analyze = need("systemd-analyze");
+  auto verify = run_process({"/usr/bin/env", "MANPATH=" + p.root + "/usr/share/man", analyze, "verify",
+                             "--root=" + p.root, "memlend.service"},
+                            120);
+  BOOST_TEST(verify.status == 0, verify.out << verify.err);
+  // A mistyped or ill-valued directive is only a warning to systemd: none is allowed.
+  BOOST_TEST(verify.err == "", verify.err);
+
+  // The hardening holds: systemd's own score (0 best, 10 worst), well under
+  // the 9.6 of a bare unit. Root with all capabilities keeps it above 6
+  // until the data path says which capabilities it needs.
+  auto security = run_process({analyze, "security", "--offline=yes", "--root=" + p.root, "--threshold=65",
+                               "memlend.service"},
+                              120);
+  BOOST_TEST(security.status == 0, security.out << security.err);
+
+  // The check has teeth: without the binary the unit does not verify.
+  fs::rename(p.root + "/usr/bin/memlend", p.root + "/usr/bin/memlend.away");
+  auto missing = run_process({"/usr/bin/env", "MANPATH=" + p.root + "/usr/share/man", analyze, "verify",
+                              "--root=" + p.root, "memlend.service"},
+                             120);
+  fs::rename(p.root + "/usr/bin/memlend.away", p.root + "/usr/bin/memlend");
+  BOOST_TEST(missing.status != 0);
+  BOOST_TEST(missing.err.find("/usr/bin/memlend") != std::string::npos, missing.err);
+}
+
+BOOST_AUTO_TEST_CASE(the_packaged_binary_plans_a_sample_scenario) {
+  auto& p = package();
+  auto r = p.packaged({"plan", "--scenario", source_dir + "/examples/fig2.json", "--json"});
+  BOOST_TEST_REQUIRE(r.status == 0, r.err);
+  auto j = nlohmann::json::parse(r.out);
+  BOOST_TEST(j["decisions"].size() == 1u);
+  BOOST_TEST(j["decisions"][0]["kind"] == "remote_memory");
+  BOOST_TEST(j["decisions"][0]["leases"][0]["donor"] == "B");
+  BOOST_TEST(j["decisions"][0]["leases"][0]["mib"] == 49152);
+
+  // The shipped config file, as it is, is one memlend reads.
+  r = p.packaged({"plan", "--config", p.root + "/etc/memlend/memlend.conf", "--scenario",
+                  source_dir + "/examples/fig2.json"});
+  BOOST_TEST(r.status == 0, r.err);
+  BOOST_TEST(r.err == "");
+
+  auto v = p.packaged({"version"});
+  BOOST_TEST(v.out == "memlend " MEMLEND_VERSION "\n");
+}
+
+BOOST_AUTO_TEST_CASE(the_man_page_covers_every_option_of_every_command) {
+  auto& p = package();
+  auto page = run_process({"/usr/bin/env", "LC_ALL=C", "MANWIDTH=250", need("man"), "-l",
+                           p.root + "/usr/share/man/man1/memlend.1.gz"},
+                          60);
+  BOOST_TEST_REQUIRE(page.status == 0, page.err);
+  auto top = p.packaged({"--help"});
+  std::regex command_line("^  ([a-z]+) ");
+  std::regex option("--[a-z][a-z0-9-]*");
+  std::set<std::string> commands;
+  std::istringstream lines(top.out.substr(top.out.find("Subcommands:")));
+  std::string line;
+  std::smatch m;
+  while (std::getline(lines, line))
+    if (std::regex_search(line, m, command_line)) commands.insert(m[1]);
+  BOOST_TEST(commands.count("plan") == 1u);
+  BOOST_TEST(commands.count("run") == 1u);
+  for (const auto& c : commands) {
+    BOOST_TEST(page.out.find("memlend " + c) != std::string::npos, c);
+    auto help = p.packaged({c, "--help"});
+    std::string options = help.out.substr(help.out.find("Options:"));
+    for (std::sregex_iterator it(options.begin(), options.end(), option), end; it != end; ++it)
+      BOOST_TEST(page.out.find(it->str()) != std::string::npos, "memlend(1) has " << c << " " << it->str());
+  }
+  for (const char* section : {"CONFIGURATION FILE", "LOGGING", "METRICS", "FILES", "EXIT STATUS"})
+    BOOST_TEST(page.out.find(section) != std::string::npos, section);
+}
+
+// Every key the shipped config file lists (commented out, with its default)
+// is an option memlend takes: uncommented, the file loads. `run` takes the
+// keys once it adopts cli/config_file.hpp, cli/logging.hpp and
+// cli/metrics_option.hpp; until then this case is skipped.
+BOOST_AUTO_TEST_CASE(every_key_of_the_shipped_config_file_is_an_option,
+                     *boost::unit_test::precondition([](boost::unit_test::test_unit_id) {
+                       auto help = run_process({MEMLEND_BINARY, "run", "--help"}, 30).out;
+                       return help.find("--config") != std::string::npos &&
+                              help.find("--metrics") != std::string::npos &&
+                              help.find("--log-level") != std::string::npos;
+                     })) {
+  auto& p = package();
+  std::string text = slurp(p.root + "/etc/memlend/memlend.conf");
+  std::string uncommented;
+  std::istringstream lines(text);
+  std::string line;
+  std::regex key_line("^#([a-z][a-z0-9-]*) = (.*)$");
+  std::smatch m;
+  std::size_t keys = 0;
+  while (std::getline(lines, line)) {
+    if (!std::regex_match(line, m, key_line)) continue;
+    ++keys;
+    // Paths in the defaults need not exist for the check: run --help reads nothing.
+    uncommented += m[1].str() + " = " + m[2].str() + "\n";
+  }
+  BOOST_TEST(keys >= 10u);
+  std::string file = p.dir + "/uncommented.conf";
+  std::ofstream(file) << uncommented;
+  auto r = p.packaged({"run", "--config", file, "--scenario", source_dir + "/examples/fig2.json", "--show-scenario"});
+  BOOST_TEST(r.status == 0, r.err);
+}

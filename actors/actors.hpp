@@ -6,7 +6,8 @@
 //   planner ──reserve/commit/cancel/release──> host actors (two-phase at donors)
 //           ──spawn──> supervisor ──> lease actors, mirror writers
 //           ──attach/detach/migrate──> platform driver
-//   everyone ──event──> event sink (event log, console, store)
+//   everyone ──event──> event sink (event log, console, store) ──event──> metrics
+//   metrics ──get──> planner (its view, each sample period)
 #pragma once
 
 #include "actors/atoms.hpp"
@@ -29,6 +30,13 @@ using caf::replies_to;
 using sink_actor = caf::typed_actor<
     reacts_to<atom::event, LogEvent>,       // append one event
     replies_to<atom::flush>::with<bool>>;   // everything so far is written out
+
+// Keeps the Prometheus registry true: counts the events of the log, and each
+// sample period sets the gauges from the planner's view and the data path.
+using metrics_actor = caf::typed_actor<
+    reacts_to<atom::event, LogEvent>,  // an event of the log, to count
+    reacts_to<atom::tick>,             // its sampling timer
+    reacts_to<atom::rebind, std::string, std::uint64_t, caf::actor>>;  // "supervisor" or "agent": stop with it
 
 // One per host: its telemetry and its own ledger of what it lends, which
 // has the last word on a reservation (the planner's view may be stale).

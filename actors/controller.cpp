@@ -1,6 +1,7 @@
 #include "actors/controller.hpp"
 
 #include "actors/agent.hpp"
+#include "actors/metrics_actor.hpp"
 #include "actors/supervisor.hpp"
 
 #include <caf/all.hpp>
@@ -133,6 +134,8 @@ void report_guest(const RunOptions& o, DataPlane& plane) {
 
 int run_controller(const RunOptions& options) {
   StopSignalsBlocked blocked;
+  auto exposer = start_metrics_server(options.metrics);
+  if (!exposer) return 2;
   std::shared_ptr<DataPlane> plane;
   if (options.data.enabled && options.network.enabled) {
     // The agents serve memory and map it; the controller only grants and releases.
@@ -166,7 +169,10 @@ int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane) {
   if (options.network.enabled) configure_network(cfg, options.network.tls);
   int status = 0;
   caf::actor_system sys{cfg};
-  auto sink = sys.spawn(event_sink, options.sink);
+  auto metrics = spawn_metrics(sys, options.metrics, options.scenario, options.speed, options.origin_s, plane);
+  SinkOptions so = options.sink;
+  so.metrics = metrics;
+  auto sink = sys.spawn(event_sink, so);
   SupervisorConfig sc;
   sc.scenario = options.scenario;
   sc.cluster.enabled = options.network.enabled;
@@ -180,7 +186,9 @@ int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane) {
   sc.platform = options.platform;
   sc.plane = plane;
   sc.sink = sink;
+  sc.metrics = options.metrics.registry.get();
   auto sup = sys.spawn(supervisor, sc);
+  bind_metrics(metrics, "supervisor", caf::actor_cast<caf::actor>(sup));
   caf::scoped_actor waiter{sys};
   waiter->monitor(sup);
   if (options.network.enabled) {
@@ -211,6 +219,8 @@ int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane) {
 
 int run_agent(const AgentOptions& options) {
   StopSignalsBlocked blocked;
+  auto exposer = start_metrics_server(options.metrics);
+  if (!exposer) return 2;
   std::shared_ptr<DataPlane> plane;
   std::string data_addr = options.data_addr;
   if (options.data.enabled) {
@@ -264,6 +274,8 @@ int run_agent_actors(const AgentOptions& options, std::shared_ptr<DataPlane> pla
   std::random_device rd;
   ac.incarnation = (std::uint64_t{rd()} << 32 | rd()) | 1;
   auto a = sys.spawn(agent, ac);
+  bind_metrics(spawn_metrics(sys, options.metrics, options.scenario, 1, 0, plane, false), "agent",
+               caf::actor_cast<caf::actor>(a));
   caf::scoped_actor waiter{sys};
   waiter->monitor(a);
   SignalWatch signals([a] { caf::anon_send(a, atom::shutdown::value); });

@@ -4,6 +4,7 @@
 
 #include "actors/data_plane.hpp"
 #include "actors/event_sink.hpp"
+#include "actors/metrics_actor.hpp"
 #include "firmware_hooks/platform.hpp"
 
 #include <caf/actor_system_config.hpp>
@@ -50,6 +51,7 @@ struct RunOptions {
   bool dry_run = false;
   std::string datastore;
   SinkOptions sink;
+  MetricsOptions metrics;
 };
 
 // Registers memlend's message types, under the names other nodes expect.
@@ -60,7 +62,7 @@ void configure_network(caf::actor_system_config& cfg, const TlsFiles& tls);
 
 // Runs until the scenario clock reaches until_s, SIGINT/SIGTERM, or a fatal
 // error; returns the process exit status (0, 1 after a fatal error, 2 when
-// the cluster port cannot be opened).
+// the cluster port or the metrics address cannot be opened).
 int run_controller(const RunOptions& options);
 
 struct AgentOptions {
@@ -75,10 +77,11 @@ struct AgentOptions {
   bool console = true;
   DataPathOptions data;
   std::string datastore;
+  MetricsOptions metrics;  // the agent's own data path only
 };
 
 // Runs an agent until SIGINT/SIGTERM; returns 2 when the controller refused
-// it (wrong cluster or secret), else 0.
+// it (wrong cluster or secret) or the metrics address cannot be opened, else 0.
 int run_agent(const AgentOptions& options);
 
 }  // namespace memlend

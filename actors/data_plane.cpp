@@ -59,6 +59,13 @@ std::uint64_t word(std::uint64_t lease, std::uint64_t generation, std::uint64_t 
   return x ^ (x >> 29);
 }
 
+void add_region(DataPathTotals& t, const rdma::RegionStats& s) {
+  t.faults += s.faults + s.write_faults;
+  t.bytes_read += s.bytes_read;
+  t.bytes_written += s.bytes_written;
+  t.fault_latency.merge(s.fault_latency);
+}
+
 // The guest touches this much at a time, then lets the others have a turn.
 constexpr std::uint64_t step_bytes = 256 * 1024;
 
@@ -297,6 +304,10 @@ void DataPlane::detach(const std::string& vm, std::uint64_t lease) {
   }
   std::lock_guard<std::mutex> touch(r->touch);
   r->region->detach();
+  // Counters must not go back when a region ends: its final figures stay.
+  rdma::RegionStats last = r->region->stats();
+  std::lock_guard<std::mutex> lock(mu_);
+  add_region(ended_, last);
 }
 
 void DataPlane::remove_mirror(const std::string& vm) {
@@ -336,6 +347,17 @@ rdma::RegionStats DataPlane::region_stats(const std::string& vm, std::uint64_t l
   std::lock_guard<std::mutex> lock(mu_);
   auto it = regions_.find({vm, lease});
   return it == regions_.end() ? rdma::RegionStats{} : it->second->region->stats();
+}
+
+DataPathTotals DataPlane::totals() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  DataPathTotals t = ended_;
+  for (const auto& [key, r] : regions_) {
+    rdma::RegionStats s = r->region->stats();
+    add_region(t, s);
+    if (s.bytes_written > s.mirror_bytes_written) t.mirror_lag[key.first] += s.bytes_written - s.mirror_bytes_written;
+  }
+  return t;
 }
 
 // The guest: round after round, writes its pattern over each region and then

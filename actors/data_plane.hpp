@@ -49,6 +49,18 @@ struct GuestStats {
   std::uint64_t passes = 0;  // whole write-then-verify rounds over all its regions
 };
 
+// What the data path has done since the plane started, over every region it
+// has mapped (ended ones included), for metrics.
+struct DataPathTotals {
+  std::uint64_t faults = 0;         // missing and write-protect faults: what fault_latency times
+  std::uint64_t bytes_read = 0;     // fetched from donors
+  std::uint64_t bytes_written = 0;  // written back to donors
+  rdma::LatencyHistogram::Snapshot fault_latency;
+  // By VM, of its regions now: written back to a donor and not (yet) to the
+  // mirror; above 0 only while a mirror is broken or behind.
+  std::map<std::string, std::uint64_t> mirror_lag;
+};
+
 // The data path's access to a granted lease, as the control plane records it.
 struct DataLease {
   std::string addr;
@@ -105,6 +117,7 @@ class DataPlane {
 
   GuestStats guest(const std::string& vm) const;
   rdma::RegionStats region_stats(const std::string& vm, std::uint64_t lease) const;
+  DataPathTotals totals() const;
   // Called (from the plane's threads) when a region reports an event.
   std::function<void(const std::string& vm, std::uint64_t lease, const rdma::RegionEvent&)> on_region_event;
 
@@ -140,6 +153,7 @@ class DataPlane {
   std::map<std::string, std::string> book_;  // other hosts' data path addresses
   std::map<std::string, Vm> vms_;
   std::map<std::string, GuestStats> guests_;  // kept after a VM's memory is given back
+  DataPathTotals ended_;  // what detached regions did (no mirror_lag)
   std::map<std::pair<std::string, std::uint64_t>, std::shared_ptr<Region>> regions_;
 
   std::mutex jobs_mu_;

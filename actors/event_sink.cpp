@@ -41,6 +41,7 @@ sink_actor::behavior_type event_sink(sink_actor::stateful_pointer<sink_state> se
           std::cout << stamp << e.text << '\n' << std::flush;
         }
         if (st.options.capture && !e.event.empty()) st.options.capture->push_back(e);
+        if (st.options.metrics && !e.event.empty()) self->send(st.options.metrics, atom::event::value, e);
       },
       [=](atom::flush) {
         if (self->state.out) self->state.out->flush();

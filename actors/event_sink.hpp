@@ -18,6 +18,7 @@ struct SinkOptions {
   std::string events_out;  // empty: no file
   bool console = true;
   std::shared_ptr<std::vector<LogEvent>> capture;  // tests read what was logged
+  metrics_actor metrics;  // none: no metrics; else it counts every event
 };
 
 struct sink_state {

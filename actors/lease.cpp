@@ -95,6 +95,7 @@ lease_actor::behavior_type lease(lease_actor::stateful_pointer<lease_state> self
         if (!st.config.local_recipient && st.driver) self->send(st.driver, atom::commit::value, st.info);
       },
       [=](atom::cancel, const std::string& why) {
+        if (auto* m = self->state.config.metrics) m->lease_failures(metrics::LeaseFailure::data_path).inc();
         note(self, "error: lease " + std::to_string(self->state.info.id) + " of " +
                        self->state.config.vm_names[self->state.info.vm] + " has no data path: " + why);
       },

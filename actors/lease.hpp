@@ -8,6 +8,7 @@
 #include "actors/actors.hpp"
 #include "actors/data_plane.hpp"
 #include "actors/sim_clock.hpp"
+#include "metrics/metrics.hpp"
 
 #include <caf/typed_event_based_actor.hpp>
 
@@ -21,6 +22,7 @@ struct LeaseConfig {
   std::vector<std::string> host_names;
   std::vector<std::string> vm_names;
   SimClock clock;
+  metrics::Registry* metrics = nullptr;  // data-path failures; none: not counted
 };
 
 struct lease_state {

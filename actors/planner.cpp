@@ -100,6 +100,7 @@ void reserve_leases(self_ptr self, std::shared_ptr<Reservation> r, Step k) {
               return reserve_leases(self, r, k);
             }
             auto& st = self->state;
+            if (st.config.metrics) st.config.metrics->lease_failures(metrics::LeaseFailure::donor_refused).inc();
             note(self, st.host_name(r->grants[r->done].donor) + " refused to lend " + fmt_mib(r->grants[r->done].mib) +
                            ": its own ledger has less free than the planner's view; the need will be decided again");
             for (std::size_t i = 0; i < r->done; ++i)
@@ -230,6 +231,7 @@ std::int64_t end_leases(self_ptr self, std::uint32_t vm, HostId donor, const cha
 
 void deliver_later(self_ptr self, caf::typed_response_promise<std::string> rp, std::string kind) {
   rp.deliver(std::move(kind));
+  if (auto* m = self->state.config.metrics) m->decision_duration().observe_since(self->state.need_arrived);
   finish(self);
 }
 
@@ -357,6 +359,7 @@ void host_down(self_ptr self, std::uint32_t h) {
   for (auto& [id, rec] : st.leases) {
     if (rec.info.donor != h || rec.info.state != "active") continue;
     rec.info.state = "failed";
+    if (st.config.metrics) st.config.metrics->lease_failures(metrics::LeaseFailure::donor_down).inc();
     if (rec.actor) self->send(rec.actor, atom::failover::value);
     leases_lost.push_back({rec.info.vm, id, rec.info.mib});
     auto it = std::find_if(lost.begin(), lost.end(), [&](const auto& p) { return p.first == rec.info.vm; });
@@ -468,10 +471,13 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
   return {
       [=](atom::need, std::uint32_t vm, std::int64_t mem, std::int64_t cpu) {
         auto rp = self->make_response_promise<std::string>();
+        auto arrived = metrics::Histogram::Clock::now();  // its wait in the queue counts too
         enqueue(self, [=]() mutable {
           auto& st = self->state;
+          st.need_arrived = arrived;
           st.view->set_demand(vm, mem, cpu);
           Decision d = st.view->decide(vm);
+          if (st.config.metrics) st.config.metrics->decisions(d.kind).inc();
           switch (d.kind) {
             case DecisionKind::remote_memory:
             case DecisionKind::migrate:
@@ -560,13 +566,15 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
         for (HostId h = 0; h < st.config.scenario.hosts.size(); ++h) {
           const HostState& hs = st.view->host_state(h);
           j["hosts"].push_back({{"name", st.host_name(h)}, {"up", hs.up}, {"used_mib", hs.used_mem},
-                                {"lent_mib", hs.lent}, {"lendable_mib", st.view->lendable(h)}});
+                                {"lent_mib", hs.lent}, {"lendable_mib", st.view->lendable(h)},
+                                {"used_cpu_mhz", hs.used_cpu}});
         }
         for (VmId v = 0; v < st.view->vm_count(); ++v) {
           const VmState& vs = st.view->vm(v);
           j["vms"].push_back({{"name", st.vm_name(v)}, {"host", st.host_name(vs.host)},
                               {"demand_mib", vs.demand_mem}, {"local_mib", vs.share_mem},
-                              {"borrowed_mib", vs.borrowed_mib()}});
+                              {"borrowed_mib", vs.borrowed_mib()}, {"demand_cpu_mhz", vs.demand_cpu},
+                              {"local_cpu_mhz", vs.share_cpu}});
         }
         j["leases"] = nlohmann::ordered_json::array();
         for (const auto& [id, rec] : st.leases)

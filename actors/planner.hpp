@@ -9,6 +9,7 @@
 #include "actors/data_plane.hpp"
 #include "actors/policy/planner.hpp"
 #include "actors/sim_clock.hpp"
+#include "metrics/metrics.hpp"
 
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
@@ -28,6 +29,7 @@ struct PlannerConfig {
   std::string datastore;  // where mirror files go
   // The donor servers of simulated hosts, stopped and started with the hosts.
   std::shared_ptr<DataPlane> plane;
+  metrics::Registry* metrics = nullptr;  // decisions and their latency; none: not counted
 };
 
 // Leases a scenario says VMs already have, numbered from 1 in scenario order;
@@ -58,6 +60,7 @@ struct planner_state {
   bool busy = false;
   // The last thing said about a VM that is not acted on, so it is said once.
   std::map<std::uint32_t, std::string> said;
+  metrics::Histogram::Clock::time_point need_arrived;  // of the need being decided
 
   const std::string& host_name(std::uint32_t h) const { return config.scenario.hosts[h].name; }
   const std::string& vm_name(std::uint32_t v) const { return config.scenario.vms[v].name; }

@@ -61,6 +61,7 @@ caf::actor spawn_child(self_ptr self, const std::string& kind, std::uint64_t key
     for (const auto& h : sc.hosts) lc.host_names.push_back(h.name);
     for (const auto& v : sc.vms) lc.vm_names.push_back(v.name);
     lc.clock = st.clock;
+    lc.metrics = st.config.metrics;
     return caf::actor_cast<caf::actor>(
         self->spawn(lease, state_or(last, LeaseInfo{}), lc, sup, st.config.sink, st.driver));
   }
@@ -160,6 +161,7 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
   PlannerConfig pc{sc, st.clock, st.config.dry_run, st.config.datastore};
   // Simulated hosts' memory is served by this process: it dies and comes back with them.
   if (!st.config.cluster.enabled) pc.plane = st.config.plane;
+  pc.metrics = st.config.metrics;
   st.planner = self->spawn(planner, pc, sup, st.config.sink);
   adopt(self, "planner", 0, caf::actor_cast<caf::actor>(st.planner), {});
   DriverConfig dc{st.config.cluster.enabled, st.clock, static_cast<double>(sc.settings.sample_period_s),
@@ -254,6 +256,7 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
         st.by_addr[child.address()] = {kind, key};
         it->second.handle = child;
         ++st.restarts_total;
+        if (st.config.metrics) st.config.metrics->actor_restarts(kind).inc();
         rebind(self, kind, key, child);
       },
       [=](atom::get, const std::string& kind, std::uint64_t key) {

@@ -11,6 +11,7 @@
 #include "actors/data_plane.hpp"
 #include "actors/sim_clock.hpp"
 #include "firmware_hooks/platform.hpp"
+#include "metrics/metrics.hpp"
 
 #include <caf/typed_event_based_actor.hpp>
 
@@ -40,6 +41,7 @@ struct SupervisorConfig {
   std::shared_ptr<platform::Platform> platform;
   std::shared_ptr<DataPlane> plane;  // none: the data path is simulated
   sink_actor sink;
+  metrics::Registry* metrics = nullptr;  // restarts, and the planner's and leases' counts; none: not counted
 };
 
 struct supervisor_state {

@@ -1,6 +1,9 @@
 #include "actors/controller.hpp"
 #include "cli/cli.hpp"
 #include "cli/cluster_flags.hpp"
+#include "cli/config_file.hpp"
+#include "cli/logging.hpp"
+#include "cli/metrics_option.hpp"
 #include "firmware_hooks/scenario.hpp"
 
 #include <filesystem>
@@ -22,13 +25,16 @@ Action add_agent(CLI::App& app) {
     std::string datastore = "memlend-datastore";
     std::string data_path = "on";
     std::uint64_t data_kib_per_gib = 1024;
+    std::string metrics;
+    std::string log_level;
   };
   auto f = std::make_shared<Flags>();
-  cmd->add_option("--controller", f->controller, "The controller's cluster address, HOST:PORT")->required();
-  cmd->add_option("--host", f->host, "The host this agent speaks for (a name in the scenario)")->required();
+  // Not ->required(): a config file may name them, and CLI11 checks required
+  // options before the file is read.
+  cmd->add_option("--controller", f->controller, "The controller's cluster address, HOST:PORT (required)");
+  cmd->add_option("--host", f->host, "The host this agent speaks for, a name in the scenario (required)");
   cmd->add_option("--scenario", f->scenario,
-                  "Scenario file: the simulated platform this agent reports its host from")
-      ->required();
+                  "Scenario file: the simulated platform this agent reports its host from (required)");
   cmd->add_option("--listen", f->listen, "Where this host's data path listens, HOST:PORT");
   cmd->add_flag("--quiet", f->quiet, "Print nothing as it goes");
   cmd->add_option("--datastore", f->datastore,
@@ -39,7 +45,13 @@ Action add_agent(CLI::App& app) {
   cmd->add_option("--data-kib-per-gib", f->data_kib_per_gib,
                   "Real memory moved per GiB lent, in KiB; must equal the controller's (default 1024)");
   add_cluster_flags(cmd, f->cluster);
-  return [f] {
+  add_metrics_option(cmd, f->metrics, "nothing is served (the controller serves the cluster's metrics)");
+  add_log_level(cmd, f->log_level, "info");
+  return with_config_file(cmd, [f] {
+    setup_logging(f->log_level);
+    for (auto [flag, value] : {std::pair{"--controller", &f->controller}, {"--host", &f->host},
+                               {"--scenario", &f->scenario}})
+      if (value->empty()) return bad_input(std::string("agent: ") + flag + " is required");
     auto controller = parse_address(f->controller);
     if (!controller || controller->second == 0)
       return bad_input("--controller: \"" + f->controller + "\" is not HOST:PORT");
@@ -66,13 +78,19 @@ Action add_agent(CLI::App& app) {
       return bad_input("--data-kib-per-gib: must be between 4 and 1048576");
     o.data.enabled = f->data_path == "on";
     o.data.bytes_per_mib = f->data_kib_per_gib;
+    auto wanted = metrics_request(f->metrics, "");
+    if (!wanted) return bad_input(wanted.error().message);
+    if (!wanted->address.empty()) {
+      o.metrics.registry = std::make_shared<metrics::Registry>(MEMLEND_VERSION);
+      o.metrics.serve = [r = o.metrics.registry, w = *wanted] { return serve_metrics(*r, w); };
+    }
     std::error_code ec;
     std::filesystem::create_directories(f->datastore, ec);
     if (ec || !std::filesystem::is_directory(f->datastore))
       return bad_input("--datastore: " + f->datastore + ": cannot make the directory");
     o.datastore = f->datastore;
     return run_agent(o);
-  };
+  });
 }
 
 }  // namespace memlend::cli

@@ -1,6 +1,9 @@
 #include "actors/controller.hpp"
 #include "cli/cli.hpp"
 #include "cli/cluster_flags.hpp"
+#include "cli/config_file.hpp"
+#include "cli/logging.hpp"
+#include "cli/metrics_option.hpp"
 #include "firmware_hooks/scenario.hpp"
 
 #include <cerrno>
@@ -26,6 +29,8 @@ struct RunFlags {
   ClusterFlags cluster;
   std::string data_path = "on";
   std::uint64_t data_kib_per_gib = 1024;
+  std::string metrics;
+  std::string log_level;
 };
 
 // The built-in demo runs a hundred times faster than the wall clock, so its
@@ -67,7 +72,14 @@ Action add_run(CLI::App& app) {
                   "Cluster mode: agents on the hosts join here (HOST:PORT, over TLS) and report\n"
                   "their hosts; needs --cluster, --cluster-secret-file and the --tls-* files");
   add_cluster_flags(cmd, f->cluster);
-  return [f, speed] {
+  // A demo is for looking at, Grafana included; a scenario run is often a test
+  // beside others, which must not fight over one port.
+  add_metrics_option(cmd, f->metrics,
+                     "the built-in demo serves " + std::string(metrics::default_address) +
+                         " (and runs without metrics if that is taken); a scenario file, nothing");
+  add_log_level(cmd, f->log_level, "info");
+  return with_config_file(cmd, [f, speed] {
+    setup_logging(f->log_level);
     std::string text;
     std::string origin = f->scenario;
     if (f->scenario.empty()) {
@@ -98,6 +110,12 @@ Action add_run(CLI::App& app) {
     } else {
       auto platform_end = platform::make_sim(*sc)->last_change_s();
       o.until_s = platform_end + static_cast<double>(sc->settings.migrate_after_s) + 60;
+    }
+    auto wanted = metrics_request(f->metrics, f->scenario.empty() ? metrics::default_address : "");
+    if (!wanted) return bad_input(wanted.error().message);
+    if (!wanted->address.empty()) {
+      o.metrics.registry = std::make_shared<metrics::Registry>(MEMLEND_VERSION);
+      o.metrics.serve = [r = o.metrics.registry, w = *wanted] { return serve_metrics(*r, w); };
     }
     o.datastore = f->datastore.empty() ? "memlend-datastore" : f->datastore;
     std::error_code ec;
@@ -141,7 +159,7 @@ Action add_run(CLI::App& app) {
                   << f->data_kib_per_gib << " KiB for every GiB lent; a guest workload writes and checks it\n";
     }
     return run_controller(o);
-  };
+  });
 }
 
 }  // namespace memlend::cli

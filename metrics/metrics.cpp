@@ -36,6 +36,22 @@ void Histogram::observe(double seconds) const {
 void Histogram::observe_since(Clock::time_point start) const {
   observe(std::chrono::duration<double>(Clock::now() - start).count());
 }
+void Histogram::observe_counts(const std::vector<std::pair<double, std::uint64_t>>& counts,
+                               double sum_seconds) const {
+  if (!h_) return;
+  // The bounds, +Inf last, are what Collect() reports; prometheus-cpp keeps no other accessor.
+  const auto buckets = h_->Collect().histogram.bucket;
+  std::vector<double> increments(buckets.size(), 0.0);
+  bool any = false;
+  for (const auto& [upper, n] : counts) {
+    if (n == 0) continue;
+    std::size_t i = 0;
+    while (i + 1 < buckets.size() && buckets[i].upper_bound < upper) ++i;
+    increments[i] += static_cast<double>(n);
+    any = true;
+  }
+  if (any) h_->ObserveMultiple(increments, sum_seconds);
+}
 
 std::string_view to_string(LeaseRelease r) {
   switch (r) {

@@ -19,6 +19,8 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace prometheus {
 class Collectable;
@@ -74,6 +76,11 @@ class Histogram {
   void observe(double seconds) const;
   // Observes the time since `start`: the usual way to time a decision or a commit.
   void observe_since(Clock::time_point start) const;
+  // Adds what another histogram observed (the data path keeps its own, finer
+  // one): each (upper bound, count) pair, in seconds, lands in the first
+  // bucket whose bound is at least that upper bound, so no value is reported
+  // lower than it was, and none more than one of the source's buckets higher.
+  void observe_counts(const std::vector<std::pair<double, std::uint64_t>>& counts, double sum_seconds) const;
   explicit operator bool() const { return h_ != nullptr; }
 
  private:

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "actors/controller.hpp"
+#include "actors/metrics_actor.hpp"
 #include "actors/supervisor.hpp"
 #include "firmware_hooks/scenario.hpp"
 
@@ -25,7 +26,9 @@ inline caf::actor_system_config& testing_config(caf::actor_system_config& cfg) {
 
 class ControllerFixture {
  public:
-  explicit ControllerFixture(const std::string& scenario_json, bool dry_run = false)
+  // With `registry`, a metrics actor counts and samples into it, as in `run --metrics`.
+  explicit ControllerFixture(const std::string& scenario_json, bool dry_run = false,
+                             metrics::Registry* registry = nullptr)
       : sys(testing_config(cfg)),
         sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())),
         events(std::make_shared<std::vector<LogEvent>>()) {
@@ -38,6 +41,7 @@ class ControllerFixture {
     SinkOptions so;
     so.console = false;
     so.capture = events;
+    if (registry) so.metrics = sys.spawn(metrics_recorder, MetricsConfig{registry, scenario, 1, 0, nullptr, true});
     sink = sys.spawn(event_sink, so);
     SupervisorConfig c;
     c.scenario = scenario;
@@ -46,7 +50,9 @@ class ControllerFixture {
     c.datastore = datastore.string();
     c.platform = platform::make_sim(scenario);
     c.sink = sink;
+    c.metrics = registry;
     sup = sys.spawn(supervisor, c);
+    bind_metrics(so.metrics, "supervisor", caf::actor_cast<caf::actor>(sup));
     sched.run();
     start = sched.clock().current_time;
   }

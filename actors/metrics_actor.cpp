@@ -1,0 +1,245 @@
+#include "actors/metrics_actor.hpp"
+
+#include "actors/defaults.hpp"
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+
+namespace memlend {
+
+namespace {
+
+using self_ptr = metrics_actor::stateful_pointer<metrics_state>;
+using metrics::LeaseRelease;
+
+// Even at --speed 1000000 a sample a tenth of a second apart is plenty: a
+// scrape every few seconds is as fresh as Prometheus gets.
+constexpr auto min_period = std::chrono::milliseconds(100);
+
+// What a lease between these two hosts runs over, as the planner decides it.
+policy::Transport transport_between(const policy::Scenario& s, const std::string& a, const std::string& b) {
+  auto x = s.find_host(a), y = s.find_host(b);
+  if (!x || !y) return policy::Transport::tcp;
+  return s.hosts[*x].rdma && s.hosts[*y].rdma ? policy::Transport::rdma : policy::Transport::tcp;
+}
+
+// The transport the plane's regions use: in `run` TCP on loopback, whatever
+// the scenario says of the hosts' NICs.
+policy::Transport plane_transport(const DataPlane& plane) {
+  return plane.options().transport == rdma::TransportKind::verbs ? policy::Transport::rdma : policy::Transport::tcp;
+}
+
+// Counters only grow: a total that dips (a region between ending and being
+// added to the ended ones) is taken up again only past its highest value.
+void grow(const metrics::Counter& c, std::uint64_t now, std::uint64_t& last) {
+  if (now > last) {
+    c.inc(static_cast<double>(now - last));
+    last = now;
+  }
+}
+
+void sample_data_path(self_ptr self) {
+  auto& st = self->state;
+  if (!st.config.plane) return;
+  DataPathTotals now = st.config.plane->totals();
+  auto m = st.config.registry->data_path(plane_transport(*st.config.plane));
+  grow(m.page_faults, now.faults, st.last.faults);
+  grow(m.read_bytes, now.bytes_read, st.last.bytes_read);
+  grow(m.written_bytes, now.bytes_written, st.last.bytes_written);
+  auto& was = st.last.fault_latency;
+  const auto& is = now.fault_latency;
+  was.counts.resize(std::max(was.counts.size(), is.counts.size()));
+  std::vector<std::pair<double, std::uint64_t>> added;
+  for (std::size_t i = 0; i < is.counts.size(); ++i)
+    if (is.counts[i] > was.counts[i]) {
+      double upper_s = rdma::LatencyHistogram::Snapshot::upper_bound_ns(static_cast<int>(i)) / 1e9;
+      added.emplace_back(upper_s, is.counts[i] - was.counts[i]);
+      was.counts[i] = is.counts[i];
+    }
+  double sum_s = 0;
+  if (is.sum_ns > was.sum_ns) {
+    sum_s = static_cast<double>(is.sum_ns - was.sum_ns) / 1e9;
+    was.sum_ns = is.sum_ns;
+  }
+  m.fault_duration.observe_counts(added, sum_s);
+  st.mirror_lag = std::move(now.mirror_lag);
+}
+
+// A release still unexplained after a whole sample period was no move.
+void settle_releases(self_ptr self) {
+  auto& st = self->state;
+  auto& reg = *st.config.registry;
+  auto old = std::stable_partition(st.releases.begin(), st.releases.end(),
+                                   [&](const metrics_state::Release& r) { return r.tick + 1 >= st.ticks; });
+  for (auto it = old; it != st.releases.end(); ++it) reg.lease_releases(LeaseRelease::demand_fell).inc();
+  st.releases.erase(old, st.releases.end());
+}
+
+void set_sets(self_ptr self) {
+  auto& st = self->state;
+  st.config.registry->recommendations_outstanding().set(static_cast<double>(st.recommended.size()));
+  st.config.registry->vms_unsatisfied().set(static_cast<double>(st.unsatisfied.size()));
+}
+
+// The planner's view (its `get` JSON) into the gauges.
+void apply_view(self_ptr self, const std::string& text) {
+  auto& st = self->state;
+  auto& reg = *st.config.registry;
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded()) return;
+  std::map<std::string, std::int64_t> borrowed, leases, lag;
+  std::map<std::string, std::string> host_of;
+  for (const auto& v : j.value("vms", nlohmann::json::array())) {
+    std::string name = v.value("name", ""), host = v.value("host", "");
+    std::int64_t b = v.value("borrowed_mib", std::int64_t{0});
+    host_of[name] = host;
+    borrowed[host] += b;
+    // A recommendation stands until the VM no longer borrows (it moved, or
+    // its demand fell): the VM actor forgets it at the same moment.
+    if (b == 0) st.recommended.erase(name);
+    bool met = v.value("demand_mib", std::int64_t{0}) <= v.value("local_mib", std::int64_t{0}) + b &&
+               v.value("demand_cpu_mhz", std::int64_t{0}) <= v.value("local_cpu_mhz", std::int64_t{0});
+    if (met) st.unsatisfied.erase(name);
+  }
+  for (const auto& l : j.value("leases", nlohmann::json::array()))
+    if (l.value("state", "") == "active") ++leases[l.value("donor", "")];
+  for (const auto& [vm, bytes] : st.mirror_lag)
+    if (auto h = host_of.find(vm); h != host_of.end()) lag[h->second] += static_cast<std::int64_t>(bytes);
+  for (const auto& h : j.value("hosts", nlohmann::json::array())) {
+    auto it = st.hosts.find(h.value("name", ""));
+    if (it == st.hosts.end()) continue;
+    const auto& m = it->second;
+    m.up.set(h.value("up", false) ? 1 : 0);
+    m.memory_used_bytes.set_mib(h.value("used_mib", std::int64_t{0}));
+    m.memory_lent_bytes.set_mib(h.value("lent_mib", std::int64_t{0}));
+    m.cpu_used_hertz.set_mhz(h.value("used_cpu_mhz", std::int64_t{0}));
+    m.memory_borrowed_bytes.set_mib(borrowed[it->first]);
+    m.leases_active.set(static_cast<double>(leases[it->first]));
+    m.mirror_lag_bytes.set(static_cast<double>(lag[it->first]));
+  }
+  reg.mirrors_active().set(static_cast<double>(j.value("mirrors", nlohmann::json::array()).size()));
+  set_sets(self);
+}
+
+void ask_view(self_ptr self) {
+  self->request(self->state.planner, defaults::request_timeout, atom::get::value)
+      .then([=](const std::string& view) { apply_view(self, view); }, [](caf::error&) {});
+}
+
+void sample(self_ptr self) {
+  auto& st = self->state;
+  ++st.ticks;
+  sample_data_path(self);
+  settle_releases(self);
+  if (!st.config.hosts) return;
+  if (st.planner) return ask_view(self);
+  if (!st.supervisor) return;
+  // The planner is never restarted on its own, so one answer is enough.
+  self->request(st.supervisor, defaults::request_timeout, atom::get::value, std::string("planner"), std::uint64_t{0})
+      .then(
+          [=](caf::actor a) {
+            self->state.planner = caf::actor_cast<planner_actor>(a);
+            if (self->state.planner) ask_view(self);
+          },
+          [](caf::error&) {});
+}
+
+void count(self_ptr self, const LogEvent& e) {
+  auto& st = self->state;
+  auto& reg = *st.config.registry;
+  const auto& sc = st.config.scenario;
+  if (e.event == "need_detected") {
+    reg.detections().inc();
+  } else if (e.event == "lease_granted") {
+    reg.lease_grants(transport_between(sc, e.donor, e.host)).inc();
+    st.unsatisfied.erase(e.vm);
+  } else if (e.event == "lease_rehomed") {
+    // One failed lease moves whole onto one new lease (policy's rehome_choice).
+    reg.lease_grants(transport_between(sc, e.donor, e.host)).inc();
+    reg.lease_releases(LeaseRelease::rehomed).inc();
+  } else if (e.event == "lease_released") {
+    st.releases.push_back({e.vm, e.donor, st.ticks});
+  } else if (e.event == "vm_migrated") {
+    // What the new host lent the VM is local to it now: those leases ended by the move.
+    auto moved = std::stable_partition(st.releases.begin(), st.releases.end(), [&](const metrics_state::Release& r) {
+      return !(r.vm == e.vm && r.donor == e.host);
+    });
+    for (auto it = moved; it != st.releases.end(); ++it) reg.lease_releases(LeaseRelease::vm_migrated).inc();
+    st.releases.erase(moved, st.releases.end());
+    st.unsatisfied.erase(e.vm);
+  } else if (e.event == "memory_reclaimed") {
+    reg.lease_releases(LeaseRelease::reclaimed).inc();
+  } else if (e.event == "failover_to_mirror") {
+    reg.failovers().inc();
+  } else if (e.event == "unsatisfied") {
+    reg.unsatisfied().inc();
+    st.unsatisfied.insert(e.vm);
+  } else if (e.event == "migration_recommended") {
+    // Needs are counted as decisions by the planner; recommendations come by another road.
+    reg.decisions(policy::DecisionKind::recommend_migration).inc();
+    reg.recommendations().inc();
+    st.recommended.insert(e.vm);
+  }
+  set_sets(self);
+}
+
+}  // namespace
+
+metrics_actor::behavior_type metrics_recorder(metrics_actor::stateful_pointer<metrics_state> self,
+                                              MetricsConfig config) {
+  auto& st = self->state;
+  st.config = std::move(config);
+  st.clock.start = self->clock().now();
+  st.clock.speed = st.config.speed;
+  st.clock.origin_s = st.config.origin_s;
+  // Capacities are the scenario's and do not change; the rest waits for the first view.
+  if (st.config.hosts)
+    for (const auto& h : st.config.scenario.hosts) {
+      auto m = st.config.registry->host(h.name);
+      m.up.set(h.up ? 1 : 0);
+      m.memory_capacity_bytes.set_mib(h.memory_mib);
+      m.cpu_capacity_hertz.set_mhz(h.cpu_mhz);
+      st.hosts.emplace(h.name, m);
+    }
+  self->set_down_handler([=](caf::down_msg&) { self->quit(); });
+  caf::timespan period = std::max(st.clock.after(static_cast<double>(st.config.scenario.settings.sample_period_s)),
+                                  caf::timespan(min_period));
+  self->send(self, atom::tick::value);
+  return {
+      [=](atom::event, const LogEvent& e) { count(self, e); },
+      [=](atom::tick) {
+        sample(self);
+        self->delayed_send(self, period, atom::tick::value);
+      },
+      [=](atom::rebind, const std::string& kind, std::uint64_t, caf::actor handle) {
+        // Nothing stops this actor but its owner going down: it is nobody's child.
+        self->monitor(handle);
+        if (kind == "supervisor") self->state.supervisor = caf::actor_cast<supervisor_actor>(handle);
+      },
+  };
+}
+
+Expected<std::unique_ptr<metrics::HttpExposer>> start_metrics_server(const MetricsOptions& options) {
+  if (!options.registry || !options.serve) return std::unique_ptr<metrics::HttpExposer>{};
+  auto e = options.serve();
+  if (!e) std::cerr << "memlend: " << e.error().message << '\n';
+  return e;
+}
+
+// The only way the actor is made: without a registry there is nothing to do.
+metrics_actor spawn_metrics(caf::actor_system& sys, const MetricsOptions& options, const policy::Scenario& scenario,
+                            double speed, double origin_s, std::shared_ptr<DataPlane> plane, bool hosts) {
+  if (!options.registry) return {};
+  return sys.spawn(metrics_recorder,
+                   MetricsConfig{options.registry.get(), scenario, speed, origin_s, std::move(plane), hosts});
+}
+
+void bind_metrics(const metrics_actor& m, const std::string& kind, const caf::actor& owner) {
+  if (m) caf::anon_send(m, atom::rebind::value, kind, std::uint64_t{0}, owner);
+}
+
+}  // namespace memlend

@@ -166,9 +166,14 @@ int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane) {
   if (options.network.enabled) configure_network(cfg, options.network.tls);
   int status = 0;
   caf::actor_system sys{cfg};
-  auto sink = sys.spawn(event_sink, options.sink);
+  SinkOptions so = options.sink;
+  so.store = options.store;
+  auto sink = sys.spawn(event_sink, so);
   SupervisorConfig sc;
   sc.scenario = options.scenario;
+  sc.start = options.start;
+  sc.store = options.store;
+  sc.fingerprint = options.fingerprint;
   sc.cluster.enabled = options.network.enabled;
   sc.cluster.name = options.network.cluster;
   sc.cluster.secret = options.network.secret;

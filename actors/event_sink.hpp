@@ -3,6 +3,7 @@
 #pragma once
 
 #include "actors/actors.hpp"
+#include "persistence/store.hpp"
 
 #include <caf/fwd.hpp>
 #include <caf/typed_event_based_actor.hpp>
@@ -18,6 +19,9 @@ struct SinkOptions {
   std::string events_out;  // empty: no file
   bool console = true;
   std::shared_ptr<std::vector<LogEvent>> capture;  // tests read what was logged
+  // With a store every event is written there first, and out (file, console)
+  // only once durable, in the store's order.
+  std::shared_ptr<store::Store> store;
 };
 
 struct sink_state {

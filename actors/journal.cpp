@@ -1,9 +1,14 @@
 #include "actors/journal.hpp"
 
+#include "actors/event_sink.hpp"
+
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 
 namespace memlend {
 
@@ -56,6 +61,36 @@ store::EventRecord event_record(const LogEvent& e) {
   r.donor = e.donor;
   if (e.mib >= 0) r.mib = e.mib;
   return r;
+}
+
+LogEvent log_event(const store::EventRecord& r) {
+  LogEvent e;
+  e.t_s = r.t_s;
+  e.event = r.event;
+  e.vm = r.vm;
+  e.host = r.host;
+  e.donor = r.donor;
+  e.mib = r.mib.value_or(-1);
+  return e;
+}
+
+std::optional<std::string> catch_up_events_file(const std::string& path, const store::Store& store) {
+  std::string text;
+  {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    text = s.str();
+  }
+  if (!text.empty() && text.back() != '\n') text.erase(text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
+  std::uint64_t lines = static_cast<std::uint64_t>(std::count(text.begin(), text.end(), '\n'));
+  auto missing = store.events(lines);
+  if (!missing) return missing.error().message;
+  for (const auto& r : *missing) text += event_json_line(log_event(r)) + "\n";
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  if (!out) return path + ": cannot write the event log";
+  return std::nullopt;
 }
 
 store::HostRecord host_record(const policy::Host& h, policy::HostId id, bool up) {

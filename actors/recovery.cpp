@@ -146,6 +146,7 @@ Expected<Resumed> open_run(const Scenario& scenario, const ResumeOptions& option
   out.scenario = std::move(now);
   out.start = std::move(start);
   out.origin_s = snap.clock_s;
+  out.resumed = true;
   out.store = db;
   out.fingerprint = fingerprint;
   return out;

@@ -25,6 +25,7 @@ struct Resumed {
   std::shared_ptr<platform::Platform> platform;
   std::vector<std::string> notes;  // for the console: what was resumed, what was moved aside
   std::string fingerprint;
+  bool resumed = false;  // false: a fresh start
 };
 
 struct ResumeOptions {

@@ -1,4 +1,5 @@
 #include "actors/controller.hpp"
+#include "actors/journal.hpp"
 #include "actors/recovery.hpp"
 #include "persistence/store.hpp"
 #include "cli/cli.hpp"
@@ -122,7 +123,8 @@ Action add_run(CLI::App& app) {
       return bad_input("--datastore: " + o.datastore + ": cannot make the directory" +
                        (ec ? " (" + ec.message() + ")" : std::string()));
     if (!f->events_out.empty()) {
-      std::ofstream probe(f->events_out, std::ios::trunc);
+      // Appending: a resumed run adds to the log it left; a fresh one empties it below.
+      std::ofstream probe(f->events_out, std::ios::app);
       if (!probe) return bad_input("--events-out: " + f->events_out + ": cannot write (" + std::strerror(errno) + ")");
       o.sink.events_out = f->events_out;
     }
@@ -167,6 +169,11 @@ Action add_run(CLI::App& app) {
       o.platform = resumed->platform;
       o.fingerprint = resumed->fingerprint;
       resume_notes = resumed->notes;
+      if (!resumed->resumed && !f->events_out.empty()) std::ofstream(f->events_out, std::ios::trunc);
+      if (resumed->resumed && !f->events_out.empty())
+        if (auto err = catch_up_events_file(f->events_out, *resumed->store)) return bad_input("--events-out: " + *err);
+    } else if (!f->events_out.empty()) {
+      std::ofstream(f->events_out, std::ios::trunc);
     }
     if (!f->quiet) {
       for (const auto& n : resume_notes) std::cout << "memlend: " << n << '\n';

@@ -63,7 +63,8 @@ Action add_run(CLI::App& app) {
                   "Run the scenario clock X times faster than the wall clock\n"
                   "(default 1 for a scenario file, 100 for the built-in demo)");
   cmd->add_option("--events-out", f->events_out,
-                  "Write the event log here, one JSON object per line (the file is replaced)");
+                  "Write the event log here, one JSON object per line (a fresh run replaces\n"
+                  "the file; a run resumed from --db brings it up to the store and appends)");
   cmd->add_option("--datastore", f->datastore,
                   "Directory of the shared datastore, for mirror files (default: ./memlend-datastore,\n"
                   "made if missing)");

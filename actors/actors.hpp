@@ -28,7 +28,8 @@ using caf::replies_to;
 
 // Writes the event log (JSON lines), prints the console lines.
 using sink_actor = caf::typed_actor<
-    reacts_to<atom::event, LogEvent>,       // append one event
+    reacts_to<atom::event, LogEvent>,       // append one event (stored first, with a store)
+    reacts_to<atom::event, atom::commit, LogEvent>,  // an event the store already holds: write it out
     replies_to<atom::flush>::with<bool>>;   // everything so far is written out
 
 // Keeps the Prometheus registry true: counts the events of the log, and each
@@ -102,6 +103,8 @@ using planner_actor = caf::typed_actor<
     replies_to<atom::surplus, std::uint32_t, std::int64_t, std::int64_t>::with<std::int64_t>, // VM, demand → MiB released
     replies_to<atom::recommend, std::uint32_t, std::int64_t>::with<bool>,  // VM, seconds of remote use
     reacts_to<atom::sample, std::vector<platform::VmSample>>,  // telemetry keeps the view true
+    reacts_to<atom::commit, std::uint64_t, bool, std::string>,  // the store: transaction durable (or why not)
+    reacts_to<atom::commit, LeaseInfo>,                         // a lease actor's grant, to record
     reacts_to<atom::hostdown, std::uint32_t>,
     reacts_to<atom::hostup, std::uint32_t>,
     reacts_to<atom::rebind, std::string, std::uint64_t, caf::actor>,

@@ -172,9 +172,13 @@ int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane) {
   auto metrics = spawn_metrics(sys, options.metrics, options.scenario, options.speed, options.origin_s, plane);
   SinkOptions so = options.sink;
   so.metrics = metrics;
+  so.store = options.store;
   auto sink = sys.spawn(event_sink, so);
   SupervisorConfig sc;
   sc.scenario = options.scenario;
+  sc.start = options.start;
+  sc.store = options.store;
+  sc.fingerprint = options.fingerprint;
   sc.cluster.enabled = options.network.enabled;
   sc.cluster.name = options.network.cluster;
   sc.cluster.secret = options.network.secret;

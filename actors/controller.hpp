@@ -5,6 +5,7 @@
 #include "actors/data_plane.hpp"
 #include "actors/event_sink.hpp"
 #include "actors/metrics_actor.hpp"
+#include "actors/planner.hpp"
 #include "firmware_hooks/platform.hpp"
 
 #include <caf/actor_system_config.hpp>
@@ -41,7 +42,12 @@ struct DataPathOptions {
 };
 
 struct RunOptions {
+  // The cluster as the actors start it, and what they start with (fresh, or
+  // resumed from the store).
   policy::Scenario scenario;
+  StartState start;
+  std::shared_ptr<store::Store> store;  // none: nothing is durable (dry runs, tests)
+  std::string fingerprint;
   DataPathOptions data;
   ControllerNetwork network;
   std::shared_ptr<platform::Platform> platform;

@@ -1,5 +1,7 @@
 #include "actors/event_sink.hpp"
 
+#include "actors/journal.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -22,6 +24,29 @@ std::string event_json_line(const LogEvent& e) {
   return j.dump();
 }
 
+namespace {
+
+using self_ptr = sink_actor::stateful_pointer<sink_state>;
+
+void write_out(self_ptr self, const LogEvent& e) {
+  auto& st = self->state;
+  // A line without an event name is for the console only.
+  if (st.out && *st.out && !e.event.empty()) {
+    *st.out << event_json_line(e) << '\n';
+    st.out->flush();
+  }
+  if (st.options.console && !e.text.empty()) {
+    char stamp[32];
+    std::snprintf(stamp, sizeof stamp, "[t=%5.0fs] ", e.t_s);
+    std::cout << stamp << e.text << '\n' << std::flush;
+  }
+  if (st.options.capture && !e.event.empty()) st.options.capture->push_back(e);
+  // Counted once written, so the counters agree with the log an operator reads.
+  if (st.options.metrics && !e.event.empty()) self->send(st.options.metrics, atom::event::value, e);
+}
+
+}  // namespace
+
 sink_actor::behavior_type event_sink(sink_actor::stateful_pointer<sink_state> self, SinkOptions options) {
   self->state.options = options;
   if (!options.events_out.empty()) {
@@ -29,21 +54,25 @@ sink_actor::behavior_type event_sink(sink_actor::stateful_pointer<sink_state> se
   }
   return {
       [=](atom::event, const LogEvent& e) {
-        auto& st = self->state;
-        // A line without an event name is for the console only.
-        if (st.out && *st.out && !e.event.empty()) {
-          *st.out << event_json_line(e) << '\n';
-          st.out->flush();
+        auto store = self->state.options.store;
+        if (!store || e.event.empty()) return write_out(self, e);
+        store::Batch b(e.t_s);
+        b.event(event_record(e));
+        auto me = caf::actor_cast<sink_actor>(self);
+        auto queued = store->submit(std::move(b), [me, e](const store::Outcome& o) {
+          if (o.ok()) caf::anon_send(me, atom::event::value, atom::commit::value, e);
+        });
+        if (!queued) {
+          LogEvent why;
+          why.t_s = e.t_s;
+          why.text = "error: the store did not record " + e.event + ": " + queued.error().message;
+          write_out(self, why);
         }
-        if (st.options.console && !e.text.empty()) {
-          char stamp[32];
-          std::snprintf(stamp, sizeof stamp, "[t=%5.0fs] ", e.t_s);
-          std::cout << stamp << e.text << '\n' << std::flush;
-        }
-        if (st.options.capture && !e.event.empty()) st.options.capture->push_back(e);
-        if (st.options.metrics && !e.event.empty()) self->send(st.options.metrics, atom::event::value, e);
       },
+      [=](atom::event, atom::commit, const LogEvent& e) { write_out(self, e); },
       [=](atom::flush) {
+        // What the store still holds back is written out before this answer.
+        if (self->state.options.store) self->state.options.store->flush();
         if (self->state.out) self->state.out->flush();
         std::cout << std::flush;
         return true;

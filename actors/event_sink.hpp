@@ -3,6 +3,7 @@
 #pragma once
 
 #include "actors/actors.hpp"
+#include "persistence/store.hpp"
 
 #include <caf/fwd.hpp>
 #include <caf/typed_event_based_actor.hpp>
@@ -19,6 +20,9 @@ struct SinkOptions {
   bool console = true;
   std::shared_ptr<std::vector<LogEvent>> capture;  // tests read what was logged
   metrics_actor metrics;  // none: no metrics; else it counts every event
+  // With a store every event is written there first, and out (file, console)
+  // only once durable, in the store's order.
+  std::shared_ptr<store::Store> store;
 };
 
 struct sink_state {

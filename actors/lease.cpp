@@ -59,13 +59,15 @@ void set_up(self_ptr self) {
 }  // namespace
 
 lease_actor::behavior_type lease(lease_actor::stateful_pointer<lease_state> self, LeaseInfo info, LeaseConfig config,
-                                 supervisor_actor supervisor, sink_actor sink, driver_actor driver) {
+                                 supervisor_actor supervisor, sink_actor sink, driver_actor driver,
+                                 planner_actor planner) {
   auto& st = self->state;
   st.info = std::move(info);
   st.config = std::move(config);
   st.supervisor = supervisor;
   st.sink = sink;
   st.driver = driver;
+  st.planner = planner;
   if (st.info.state == "reserving") {
     st.info.state = "active";
     save(self);
@@ -91,6 +93,8 @@ lease_actor::behavior_type lease(lease_actor::stateful_pointer<lease_state> self
         st.info.data_epoch = done.data_epoch;
         st.info.data_secret = done.data_secret;
         save(self);
+        // Recorded, so that a restarted controller reaches the lease again.
+        if (st.planner) self->send(st.planner, atom::commit::value, st.info);
         // In a cluster the recipient's agent maps the lease: it needs the grant.
         if (!st.config.local_recipient && st.driver) self->send(st.driver, atom::commit::value, st.info);
       },

@@ -32,9 +32,11 @@ struct lease_state {
   supervisor_actor supervisor;
   sink_actor sink;
   driver_actor driver;
+  planner_actor planner;
 };
 
 lease_actor::behavior_type lease(lease_actor::stateful_pointer<lease_state> self, LeaseInfo info, LeaseConfig config,
-                                 supervisor_actor supervisor, sink_actor sink, driver_actor driver);
+                                 supervisor_actor supervisor, sink_actor sink, driver_actor driver,
+                                 planner_actor planner);
 
 }  // namespace memlend

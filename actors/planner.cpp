@@ -1,6 +1,7 @@
 #include "actors/planner.hpp"
 
 #include "actors/defaults.hpp"
+#include "actors/journal.hpp"
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
@@ -30,6 +31,17 @@ std::vector<LeaseInfo> initial_leases(const Scenario& s) {
   return out;
 }
 
+StartState fresh_start(const Scenario& s, double origin_s) {
+  StartState st;
+  st.leases = initial_leases(s);
+  st.next_lease = st.leases.empty() ? 1 : st.leases.back().id + 1;
+  for (VmId v = 0; v < s.vms.size(); ++v) {
+    st.first_hosts.push_back(s.vms[v].host);
+    if (!s.vms[v].remote.empty()) st.remote_since[v] = origin_s - static_cast<double>(s.vms[v].remote_for_s);
+  }
+  return st;
+}
+
 namespace {
 
 using self_ptr = planner_actor::stateful_pointer<planner_state>;
@@ -37,18 +49,99 @@ using Step = std::function<void(bool)>;
 
 double now(self_ptr self) { return self->state.config.clock.now(self->clock()); }
 
-void emit(self_ptr self, std::string event, std::uint32_t vm, std::optional<std::uint32_t> host,
+// One step of the planner's work as the store sees it: the rows that change
+// and the events that say so, written in one batch, and the actions that may
+// be carried out only once that batch is durable.
+struct Txn {
+  store::Batch batch;
+  std::vector<LogEvent> events;
+  std::vector<std::function<void()>> acts;
+  explicit Txn(double t) : batch(t) {}
+};
+using TxnPtr = std::shared_ptr<Txn>;
+
+TxnPtr begin(self_ptr self) { return std::make_shared<Txn>(now(self)); }
+
+void emit(self_ptr self, const TxnPtr& txn, std::string event, std::uint32_t vm, std::optional<std::uint32_t> host,
           std::optional<std::uint32_t> donor, std::int64_t mib, std::string text) {
   auto& st = self->state;
   LogEvent e;
-  e.t_s = now(self);
+  e.t_s = txn->batch.t_s();
   e.event = std::move(event);
   if (vm != ~0u) e.vm = st.vm_name(vm);
   if (host) e.host = st.host_name(*host);
   if (donor) e.donor = st.host_name(*donor);
   e.mib = mib;
   e.text = std::move(text);
-  self->send(st.sink, atom::event::value, std::move(e));
+  txn->batch.event(event_record(e));
+  txn->events.push_back(std::move(e));
+}
+
+void act(const TxnPtr& txn, std::function<void()> f) { txn->acts.push_back(std::move(f)); }
+
+// The store cannot take what the planner decided: acting anyway would leave
+// the store behind the cluster, so the planner stops and the controller
+// restarts from what is durable.
+void give_up(self_ptr self, const std::string& why) {
+  LogEvent e;
+  e.t_s = now(self);
+  e.text = "error: the store did not record a decision (" + why + "); stopping";
+  self->send(self->state.sink, atom::event::value, std::move(e));
+  self->quit(caf::make_error(caf::sec::runtime_error, "store: " + why));
+}
+
+// Writes the transaction; once durable, its events go out (in the store's
+// order: the sink hears of them from the store's own thread) and its
+// actions run, then `then`.
+void persist(self_ptr self, TxnPtr txn, std::function<void()> then) {
+  auto& st = self->state;
+  auto carry_out = [self, txn, then] {
+    for (auto& a : txn->acts) a();
+    then();
+  };
+  if (!st.config.store || txn->batch.empty()) {
+    for (auto& e : txn->events) self->send(st.sink, atom::event::value, e);
+    return carry_out();
+  }
+  std::uint64_t token = ++st.next_token;
+  st.pending[token] = carry_out;
+  auto me = caf::actor_cast<planner_actor>(self);
+  auto sink = st.sink;
+  auto events = txn->events;
+  auto queued = st.config.store->submit(txn->batch, [me, sink, events, token](const store::Outcome& o) {
+    if (o.ok())
+      for (const auto& e : events) caf::anon_send(sink, atom::event::value, atom::commit::value, e);
+    caf::anon_send(me, atom::commit::value, token, o.ok(), o.error);
+  });
+  if (!queued) {
+    st.pending.erase(token);
+    give_up(self, queued.error().message);
+  }
+}
+
+std::string mirror_path(self_ptr self, std::uint32_t vm);
+
+store::VmRecord vm_record(self_ptr self, std::uint32_t v) {
+  auto& st = self->state;
+  const VmState& vs = st.view->vm(v);
+  store::VmRecord r;
+  r.id = v;
+  r.name = st.vm_name(v);
+  r.host = vs.host;
+  r.memory_mib = vs.demand_mem;
+  r.cpu_mhz = vs.demand_cpu;
+  r.local_mib = vs.share_mem;
+  if (auto it = st.remote_since.find(v); it != st.remote_since.end()) r.remote_since_s = it->second;
+  return r;
+}
+
+store::MirrorRecord mirror_record(self_ptr self, std::uint32_t vm, std::int64_t mib, store::MirrorState state) {
+  store::MirrorRecord r;
+  r.vm = vm;
+  r.path = mirror_path(self, vm);
+  r.bytes = mib * 1024 * 1024;
+  r.state = state;
+  return r;
 }
 
 // A console line that is not an event: reasons, refusals, things not done.
@@ -127,7 +220,8 @@ std::string mirror_path(self_ptr self, std::uint32_t vm) {
 }
 
 // The VM's mirror follows the total it borrows: made, grown, shrunk, deleted.
-void sync_mirror(self_ptr self, std::uint32_t vm) {
+// With the last lease the VM's remote use ends, and any recommendation with it.
+void sync_mirror(self_ptr self, const TxnPtr& txn, std::uint32_t vm) {
   auto& st = self->state;
   std::int64_t mib = st.view->vm(vm).borrowed_mib();
   auto it = st.mirrors.find(vm);
@@ -136,33 +230,50 @@ void sync_mirror(self_ptr self, std::uint32_t vm) {
     st.mirror_mib[vm] = mib;
     // A placeholder handle keeps a second sync from spawning twice.
     st.mirrors[vm] = mirror_actor{};
-    emit(self, "mirror_created", vm, st.view->vm(vm).host, std::nullopt, mib,
+    txn->batch.put(mirror_record(self, vm, mib, store::MirrorState::writing));
+    emit(self, txn, "mirror_created", vm, st.view->vm(vm).host, std::nullopt, mib,
          "mirror of " + st.vm_name(vm) + "'s " + fmt_mib(mib) + " of remote memory created on the shared datastore");
-    self->request(st.supervisor, defaults::request_timeout, atom::spawn::value, m)
-        .then([=](mirror_actor a) { self->state.mirrors[vm] = a; }, [=](caf::error&) {});
+    act(txn, [self, m, vm] {
+      self->request(self->state.supervisor, defaults::request_timeout, atom::spawn::value, m)
+          .then([=](mirror_actor a) { self->state.mirrors[vm] = a; }, [=](caf::error&) {});
+    });
     return;
   }
   if (it == st.mirrors.end()) return;
   if (mib == 0) {
-    if (it->second) self->send(it->second, atom::remove::value);
+    mirror_actor writer = it->second;
     st.mirrors.erase(it);
+    std::int64_t was = st.mirror_mib[vm];
     st.mirror_mib.erase(vm);
-    emit(self, "mirror_deleted", vm, st.view->vm(vm).host, std::nullopt, -1,
+    txn->batch.put(mirror_record(self, vm, was, store::MirrorState::deleted));
+    emit(self, txn, "mirror_deleted", vm, st.view->vm(vm).host, std::nullopt, -1,
          "mirror of " + st.vm_name(vm) + " deleted: it borrows nothing now");
+    st.remote_since.erase(vm);
+    if (st.recommended.erase(vm)) txn->batch.drop_recommendation(vm);
+    act(txn, [self, writer] {
+      if (writer) self->send(writer, atom::remove::value);
+    });
     return;
   }
   if (st.mirror_mib[vm] != mib) {
     st.mirror_mib[vm] = mib;
-    if (it->second) self->send(it->second, atom::resize::value, mib);
+    txn->batch.put(mirror_record(self, vm, mib, store::MirrorState::writing));
+    mirror_actor writer = it->second;
+    act(txn, [self, writer, mib] {
+      if (writer) self->send(writer, atom::resize::value, mib);
+    });
   }
 }
 
-// Starts the lease actors of granted leases and attaches the memory.
-void start_leases(self_ptr self, std::uint32_t vm, const std::shared_ptr<Reservation>& r, const char* event,
-                  const std::string& why, std::uint64_t replaces = 0) {
+// Records granted leases and, once durable, starts their lease actors and
+// attaches the memory.
+void start_leases(self_ptr self, const TxnPtr& txn, std::uint32_t vm, const std::shared_ptr<Reservation>& r,
+                  const char* event, const std::string& why, std::uint64_t replaces = 0, std::uint64_t epoch = 1) {
   auto& st = self->state;
   HostId recipient = st.view->vm(vm).host;
   std::int64_t per_lease_kib = buffer_kib_per_lease(st.config.scenario.settings);
+  bool first = !st.remote_since.count(vm);
+  if (first) st.remote_since[vm] = txn->batch.t_s();
   for (std::size_t i = 0; i < r->grants.size(); ++i) {
     const LeaseGrant& g = r->grants[i];
     LeaseInfo info;
@@ -172,19 +283,11 @@ void start_leases(self_ptr self, std::uint32_t vm, const std::shared_ptr<Reserva
     info.recipient = recipient;
     info.mib = g.mib;
     info.state = "active";
-    info.epoch = 1;
+    info.epoch = epoch;
     info.transport = std::string(to_string(g.transport));
     info.replaces = replaces;
     st.leases[info.id] = {info, lease_actor{}};
-    self->request(st.supervisor, defaults::request_timeout, atom::spawn::value, info)
-        .then(
-            [=](lease_actor a) {
-              auto it = self->state.leases.find(info.id);
-              if (it != self->state.leases.end()) it->second.actor = a;
-            },
-            [=](caf::error&) {});
-    self->request(st.driver, defaults::request_timeout, atom::attach::value, vm, g.donor, g.mib, info.id)
-        .then([](bool) {}, [](caf::error&) {});
+    txn->batch.put(lease_record(info));
     std::string text = std::string(event) == "lease_rehomed"
                            ? st.vm_name(vm) + "'s " + fmt_mib(g.mib) + " now lent by " + st.host_name(g.donor) +
                                  " (lease " + std::to_string(info.id) + "), filled from its mirror" + why
@@ -192,38 +295,58 @@ void start_leases(self_ptr self, std::uint32_t vm, const std::shared_ptr<Reserva
                                  (g.transport == Transport::rdma ? "RDMA" : "TCP") + " (lease " +
                                  std::to_string(info.id) + "), with a local buffer of " +
                                  std::to_string(per_lease_kib) + " KiB on " + st.host_name(recipient);
-    emit(self, event, vm, recipient, g.donor, g.mib, std::move(text));
+    emit(self, txn, event, vm, recipient, g.donor, g.mib, std::move(text));
+    act(txn, [self, info] {
+      auto& st = self->state;
+      self->request(st.supervisor, defaults::request_timeout, atom::spawn::value, info)
+          .then(
+              [=](lease_actor a) {
+                auto it = self->state.leases.find(info.id);
+                if (it != self->state.leases.end()) it->second.actor = a;
+              },
+              [=](caf::error&) {});
+      self->request(st.driver, defaults::request_timeout, atom::attach::value, info.vm, info.donor, info.mib, info.id)
+          .then([](bool) {}, [](caf::error&) {});
+    });
   }
-  self->send(st.vms[vm], atom::granted::value, now(self));
+  double since = st.remote_since[vm];
+  act(txn, [self, vm, since] { self->send(self->state.vms[vm], atom::granted::value, since); });
 }
 
-// Ends the VM's leases from `donor`; `event` names why.
+// Records the end of the VM's leases from `donor` (`event` names why, none
+// for a failed lease that simply goes) and, once durable, releases them.
 // `only`: that lease alone; `replaced`: a new lease takes its contents, so its
 // region stays.
-std::int64_t end_leases(self_ptr self, std::uint32_t vm, HostId donor, const char* event, bool detach,
-                        std::uint64_t only = 0, bool replaced = false) {
+std::int64_t end_leases(self_ptr self, const TxnPtr& txn, std::uint32_t vm, HostId donor, const char* event,
+                        bool detach, std::uint64_t only = 0, bool replaced = false) {
   auto& st = self->state;
   std::int64_t total = 0;
   for (auto it = st.leases.begin(); it != st.leases.end();) {
-    LeaseInfo& l = it->second.info;
+    LeaseInfo l = it->second.info;
     if (l.vm != vm || l.donor != donor || (only != 0 && l.id != only)) {
       ++it;
       continue;
     }
     total += l.mib;
-    if (it->second.actor) self->send(it->second.actor, atom::release::value, replaced);
-    self->send(st.hosts[donor], atom::release::value, l.id);
-    if (detach)
-      self->request(st.driver, defaults::request_timeout, atom::detach::value, vm, donor, l.mib, l.id)
-          .then([](bool) {}, [](caf::error&) {});
+    lease_actor actor = it->second.actor;
+    l.state = "released";
+    txn->batch.put(lease_record(l));
     if (event) {
       std::string text = std::string(event) == "memory_reclaimed"
                              ? st.host_name(donor) + " reclaims the " + fmt_mib(l.mib) + " it lent " + st.vm_name(vm) +
                                    " (lease " + std::to_string(l.id) + "): " + st.host_name(l.recipient) + " is down"
                              : st.vm_name(vm) + " gives back the " + fmt_mib(l.mib) + " " + st.host_name(donor) +
                                    " lent it (lease " + std::to_string(l.id) + ")";
-      emit(self, event, vm, l.recipient, donor, l.mib, std::move(text));
+      emit(self, txn, event, vm, l.recipient, donor, l.mib, std::move(text));
     }
+    act(txn, [self, actor, l, replaced, detach] {
+      auto& st = self->state;
+      if (actor) self->send(actor, atom::release::value, replaced);
+      self->send(st.hosts[l.donor], atom::release::value, l.id);
+      if (detach)
+        self->request(st.driver, defaults::request_timeout, atom::detach::value, l.vm, l.donor, l.mib, l.id)
+            .then([](bool) {}, [](caf::error&) {});
+    });
     it = st.leases.erase(it);
   }
   return total;
@@ -235,18 +358,27 @@ void deliver_later(self_ptr self, caf::typed_response_promise<std::string> rp, s
   finish(self);
 }
 
+// Phase two at the donors, once the transaction is durable.
+void commit_reservation(const TxnPtr& txn, self_ptr self, const std::shared_ptr<Reservation>& r) {
+  act(txn, [self, r] {
+    for (std::size_t i = 0; i < r->grants.size(); ++i)
+      self->send(self->state.hosts[r->grants[i].donor], atom::commit::value, r->ids[i]);
+  });
+}
+
 void execute_remote(self_ptr self, Decision d, caf::typed_response_promise<std::string> rp) {
   auto r = new_reservation(self, d.leases);
   reserve_leases(self, r, [=](bool ok) mutable {
     if (!ok) return deliver_later(self, rp, "retry");
     auto& st = self->state;
-    for (std::size_t i = 0; i < r->grants.size(); ++i)
-      self->send(st.hosts[r->grants[i].donor], atom::commit::value, r->ids[i]);
+    auto txn = begin(self);
+    commit_reservation(txn, self, r);
     st.view->apply(d);
     note(self, st.vm_name(d.vm) + " on " + st.host_name(d.host) + ": " + d.reason);
-    start_leases(self, d.vm, r, "lease_granted", "");
-    sync_mirror(self, d.vm);
-    deliver_later(self, rp, "remote_memory");
+    start_leases(self, txn, d.vm, r, "lease_granted", "");
+    sync_mirror(self, txn, d.vm);
+    txn->batch.put(vm_record(self, d.vm));
+    persist(self, txn, [=]() mutable { deliver_later(self, rp, "remote_memory"); });
   });
 }
 
@@ -271,6 +403,7 @@ void execute_migrate(self_ptr self, Decision d, caf::typed_response_promise<std:
                 self->send(st.hosts[d.target], atom::cancel::value, atom::migrate::value, d.vm);
                 return fail("a donor refused");
               }
+              // The platform moves the VM first: the record then says where it is.
               self->request(st.driver, defaults::request_timeout, atom::migrate::value, d.vm, d.target)
                   .then(
                       [=](bool moved) mutable {
@@ -281,15 +414,18 @@ void execute_migrate(self_ptr self, Decision d, caf::typed_response_promise<std:
                             self->send(st.hosts[r->grants[i].donor], atom::cancel::value, r->ids[i]);
                           return fail("the platform refused the migration");
                         }
-                        self->send(st.hosts[d.target], atom::commit::value, atom::migrate::value, d.vm,
-                                   st.view->vm(d.vm).borrowed_from(d.target));
-                        for (std::size_t i = 0; i < r->ids.size(); ++i)
-                          self->send(st.hosts[r->grants[i].donor], atom::commit::value, r->ids[i]);
+                        auto txn = begin(self);
+                        std::int64_t folded = st.view->vm(d.vm).borrowed_from(d.target);
+                        act(txn, [self, d, folded] {
+                          self->send(self->state.hosts[d.target], atom::commit::value, atom::migrate::value, d.vm,
+                                     folded);
+                        });
+                        commit_reservation(txn, self, r);
                         // What the target lent this VM is local to it now.
-                        end_leases(self, d.vm, d.target, "lease_released", false);
+                        end_leases(self, txn, d.vm, d.target, "lease_released", false);
                         st.view->apply(d);
                         note(self, st.vm_name(d.vm) + " on " + st.host_name(from) + ": " + d.reason);
-                        emit(self, "vm_migrated", d.vm, d.target, std::nullopt, d.local_mib,
+                        emit(self, txn, "vm_migrated", d.vm, d.target, std::nullopt, d.local_mib,
                              st.vm_name(d.vm) + " migrated from " + st.host_name(from) + " to " +
                                  st.host_name(d.target) + " for its CPU; " + st.host_name(d.target) + " gives it " +
                                  fmt_mib(d.local_mib) + " of memory" +
@@ -297,11 +433,16 @@ void execute_migrate(self_ptr self, Decision d, caf::typed_response_promise<std:
                         for (auto& [id, rec] : st.leases)
                           if (rec.info.vm == d.vm) {
                             rec.info.recipient = d.target;
-                            if (rec.actor) self->send(rec.actor, atom::moved::value, std::uint32_t{d.target});
+                            txn->batch.put(lease_record(rec.info));
+                            lease_actor actor = rec.actor;
+                            act(txn, [self, actor, d] {
+                              if (actor) self->send(actor, atom::moved::value, std::uint32_t{d.target});
+                            });
                           }
-                        if (!r->grants.empty()) start_leases(self, d.vm, r, "lease_granted", "");
-                        sync_mirror(self, d.vm);
-                        deliver_later(self, rp, "migrate");
+                        if (!r->grants.empty()) start_leases(self, txn, d.vm, r, "lease_granted", "");
+                        sync_mirror(self, txn, d.vm);
+                        txn->batch.put(vm_record(self, d.vm));
+                        persist(self, txn, [=]() mutable { deliver_later(self, rp, "migrate"); });
                       },
                       [=](caf::error&) mutable { fail("the platform did not answer"); });
             });
@@ -323,6 +464,7 @@ void rehome(self_ptr self, std::vector<Lost> todo, HostId failed, std::function<
   Lost lost = todo.back();
   todo.pop_back();
   auto& st = self->state;
+  if (!st.leases.count(lost.lease)) return rehome(self, std::move(todo), failed, k);
   DonorChoice c = st.view->rehome_choice(lost.vm, failed, lost.mib);
   if (c.leases.empty()) {
     note(self, st.vm_name(lost.vm) + " keeps reading " + fmt_mib(lost.mib) + " from its mirror: " + c.reason +
@@ -332,24 +474,28 @@ void rehome(self_ptr self, std::vector<Lost> todo, HostId failed, std::function<
   auto r = new_reservation(self, c.leases);
   reserve_leases(self, r, [=](bool ok) {
     auto& st = self->state;
-    if (ok) {
-      for (std::size_t i = 0; i < r->ids.size(); ++i)
-        self->send(st.hosts[r->grants[i].donor], atom::commit::value, r->ids[i]);
-      end_leases(self, lost.vm, failed, nullptr, true, lost.lease, true);
-      st.view->rehome(lost.vm, failed, r->grants);
-      start_leases(self, lost.vm, r, "lease_rehomed", " (" + c.reason + ")", lost.lease);
-    }
-    rehome(self, todo, failed, k);
+    if (!ok || !st.leases.count(lost.lease)) return rehome(self, todo, failed, k);
+    auto txn = begin(self);
+    commit_reservation(txn, self, r);
+    std::uint64_t epoch = st.leases[lost.lease].info.epoch + 1;
+    end_leases(self, txn, lost.vm, failed, nullptr, true, lost.lease, true);
+    st.view->rehome(lost.vm, failed, r->grants);
+    start_leases(self, txn, lost.vm, r, "lease_rehomed", " (" + c.reason + ")", lost.lease, epoch);
+    if (st.mirror_mib.count(lost.vm))
+      txn->batch.put(mirror_record(self, lost.vm, st.mirror_mib[lost.vm], store::MirrorState::writing));
+    persist(self, txn, [=] { rehome(self, todo, failed, k); });
   });
 }
 
 void host_down(self_ptr self, std::uint32_t h) {
   auto& st = self->state;
+  auto txn = begin(self);
   st.view->set_host_up(h, false);
+  txn->batch.put(host_record(st.config.scenario.hosts[h], h, false));
   // A simulated host's memory goes with it, as a real one's would.
   if (auto plane = st.config.plane) {
     std::string name = st.host_name(h);
-    plane->post([plane, name] { plane->stop_serving(name); });
+    act(txn, [plane, name] { plane->post([plane, name] { plane->stop_serving(name); }); });
   }
   // As a donor: every VM it lent to reads that part from its mirror, then
   // the part moves to a new donor, filled from the mirror.
@@ -360,7 +506,11 @@ void host_down(self_ptr self, std::uint32_t h) {
     if (rec.info.donor != h || rec.info.state != "active") continue;
     rec.info.state = "failed";
     if (st.config.metrics) st.config.metrics->lease_failures(metrics::LeaseFailure::donor_down).inc();
-    if (rec.actor) self->send(rec.actor, atom::failover::value);
+    txn->batch.put(lease_record(rec.info));
+    lease_actor actor = rec.actor;
+    act(txn, [self, actor] {
+      if (actor) self->send(actor, atom::failover::value);
+    });
     leases_lost.push_back({rec.info.vm, id, rec.info.mib});
     auto it = std::find_if(lost.begin(), lost.end(), [&](const auto& p) { return p.first == rec.info.vm; });
     if (it == lost.end())
@@ -371,34 +521,32 @@ void host_down(self_ptr self, std::uint32_t h) {
   if (!lost.empty()) {
     for (const auto& [vm, mib] : lost)
       lent_to += (lent_to.empty() ? "" : ", ") + st.vm_name(vm) + " " + fmt_mib(mib);
-    emit(self, "donor_failed", ~0u, h, std::nullopt, -1,
-         st.host_name(h) + " is down; it lent " + lent_to);
+    emit(self, txn, "donor_failed", ~0u, h, std::nullopt, -1, st.host_name(h) + " is down; it lent " + lent_to);
     for (const auto& [vm, mib] : lost) {
-      auto m = st.mirrors.find(vm);
-      if (m != st.mirrors.end() && m->second) self->send(m->second, atom::failover::value, h);
-      emit(self, "failover_to_mirror", vm, st.view->vm(vm).host, h, mib,
+      if (st.mirror_mib.count(vm))
+        txn->batch.put(mirror_record(self, vm, st.mirror_mib[vm], store::MirrorState::serving));
+      mirror_actor writer = st.mirrors.count(vm) ? st.mirrors[vm] : mirror_actor{};
+      act(txn, [self, writer, h] {
+        if (writer) self->send(writer, atom::failover::value, h);
+      });
+      emit(self, txn, "failover_to_mirror", vm, st.view->vm(vm).host, h, mib,
            st.vm_name(vm) + " reads the " + fmt_mib(mib) + " " + st.host_name(h) + " lent it from its mirror");
     }
   }
   // As a recipient: its VMs' donors reclaim what they lent, mirrors go.
-  std::vector<std::uint32_t> recipients;
-  for (std::uint32_t v = 0; v < st.view->vm_count(); ++v)
-    if (st.view->vm(v).host == h && !st.view->vm(v).borrowed.empty()) recipients.push_back(v);
-  for (std::uint32_t v : recipients) {
+  for (std::uint32_t v = 0; v < st.view->vm_count(); ++v) {
+    if (st.view->vm(v).host != h || st.view->vm(v).borrowed.empty()) continue;
     std::vector<RemotePart> parts = st.view->vm(v).borrowed;
     for (const auto& p : parts) {
       bool donor_up = st.view->host_state(p.donor).up;
-      end_leases(self, v, p.donor, donor_up ? "memory_reclaimed" : nullptr, true);
+      end_leases(self, txn, v, p.donor, donor_up ? "memory_reclaimed" : nullptr, true);
       st.view->release(v, p.donor);
     }
-    sync_mirror(self, v);
+    sync_mirror(self, txn, v);
+    txn->batch.put(vm_record(self, v));
   }
-  // Leases of VMs whose own host just died are gone already.
-  leases_lost.erase(std::remove_if(leases_lost.begin(), leases_lost.end(),
-                                   [&](const Lost& l) { return !st.leases.count(l.lease); }),
-                    leases_lost.end());
   std::reverse(leases_lost.begin(), leases_lost.end());
-  rehome(self, std::move(leases_lost), h, [=] { finish(self); });
+  persist(self, txn, [=] { rehome(self, leases_lost, h, [=] { finish(self); }); });
 }
 
 using FailedParts = std::vector<std::pair<HostId, std::vector<Lost>>>;
@@ -413,13 +561,17 @@ void rehome_failed(self_ptr self, FailedParts groups) {
 
 void host_up(self_ptr self, std::uint32_t h) {
   auto& st = self->state;
+  auto txn = begin(self);
   st.view->set_host_up(h, true);
+  txn->batch.put(host_record(st.config.scenario.hosts[h], h, true));
   note(self, st.host_name(h) + " is up and may lend");
   if (auto plane = st.config.plane) {
     std::string name = st.host_name(h);
     std::int64_t mib = st.config.scenario.hosts[h].memory_mib;
-    plane->post([plane, name, mib] {
-      if (plane->address(name).empty()) plane->serve(name, mib, "127.0.0.1:0");
+    act(txn, [plane, name, mib] {
+      plane->post([plane, name, mib] {
+        if (plane->address(name).empty()) plane->serve(name, mib, "127.0.0.1:0");
+      });
     });
   }
   // Fencing: a donor that comes back keeps only the leases still its own;
@@ -427,24 +579,30 @@ void host_up(self_ptr self, std::uint32_t h) {
   std::vector<std::uint64_t> keep;
   for (const auto& [id, rec] : st.leases)
     if (rec.info.donor == h && rec.info.state == "active") keep.push_back(id);
-  self->send(st.hosts[h], atom::fence::value, keep);
-  // Memory that a dead donor lent and nobody could take is re-homed now.
-  std::map<HostId, std::vector<Lost>> failed;
-  for (auto& [id, rec] : st.leases)
-    if (rec.info.state == "failed") failed[rec.info.donor].push_back({rec.info.vm, id, rec.info.mib});
-  rehome_failed(self, FailedParts(failed.begin(), failed.end()));
+  act(txn, [self, h, keep] { self->send(self->state.hosts[h], atom::fence::value, keep); });
+  persist(self, txn, [=] {
+    // Memory that a dead donor lent and nobody could take is re-homed now.
+    std::map<HostId, std::vector<Lost>> failed;
+    for (auto& [id, rec] : self->state.leases)
+      if (rec.info.state == "failed") failed[rec.info.donor].push_back({rec.info.vm, id, rec.info.mib});
+    rehome_failed(self, FailedParts(failed.begin(), failed.end()));
+  });
 }
 
 void release_surplus(self_ptr self, std::uint32_t vm, caf::typed_response_promise<std::int64_t> rp) {
   auto& st = self->state;
+  auto txn = begin(self);
   std::int64_t released = 0;
   for (const auto& p : st.view->surplus(vm)) {
-    released += end_leases(self, vm, p.donor, "lease_released", true);
+    released += end_leases(self, txn, vm, p.donor, "lease_released", true);
     st.view->release(vm, p.donor);
   }
-  sync_mirror(self, vm);
-  rp.deliver(released);
-  finish(self);
+  sync_mirror(self, txn, vm);
+  if (released > 0) txn->batch.put(vm_record(self, vm));
+  persist(self, txn, [=]() mutable {
+    rp.deliver(released);
+    finish(self);
+  });
 }
 
 }  // namespace
@@ -458,10 +616,10 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
   st.sink = sink;
   st.hosts.resize(st.config.scenario.hosts.size());
   st.vms.resize(st.config.scenario.vms.size());
-  for (const LeaseInfo& l : initial_leases(st.config.scenario)) {
-    st.leases[l.id] = {l, lease_actor{}};
-    st.next_lease = l.id + 1;
-  }
+  for (const LeaseInfo& l : st.config.start.leases) st.leases[l.id] = {l, lease_actor{}};
+  st.next_lease = std::max<std::uint64_t>(st.config.start.next_lease, 1);
+  st.recommended = st.config.start.recommended;
+  st.remote_since = st.config.start.remote_since;
   // Mirrors of memory borrowed before the run; the supervisor binds their writers.
   for (VmId v = 0; v < st.view->vm_count(); ++v)
     if (std::int64_t mib = st.view->vm(v).borrowed_mib(); mib > 0) {
@@ -488,10 +646,12 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
               }
               if (d.kind == DecisionKind::remote_memory) return execute_remote(self, d, rp);
               return execute_migrate(self, d, rp);
-            case DecisionKind::unsatisfied:
-              emit(self, "unsatisfied", vm, d.host, std::nullopt, d.extra_memory_mib,
+            case DecisionKind::unsatisfied: {
+              auto txn = begin(self);
+              emit(self, txn, "unsatisfied", vm, d.host, std::nullopt, d.extra_memory_mib,
                    st.vm_name(vm) + " on " + st.host_name(d.host) + " cannot be helped: " + d.reason);
-              return deliver_later(self, rp, "unsatisfied");
+              return persist(self, txn, [=]() mutable { deliver_later(self, rp, "unsatisfied"); });
+            }
             default:
               return deliver_later(self, rp, std::string(to_string(d.kind)));
           }
@@ -510,7 +670,7 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
         });
         return rp;
       },
-      [=](atom::recommend, std::uint32_t vm, std::int64_t remote_for) {
+      [=](atom::recommend, std::uint32_t vm, std::int64_t remote_for) -> caf::result<bool> {
         auto& st = self->state;
         st.view->set_remote_for(vm, remote_for);
         Recommendation r = st.view->recommendation(vm);
@@ -522,14 +682,80 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
           return false;
         }
         st.said.erase(vm);
-        emit(self, "migration_recommended", vm, r.target, std::nullopt, st.view->vm(vm).demand_mem,
+        // Said once: a VM recommended before a restart is not recommended again.
+        if (st.recommended.count(vm)) return true;
+        st.recommended.insert(vm);
+        auto txn = begin(self);
+        store::RecommendationRecord rec;
+        rec.vm = vm;
+        rec.target = r.target;
+        rec.reason = r.reason;
+        txn->batch.put(rec);
+        emit(self, txn, "migration_recommended", vm, r.target, std::nullopt, st.view->vm(vm).demand_mem,
              "recommend migrating " + st.vm_name(vm) + " to " + st.host_name(r.target) + ": " + r.reason);
-        return true;
+        auto rp = self->make_response_promise<bool>();
+        persist(self, txn, [=]() mutable { rp.deliver(true); });
+        return rp;
+      },
+      [=](atom::commit, std::uint64_t token, bool ok, const std::string& error) {
+        auto& st = self->state;
+        auto it = st.pending.find(token);
+        if (it == st.pending.end()) return;
+        auto then = std::move(it->second);
+        st.pending.erase(it);
+        if (!ok) return give_up(self, error);
+        then();
+      },
+      [=](atom::commit, const LeaseInfo& granted) {
+        // A lease actor's grant: how to reach the lease again after a restart.
+        auto& st = self->state;
+        auto it = st.leases.find(granted.id);
+        if (it == st.leases.end() || it->second.info.state != "active") return;
+        LeaseInfo& l = it->second.info;
+        l.data_addr = granted.data_addr;
+        l.data_id = granted.data_id;
+        l.data_epoch = granted.data_epoch;
+        l.data_secret = granted.data_secret;
+        auto txn = begin(self);
+        txn->batch.put(lease_record(l));
+        persist(self, txn, [] {});
       },
       [=](atom::sample, const std::vector<platform::VmSample>& samples) {
         enqueue(self, [=] {
           for (const auto& s : samples)
             self->state.view->observe(s.vm, s.host, s.demand_mem, s.demand_cpu, s.local_mem, s.local_cpu);
+          // The clock's heartbeat: a restart resumes near where this run
+          // stopped, not at its last decision.
+          auto& st = self->state;
+          double t = now(self);
+          double half = static_cast<double>(st.config.scenario.settings.sample_period_s) / 2;
+          if (st.config.store && !samples.empty() && t - st.last_beat >= half) {
+            st.last_beat = t;
+            auto txn = begin(self);
+            txn->batch.scenario(self->state.config.fingerprint);
+            // The support views read VMs' and hosts' figures: keep them current.
+            for (VmId v = 0; v < st.view->vm_count(); ++v) {
+              store::VmRecord r = vm_record(self, v);
+              std::string key = std::to_string(r.host) + "/" + std::to_string(r.memory_mib) + "/" +
+                                std::to_string(r.cpu_mhz) + "/" + std::to_string(r.local_mib) + "/" +
+                                std::to_string(r.remote_since_s.value_or(-1));
+              if (st.written_vm[v] == key) continue;
+              st.written_vm[v] = key;
+              txn->batch.put(r);
+            }
+            for (HostId h = 0; h < st.config.scenario.hosts.size(); ++h) {
+              const HostState& hs = st.view->host_state(h);
+              std::string key = std::to_string(hs.up) + "/" + std::to_string(hs.used_mem) + "/" +
+                                std::to_string(hs.used_cpu);
+              if (st.written_host[h] == key) continue;
+              st.written_host[h] = key;
+              store::HostRecord r = host_record(st.config.scenario.hosts[h], h, hs.up);
+              r.used_mib = hs.used_mem;
+              r.used_mhz = hs.used_cpu;
+              txn->batch.put(r);
+            }
+            return persist(self, txn, [=] { finish(self); });
+          }
           finish(self);
         });
       },
@@ -556,7 +782,8 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
           if (rec.info.state == "active") leases.push_back(rec.info);
         std::vector<Placement> moved;
         for (VmId v = 0; v < st.view->vm_count(); ++v)
-          if (st.view->vm(v).host != st.config.scenario.vms[v].host) moved.push_back({v, st.view->vm(v).host});
+          if (v < st.config.start.first_hosts.size() && st.view->vm(v).host != st.config.start.first_hosts[v])
+            moved.push_back({v, st.view->vm(v).host});
         return std::make_tuple(std::move(leases), std::move(moved));
       },
       [=](atom::get) {

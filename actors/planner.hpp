@@ -7,6 +7,7 @@
 
 #include "actors/actors.hpp"
 #include "actors/data_plane.hpp"
+#include "persistence/store.hpp"
 #include "actors/policy/planner.hpp"
 #include "actors/sim_clock.hpp"
 #include "metrics/metrics.hpp"
@@ -19,10 +20,30 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 
 namespace memlend {
 
+// What the actors start from: the leases alive, the VMs recommended to move
+// and when each VM began to borrow. From the scenario on a fresh start, from
+// the store after a restart.
+struct StartState {
+  std::vector<LeaseInfo> leases;  // active or failed
+  std::set<std::uint32_t> recommended;
+  std::map<std::uint32_t, double> remote_since;
+  std::uint64_t next_lease = 1;
+  // Where each VM ran when the scenario began (agents rebuild from it).
+  std::vector<policy::HostId> first_hosts;
+};
+
+// Leases a scenario says VMs already have, numbered from 1 in scenario order;
+// the planner and the host ledgers start from the same list.
+std::vector<LeaseInfo> initial_leases(const policy::Scenario& s);
+StartState fresh_start(const policy::Scenario& s, double origin_s);
+
 struct PlannerConfig {
+  // The cluster as the actors start it: hosts up or down, VMs where they
+  // run, their demand, and what they borrow (StartState.leases).
   policy::Scenario scenario;
   SimClock clock;
   bool dry_run = false;
@@ -30,11 +51,11 @@ struct PlannerConfig {
   // The donor servers of simulated hosts, stopped and started with the hosts.
   std::shared_ptr<DataPlane> plane;
   metrics::Registry* metrics = nullptr;  // decisions and their latency; none: not counted
+  StartState start;
+  // Every transition is written here before it is acted on; none in tests.
+  std::shared_ptr<store::Store> store;
+  std::string fingerprint;  // of the scenario, for the clock's heartbeat
 };
-
-// Leases a scenario says VMs already have, numbered from 1 in scenario order;
-// the planner and the host ledgers start from the same list.
-std::vector<LeaseInfo> initial_leases(const policy::Scenario& s);
 
 struct planner_state {
   static constexpr const char* name = "planner";
@@ -61,6 +82,15 @@ struct planner_state {
   // The last thing said about a VM that is not acted on, so it is said once.
   std::map<std::uint32_t, std::string> said;
   metrics::Histogram::Clock::time_point need_arrived;  // of the need being decided
+  std::set<std::uint32_t> recommended;
+  std::map<std::uint32_t, double> remote_since;
+  // Transactions waiting for the store: what to do once they are durable.
+  std::uint64_t next_token = 0;
+  double last_beat = -1e300;  // the clock's last heartbeat to the store
+  // What the store last heard of each VM and host, so a heartbeat writes only changes.
+  std::map<std::uint32_t, std::string> written_vm;
+  std::map<std::uint32_t, std::string> written_host;
+  std::map<std::uint64_t, std::function<void()>> pending;
 
   const std::string& host_name(std::uint32_t h) const { return config.scenario.hosts[h].name; }
   const std::string& vm_name(std::uint32_t v) const { return config.scenario.vms[v].name; }

@@ -63,7 +63,7 @@ caf::actor spawn_child(self_ptr self, const std::string& kind, std::uint64_t key
     lc.clock = st.clock;
     lc.metrics = st.config.metrics;
     return caf::actor_cast<caf::actor>(
-        self->spawn(lease, state_or(last, LeaseInfo{}), lc, sup, st.config.sink, st.driver));
+        self->spawn(lease, state_or(last, LeaseInfo{}), lc, sup, st.config.sink, st.driver, st.planner));
   }
   if (kind == "mirror")
     return caf::actor_cast<caf::actor>(
@@ -95,11 +95,21 @@ void stop_all(self_ptr self, caf::error reason) {
   for (const char* kind : order)
     for (auto& [k, c] : st.children)
       if (k.first == kind) self->send_exit(c.handle, caf::exit_reason::user_shutdown);
+  // Twice: events the store made durable during the first flush reach the
+  // sink's mailbox before the second request, and are written out first.
   self->request(st.config.sink, defaults::shutdown_grace, atom::flush::value)
       .then(
           [=](bool) {
-            self->send_exit(self->state.config.sink, caf::exit_reason::user_shutdown);
-            self->quit(reason);
+            self->request(self->state.config.sink, defaults::shutdown_grace, atom::flush::value)
+                .then(
+                    [=](bool) {
+                      self->send_exit(self->state.config.sink, caf::exit_reason::user_shutdown);
+                      self->quit(reason);
+                    },
+                    [=](caf::error&) {
+                      self->send_exit(self->state.config.sink, caf::exit_reason::user_shutdown);
+                      self->quit(reason);
+                    });
           },
           [=](caf::error&) {
             self->send_exit(self->state.config.sink, caf::exit_reason::user_shutdown);
@@ -159,6 +169,9 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
   auto sup = handle_of(self);
 
   PlannerConfig pc{sc, st.clock, st.config.dry_run, st.config.datastore};
+  pc.start = st.config.start;
+  pc.store = st.config.store;
+  pc.fingerprint = st.config.fingerprint;
   // Simulated hosts' memory is served by this process: it dies and comes back with them.
   if (!st.config.cluster.enabled) pc.plane = st.config.plane;
   pc.metrics = st.config.metrics;
@@ -168,7 +181,8 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
                   st.config.until_s};
   std::vector<RemoteState> start(sc.vms.size());
   for (policy::VmId v = 0; v < sc.vms.size(); ++v) start[v] = {v, sc.vms[v].host, {}};
-  for (const auto& l : initial_leases(sc)) start[l.vm].leases.push_back(l);
+  for (const auto& l : st.config.start.leases)
+    if (l.state == "active") start[l.vm].leases.push_back(l);
   st.driver = self->spawn(platform_driver, dc, st.config.platform, sc.hosts.size(), start, sup, st.config.sink);
   adopt(self, "driver", 0, caf::actor_cast<caf::actor>(st.driver), {});
   self->send(st.planner, atom::rebind::value, std::string("driver"), std::uint64_t{0},
@@ -176,13 +190,13 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
   self->send(st.driver, atom::rebind::value, std::string("planner"), std::uint64_t{0},
              caf::actor_cast<caf::actor>(st.planner));
 
-  std::vector<LeaseInfo> leases = initial_leases(sc);
+  const std::vector<LeaseInfo>& leases = st.config.start.leases;
   for (policy::HostId h = 0; h < sc.hosts.size(); ++h) {
     HostCheckpoint cp;
     cp.host = h;
     cp.up = sc.hosts[h].up;
     for (const auto& l : leases)
-      if (l.donor == h) {
+      if (l.donor == h && l.state == "active") {
         cp.lease_ids.push_back(l.id);
         cp.lease_mib.push_back(l.mib);
       }
@@ -195,10 +209,11 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
     VmCheckpoint cp;
     cp.vm = v;
     cp.host = sc.vms[v].host;
-    if (!sc.vms[v].remote.empty()) {
+    if (auto since = st.config.start.remote_since.find(v); since != st.config.start.remote_since.end()) {
       cp.has_remote = true;
-      cp.remote_since = st.config.origin_s - static_cast<double>(sc.vms[v].remote_for_s);
+      cp.remote_since = since->second;
       cp.generation = 1;
+      cp.recommended = st.config.start.recommended.count(v) > 0;
     }
     auto msg = caf::make_message(cp);
     auto child = spawn_child(self, "vm", v, msg);
@@ -213,7 +228,8 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
   }
   for (policy::VmId v = 0; v < sc.vms.size(); ++v) {
     std::int64_t mib = 0;
-    for (const auto& p : sc.vms[v].remote) mib += p.mib;
+    for (const auto& l : leases)
+      if (l.vm == v) mib += l.mib;
     if (mib == 0) continue;
     auto msg = caf::make_message(MirrorInfo{v, mib, st.config.datastore + "/" + sc.vms[v].name + ".mirror", "writing"});
     auto child = spawn_child(self, "mirror", v, msg);

@@ -9,6 +9,7 @@
 
 #include "actors/actors.hpp"
 #include "actors/data_plane.hpp"
+#include "actors/planner.hpp"
 #include "actors/sim_clock.hpp"
 #include "firmware_hooks/platform.hpp"
 #include "metrics/metrics.hpp"
@@ -31,7 +32,11 @@ struct ClusterConfig {
 };
 
 struct SupervisorConfig {
+  // The cluster as the actors start it (see PlannerConfig::scenario).
   policy::Scenario scenario;
+  StartState start;
+  std::shared_ptr<store::Store> store;
+  std::string fingerprint;
   ClusterConfig cluster;
   double speed = 1;
   double origin_s = 0;

@@ -141,6 +141,7 @@ Action add_probe(CLI::App& app) {
     cfg.on_event = [](const rdma::RegionEvent& e) {
       std::cerr << "memlend probe: " << rdma::region_event_name(e.kind) << ": " << e.detail << std::endl;
     };
+    cfg.log = [](const std::string& line) { std::cerr << "memlend probe: " << line << std::endl; };
     auto region = rdma::RemoteRegion::create(cfg, std::move(*link));
     if (!region) return failure(region.error().message);
     auto* p = static_cast<std::uint8_t*>((*region)->data());
@@ -197,6 +198,7 @@ Action add_probe(CLI::App& app) {
         {"mirror_bytes_written", st.mirror_bytes_written},
         {"failovers", st.failovers},
         {"state", rdma::region_state_name(st.state)},
+        {"backing", rdma::region_backing_name(st.backing)},
         {"error", lost ? "donor gone and no mirror: blocks were lost (" + st.error + ")" : st.error},
     };
     if (f->json) {

@@ -1,4 +1,7 @@
 #include "actors/controller.hpp"
+#include "actors/journal.hpp"
+#include "actors/recovery.hpp"
+#include "persistence/store.hpp"
 #include "cli/cli.hpp"
 #include "cli/cluster_flags.hpp"
 #include "cli/config_file.hpp"
@@ -11,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 namespace memlend::cli {
 
@@ -31,7 +35,16 @@ struct RunFlags {
   std::uint64_t data_kib_per_gib = 1024;
   std::string metrics;
   std::string log_level;
+  std::string db = store::default_db_path;
+  bool no_db = false;
 };
+
+std::string slurp_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
 
 // The built-in demo runs a hundred times faster than the wall clock, so its
 // half hour of scenario time passes in under twenty seconds.
@@ -55,11 +68,16 @@ Action add_run(CLI::App& app) {
                   "Run the scenario clock X times faster than the wall clock\n"
                   "(default 1 for a scenario file, 100 for the built-in demo)");
   cmd->add_option("--events-out", f->events_out,
-                  "Write the event log here, one JSON object per line (the file is replaced)");
+                  "Write the event log here, one JSON object per line (a fresh run replaces\n"
+                  "the file; a run resumed from --db brings it up to the store and appends)");
   cmd->add_option("--datastore", f->datastore,
                   "Directory of the shared datastore, for mirror files (default: ./memlend-datastore,\n"
                   "made if missing)");
-  cmd->add_flag("--dry-run", f->dry_run, "Decide and explain, but lend, move and mirror nothing");
+  cmd->add_flag("--dry-run", f->dry_run, "Decide and explain, but lend, move and mirror nothing (and record nothing)");
+  cmd->add_option("--db", f->db,
+                  "The store: every transition is recorded here before it is carried out, and a\n"
+                  "restarted run resumes from it (default: memlend.db in the working directory)");
+  cmd->add_flag("--no-db", f->no_db, "Keep nothing: no store, no resuming");
   cmd->add_option("--data-path", f->data_path,
                   "on: every simulated host serves its memory over TCP on loopback, leases are\n"
                   "really mapped (userfaultfd) and a guest workload writes and checks them;\n"
@@ -124,7 +142,8 @@ Action add_run(CLI::App& app) {
       return bad_input("--datastore: " + o.datastore + ": cannot make the directory" +
                        (ec ? " (" + ec.message() + ")" : std::string()));
     if (!f->events_out.empty()) {
-      std::ofstream probe(f->events_out, std::ios::trunc);
+      // Appending: a resumed run adds to the log it left; a fresh one empties it below.
+      std::ofstream probe(f->events_out, std::ios::app);
       if (!probe) return bad_input("--events-out: " + f->events_out + ": cannot write (" + std::strerror(errno) + ")");
       o.sink.events_out = f->events_out;
     }
@@ -137,6 +156,8 @@ Action add_run(CLI::App& app) {
     o.sink.console = !f->quiet;
     o.dry_run = f->dry_run;
     o.scenario = *sc;
+    o.start = fresh_start(*sc, 0);
+    std::vector<std::string> resume_notes;
     if (!f->listen.empty()) {
       auto addr = parse_address(f->listen);
       if (!addr) return bad_input("--listen: \"" + f->listen + "\" is not HOST:PORT");
@@ -151,7 +172,32 @@ Action add_run(CLI::App& app) {
       o.network.tls = {f->cluster.cert, f->cluster.key, f->cluster.ca};
     }
     o.platform = platform::make_sim(*sc);
+    if (!f->no_db && !f->dry_run) {
+      ResumeOptions ro;
+      ro.db = f->db;
+      ro.scenario_text = f->scenario.empty() ? text : slurp_file(f->scenario);
+      ro.until_s = o.until_s;
+      ro.data_path_in_process = !o.network.enabled;
+      ro.datastore = o.datastore;
+      if (o.metrics.registry)
+        ro.on_commit = [h = o.metrics.registry->store_commit_duration()](double s) { h.observe(s); };
+      auto resumed = open_run(*sc, ro);
+      if (!resumed) return bad_input(resumed.error().message);
+      o.store = resumed->store;
+      o.scenario = resumed->scenario;
+      o.start = resumed->start;
+      o.origin_s = resumed->origin_s;
+      o.platform = resumed->platform;
+      o.fingerprint = resumed->fingerprint;
+      resume_notes = resumed->notes;
+      if (!resumed->resumed && !f->events_out.empty()) std::ofstream(f->events_out, std::ios::trunc);
+      if (resumed->resumed && !f->events_out.empty())
+        if (auto err = catch_up_events_file(f->events_out, *resumed->store)) return bad_input("--events-out: " + *err);
+    } else if (!f->events_out.empty()) {
+      std::ofstream(f->events_out, std::ios::trunc);
+    }
     if (!f->quiet) {
+      for (const auto& n : resume_notes) std::cout << "memlend: " << n << '\n';
       std::cout << "memlend: running " << origin << " on the simulated platform at " << o.speed
                 << "x until t=" << *o.until_s << "s" << (o.dry_run ? " (dry run)" : "") << '\n';
       if (o.data.enabled && !o.network.enabled)

@@ -46,9 +46,11 @@ class Fields {
   Fields(const json& j, std::string path, std::initializer_list<const char*> allowed)
       : j_(j), path_(std::move(path)) {
     if (!j.is_object()) throw Bad{path_, "must be an object, got " + kind_of(j)};
-    for (const auto& [key, value] : j.items())
+    for (const auto& item : j.items()) {
+      const std::string& key = item.key();
       if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; }))
         throw Bad{join(path_, key), "unknown key"};
+    }
   }
 
   bool has(const char* key) const { return j_.contains(key); }
@@ -293,7 +295,7 @@ Expected<Scenario> parse_scenario(std::string_view text, const std::string& orig
     root = json::parse(text.begin(), text.end(), watch);
   } catch (const DuplicateKey& d) {
     return Error{origin + ": key \"" + d.key + "\" appears twice in one object"};
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // a syntax error, or a number too large for a double (406)
     std::string what = e.what();
     auto cut = what.find("] ");
     if (cut != std::string::npos) what = what.substr(cut + 2);

@@ -65,8 +65,9 @@ case "$what" in
   sanitize)
     install_deps
     configure_and_build "$root/build-sanitize" -DMEMLEND_SANITIZE=ON -DMEMLEND_BENCH=OFF -DCMAKE_BUILD_TYPE=Debug
+    # The fuzzers are built with ASan and UBSan in every build and run in `test`.
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-      ctest --test-dir "$root/build-sanitize" --output-on-failure -j "$jobs" "$@"
+      ctest --test-dir "$root/build-sanitize" --output-on-failure -j "$jobs" -LE fuzz "$@"
     ;;
   bench)
     install_deps

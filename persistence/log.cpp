@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <iostream>
+#include <mutex>
+#include <set>
 
 namespace memlend::store {
 
@@ -20,6 +22,14 @@ void from_sqlite(void*, int rc, const char* message) {
   // is SQLite re-preparing a statement by itself. Neither is news for the log.
   // An automatic index is SQLite's note about a view's plan, made on every prepare.
   if (primary == SQLITE_CONSTRAINT || primary == SQLITE_SCHEMA || rc == SQLITE_WARNING_AUTOINDEX) return;
+  // A killed controller's WAL is replayed by each connection that opens the
+  // file first (the read-only check, then the writer): news once, not twice.
+  if (rc == SQLITE_NOTICE_RECOVER_WAL) {
+    static std::mutex m;
+    static std::set<std::string> said;
+    std::lock_guard<std::mutex> g(m);
+    if (!said.insert(message ? message : "").second) return;
+  }
   LogLevel level = primary == SQLITE_NOTICE ? LogLevel::notice
                    : primary == SQLITE_WARNING ? LogLevel::warning
                                                : LogLevel::error;

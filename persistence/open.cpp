@@ -6,6 +6,7 @@
 
 #include <cctype>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
@@ -475,7 +476,15 @@ Expected<std::unique_ptr<Store>> Store::open(const std::string& path, const Opti
     if (rc != SQLITE_DONE) return refuse(failure_message(path, rc, impl->db.error()));
     sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, nullptr);
     Impl* raw_impl = impl.get();
-    impl->writer = std::thread([raw_impl] { raw_impl->run_writer(); });
+    impl->writer = std::thread([raw_impl] {
+      // Stop signals are for the controller's main thread, which ends the run
+      // in order; a writer thread that took SIGTERM would die with its default
+      // action in the middle of a group commit.
+      sigset_t all;
+      sigfillset(&all);
+      pthread_sigmask(SIG_BLOCK, &all, nullptr);
+      raw_impl->run_writer();
+    });
   }
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }

@@ -96,6 +96,9 @@ struct Options {
   std::chrono::milliseconds busy_timeout{5000};
   // Batches per group commit at most (one transaction, one fsync).
   std::size_t max_group = 4096;
+  // Called on the writer thread after each group commit with how long it took
+  // (write and fsync); the controller feeds its commit-latency histogram.
+  std::function<void(double seconds)> on_commit;
   // Tests only: the migrations to know instead of the built-in ones.
   const std::vector<Migration>* migrations = nullptr;
 };

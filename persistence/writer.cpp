@@ -5,6 +5,7 @@
 #include "persistence/store_impl.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <future>
 #include <limits>
@@ -306,7 +307,9 @@ void Store::Impl::run_writer() {
         queue.pop_front();
       }
     }
+    auto began = std::chrono::steady_clock::now();
     std::vector<Outcome> outcomes = write_group(units);
+    double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
     {
       std::lock_guard<std::mutex> l(queue_mutex);
       bool committed = false;
@@ -317,6 +320,7 @@ void Store::Impl::run_writer() {
       }
       if (committed) ++stats.commits;
     }
+    if (options.on_commit) options.on_commit(took);
     for (std::size_t i = 0; i < units.size(); ++i) {
       if (!units[i].done) continue;
       try {

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <mutex>
 #include <poll.h>
+#include <pthread.h>
 #include <set>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -50,6 +51,15 @@ const char* region_state_name(RegionState s) {
     case RegionState::degraded: return "degraded";
     case RegionState::failed: return "failed";
     case RegionState::detached: return "detached";
+  }
+  return "?";
+}
+
+const char* region_backing_name(RegionBacking b) {
+  switch (b) {
+    case RegionBacking::automatic: return "automatic";
+    case RegionBacking::anonymous: return "anonymous";
+    case RegionBacking::memfd: return "memfd";
   }
   return "?";
 }
@@ -98,7 +108,37 @@ struct KernelSupport {
   std::uint64_t features = 0;
   bool continue_wp = false;
   std::string error;
+  std::string anonymous_error;  // why the anonymous backing cannot be had; empty if it can
 };
+
+// Write-protected UFFDIO_COPY into anonymous memory (Linux 5.7+), tried on a
+// scratch page: the anonymous backing's install step.
+std::string probe_anonymous() {
+  auto fd = new_userfaultfd();
+  if (!fd) return fd.error().message;
+  uffdio_api api{UFFD_API, UFFD_FEATURE_PAGEFAULT_FLAG_WP, 0};
+  if (::ioctl(fd->get(), UFFDIO_API, &api) != 0)
+    return "this kernel's userfaultfd lacks write-protect faults on anonymous memory (Linux 5.7+)";
+  long page = ::sysconf(_SC_PAGESIZE);
+  void* dst = ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* src = ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  std::string why = "could not map a scratch page";
+  if (dst != MAP_FAILED && src != MAP_FAILED) {
+    uffdio_register reg{{reinterpret_cast<std::uintptr_t>(dst), static_cast<std::uint64_t>(page)},
+                        UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP, 0};
+    uffdio_copy c{reinterpret_cast<std::uintptr_t>(dst), reinterpret_cast<std::uintptr_t>(src),
+                  static_cast<std::uint64_t>(page), UFFDIO_COPY_MODE_WP, 0};
+    if (::ioctl(fd->get(), UFFDIO_REGISTER, &reg) != 0)
+      why = "this kernel cannot register anonymous memory for write-protect faults";
+    else if (::ioctl(fd->get(), UFFDIO_COPY, &c) != 0)
+      why = "this kernel refuses a write-protected UFFDIO_COPY";
+    else
+      why.clear();
+  }
+  if (dst != MAP_FAILED) ::munmap(dst, page);
+  if (src != MAP_FAILED) ::munmap(src, page);
+  return why;
+}
 
 const KernelSupport& kernel_support() {
   static const KernelSupport support = [] {
@@ -139,9 +179,19 @@ const KernelSupport& kernel_support() {
     }
     if (view != MAP_FAILED) ::munmap(view, page);
     if (alias != MAP_FAILED) ::munmap(alias, page);
+    k.anonymous_error = probe_anonymous();
     return k;
   }();
   return support;
+}
+
+// Said once per process, not once per region: it is a property of the kernel.
+void log_no_anonymous(const RegionConfig& cfg, const std::string& why) {
+  static std::once_flag once;
+  if (!cfg.log) return;
+  std::call_once(once, [&] {
+    cfg.log("remote regions use the memfd backing (slower sequential streams): " + why);
+  });
 }
 
 enum class BlockState : std::uint8_t {
@@ -160,6 +210,10 @@ struct Block {
   bool queued = false;  // in the write-back queue
   bool zero = false;    // the donor holds only zeros for it (never written back)
   std::uint64_t arrival = 0;  // when it last came into the buffer, for the FIFO
+  // Anonymous backing: the staging slot holding its bytes until they are
+  // installed; none once installed, or for a zero block.
+  std::uint32_t slot = no_slot;
+  static constexpr std::uint32_t no_slot = ~0u;
 };
 
 struct Work {
@@ -174,10 +228,14 @@ class Region final : public RemoteRegion {
 
   ~Region() override { (void)detach(); }
 
-  // Own memory: a memfd mapped twice, one view faulting, one not.
+  // Own memory: anonymous where it can be, else a memfd mapped twice, one
+  // view faulting, one not.
   Status init_owned() {
     page_ = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
     mapped_ = round_up(cfg_.bytes, page_);
+    std::string why = anonymous_unavailable();
+    if (why.empty()) return init_anonymous();
+    if (cfg_.backing == RegionBacking::anonymous) return Error{"anonymous backing: " + why};
     memfd_ = UniqueFd(::memfd_create("memlend-region", MFD_CLOEXEC));
     if (!memfd_) return sys_error("region memfd", errno);
     if (::ftruncate(memfd_.get(), static_cast<off_t>(mapped_)) != 0) return sys_error("region memfd size", errno);
@@ -190,6 +248,50 @@ class Region final : public RemoteRegion {
     uffd_ = std::move(*fd);
     return init_common();
   }
+
+  // Why this region cannot have the anonymous backing; empty if it can.
+  std::string anonymous_unavailable() {
+    if (cfg_.backing == RegionBacking::memfd) return "memfd asked for";
+    const auto& k = kernel_support();
+    if (!k.error.empty()) return k.error;
+    if (!k.anonymous_error.empty()) {
+      log_no_anonymous(cfg_, k.anonymous_error);
+      return k.anonymous_error;
+    }
+    for (auto* t : {link_.fetch.get(), link_.writeback.get()})
+      // Verbs would have to register (and pin) the faulting range itself
+      // for write-backs.
+      if (t && t->kind() != TransportKind::tcp) return "needs the tcp transport";
+    if (buffer_blocks() < min_anonymous_blocks)
+      return "a buffer of fewer than " + std::to_string(min_anonymous_blocks) + " blocks";
+    // Then each block is allocated once and never freed: nothing to save,
+    // and staging would make some of it evicted.
+    if ((cfg_.bytes + block_bytes() - 1) / block_bytes() <= buffer_blocks())
+      return "the whole region fits the buffer";
+    return "";
+  }
+
+  Status init_anonymous() {
+    anon_ = true;
+    // NORESERVE: the buffer bounds what is resident, not the lease's size.
+    void* view = ::mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (view == MAP_FAILED) return sys_error("region mapping", errno);
+    view_ = static_cast<std::uint8_t*>(view);
+    base_ = reinterpret_cast<std::uintptr_t>(view);
+    // Pages are installed 4 KiB at a time and dropped a block at a time; a
+    // forked child could not be served, and would make the pages shared.
+    ::madvise(view_, mapped_, MADV_NOHUGEPAGE);
+    ::madvise(view_, mapped_, MADV_DONTFORK);
+    auto fd = new_userfaultfd();
+    if (!fd) return fd.error();
+    uffd_ = std::move(*fd);
+    return init_common();
+  }
+
+  std::uint64_t block_bytes() const {
+    return std::min(round_up(std::max<std::uint64_t>(cfg_.block_bytes, 1), page_), mapped_);
+  }
+  std::uint64_t buffer_blocks() const { return std::max<std::uint64_t>(1, cfg_.buffer_bytes / block_bytes()); }
 
   Status init_adopted(HandedRegion handed) {
     page_ = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
@@ -247,7 +349,9 @@ class Region final : public RemoteRegion {
     }
     if (view_) ::munmap(view_, mapped_);
     if (alias_) ::munmap(alias_, mapped_);
-    view_ = alias_ = nullptr;
+    if (staging_) ::munmap(staging_, slots_ * block_);
+    if (zeros_) ::munmap(zeros_, block_);
+    view_ = alias_ = staging_ = zeros_ = nullptr;
     uffd_.reset();
     memfd_.reset();
     return ok();
@@ -278,15 +382,17 @@ class Region final : public RemoteRegion {
     s.mirror_bytes_written = mirror_bytes_written_;
     s.failovers = failovers_;
     s.rehomes = rehomes_;
-    s.buffer_bytes = capacity_ * block_;
+    s.buffer_bytes = (capacity_ + slots_) * block_;
     s.block_bytes = block_;
-    s.dirty_tracking = continue_wp_;
+    s.dirty_tracking = wp_installs_;
+    s.backing = anon_ ? RegionBacking::anonymous : RegionBacking::memfd;
     s.fault_latency = latency_.snapshot();
     return s;
   }
 
  private:
   Status init_common();
+  Status map_staging();
   void fault_loop();
   void writeback_loop();
   void handle_fault(const uffd_msg& msg);
@@ -318,6 +424,27 @@ class Region final : public RemoteRegion {
   // The pages of block b, for userfaultfd ranges.
   std::uint64_t block_span(std::uint64_t b) const { return round_up(block_length(b), page_); }
   std::uint8_t* alias_of(std::uint64_t b) const { return alias_ + block_offset(b); }
+  // Where block b sits in the faulting view (anonymous backing).
+  std::uint8_t* view_of(std::uint64_t b) const { return reinterpret_cast<std::uint8_t*>(base_) + block_offset(b); }
+  // Where a fetch of block b lands.
+  std::uint8_t* landing(std::uint64_t b) const {
+    return anon_ ? staging_ + std::uint64_t{blocks_[b].slot} * block_ : alias_of(b);
+  }
+  // What a write-back of block b sends. Anonymous: the view itself, which
+  // is write-protected meanwhile; a block never installed is in its slot,
+  // or all zeros.
+  const std::uint8_t* contents(std::uint64_t b) const {
+    if (!anon_) return alias_of(b);
+    if (blocks_[b].slot != Block::no_slot) return landing(b);
+    return blocks_[b].mapped ? view_of(b) : zeros_;
+  }
+  bool take_slot(std::uint64_t b, std::unique_lock<std::mutex>& lock, bool wait, std::uint32_t& slot);
+  bool install_block(std::uint64_t b, bool write_protect);
+  void release_slot(std::uint64_t b) {
+    if (!anon_ || blocks_[b].slot == Block::no_slot) return;
+    free_slots_.push_back(blocks_[b].slot);
+    blocks_[b].slot = Block::no_slot;
+  }
   void wake(std::uint64_t start, std::uint64_t len) {
     uffdio_range r{base_ + start, len};
     ::ioctl(uffd_.get(), UFFDIO_WAKE, &r);
@@ -328,10 +455,18 @@ class Region final : public RemoteRegion {
     uffdio_writeprotect w{{base_ + block_offset(b), block_span(b)}, on ? UFFDIO_WRITEPROTECT_MODE_WP : 0};
     return ::ioctl(uffd_.get(), UFFDIO_WRITEPROTECT, &w) == 0;
   }
+  // Drops block b's pages: unmapped, and their memory freed.
   void punch(std::uint64_t b) {
+    if (anon_) {
+      ::madvise(view_of(b), block_span(b), MADV_DONTNEED);
+      return;
+    }
     ::fallocate(memfd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                 static_cast<off_t>(memfd_offset_ + block_offset(b)), static_cast<off_t>(block_span(b)));
   }
+
+  // Below this many blocks of buffer, staging would take too large a share.
+  static constexpr std::uint64_t min_anonymous_blocks = 4;
 
   RegionConfig cfg_;
   DonorLink link_;
@@ -348,8 +483,13 @@ class Region final : public RemoteRegion {
   std::uint8_t* alias_ = nullptr;
   UniqueFd memfd_, uffd_, peer_, wake_;
   bool registered_ = false;
-  bool continue_wp_ = false;
+  bool wp_installs_ = false;        // blocks are mapped write-protected, so first writes are seen
   bool can_poison_ = false;
+  bool anon_ = false;               // the anonymous backing
+  std::uint8_t* staging_ = nullptr; // anonymous: slots_ blocks, reused, never freed
+  std::uint8_t* zeros_ = nullptr;   // anonymous: a block of zeros to install fresh blocks from
+  std::uint64_t slots_ = 0;
+  std::vector<std::uint32_t> free_slots_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;     // slots freed, markers done, hand-overs done
@@ -386,30 +526,47 @@ class Region final : public RemoteRegion {
 Status Region::init_common() {
   const auto& k = kernel_support();
   if (!k.error.empty()) return Error{k.error};
-  continue_wp_ = k.continue_wp;
+  // Anonymous: installs are write-protected copies, always.
+  wp_installs_ = anon_ || k.continue_wp;
   can_poison_ = (k.features & UFFD_FEATURE_POISON) != 0;
   std::uint64_t want = UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_MISSING_SHMEM |
-                       (can_poison_ ? UFFD_FEATURE_POISON : 0);
+                       (anon_ ? UFFD_FEATURE_PAGEFAULT_FLAG_WP : 0) | (can_poison_ ? UFFD_FEATURE_POISON : 0);
   uffdio_api api{UFFD_API, want, 0};
   if (::ioctl(uffd_.get(), UFFDIO_API, &api) != 0)
     return sys_error("userfaultfd handshake (a handed-over descriptor must be fresh)", errno);
   uffdio_register reg{{base_, mapped_},
-                      UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR | UFFDIO_REGISTER_MODE_WP, 0};
+                      UFFDIO_REGISTER_MODE_MISSING | (anon_ ? 0 : UFFDIO_REGISTER_MODE_MINOR) | UFFDIO_REGISTER_MODE_WP,
+                      0};
   if (::ioctl(uffd_.get(), UFFDIO_REGISTER, &reg) != 0)
     return sys_error("userfaultfd register (the range must be a shared memfd mapping)", errno);
   registered_ = true;
-  void* alias = ::mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_.get(),
-                       static_cast<off_t>(memfd_offset_));
-  if (alias == MAP_FAILED) return sys_error("region buffer mapping", errno);
-  alias_ = static_cast<std::uint8_t*>(alias);
+  if (!anon_) {
+    void* alias = ::mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_.get(),
+                         static_cast<off_t>(memfd_offset_));
+    if (alias == MAP_FAILED) return sys_error("region buffer mapping", errno);
+    alias_ = static_cast<std::uint8_t*>(alias);
+  }
   wake_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 
-  block_ = std::min(round_up(std::max<std::uint64_t>(cfg_.block_bytes, 1), page_), mapped_);
+  block_ = block_bytes();
   std::uint64_t nblocks = (cfg_.bytes + block_ - 1) / block_;
-  capacity_ = std::max<std::uint64_t>(1, cfg_.buffer_bytes / block_);
-  // Read-ahead beyond half the buffer would evict what the stream just read.
-  depth_ = static_cast<unsigned>(std::min<std::uint64_t>(cfg_.prefetch_blocks, capacity_ / 2));
-  reserve_ = capacity_ >= 4 ? std::min<std::uint64_t>(capacity_ / 4, depth_ + 1) : 0;
+  std::uint64_t total = buffer_blocks();
+  if (anon_) {
+    // Staging is part of the buffer: a slot for each read in flight, the
+    // fault's and the read-ahead's.
+    depth_ = static_cast<unsigned>(std::min<std::uint64_t>(cfg_.prefetch_blocks, total / 4));
+    slots_ = depth_ + 1;
+    capacity_ = total - slots_;
+    if (auto s = map_staging(); !s) return s;
+  } else {
+    capacity_ = total;
+    // Read-ahead beyond half the buffer would evict what the stream just read.
+    depth_ = static_cast<unsigned>(std::min<std::uint64_t>(cfg_.prefetch_blocks, capacity_ / 2));
+  }
+  // Anonymous: its smaller buffer (staging is out of it) would otherwise cut
+  // read-ahead short, since read-ahead only takes slots that are free.
+  std::uint64_t reserve_share = anon_ ? 2 : 4;
+  reserve_ = capacity_ >= 4 ? std::min<std::uint64_t>(capacity_ / reserve_share, depth_ + 1) : 0;
   Block initial;
   initial.zero = cfg_.fresh_lease;
   blocks_.assign(nblocks, initial);
@@ -418,12 +575,28 @@ Status Region::init_common() {
     if (t->lease_bytes() < cfg_.bytes)
       return Error{"lease " + t->describe() + " holds " + std::to_string(t->lease_bytes()) + " bytes, the region " +
                    std::to_string(cfg_.bytes)};
-    if (auto s = t->register_memory(alias_, mapped_); !s) return s;
+    if (auto s = anon_ ? t->register_memory(staging_, slots_ * block_) : t->register_memory(alias_, mapped_); !s)
+      return s;
   }
   if (cfg_.mirror && cfg_.mirror->bytes() < cfg_.mirror_offset + cfg_.bytes)
     if (auto s = cfg_.mirror->resize(cfg_.mirror_offset + cfg_.bytes); !s) return s;
   fault_thread_ = std::thread([this] { fault_loop(); });
   wb_thread_ = std::thread([this] { writeback_loop(); });
+  return ok();
+}
+
+Status Region::map_staging() {
+  // Populated once here, so that receiving into it never allocates a page.
+  void* staging = ::mmap(nullptr, slots_ * block_, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (staging == MAP_FAILED) return sys_error("region staging", errno);
+  staging_ = static_cast<std::uint8_t*>(staging);
+  ::madvise(staging_, slots_ * block_, MADV_DONTFORK);
+  // Never written: every page of it is the kernel's one zero page.
+  void* zeros = ::mmap(nullptr, block_, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (zeros == MAP_FAILED) return sys_error("region zero block", errno);
+  zeros_ = static_cast<std::uint8_t*>(zeros);
+  for (std::uint64_t i = slots_; i > 0; --i) free_slots_.push_back(static_cast<std::uint32_t>(i - 1));
   return ok();
 }
 
@@ -456,6 +629,7 @@ void Region::donor_lost(const std::string& reason) {
 // ---- the fault thread --------------------------------------------------------
 
 void Region::fault_loop() {
+  ::pthread_setname_np(::pthread_self(), "memlend-fault");
   uffd_msg msgs[32];
   auto last_event = Clock::now();
   std::unique_lock<std::mutex> lock(mu_);
@@ -562,9 +736,16 @@ void Region::handle_read_fault(std::uint64_t b, std::uint64_t addr, std::unique_
           if (state_ == RegionState::failed) lose_block(b);
           return;
         }
-        if (blocks_[b].state != BlockState::absent) {  // claim_slot let go of the lock
-          --resident_;
-          continue;
+        {
+          std::uint32_t slot = Block::no_slot;
+          bool staged = take_slot(b, lock, true, slot);
+          if (!staged || blocks_[b].state != BlockState::absent) {  // both may let go of the lock
+            if (slot != Block::no_slot) free_slots_.push_back(slot);
+            --resident_;
+            if (!staged) return;  // stopping
+            continue;
+          }
+          blocks_[b].slot = slot;
         }
         start_fetch(b, lock);
         ++fetches_;
@@ -588,19 +769,53 @@ void Region::handle_read_fault(std::uint64_t b, std::uint64_t addr, std::unique_
           if (was_marker) read_ahead(b, lock);
           return;
         }
-        {
+        if (!anon_) {
           // Mostly a fault that raced with its block's mapping; should the
           // page really have no entry, map that page alone.
-          uffdio_continue c{{addr, page_}, !blk.dirty && continue_wp_ ? UFFDIO_CONTINUE_MODE_WP : 0, 0};
+          uffdio_continue c{{addr, page_}, !blk.dirty && wp_installs_ ? UFFDIO_CONTINUE_MODE_WP : 0, 0};
           ::ioctl(uffd_.get(), UFFDIO_CONTINUE, &c);
-          wake(addr - base_, page_);
         }
+        // Anonymous: installs are whole blocks, so the page is there now.
+        wake(addr - base_, page_);
         return;
       case BlockState::lost:
         lose_block(b);
         return;
     }
   }
+}
+
+// Anonymous backing: takes a staging slot for block b's fetch (none is
+// needed for a zero block). Slots are held by reads in flight, by blocks
+// that arrived unmapped, and by such blocks being evicted; without waiting,
+// none may be free.
+bool Region::take_slot(std::uint64_t b, std::unique_lock<std::mutex>& lock, bool wait, std::uint32_t& slot) {
+  slot = Block::no_slot;
+  if (!anon_ || blocks_[b].zero) return true;
+  while (free_slots_.empty()) {
+    if (!wait || stop_) return false;
+    if (!inflight_.empty()) {
+      complete_oldest(lock);
+      continue;
+    }
+    // Every slot holds a block that arrived unmapped: map one, losing only
+    // a read-ahead marker.
+    bool freed = false;
+    for (auto [v, arrival] : fifo_) {
+      Block& blk = blocks_[v];
+      if (blk.arrival != arrival || blk.state != BlockState::resident || blk.mapped || blk.slot == Block::no_slot)
+        continue;
+      blk.marker = false;
+      blk.mapped = map_block(v, !blk.dirty);
+      freed = blk.mapped;
+      break;
+    }
+    // Or one is being evicted: the write-back thread says when it is done.
+    if (!freed) cv_.wait_for(lock, std::chrono::milliseconds(100));
+  }
+  slot = free_slots_.back();
+  free_slots_.pop_back();
+  return true;
 }
 
 // Takes one slot of the buffer for a block about to be read. Evictions run
@@ -668,17 +883,19 @@ void Region::queue_eviction_ahead() {
 void Region::start_fetch(std::uint64_t b, std::unique_lock<std::mutex>& lock) {
   blocks_[b].state = BlockState::fetching;
   if (blocks_[b].zero) {
-    // Nothing to fetch: fresh zeroed pages are what the donor would send.
-    ::fallocate(memfd_.get(), 0, static_cast<off_t>(memfd_offset_ + block_offset(b)),
-                static_cast<off_t>(block_span(b)));
+    // Nothing to fetch: fresh zeroed pages are what the donor would send
+    // (anonymous: installed from the zero block).
+    if (!anon_)
+      ::fallocate(memfd_.get(), 0, static_cast<off_t>(memfd_offset_ + block_offset(b)),
+                  static_cast<off_t>(block_span(b)));
     arrived(b, lock);
     return;
   }
   // The buffer's pages are allocated in one call rather than faulted in one
   // by one while the data arrives (not worth a call for a few pages).
-  if (block_span(b) > 4 * page_) ::madvise(alias_of(b), block_span(b), MADV_POPULATE_WRITE);
+  if (!anon_ && block_span(b) > 4 * page_) ::madvise(alias_of(b), block_span(b), MADV_POPULATE_WRITE);
   if (state_ == RegionState::remote) {
-    auto t = link_.fetch->post_read(block_offset(b), alias_of(b), block_length(b));
+    auto t = link_.fetch->post_read(block_offset(b), landing(b), block_length(b));
     if (t) {
       inflight_.emplace_back(*t, b);
       return;
@@ -697,10 +914,12 @@ void Region::read_ahead(std::uint64_t b, std::unique_lock<std::mutex>& lock) {
   for (std::uint64_t n = b + 1; n <= last; ++n) {
     if (blocks_[n].state != BlockState::absent) continue;
     if (!claim_slot(lock, false)) break;
-    if (blocks_[n].state != BlockState::absent) {
+    std::uint32_t slot = Block::no_slot;
+    if (!take_slot(n, lock, false, slot)) {
       --resident_;
-      continue;
+      break;
     }
+    blocks_[n].slot = slot;
     start_fetch(n, lock);
     ++prefetches_;
   }
@@ -758,7 +977,7 @@ void Region::refetch_inflight_from_mirror(std::unique_lock<std::mutex>& lock) {
       continue;
     }
     lock.unlock();
-    Status s = cfg_.mirror->read(cfg_.mirror_offset + block_offset(b), alias_of(b), block_length(b));
+    Status s = cfg_.mirror->read(cfg_.mirror_offset + block_offset(b), landing(b), block_length(b));
     lock.lock();
     if (!s) {
       mirror_broken_ = true;
@@ -782,17 +1001,18 @@ void Region::refetch_inflight_from_mirror(std::unique_lock<std::mutex>& lock) {
 void Region::arrived(std::uint64_t b, std::unique_lock<std::mutex>& lock) {
   Block& blk = blocks_[b];
   blk.state = BlockState::resident;
-  blk.dirty = !continue_wp_;  // without write-protected mapping, assume written
+  blk.dirty = !wp_installs_;  // without write-protected mapping, assume written
   blk.arrival = ++arrivals_;
   fifo_.emplace_back(b, blk.arrival);
   if (blk.marker) return;
-  blk.mapped = map_block(b, continue_wp_);
+  blk.mapped = map_block(b, wp_installs_);
 }
 
 bool Region::map_block(std::uint64_t b, bool write_protect) {
+  if (anon_) return install_block(b, write_protect);
   std::uint64_t start = block_offset(b), len = block_span(b);
   while (len > 0) {
-    uffdio_continue c{{base_ + start, len}, write_protect && continue_wp_ ? UFFDIO_CONTINUE_MODE_WP : 0, 0};
+    uffdio_continue c{{base_ + start, len}, write_protect && wp_installs_ ? UFFDIO_CONTINUE_MODE_WP : 0, 0};
     if (::ioctl(uffd_.get(), UFFDIO_CONTINUE, &c) == 0) return true;
     if (errno == EAGAIN && c.mapped > 0) {  // interrupted part-way: go on
       start += static_cast<std::uint64_t>(c.mapped);
@@ -812,9 +1032,45 @@ bool Region::map_block(std::uint64_t b, bool write_protect) {
   return true;
 }
 
+// Copies block b into the view from its slot (from the zero block if it has
+// none) and frees the slot. Write-protected in the same step: a separate
+// step after it would leave a window in which a write goes unseen.
+bool Region::install_block(std::uint64_t b, bool write_protect) {
+  Block& blk = blocks_[b];
+  const std::uint8_t* src = zeros_;
+  if (blk.slot != Block::no_slot) {
+    src = landing(b);
+    // The slot's last page may hold another block's bytes past the lease.
+    std::memset(landing(b) + block_length(b), 0, block_span(b) - block_length(b));
+  }
+  std::uint64_t done = 0, len = block_span(b);
+  bool stepped = false;
+  while (done < len) {
+    uffdio_copy c{base_ + block_offset(b) + done, reinterpret_cast<std::uintptr_t>(src) + done, len - done,
+                  write_protect ? UFFDIO_COPY_MODE_WP : 0, 0};
+    if (::ioctl(uffd_.get(), UFFDIO_COPY, &c) == 0) break;
+    if (errno == EAGAIN && c.copy > 0) {  // interrupted part-way: go on
+      done += static_cast<std::uint64_t>(c.copy);
+      continue;
+    }
+    if (errno == EEXIST) {
+      // Some page is there already: step over it a page at a time.
+      done += (c.copy > 0 ? static_cast<std::uint64_t>(c.copy) : 0) + page_;
+      stepped = true;
+      continue;
+    }
+    return false;
+  }
+  release_slot(b);
+  // A copy wakes the range it filled; the pages stepped over need a wake.
+  if (stepped) wake(block_offset(b), block_span(b));
+  return true;
+}
+
 // A block no one can serve: poison it so that touching it raises SIGBUS (a
 // VMM turns that into a memory error for its guest) rather than hanging.
 void Region::lose_block(std::uint64_t b) {
+  release_slot(b);
   bool again = blocks_[b].state == BlockState::lost;
   blocks_[b].state = BlockState::lost;
   std::uint64_t start = block_offset(b), len = block_span(b);
@@ -830,13 +1086,14 @@ void Region::lose_block(std::uint64_t b) {
   }
   // No poison on this kernel (or it did not take): zeros, loudly — the
   // region's state and error say its data is lost.
-  std::memset(alias_of(b), 0, block_length(b));
+  if (!anon_) std::memset(alias_of(b), 0, block_length(b));
   map_block(b, false);
 }
 
 // ---- the write-back thread ---------------------------------------------------
 
 void Region::writeback_loop() {
+  ::pthread_setname_np(::pthread_self(), "memlend-wback");
   std::unique_lock<std::mutex> lock(mu_);
   auto next_clean = Clock::now() + cfg_.clean_interval;
   while (!stop_) {
@@ -902,6 +1159,7 @@ void Region::write_back(const Work& w) {
     bool remote = state_ == RegionState::remote;
     bool mirror = cfg_.mirror && !mirror_broken_;
     auto* transport = link_.writeback.get();
+    const std::uint8_t* src = contents(b);
     // The fence: from here writers wait until the block is saved. Without
     // it a copy could miss a write, so no fence, no write-back.
     if (was_mapped && !write_protect(b, true)) {
@@ -912,9 +1170,9 @@ void Region::write_back(const Work& w) {
     lock.unlock();
     std::uint64_t len = block_length(b);
     Expected<Ticket> ticket = Ticket{0};
-    if (remote) ticket = transport->post_write(block_offset(b), alias_of(b), len);
+    if (remote) ticket = transport->post_write(block_offset(b), src, len);
     Status m = ok();
-    if (mirror) m = cfg_.mirror->write(cfg_.mirror_offset + block_offset(b), alias_of(b), len);
+    if (mirror) m = cfg_.mirror->write(cfg_.mirror_offset + block_offset(b), src, len);
     Status d = remote ? (ticket ? transport->wait(*ticket) : Status(ticket.error())) : ok();
     if (remote && !d) donor_lost(d.error().message);
     lock.lock();
@@ -962,6 +1220,7 @@ void Region::write_back(const Work& w) {
   gone.dirty = false;
   gone.mapped = false;
   gone.marker = false;
+  release_slot(b);
   --resident_;
   lock.unlock();
   cv_.notify_all();
@@ -1006,7 +1265,10 @@ Status Region::rehome(DonorLink link) {
   }
   for (auto* t : {link.fetch.get(), link.writeback.get()}) {
     if (t->lease_bytes() < cfg_.bytes) return Error{"rehome: the new lease is smaller than the region"};
-    if (auto s = t->register_memory(alias_, mapped_); !s) return s;
+    if (anon_ && t->kind() != TransportKind::tcp)
+      return Error{"rehome: a region with the anonymous backing moves over tcp only"};
+    if (auto s = anon_ ? t->register_memory(staging_, slots_ * block_) : t->register_memory(alias_, mapped_); !s)
+      return s;
   }
   auto fail = [&](const Error& e) {
     std::lock_guard<std::mutex> lock(mu_);

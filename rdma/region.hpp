@@ -1,17 +1,27 @@
 // The remote region: a range of a process's address space whose contents
-// live on a donor. It is a shared memfd mapping registered with userfaultfd
-// for missing, minor and write-protect faults:
+// live on a donor, registered with userfaultfd. Two backings:
 //
-// - a fault on an absent block fetches the whole block from the donor into
-//   the memfd (through a second mapping nobody faults on) and maps it with
-//   UFFDIO_CONTINUE — no second copy; a sequential stream gets the next
-//   blocks prefetched and mapped before it touches them;
+// - anonymous (a region of this process, over TCP): private anonymous
+//   memory; a fault on an absent block fetches the whole block into a small
+//   staging area that is reused, never freed, and installs it with a
+//   write-protected UFFDIO_COPY; eviction drops the pages (MADV_DONTNEED).
+//   Shared memory pays far more per page to allocate and free, which is what
+//   bounded sequential throughput;
+// - memfd (another process's memory, verbs, small buffers, older kernels): a
+//   shared memfd mapping with minor faults; the block is fetched into the
+//   memfd through a second mapping nobody faults on and mapped with
+//   UFFDIO_CONTINUE; eviction punches it out of the memfd.
+//
+// Either way:
+// - a sequential stream gets the next blocks prefetched and mapped before it
+//   touches them;
 // - blocks are mapped write-protected, so the first write to a block is seen
 //   and only dirty blocks are ever written back;
-// - at most buffer_bytes of blocks are resident (the local buffer); eviction
-//   runs in its own thread, ahead of need: it write-protects a dirty block so
-//   writers wait, writes it to the donor and to the mirror, and only then
-//   punches it out of the memfd, which unmaps it and frees the memory;
+// - at most buffer_bytes of blocks are resident (the local buffer, staging
+//   included); eviction runs in its own thread, ahead of need: it
+//   write-protects a dirty block so writers wait, writes it to the donor and
+//   to the mirror, and only then drops it, which unmaps it and frees the
+//   memory;
 // - when the donor fails, faults are served from the mirror and write-backs
 //   go to the mirror only, until rehome() moves the lease to a new donor;
 // - with neither donor nor mirror, the blocks that cannot be served are
@@ -48,6 +58,13 @@ struct RegionEvent {
 };
 const char* region_event_name(RegionEvent::Kind k);
 
+enum class RegionBacking {
+  automatic,  // anonymous where it can be, else memfd
+  anonymous,  // create() fails where it cannot be
+  memfd,
+};
+const char* region_backing_name(RegionBacking b);
+
 struct RegionConfig {
   std::uint64_t bytes = 0;                 // arbitrary; the lease's size
   std::uint64_t block_bytes = 1 << 20;     // rdma_block_kib; rounded up to the page size
@@ -65,8 +82,12 @@ struct RegionConfig {
   // the mirror's lag in time; 0: only on eviction and flush().
   Millis clean_interval{0};
   Timeouts timeouts;
+  RegionBacking backing = RegionBacking::automatic;
   // Called from the region's threads; must not call back into the region.
   std::function<void(const RegionEvent&)> on_event;
+  // Told once per process when this kernel cannot give a region the
+  // anonymous backing (and it falls back to memfd).
+  std::function<void(const std::string&)> log;
 };
 
 // The two connections a region uses: faults read on one, write-back writes on
@@ -96,6 +117,7 @@ struct RegionStats {
   std::uint64_t buffer_bytes = 0;     // its bound
   std::uint64_t block_bytes = 0;
   bool dirty_tracking = false;        // the kernel maps blocks write-protected
+  RegionBacking backing = RegionBacking::memfd;  // the one chosen
   LatencyHistogram::Snapshot fault_latency;  // from reading a fault to waking its thread
 };
 

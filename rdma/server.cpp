@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <list>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <thread>
@@ -114,6 +115,7 @@ class Server final : public DonorServer, public std::enable_shared_from_this<Ser
   }
 
   void serve(std::list<Conn>::iterator conn) {
+    ::pthread_setname_np(::pthread_self(), "memlend-serve");
     UniqueFd fd(conn->fd);
     wire::Hello hello;
     hello.verbs_port = verbs_ ? verbs_->port() : 0;

@@ -129,7 +129,7 @@ long run(int hosts, int needy, double speed) {
     dup2(fd, 2);
     std::string b = binary(), sp = std::to_string(speed), listen = "127.0.0.1:" + std::to_string(port);
     execl(b.c_str(), b.c_str(), "run", "--scenario", (dir + "/scenario.json").c_str(), "--speed", sp.c_str(),
-          "--for", "1000000", "--quiet", "--events-out", (dir + "/events.jsonl").c_str(), "--datastore", (dir + "/datastore").c_str(), "--listen", listen.c_str(),
+          "--for", "1000000", "--quiet", "--events-out", (dir + "/events.jsonl").c_str(), "--db", (dir + "/memlend.db").c_str(), "--datastore", (dir + "/datastore").c_str(), "--listen", listen.c_str(),
           "--cluster", "bench", "--cluster-secret-file", (dir + "/secret").c_str(), "--tls-ca",
           (dir + "/ca.pem").c_str(), "--tls-cert", (dir + "/ctrl.pem").c_str(), "--tls-key",
           (dir + "/ctrl.key").c_str(), static_cast<char*>(nullptr));

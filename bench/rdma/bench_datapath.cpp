@@ -5,6 +5,7 @@
 //   (d) the loopback TCP bandwidth, and the degraded (mirror-only) latency;
 // printed as a table next to the targets of issue 5.
 //   bench_datapath [--region-mib N] [--buffer-mib N] [--samples N] [--spin-us N] [--rounds N]
+//                  [--seq-rounds N]
 #include "rdma/donor.hpp"
 #include "rdma/net.hpp"
 #include "rdma/region.hpp"
@@ -45,6 +46,7 @@ struct Options {
   int samples = 4000;
   std::chrono::microseconds spin = RegionConfig{}.spin;  // the defaults
   int rounds = 3;
+  int seq_rounds = 0;  // > 0: only sequential throughput at 1 MiB blocks, this many rounds
 };
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -210,7 +212,8 @@ Donor start_donor(std::uint64_t bytes, std::chrono::microseconds busy_poll) {
 }
 
 std::unique_ptr<RemoteRegion> open_region(Donor& d, const Options& o, std::uint64_t block,
-                                          std::shared_ptr<MirrorFile> mirror, std::chrono::microseconds busy_poll) {
+                                          std::shared_ptr<MirrorFile> mirror, std::chrono::microseconds busy_poll,
+                                          RegionBacking backing) {
   auto g = d.pool->grant(o.region);
   LeaseAccess lease{d.server->address(), g->id, g->epoch, g->bytes, g->secret};
   Timeouts t;
@@ -222,6 +225,7 @@ std::unique_ptr<RemoteRegion> open_region(Donor& d, const Options& o, std::uint6
   cfg.mirror = std::move(mirror);
   cfg.spin = busy_poll;
   cfg.timeouts = t;
+  cfg.backing = backing;
   auto region = RemoteRegion::create(cfg, std::move(*connect_link(lease, TransportKind::tcp, t)));
   if (!region) {
     std::fprintf(stderr, "bench_datapath: %s\n", region.error().message.c_str());
@@ -231,14 +235,14 @@ std::unique_ptr<RemoteRegion> open_region(Donor& d, const Options& o, std::uint6
 }
 
 Remote remote(const Options& o, std::uint64_t block, const std::string& mirror_dir, bool degraded,
-              std::chrono::microseconds busy_poll) {
+              std::chrono::microseconds busy_poll, RegionBacking backing = RegionBacking::automatic) {
   Remote r;
   Donor d = start_donor(o.region, busy_poll);
   std::shared_ptr<MirrorFile> mirror;
   if (!mirror_dir.empty())
     mirror = *MirrorFile::open(mirror_dir, "bench-" + std::to_string(block), o.region, {FsyncPolicy::never, {}});
   {
-    auto region = open_region(d, o, block, mirror, busy_poll);
+    auto region = open_region(d, o, block, mirror, busy_poll, backing);
     auto* p = static_cast<std::uint8_t*>(region->data());
     r.seq_write_gbs = write_all(p, o.region, block);  // every block dirty: evictions write back
     (void)region->evict_all();
@@ -248,7 +252,7 @@ Remote remote(const Options& o, std::uint64_t block, const std::string& mirror_d
       r.seq_read_gbs = std::max(r.seq_read_gbs, read_all(p, o.region));
       (void)region->evict_all();
     }
-    r.random4k = random_touch(p, o.region, o.samples, 2);
+    if (o.seq_rounds == 0) r.random4k = random_touch(p, o.region, o.samples, 2);
     r.handler_p50 = region->stats().fault_latency.quantile_us(0.5);
     if (degraded && mirror) {
       (void)region->evict_all();
@@ -263,6 +267,22 @@ Remote remote(const Options& o, std::uint64_t block, const std::string& mirror_d
   return r;
 }
 
+// Sequential throughput only, at 1 MiB blocks, round after round and both
+// backings in each round: for comparing changes to the streaming path
+// without the 4 KiB rounds.
+int seq_only(const Options& o) {
+  std::printf("%-6s %9s %16s %16s %16s %16s\n", "round", "tcp GB/s", "memfd rd GB/s", "memfd wr GB/s", "anon rd GB/s",
+              "anon wr GB/s");
+  for (int round = 0; round < o.seq_rounds; ++round) {
+    double tcp = tcp_bandwidth();
+    Remote m = remote(o, 1 << 20, "", false, o.spin, RegionBacking::memfd);
+    Remote a = remote(o, 1 << 20, "", false, o.spin, RegionBacking::anonymous);
+    std::printf("%-6d %9.2f %16.2f %16.2f %16.2f %16.2f\n", round, tcp, m.seq_read_gbs, m.seq_write_gbs,
+                a.seq_read_gbs, a.seq_write_gbs);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -274,12 +294,14 @@ int main(int argc, char** argv) {
     else if (a == "--samples") o.samples = std::atoi(argv[i + 1]);
     else if (a == "--spin-us") o.spin = std::chrono::microseconds(std::atoi(argv[i + 1]));
     else if (a == "--rounds") o.rounds = std::max(1, std::atoi(argv[i + 1]));
+    else if (a == "--seq-rounds") o.seq_rounds = std::max(0, std::atoi(argv[i + 1]));
     else {
-      std::fprintf(stderr, "usage: bench_datapath [--region-mib N] [--buffer-mib N] [--samples N] [--spin-us N] [--rounds N]\n");
+      std::fprintf(stderr, "usage: bench_datapath [--region-mib N] [--buffer-mib N] [--samples N] [--spin-us N] [--rounds N] [--seq-rounds N]\n");
       return 2;
     }
   }
   const std::chrono::microseconds spin = o.spin;
+  if (o.seq_rounds > 0) return seq_only(o);
   std::string dir = std::filesystem::temp_directory_path() / ("memlend-bench-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
 
@@ -337,6 +359,13 @@ int main(int argc, char** argv) {
                   r.seq_write_gbs);
       if (block == (1 << 20)) (with_mirror ? at1m_mirror : at1m_plain) = r;
     }
+  }
+  {
+    // The same stream on the memfd backing (what another process's memory
+    // and older kernels get), in this run.
+    Remote m = remote(o, 1 << 20, "", false, spin, RegionBacking::memfd);
+    std::printf("%-44s %10.1f %10.1f %12.2f %12.2f\n", "(c) block 1024 KiB, memfd backing", m.random4k.p50,
+                m.random4k.p99, m.seq_read_gbs, m.seq_write_gbs);
   }
   std::printf("%-44s %10.1f %10.1f %12.2f %12s\n", "(c) degraded: mirror only, block 1024 KiB", at1m_mirror.degraded.p50,
               at1m_mirror.degraded.p99, at1m_mirror.degraded_read_gbs, "");

@@ -45,6 +45,7 @@ class ControllerFixture {
     sink = sys.spawn(event_sink, so);
     SupervisorConfig c;
     c.scenario = scenario;
+    c.start = fresh_start(scenario, 0);
     c.speed = 1;
     c.dry_run = dry_run;
     c.datastore = datastore.string();

@@ -5,11 +5,14 @@
 
 #include "persistence/store.hpp"
 #include "tests/persistence/support.hpp"
+#include "tests/support/child.hpp"
 #include "tests/support/process.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+
+#include <unistd.h>
 
 using memlend::test::file_exists;
 using memlend::test::read_file;
@@ -141,4 +144,26 @@ BOOST_AUTO_TEST_CASE(bad_flags_get_exit_status_2) {
   auto r = run_process({bin, "state", "--no-such-flag"}, 60);
   BOOST_TEST(r.status == 2);
   BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1, r.err);
+}
+
+// systemd stops the controller with SIGTERM: the run ends in order (exit 0),
+// its lock goes, and what it committed is there to read and to resume from.
+BOOST_AUTO_TEST_CASE(sigterm_ends_a_run_with_a_store_in_order, *boost::unit_test::timeout(120)) {
+  TempDir dir("state");
+  std::string db = dir.file("memlend.db");
+  memlend::test::ChildProcess run({bin, "run", "--db", db, "--metrics", "off", "--for", "10h", "--speed", "50",
+                                   "--quiet", "--datastore", dir.file("datastore")},
+                                  dir.file("run"));
+  // Bounded wait for the child to have committed its hosts; never a timing assertion.
+  bool started = false;
+  for (int i = 0; i < 600 && !started && run.running(); ++i) {
+    auto r = run_process({bin, "state", "--db", db, "--json"}, 60);
+    started = r.status == 0 && !nlohmann::json::parse(r.out, nullptr, false).value("hosts", nlohmann::json()).empty();
+    if (!started) ::usleep(100 * 1000);
+  }
+  BOOST_TEST_REQUIRE(started, run.err());
+  BOOST_TEST(run.stop() == 0, run.err());
+  auto again = memlend::store::Store::open(db);
+  BOOST_TEST_REQUIRE(bool(again), (again ? "" : again.error().message));
+  BOOST_TEST(!(*again)->load()->hosts.empty());
 }

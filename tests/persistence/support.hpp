@@ -3,6 +3,7 @@
 #pragma once
 
 #include "persistence/store.hpp"
+#include "tests/support/child.hpp"  // read_file
 
 #include <ostream>
 #include <string>
@@ -53,7 +54,6 @@ class Tmpfs {
 // Whether this process may mount a tmpfs (for test preconditions).
 bool can_mount();
 
-std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& bytes);
 bool file_exists(const std::string& path);
 

@@ -108,7 +108,9 @@ BOOST_AUTO_TEST_CASE(every_setting_and_field_is_read) {
 }
 
 BOOST_AUTO_TEST_CASE(not_json) {
-  for (const char* text : {"", "{", "hosts: []", "{ \"hosts\": [ ] } trailing", "{ \"hosts\": [ 1, ] }"}) {
+  // 9e308 is valid JSON syntax but no double holds it: the fuzzer found it crashing `plan`.
+  for (const char* text : {"", "{", "hosts: []", "{ \"hosts\": [ ] } trailing", "{ \"hosts\": [ 1, ] }",
+                           "{ \"hosts\": 9e308 }"}) {
     auto r = parse_scenario(text, origin);
     BOOST_TEST_REQUIRE(!r, text);
     BOOST_TEST(r.error().message.rfind(origin + ": not valid JSON: ", 0) == 0u, r.error().message);

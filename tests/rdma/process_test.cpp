@@ -86,7 +86,7 @@ BOOST_AUTO_TEST_CASE(probe_verifies_every_byte_through_a_donor_process) {
   BOOST_TEST(j["bytes_verified"].get<std::uint64_t>() == 2u * (16u << 20));
   BOOST_TEST(j["faults"].get<std::uint64_t>() > 0u);
   BOOST_TEST(j["evictions"].get<std::uint64_t>() > 0u);
-  for (const char* key : {"fault_p50_us", "fault_p99_us", "read_mib_s", "failovers"}) BOOST_TEST(j.contains(key));
+  for (const char* key : {"fault_p50_us", "fault_p99_us", "read_mib_s", "failovers", "backing"}) BOOST_TEST(j.contains(key));
   // The probe released its lease: the donor's pool is empty again.
   auto c = DonorClient::connect(donor.address, donor.secret);
   BOOST_TEST_REQUIRE(bool(c));

@@ -1,0 +1,123 @@
+#include "actors/journal.hpp"
+
+#include "actors/event_sink.hpp"
+
+#include <nlohmann/json.hpp>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+namespace memlend {
+
+store::LeaseRecord lease_record(const LeaseInfo& l) {
+  store::LeaseRecord r;
+  r.id = l.id;
+  r.vm = l.vm;
+  r.donor = l.donor;
+  r.recipient = l.recipient;
+  r.mib = l.mib;
+  r.state = store::parse_lease_state(l.state).value_or(store::LeaseState::active);
+  r.transport = l.transport.empty() ? "rdma" : l.transport;
+  r.epoch = std::max<std::uint64_t>(l.epoch, 1);
+  // Everything the data path needs to reach the lease again after a restart.
+  nlohmann::json key;
+  if (!l.data_addr.empty())
+    key = {{"addr", l.data_addr}, {"id", l.data_id}, {"epoch", l.data_epoch}, {"secret", l.data_secret}};
+  if (l.replaces) key["replaces"] = l.replaces;
+  r.datapath_key = key.is_null() ? std::string() : key.dump();
+  return r;
+}
+
+LeaseInfo lease_info(const store::LeaseRecord& r) {
+  LeaseInfo l;
+  l.id = r.id;
+  l.vm = r.vm;
+  l.donor = r.donor;
+  l.recipient = r.recipient;
+  l.mib = r.mib;
+  l.state = std::string(store::to_string(r.state));
+  l.epoch = r.epoch;
+  l.transport = r.transport;
+  auto key = nlohmann::json::parse(r.datapath_key.empty() ? "{}" : r.datapath_key, nullptr, false);
+  if (key.is_object()) {
+    l.data_addr = key.value("addr", "");
+    l.data_id = key.value("id", std::uint64_t{0});
+    l.data_epoch = key.value("epoch", std::uint64_t{0});
+    l.data_secret = key.value("secret", "");
+    l.replaces = key.value("replaces", std::uint64_t{0});
+  }
+  return l;
+}
+
+store::EventRecord event_record(const LogEvent& e) {
+  store::EventRecord r;
+  r.t_s = e.t_s;
+  r.event = e.event;
+  r.vm = e.vm;
+  r.host = e.host;
+  r.donor = e.donor;
+  if (e.mib >= 0) r.mib = e.mib;
+  return r;
+}
+
+LogEvent log_event(const store::EventRecord& r) {
+  LogEvent e;
+  e.t_s = r.t_s;
+  e.event = r.event;
+  e.vm = r.vm;
+  e.host = r.host;
+  e.donor = r.donor;
+  e.mib = r.mib.value_or(-1);
+  return e;
+}
+
+std::optional<std::string> catch_up_events_file(const std::string& path, const store::Store& store) {
+  std::string text;
+  {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    text = s.str();
+  }
+  if (!text.empty() && text.back() != '\n') text.erase(text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
+  std::uint64_t lines = static_cast<std::uint64_t>(std::count(text.begin(), text.end(), '\n'));
+  auto missing = store.events(lines);
+  if (!missing) return missing.error().message;
+  for (const auto& r : *missing) text += event_json_line(log_event(r)) + "\n";
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  if (!out) return path + ": cannot write the event log";
+  return std::nullopt;
+}
+
+store::HostRecord host_record(const policy::Host& h, policy::HostId id, bool up) {
+  store::HostRecord r;
+  r.id = id;
+  r.name = h.name;
+  r.memory_mib = h.memory_mib;
+  r.cpu_mhz = h.cpu_mhz;
+  r.reserved_mib = h.reserved_mib;
+  r.rdma = h.rdma;
+  r.data_path = h.data_path;
+  r.up = up;
+  r.fabric = h.fabric;
+  return r;
+}
+
+std::string scenario_fingerprint(const std::string& scenario_text) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(scenario_text.data(), scenario_text.size(), digest, &len, EVP_sha256(), nullptr);
+  std::string hex;
+  char b[3];
+  for (unsigned int i = 0; i < len; ++i) {
+    std::snprintf(b, sizeof b, "%02x", digest[i]);
+    hex += b;
+  }
+  return "sha256:" + hex;
+}
+
+}  // namespace memlend

@@ -1,0 +1,26 @@
+// Between the actors and the store: the store's rows for what the actors
+// hold (leases, mirrors, events), and back again for recovery. Plain C++.
+#pragma once
+
+#include "actors/messages.hpp"
+#include "actors/policy/model.hpp"
+#include "persistence/store.hpp"
+
+#include <optional>
+#include <string>
+
+namespace memlend {
+
+store::LeaseRecord lease_record(const LeaseInfo& l);
+LeaseInfo lease_info(const store::LeaseRecord& r);
+store::EventRecord event_record(const LogEvent& e);
+LogEvent log_event(const store::EventRecord& r);
+// A killed run may have made events durable it had not yet written to the
+// `--events-out` file: brings the file up to the store's event log (a half-
+// written last line is cut first). Returns an error line, or nothing.
+std::optional<std::string> catch_up_events_file(const std::string& path, const store::Store& store);
+store::HostRecord host_record(const policy::Host& h, policy::HostId id, bool up);
+// A digest of the scenario text: a store holds one scenario's state only.
+std::string scenario_fingerprint(const std::string& scenario_text);
+
+}  // namespace memlend

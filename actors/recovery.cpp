@@ -1,0 +1,157 @@
+#include "actors/recovery.hpp"
+
+#include "actors/journal.hpp"
+
+#include <ctime>
+#include <filesystem>
+#include <map>
+
+namespace memlend {
+
+using namespace memlend::policy;
+
+namespace {
+
+// The first records of a fresh store: the cluster and what the scenario
+// says VMs already borrow.
+store::Batch first_batch(const Scenario& s, const StartState& start, const std::string& fingerprint,
+                         const std::string& datastore) {
+  store::Batch b(0);
+  b.scenario(fingerprint);
+  for (HostId h = 0; h < s.hosts.size(); ++h) b.put(host_record(s.hosts[h], h, s.hosts[h].up));
+  std::map<VmId, std::int64_t> borrowed;
+  for (const auto& l : start.leases) borrowed[l.vm] += l.mib;
+  for (VmId v = 0; v < s.vms.size(); ++v) {
+    store::VmRecord r;
+    r.id = v;
+    r.name = s.vms[v].name;
+    r.host = s.vms[v].host;
+    r.memory_mib = s.vms[v].memory_mib;
+    r.cpu_mhz = s.vms[v].cpu_mhz;
+    if (auto since = start.remote_since.find(v); since != start.remote_since.end()) r.remote_since_s = since->second;
+    b.put(r);
+  }
+  for (const auto& l : start.leases) b.put(lease_record(l));
+  for (const auto& [vm, mib] : borrowed) {
+    store::MirrorRecord m;
+    m.vm = vm;
+    m.path = datastore + "/" + s.vms[vm].name + ".mirror";
+    m.bytes = mib * 1024 * 1024;
+    b.put(m);
+  }
+  return b;
+}
+
+// The simulated platform as it was: the scenario, the VMs that moved, the
+// memory lent. The scenario's events up to the resumed time apply at the
+// first sample.
+std::shared_ptr<platform::Platform> rebuild_platform(const Scenario& original, const Scenario& now,
+                                                     const StartState& start, std::vector<std::string>& notes) {
+  std::shared_ptr<platform::Platform> p = platform::make_sim(original);
+  for (VmId v = 0; v < now.vms.size(); ++v)
+    if (now.vms[v].host != original.vms[v].host) p->migrate(v, now.vms[v].host);
+  for (const auto& l : start.leases)
+    if (auto r = p->attach_remote(l.vm, l.donor, l.mib); !r)
+      notes.push_back("could not attach lease " + std::to_string(l.id) + " again: " + r.error().message);
+  return p;
+}
+
+}  // namespace
+
+Expected<Resumed> open_run(const Scenario& scenario, const ResumeOptions& options) {
+  std::string fingerprint = scenario_fingerprint(options.scenario_text);
+  Resumed out;
+  store::Options so;
+  so.on_commit = options.on_commit;
+  auto opened = store::Store::open(options.db, so);
+  if (!opened) return Error{opened.error().message};
+  std::shared_ptr<store::Store> db(std::move(*opened));
+  auto snapshot = db->load();
+  if (!snapshot) return Error{snapshot.error().message};
+
+  if (!snapshot->fresh() && snapshot->scenario != fingerprint)
+    return Error{options.db + ": holds the state of another scenario; give --db another file, or move this one "
+                              "away to start afresh"};
+  // A run that already reached its end has nothing to resume: the demo run
+  // again starts over, keeping the old file beside.
+  if (!snapshot->fresh() && options.until_s && snapshot->clock_s >= *options.until_s) {
+    db.reset();
+    std::string aside = options.db + ".ended-" + std::to_string(static_cast<long long>(std::time(nullptr)));
+    std::error_code ec;
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      std::string from = options.db + suffix;
+      if (std::filesystem::exists(from, ec)) std::filesystem::rename(from, aside + suffix, ec);
+      if (ec) return Error{options.db + ": cannot move the ended run aside (" + ec.message() + ")"};
+    }
+    out.notes.push_back(options.db + " held a run of this scenario that had ended; it is kept as " + aside +
+                        " and the run starts afresh");
+    auto again = store::Store::open(options.db, so);
+    if (!again) return Error{again.error().message};
+    db = std::shared_ptr<store::Store>(std::move(*again));
+    snapshot = db->load();
+    if (!snapshot) return Error{snapshot.error().message};
+  }
+
+  if (snapshot->fresh()) {
+    out.scenario = scenario;
+    out.start = fresh_start(scenario, 0);
+    auto outcome = db->commit(first_batch(scenario, out.start, fingerprint, options.datastore));
+    if (!outcome.ok()) return Error{outcome.error};
+    out.platform = platform::make_sim(scenario);
+    out.store = db;
+    out.fingerprint = fingerprint;
+    return out;
+  }
+
+  // Resume: the cluster as the store left it.
+  const store::Snapshot& snap = *snapshot;
+  if (snap.hosts.size() != scenario.hosts.size() || snap.vms.size() != scenario.vms.size())
+    return Error{options.db + ": its hosts and VMs do not match the scenario's; give --db another file"};
+  Scenario now = scenario;
+  for (const auto& h : snap.hosts) now.hosts[h.id].up = h.up;
+  for (const auto& v : snap.vms) {
+    now.vms[v.id].host = v.host;
+    now.vms[v.id].memory_mib = v.memory_mib;
+    now.vms[v.id].cpu_mhz = v.cpu_mhz;
+    now.vms[v.id].remote.clear();
+    now.vms[v.id].remote_for_s = 0;
+  }
+  StartState start;
+  start.next_lease = snap.next_lease_id;
+  for (VmId v = 0; v < scenario.vms.size(); ++v) start.first_hosts.push_back(scenario.vms[v].host);
+  for (const auto& r : snap.leases) {
+    if (r.state != store::LeaseState::active && r.state != store::LeaseState::failed) continue;
+    LeaseInfo l = lease_info(r);
+    // The grant pointed into the process that died: the lease is granted again.
+    if (options.data_path_in_process) {
+      l.data_addr.clear();
+      l.data_id = l.data_epoch = 0;
+      l.data_secret.clear();
+      l.replaces = 0;
+    }
+    start.leases.push_back(l);
+    auto& parts = now.vms[l.vm].remote;
+    auto it = std::find_if(parts.begin(), parts.end(), [&](const RemotePart& p) { return p.donor == l.donor; });
+    if (it == parts.end())
+      parts.push_back({l.donor, l.mib});
+    else
+      it->mib += l.mib;
+  }
+  for (const auto& v : snap.vms)
+    if (v.remote_since_s) start.remote_since[v.id] = *v.remote_since_s;
+  for (const auto& r : snap.recommendations) start.recommended.insert(r.vm);
+  out.notes.push_back("resuming from " + options.db + " at t=" + std::to_string(static_cast<long>(snap.clock_s)) +
+                      "s: " + std::to_string(start.leases.size()) + " leases, " +
+                      std::to_string(snap.mirrors.size()) + " mirrors, " +
+                      std::to_string(snap.recommendations.size()) + " recommendations");
+  out.platform = rebuild_platform(scenario, now, start, out.notes);
+  out.scenario = std::move(now);
+  out.start = std::move(start);
+  out.origin_s = snap.clock_s;
+  out.resumed = true;
+  out.store = db;
+  out.fingerprint = fingerprint;
+  return out;
+}
+
+}  // namespace memlend

@@ -82,7 +82,31 @@ std::string keys_of(const CLI::App& cmd) {
 
 }  // namespace
 
-std::optional<Error> apply_config_file(CLI::App& cmd, const std::string& path) {
+namespace {
+
+// The file and the keys it set, of the one command this process runs.
+struct Applied {
+  std::string path;
+  std::map<std::string, int> keys;
+};
+Applied& applied_file() {
+  static Applied a;
+  return a;
+}
+
+}  // namespace
+
+std::string attribute_to_config_file(const std::string& message) {
+  const auto& a = applied_file();
+  if (message.rfind("--", 0) != 0) return message;
+  auto colon = message.find(':');
+  if (colon == std::string::npos) return message;
+  auto it = a.keys.find(message.substr(2, colon - 2));
+  if (it == a.keys.end()) return message;
+  return a.path + ":" + std::to_string(it->second) + ": key " + it->first + message.substr(colon);
+}
+
+std::optional<Error> apply_config_file(CLI::App& cmd, const std::string& path, std::map<std::string, int>* applied) {
   std::ifstream in(path);
   if (!in) return Error{path + ": cannot read the config file (" + std::strerror(errno) + ")"};
   std::map<std::string, int> seen;  // key → line
@@ -127,6 +151,7 @@ std::optional<Error> apply_config_file(CLI::App& cmd, const std::string& path) {
         opt->add_result(value);
       }
       opt->run_callback();
+      if (applied) (*applied)[key] = line_no;
     } catch (const CLI::Error& e) {
       return Error{bad_value + ": " + e.what()};
     }
@@ -143,7 +168,9 @@ Action with_config_file(CLI::App* cmd, Action action) {
   return [cmd, path, action = std::move(action)] {
     if (!path->empty()) {
       // What bad_input prints; that lives in main.cpp, which tests do not link.
-      if (auto bad = apply_config_file(*cmd, *path)) {
+      auto& a = applied_file();
+      a.path = *path;
+      if (auto bad = apply_config_file(*cmd, *path, &a.keys)) {
         std::cerr << "memlend: " << bad->message << '\n';
         return exit_bad_input;
       }

@@ -13,6 +13,7 @@
 #include "actors/policy/expected.hpp"
 #include "cli/cli.hpp"
 
+#include <map>
 #include <optional>
 #include <string>
 
@@ -28,6 +29,14 @@ Action with_config_file(CLI::App* cmd, Action action);
 
 // The work of with_config_file, for tests and for a command that loads its
 // file at another moment.
-std::optional<Error> apply_config_file(CLI::App& cmd, const std::string& path);
+// `applied`, when given, receives each key the file set (key → line).
+std::optional<Error> apply_config_file(CLI::App& cmd, const std::string& path,
+                                       std::map<std::string, int>* applied = nullptr);
+
+// A value is checked by the command's action, whose error names the option
+// ("--metrics: ..."); when that option's value came from the config file the
+// error names the file, the line and the key instead. Other messages pass as
+// they are.
+std::string attribute_to_config_file(const std::string& message);
 
 }  // namespace memlend::cli

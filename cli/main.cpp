@@ -1,4 +1,5 @@
 #include "cli/cli.hpp"
+#include "cli/config_file.hpp"
 
 #include <iostream>
 #include <utility>
@@ -7,7 +8,7 @@
 namespace memlend::cli {
 
 int bad_input(const std::string& message) {
-  std::cerr << "memlend: " << message << '\n';
+  std::cerr << "memlend: " << attribute_to_config_file(message) << '\n';
   return exit_bad_input;
 }
 

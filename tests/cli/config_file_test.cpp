@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <sys/stat.h>
 #include <fstream>
@@ -168,4 +169,30 @@ BOOST_AUTO_TEST_CASE(the_journal_is_recognised_by_its_stream) {
   BOOST_TEST(!cli::stderr_is_journal());
   unsetenv("JOURNAL_STREAM");
   BOOST_TEST(!cli::stderr_is_journal());
+}
+
+// The packaged file serves `run` too: every key it documents is taken, and a
+// value that only run's own checks reject is still reported against the file.
+BOOST_AUTO_TEST_CASE(run_reads_the_packaged_keys_and_blames_the_file_for_a_bad_value) {
+  TempDir dir;
+  auto file = dir.write("memlend.conf", "metrics = \"127.0.0.1:0\"\nlog-level = \"warn\"\ndatastore = \"" + dir.path +
+                                            "/ds\"\ndb = \"" + dir.path + "/m.db\"\nevents-out = \"" + dir.path +
+                                            "/ev.jsonl\"\ndry-run = false\n");
+  auto r = run_process({bin, "run", "--config", file, "--for", "60s", "--speed", "1000", "--quiet"}, 60);
+  BOOST_TEST(r.status == 0, r.err);
+  BOOST_TEST(std::filesystem::exists(dir.path + "/m.db"));
+  BOOST_TEST(std::filesystem::is_directory(dir.path + "/ds"));
+  BOOST_TEST(std::filesystem::exists(dir.path + "/ev.jsonl"));
+  BOOST_TEST(r.err.find("serving metrics") == std::string::npos, r.err);  // info is below warn
+
+  auto bad = dir.write("bad.conf", "log-level = \"warn\"\nmetrics = \"x:y\"\n");
+  r = run_process({bin, "run", "--config", bad, "--no-db"}, 30);
+  BOOST_TEST(r.status == 2);
+  BOOST_TEST(r.out == "");
+  BOOST_TEST(r.err.rfind("memlend: " + bad + ":2: key metrics: \"x:y\"", 0) == 0u, r.err);
+  BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  // Given on the command line, the same value is the flag's fault.
+  r = run_process({bin, "run", "--config", bad, "--no-db", "--metrics", "x:y"}, 30);
+  BOOST_TEST(r.status == 2);
+  BOOST_TEST(r.err.rfind("memlend: --metrics: \"x:y\"", 0) == 0u, r.err);
 }

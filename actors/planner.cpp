@@ -412,6 +412,9 @@ void execute_migrate(self_ptr self, Decision d, caf::typed_response_promise<std:
                           self->send(st.hosts[d.target], atom::cancel::value, atom::migrate::value, d.vm);
                           for (std::size_t i = 0; i < r->ids.size(); ++i)
                             self->send(st.hosts[r->grants[i].donor], atom::cancel::value, r->ids[i]);
+                          if (st.config.metrics)
+                            st.config.metrics->lease_failures(metrics::LeaseFailure::platform_refused)
+                                .inc(static_cast<double>(r->ids.size()));
                           return fail("the platform refused the migration");
                         }
                         auto txn = begin(self);

@@ -59,7 +59,6 @@ std::string_view to_string(LeaseRelease r) {
     case LeaseRelease::vm_migrated: return "vm_migrated";
     case LeaseRelease::rehomed: return "rehomed";
     case LeaseRelease::reclaimed: return "reclaimed";
-    case LeaseRelease::shutdown: return "shutdown";
   }
   return "unknown";
 }
@@ -70,7 +69,6 @@ std::string_view to_string(LeaseFailure f) {
     case LeaseFailure::platform_refused: return "platform_refused";
     case LeaseFailure::donor_down: return "donor_down";
     case LeaseFailure::data_path: return "data_path";
-    case LeaseFailure::store: return "store";
   }
   return "unknown";
 }
@@ -78,9 +76,9 @@ std::string_view to_string(LeaseFailure f) {
 namespace {
 
 constexpr std::array all_releases{LeaseRelease::demand_fell, LeaseRelease::vm_migrated, LeaseRelease::rehomed,
-                                  LeaseRelease::reclaimed, LeaseRelease::shutdown};
+                                  LeaseRelease::reclaimed};
 constexpr std::array all_failures{LeaseFailure::donor_refused, LeaseFailure::platform_refused,
-                                  LeaseFailure::donor_down, LeaseFailure::data_path, LeaseFailure::store};
+                                  LeaseFailure::donor_down, LeaseFailure::data_path};
 constexpr std::array all_kinds{policy::DecisionKind::none, policy::DecisionKind::remote_memory,
                                policy::DecisionKind::migrate, policy::DecisionKind::recommend_migration,
                                policy::DecisionKind::unsatisfied};

@@ -93,16 +93,18 @@ enum class LeaseRelease {
   vm_migrated,  // the VM moved to its donor, which now holds it locally
   rehomed,      // its donor failed and the memory now comes from another donor
   reclaimed,    // its recipient is gone and the donor took the memory back
-  shutdown,     // the controller stopped
 };
+// A controller that stops releases nothing: its leases stay in the store and
+// a restarted controller takes them up again.
 // Why a lease could not be made or kept.
 enum class LeaseFailure {
   donor_refused,     // phase one: the donor's own ledger said no
-  platform_refused,  // the platform would not attach the memory
+  platform_refused,  // the platform would not move the VM the leases were made for
   donor_down,        // its donor went down while the lease was active
   data_path,         // the data-path connection failed
-  store,             // the store could not persist it
 };
+// A store that cannot record a lease stops the controller (nothing is carried
+// out unrecorded), so that is no lease failure but an exit and a log line.
 std::string_view to_string(LeaseRelease r);
 std::string_view to_string(LeaseFailure f);
 

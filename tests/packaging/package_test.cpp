@@ -15,6 +15,7 @@
 #include <set>
 #include <sstream>
 #include <sys/stat.h>
+#include <unistd.h>
 
 namespace fs = std::filesystem;
 using memlend::test::make_temp_dir;
@@ -254,4 +255,50 @@ BOOST_AUTO_TEST_CASE(every_key_of_the_shipped_config_file_is_an_option,
   std::ofstream(file) << uncommented;
   auto r = p.packaged({"run", "--config", file, "--scenario", source_dir + "/examples/fig2.json", "--show-scenario"});
   BOOST_TEST(r.status == 0, r.err);
+}
+
+namespace {
+
+// Installing touches the machine itself: only as root, and never over a memlend
+// that an operator installed (the test would purge it afterwards).
+boost::test_tools::assertion_result may_install(boost::unit_test::test_unit_id) {
+  boost::test_tools::assertion_result ok(true);
+  if (::geteuid() != 0) {
+    ok = false;
+    ok.message() << "installing a package needs root";
+    return ok;
+  }
+  auto q = run_process({"/usr/bin/dpkg-query", "-W", "-f=${Status}", "memlend"}, 60);
+  if (q.status == 0 && q.out.find("installed") != std::string::npos && q.out.find("not-installed") == std::string::npos) {
+    ok = false;
+    ok.message() << "memlend is installed on this machine (" << q.out << "); the test would replace and purge it";
+  }
+  return ok;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(the_deb_installs_runs_and_purges, *boost::unit_test::precondition(may_install)) {
+  auto& p = package();
+  struct Purge {
+    ~Purge() { run_process({"/usr/bin/dpkg", "--purge", "memlend"}, 300); }
+  } purge_whatever_happens;
+  auto r = run_process({need("dpkg"), "-i", p.deb}, 300);
+  BOOST_TEST_REQUIRE(r.status == 0, "dpkg -i:\n" << r.out << r.err);
+  auto status = run_process({need("dpkg-query"), "-W", "-f=${Status}", "memlend"}, 60);
+  BOOST_TEST(status.out == "install ok installed");
+  auto v = run_process({"/usr/bin/memlend", "version"}, 60);
+  BOOST_TEST(v.out == "memlend " MEMLEND_VERSION "\n", v.err);
+  BOOST_TEST(mode_of("/var/lib/memlend") == 0700u);
+  BOOST_TEST(fs::exists("/etc/memlend/memlend.conf"));
+  auto plan = run_process({"/usr/bin/memlend", "plan", "--config", "/etc/memlend/memlend.conf", "--scenario",
+                           source_dir + "/examples/fig2.json", "--json"},
+                          60);
+  BOOST_TEST(plan.status == 0, plan.err);
+
+  r = run_process({need("dpkg"), "--purge", "memlend"}, 300);
+  BOOST_TEST(r.status == 0, "dpkg --purge:\n" << r.out << r.err);
+  BOOST_TEST(!fs::exists("/usr/bin/memlend"));
+  BOOST_TEST(!fs::exists("/etc/memlend/memlend.conf"));
+  BOOST_TEST(!fs::exists("/var/lib/memlend"));  // purging takes the store with it, as postrm says
 }

@@ -34,6 +34,27 @@ void retry_later(self_ptr self) {
 void revoke(self_ptr self, std::uint64_t lease);
 void map_regions(self_ptr self, const RemoteState& r);
 
+// After a new controller process took over: the grants the old one made and
+// never recorded go back to the pool. Only grants this agent knows no lease
+// of: a lease it knew is the fence's business below.
+void free_unrecorded_grants(self_ptr self, const JoinReply& r) {
+  auto& st = self->state;
+  std::vector<std::uint64_t> at_loss = std::move(st.grants_at_loss);
+  st.grants_at_loss.clear();
+  if (!st.config.plane || at_loss.empty()) return;
+  std::set<std::uint64_t> recorded;
+  for (const auto& l : r.leases)
+    if (l.donor == r.host && l.data_id != 0) recorded.insert(l.data_id);
+  for (const auto& [lease, id] : st.pool_id) recorded.insert(id);
+  auto plane = st.config.plane;
+  std::string host = st.config.host;
+  for (std::uint64_t id : unrecorded_grants(at_loss, recorded)) {
+    say(self, "frees grant " + std::to_string(id) +
+                  " of its pool: the controller that made it stopped before recording it, so no lease has it");
+    plane->post([plane, host, id] { plane->revoke(host, id); });
+  }
+}
+
 // The platform as the controller sees it now: the scenario up to now, the
 // VMs that moved and the memory that is lent.
 void rebuild(self_ptr self, const JoinReply& r) {
@@ -55,6 +76,7 @@ void rebuild(self_ptr self, const JoinReply& r) {
       if (l.data_id != 0) st.pool_id[l.id] = l.data_id;
     }
   }
+  free_unrecorded_grants(self, r);
   for (std::uint64_t id : st.held)
     if (!mine.count(id)) {
       say(self, "drops lease " + std::to_string(id) + ": it was re-homed while this host was away");
@@ -195,6 +217,11 @@ void join(self_ptr self) {
               return;
             }
             st.host = r.host;
+            // The same controller (its host actor restarted, or a partition
+            // healed) still knows every grant it made, recorded or in flight.
+            caf::node_id now = st.registrar.node();
+            if (now == st.controller) st.grants_at_loss.clear();
+            st.controller = now;
             rebuild(self, r);
             st.home = caf::actor_cast<host_proxy_actor>(home);
             self->monitor(st.home);
@@ -214,6 +241,14 @@ void join(self_ptr self) {
 
 }  // namespace
 
+std::vector<std::uint64_t> unrecorded_grants(const std::vector<std::uint64_t>& grants_at_loss,
+                                             const std::set<std::uint64_t>& recorded) {
+  std::vector<std::uint64_t> out;
+  for (std::uint64_t id : grants_at_loss)
+    if (!recorded.count(id)) out.push_back(id);
+  return out;
+}
+
 agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self, AgentConfig config) {
   auto& st = self->state;
   st.config = std::move(config);
@@ -225,6 +260,7 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
     if (!st.joined) return;
     st.joined = false;
     ++st.generation;
+    if (st.config.plane) st.grants_at_loss = st.config.plane->pool_leases(st.config.host);
     say(self, "lost the controller (" + caf::to_string(dm.reason) + "); reconnecting");
     retry_later(self);
   });

@@ -12,12 +12,14 @@
 #include "actors/sim_clock.hpp"
 #include "firmware_hooks/platform.hpp"
 
+#include <caf/node_id.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
 #include <functional>
 #include <map>
 #include <memory>
 #include <set>
+#include <vector>
 
 namespace memlend {
 
@@ -59,7 +61,19 @@ struct agent_state {
   std::set<std::uint64_t> held;  // leases it lends
   std::map<std::uint32_t, std::set<std::uint64_t>> held_for;  // the same, by VM
   std::map<std::uint64_t, std::uint64_t> pool_id;             // lease → its id in this host's pool
+  // The controller process it joined last, and the pool's grants when it lost
+  // that controller: a controller killed between a grant and its record leaves
+  // a grant that nobody will release, which the next join frees.
+  caf::node_id controller;
+  std::vector<std::uint64_t> grants_at_loss;
 };
+
+// Of the grants this host's pool held when it lost its controller, those that
+// the new controller's world does not name (`recorded`: the pool ids of the
+// leases it says this host lends). Grants made after the loss are never among
+// them: they may be the new controller's, not recorded yet.
+std::vector<std::uint64_t> unrecorded_grants(const std::vector<std::uint64_t>& grants_at_loss,
+                                             const std::set<std::uint64_t>& recorded);
 
 agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self, AgentConfig config);
 

@@ -130,13 +130,17 @@ void DataPlane::worker_loop() {
   }
 }
 
-rdma::Secret DataPlane::pool_secret(const std::string& host) const {
+rdma::Secret derive_pool_secret(const std::string& cluster_secret, const std::string& host) {
   std::string msg = "pool\n" + host;
   rdma::Secret out{};
   unsigned int len = 0;
-  HMAC(EVP_sha256(), options_.cluster_secret.data(), static_cast<int>(options_.cluster_secret.size()),
+  HMAC(EVP_sha256(), cluster_secret.data(), static_cast<int>(cluster_secret.size()),
        reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), out.data(), &len);
   return out;
+}
+
+rdma::Secret DataPlane::pool_secret(const std::string& host) const {
+  return derive_pool_secret(options_.cluster_secret, host);
 }
 
 Expected<std::string> DataPlane::serve(const std::string& host, std::int64_t mib, const std::string& listen) {
@@ -188,6 +192,17 @@ void DataPlane::revoke(const std::string& host, std::uint64_t pool_lease) {
     pool = it->second.pool;
   }
   pool->revoke(pool_lease);
+}
+
+std::vector<std::uint64_t> DataPlane::pool_leases(const std::string& host) const {
+  std::shared_ptr<rdma::DonorPool> pool;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = donors_.find(host);
+    if (it == donors_.end()) return {};
+    pool = it->second.pool;
+  }
+  return pool->lease_ids();
 }
 
 Expected<DataLease> DataPlane::grant(const std::string& donor_host, const std::string& addr, std::int64_t mib) {

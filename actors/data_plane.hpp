@@ -61,6 +61,10 @@ struct DataPathTotals {
   std::map<std::string, std::uint64_t> mirror_lag;
 };
 
+// The secret of a host's donor pool: every node of the cluster derives it
+// from the cluster's secret, so whoever holds that may grant from the pool.
+rdma::Secret derive_pool_secret(const std::string& cluster_secret, const std::string& host);
+
 // The data path's access to a granted lease, as the control plane records it.
 struct DataLease {
   std::string addr;
@@ -94,6 +98,8 @@ class DataPlane {
   void set_address(const std::string& host, const std::string& addr);
   // Fencing: ends a lease of this host's pool (its id there).
   void revoke(const std::string& host, std::uint64_t pool_lease);
+  // The leases this host's pool has granted and not revoked, by their ids there.
+  std::vector<std::uint64_t> pool_leases(const std::string& host) const;
 
   // ---- control plane (worker thread) ----
   // A lease of `mib` at the donor at `addr` (its pool secret derives from the

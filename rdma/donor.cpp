@@ -133,6 +133,14 @@ std::shared_ptr<Lease> DonorPool::find(std::uint64_t lease_id) const {
   return it == leases_.end() ? nullptr : it->second;
 }
 
+std::vector<std::uint64_t> DonorPool::lease_ids() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::uint64_t> ids;
+  ids.reserve(leases_.size());
+  for (const auto& [id, lease] : leases_) ids.push_back(id);
+  return ids;
+}
+
 PoolStats DonorPool::stats() const {
   PoolStats s;
   struct stat st {};

@@ -71,6 +71,9 @@ class DonorPool : public std::enable_shared_from_this<DonorPool> {
 
   // For the servers: a live lease or null; the pool's mapping.
   std::shared_ptr<Lease> find(std::uint64_t lease_id) const;
+  // The leases granted and not revoked, in id order (ids only grow, so the
+  // order is that of the grants).
+  std::vector<std::uint64_t> lease_ids() const;
   std::uint8_t* base() const { return base_; }
   int memfd() const { return memfd_.get(); }
 

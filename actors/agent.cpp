@@ -182,6 +182,25 @@ double phase(const agent_state& st) {
   return period * static_cast<double>(h % 1000) / 1000.0;
 }
 
+// The guest workload's whole write-then-check rounds, said as they complete
+// (at most once per sample): a person, or a test, sees the memory checked
+// while the host runs, not only when it stops.
+void say_guest_progress(self_ptr self) {
+  auto& st = self->state;
+  if (!st.config.plane || !st.platform) return;
+  for (std::uint32_t v = 0; v < st.config.scenario.vms.size(); ++v) {
+    if (st.platform->host_of(v) != st.host) continue;
+    const std::string& name = st.config.scenario.vms[v].name;
+    GuestStats g = st.config.plane->guest(name);
+    auto& said = st.guest_passes[v];
+    if (g.passes <= said) continue;
+    said = g.passes;
+    say(self, "the guest workload of " + name + " has checked its remote memory " + std::to_string(g.passes) +
+                  (g.passes == 1 ? " time: " : " times: ") + std::to_string(g.mismatches) +
+                  (g.mismatches == 1 ? " word" : " words") + " wrong so far");
+  }
+}
+
 void schedule_tick(self_ptr self) {
   auto& st = self->state;
   double t = st.clock.now(self->clock());
@@ -297,6 +316,7 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
         if (st.config.probe && st.config.probe->sampled)
           for (const auto& v : mine)
             st.config.probe->sampled(v.vm, std::max<std::int64_t>(0, v.demand_mem - v.local_mem - v.remote_mem));
+        say_guest_progress(self);
         schedule_tick(self);
       },
       [=](atom::attach, const RemoteState& r) {

@@ -108,8 +108,20 @@ class Cluster {
   }
 
   // Stops the agent of `host` politely and returns what its guest workload
-  // found on `vm`'s remote memory ("" when it moved none).
+  // found on `vm`'s remote memory ("" when it moved none). First it lets the
+  // guest finish one more whole round of writing and checking, so that the
+  // memory is checked after whatever the test did to the cluster, however
+  // slowly the machine runs (a sanitizer build on a loaded CI machine).
   std::string guest(const std::string& host, const std::string& vm) {
+    std::string said = "the guest workload of " + vm + " has checked its remote memory";
+    auto rounds = [&] {
+      std::string log = slurp(net.dir() + "/agent-" + host + ".log");
+      std::size_t n = 0;
+      for (auto p = log.find(said); p != std::string::npos; p = log.find(said, p + 1)) ++n;
+      return n;
+    };
+    std::size_t before = rounds();
+    eventually([&] { return rounds() > before; }, 120);
     net.stop(agents[host]);
     std::string log = slurp(net.dir() + "/agent-" + host + ".log");
     auto at = log.find("the guest workload of " + vm + " wrote");

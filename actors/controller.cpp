@@ -135,7 +135,10 @@ void report_guest(const RunOptions& o, DataPlane& plane) {
 int run_controller(const RunOptions& options) {
   StopSignalsBlocked blocked;
   auto exposer = start_metrics_server(options.metrics);
-  if (!exposer) return 2;
+  if (!exposer) {
+    std::cerr << "memlend: " << exposer.error().message << '\n';
+    return 2;
+  }
   std::shared_ptr<DataPlane> plane;
   if (options.data.enabled && options.network.enabled) {
     // The agents serve memory and map it; the controller only grants and releases.
@@ -224,7 +227,10 @@ int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane) {
 int run_agent(const AgentOptions& options) {
   StopSignalsBlocked blocked;
   auto exposer = start_metrics_server(options.metrics);
-  if (!exposer) return 2;
+  if (!exposer) {
+    std::cerr << "memlend: " << exposer.error().message << '\n';
+    return 2;
+  }
   std::shared_ptr<DataPlane> plane;
   std::string data_addr = options.data_addr;
   if (options.data.enabled) {

@@ -6,8 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <csignal>
 #include <cmath>
-#include <iostream>
 
 namespace memlend {
 
@@ -225,8 +225,13 @@ metrics_actor::behavior_type metrics_recorder(metrics_actor::stateful_pointer<me
 
 Expected<std::unique_ptr<metrics::HttpExposer>> start_metrics_server(const MetricsOptions& options) {
   if (!options.registry || !options.serve) return std::unique_ptr<metrics::HttpExposer>{};
+  sigset_t stop, was;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, &was);
   auto e = options.serve();
-  if (!e) std::cerr << "memlend: " << e.error().message << '\n';
+  pthread_sigmask(SIG_SETMASK, &was, nullptr);
   return e;
 }
 

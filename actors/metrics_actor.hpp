@@ -33,13 +33,15 @@ namespace memlend {
 // Prometheus metrics of a run or an agent.
 struct MetricsOptions {
   std::shared_ptr<metrics::Registry> registry;  // none: no metrics
-  // Starts serving the registry; called once the stop signals are blocked, so
-  // the HTTP server's threads never take one. A null server serves nothing.
+  // Starts serving the registry (see start_metrics_server). A null server
+  // serves nothing; no function: nothing to start (or started already).
   std::function<Expected<std::unique_ptr<metrics::HttpExposer>>()> serve;
 };
 
-// Calls options.serve, if any; an error is printed ("memlend: ...") for the
-// caller to end with status 2 before anything else starts.
+// Calls options.serve, if any, with SIGINT and SIGTERM blocked, so that the
+// HTTP server's threads (which inherit the mask) never take one and die by
+// its default action; the caller's mask is as it was afterwards. An error is
+// the caller's to report (exit status 2) before anything else starts.
 Expected<std::unique_ptr<metrics::HttpExposer>> start_metrics_server(const MetricsOptions& options);
 
 struct MetricsConfig {

@@ -172,6 +172,11 @@ Action add_run(CLI::App& app) {
       o.network.tls = {f->cluster.cert, f->cluster.key, f->cluster.ca};
     }
     o.platform = platform::make_sim(*sc);
+    // Before the store is opened: a metrics address that is taken is bad input,
+    // and bad input leaves no store behind.
+    auto exposer = start_metrics_server(o.metrics);
+    if (!exposer) return bad_input(exposer.error().message);
+    o.metrics.serve = nullptr;
     if (!f->no_db && !f->dry_run) {
       ResumeOptions ro;
       ro.db = f->db;

@@ -175,6 +175,8 @@ BOOST_AUTO_TEST_CASE(a_bad_metrics_address_exits_2_with_one_line) {
   BOOST_TEST(r.err.find("memlend: --metrics: cannot listen on " + address + ": Address already in use") !=
                  std::string::npos,
              r.err);
+  // Refused before its store was opened: nothing left behind.
+  BOOST_TEST(!std::filesystem::exists(dir.path + "/second.db"));
   BOOST_TEST(first.stop() == 0);
 }
 

@@ -65,8 +65,8 @@ struct agent_state {
   // that controller: a controller killed between a grant and its record leaves
   // a grant that nobody will release, which the next join frees.
   caf::node_id controller;
-  std::map<std::uint32_t, std::uint64_t> guest_passes;  // said so far, by VM
   std::vector<std::uint64_t> grants_at_loss;
+  std::map<std::uint32_t, std::uint64_t> guest_passes;  // its guest workload's rounds said so far, by VM
 };
 
 // Of the grants this host's pool held when it lost its controller, those that

@@ -57,11 +57,13 @@ class MirrorFile {
   std::uint64_t syncs() const { return syncs_.load(); }
 
  private:
-  MirrorFile(std::string path, UniqueFd fd, std::uint64_t bytes, const MirrorOptions& options);
+  MirrorFile(std::string path, UniqueFd fd, UniqueFd direct, std::uint64_t bytes, const MirrorOptions& options);
   Status after_write();
 
   std::string path_;
   UniqueFd fd_;
+  UniqueFd direct_fd_;  // the same file with O_DIRECT, for aligned writes; may be none
+  std::atomic<bool> direct_ok_;
   std::atomic<std::uint64_t> bytes_;
   MirrorOptions options_;
   std::mutex sync_mu_;

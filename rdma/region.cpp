@@ -209,6 +209,12 @@ struct Block {
   bool marker = false;  // read-ahead marker: left unmapped, its fault extends the stream
   bool queued = false;  // in the write-back queue
   bool zero = false;    // the donor holds only zeros for it (never written back)
+  // Its write-back: write-protected for it (it was mapped); the copies
+  // (donor, mirror) still being made, and which of them took it.
+  bool fenced = false;
+  std::uint8_t saves = 0;
+  bool donor_saved = false;
+  bool mirror_saved = false;
   std::uint64_t arrival = 0;  // when it last came into the buffer, for the FIFO
   // Anonymous backing: the staging slot holding its bytes until they are
   // installed; none once installed, or for a zero block.
@@ -342,6 +348,8 @@ class Region final : public RemoteRegion {
     signal_fault_thread();
     if (fault_thread_.joinable()) fault_thread_.join();
     if (wb_thread_.joinable()) wb_thread_.join();
+    mirror_cv_.notify_all();
+    if (mirror_thread_.joinable()) mirror_thread_.join();
     if (uffd_ && registered_) {
       // Wakes anything still blocked on a fault in the range.
       uffdio_range r{base_, mapped_};
@@ -408,7 +416,12 @@ class Region final : public RemoteRegion {
   void read_ahead(std::uint64_t b, std::unique_lock<std::mutex>& lock);
   bool map_block(std::uint64_t b, bool write_protect);
   void lose_block(std::uint64_t b);
-  void write_back(const Work& w);
+  bool write_back(const Work& w);
+  bool saved_once(std::uint64_t b, bool evict, std::unique_lock<std::mutex>& lock);
+  void finish_write_back(std::uint64_t b, bool evict, std::unique_lock<std::mutex>& lock);
+  void drop(std::uint64_t b, std::unique_lock<std::mutex>& lock);
+  void mirror_loop();
+  bool mirror_usable() const { return cfg_.mirror && !mirror_broken_; }
   Status run_marker(bool evict);
   void donor_lost(const std::string& reason);
   void emit(RegionEvent::Kind k, const std::string& detail);
@@ -494,6 +507,7 @@ class Region final : public RemoteRegion {
   mutable std::mutex mu_;
   std::condition_variable cv_;     // slots freed, markers done, hand-overs done
   std::condition_variable wb_cv_;  // write-back work
+  std::condition_variable mirror_cv_;  // mirror writer work
   std::vector<Block> blocks_;
   // Blocks in the order they came into the buffer: (block, arrival). Entries
   // of blocks that left since are skipped when met, rather than searched for.
@@ -503,12 +517,16 @@ class Region final : public RemoteRegion {
 
   std::uint64_t resident_ = 0;      // fetching + resident + writing
   std::deque<Work> work_;
+  // Blocks held in the buffer until the mirror has them too: bounded by the
+  // buffer, and so is the mirror's lag.
+  std::deque<Work> mirror_q_;
   std::deque<std::pair<Ticket, std::uint64_t>> inflight_;  // fault thread only
   RegionState state_ = RegionState::remote;
   std::string error_;
   bool stop_ = false;
   bool detached_ = false;
   bool wb_busy_ = false;
+  bool mirror_busy_ = false;
   bool wb_paused_ = false;
   bool rehoming_ = false;
   bool mirror_broken_ = false;
@@ -520,7 +538,7 @@ class Region final : public RemoteRegion {
       clean_evictions_{0}, bytes_read_{0}, bytes_written_{0}, mirror_bytes_read_{0}, mirror_bytes_written_{0},
       failovers_{0}, rehomes_{0};
   LatencyHistogram latency_;
-  std::thread fault_thread_, wb_thread_;
+  std::thread fault_thread_, wb_thread_, mirror_thread_;
 };
 
 Status Region::init_common() {
@@ -582,6 +600,7 @@ Status Region::init_common() {
     if (auto s = cfg_.mirror->resize(cfg_.mirror_offset + cfg_.bytes); !s) return s;
   fault_thread_ = std::thread([this] { fault_loop(); });
   wb_thread_ = std::thread([this] { writeback_loop(); });
+  if (cfg_.mirror) mirror_thread_ = std::thread([this] { mirror_loop(); });
   return ok();
 }
 
@@ -684,6 +703,7 @@ void Region::fault_loop() {
       lock.unlock();
       emit(RegionEvent::Kind::recipient_gone, "the process that handed its memory over exited");
       wb_cv_.notify_all();
+      mirror_cv_.notify_all();
       cv_.notify_all();
       return;
     }
@@ -810,7 +830,8 @@ bool Region::take_slot(std::uint64_t b, std::unique_lock<std::mutex>& lock, bool
       freed = blk.mapped;
       break;
     }
-    // Or one is being evicted: the write-back thread says when it is done.
+    // Or one is being evicted: the write-back thread (or the mirror writer)
+    // says when it is done.
     if (!freed) cv_.wait_for(lock, std::chrono::milliseconds(100));
   }
   slot = free_slots_.back();
@@ -848,7 +869,7 @@ bool Region::claim_slot(std::unique_lock<std::mutex>& lock, bool wait) {
         freed = true;
         break;
       }
-      if (!freed && !wb_busy_ && work_.empty()) return false;
+      if (!freed && !wb_busy_ && work_.empty() && !mirror_busy_ && mirror_q_.empty()) return false;
     }
     cv_.wait_for(lock, std::chrono::milliseconds(100));
   }
@@ -1121,97 +1142,129 @@ void Region::writeback_loop() {
     work_.pop_front();
     wb_busy_ = true;
     lock.unlock();
-    write_back(w);
+    bool done = write_back(w);
     lock.lock();
     wb_busy_ = false;
-    if (w.kind == Work::Kind::evict) --queued_evictions_;
+    if (done && w.kind == Work::Kind::evict) --queued_evictions_;
     cv_.notify_all();
   }
 }
 
 // Called without the lock. Every change to a block's mapping or protection
-// happens under the lock, so the fault thread and this one never undo each
-// other's. Dirty blocks are write-protected first so that writers wait; they are written to the mirror and the donor at once; only
-// then are they dropped (evict) or marked clean (flush).
-void Region::write_back(const Work& w) {
+// happens under the lock, so the fault thread and these threads never undo
+// each other's. Dirty blocks are write-protected first so that writers wait,
+// then written to the donor here and to the mirror by the mirror writer at
+// the same time: the block is held for the slower of the two, not for both
+// in turn. Only once both are done is it dropped (evict) or marked clean
+// (flush). False: the mirror writer finishes it.
+bool Region::write_back(const Work& w) {
   std::unique_lock<std::mutex> lock(mu_);
   if (w.kind == Work::Kind::flush_marker) {
-    Status s = ok();
-    if (cfg_.mirror && !mirror_broken_) {
-      lock.unlock();
-      s = cfg_.mirror->sync();
-      lock.lock();
+    if (cfg_.mirror) {
+      // In the mirror writer's queue order, so that it syncs only after
+      // every block before it is in the file.
+      mirror_q_.push_back(w);
+      mirror_cv_.notify_one();
+      return false;
     }
-    if (!s) marker_result_ = s;
     marker_done_ = std::max(marker_done_, w.generation);
     cv_.notify_all();
-    return;
+    return true;
   }
   Block& blk = blocks_[w.block];
   blk.queued = false;
   bool evict = w.kind == Work::Kind::evict;
-  if (blk.state != BlockState::resident) return;
+  if (blk.state != BlockState::resident) return true;
   std::uint64_t b = w.block;
   if (blk.dirty) {
-    if (state_ == RegionState::failed) return;  // its only copy
+    if (state_ == RegionState::failed) return true;  // its only copy
     blk.state = BlockState::writing;
-    bool was_mapped = blk.mapped;
+    blk.fenced = blk.mapped;
     bool remote = state_ == RegionState::remote;
-    bool mirror = cfg_.mirror && !mirror_broken_;
+    bool mirror = mirror_usable();
     auto* transport = link_.writeback.get();
     const std::uint8_t* src = contents(b);
     // The fence: from here writers wait until the block is saved. Without
     // it a copy could miss a write, so no fence, no write-back.
-    if (was_mapped && !write_protect(b, true)) {
+    if (blk.fenced && !write_protect(b, true)) {
       blk.state = BlockState::resident;
       if (error_.empty()) error_ = std::string("write-protecting a block failed: ") + std::strerror(errno);
-      return;
+      return true;
     }
+    blk.saves = static_cast<std::uint8_t>(int{remote} + int{mirror});
+    blk.donor_saved = blk.mirror_saved = false;
+    if (blk.saves == 0) {
+      finish_write_back(b, evict, lock);
+      return true;
+    }
+    if (mirror) {
+      mirror_q_.push_back(w);
+      mirror_cv_.notify_one();
+    }
+    if (!remote) return false;
     lock.unlock();
     std::uint64_t len = block_length(b);
-    Expected<Ticket> ticket = Ticket{0};
-    if (remote) ticket = transport->post_write(block_offset(b), src, len);
-    Status m = ok();
-    if (mirror) m = cfg_.mirror->write(cfg_.mirror_offset + block_offset(b), src, len);
-    Status d = remote ? (ticket ? transport->wait(*ticket) : Status(ticket.error())) : ok();
-    if (remote && !d) donor_lost(d.error().message);
+    Expected<Ticket> ticket = transport->post_write(block_offset(b), src, len);
+    Status d = ticket ? transport->wait(*ticket) : Status(ticket.error());
+    if (!d) donor_lost(d.error().message);
     lock.lock();
-    if ((remote && d) || (mirror && m)) blocks_[b].zero = false;
-    if (mirror && m) {
-      mirror_bytes_written_ += len;
-      if (rehoming_) rehome_log_.insert(b);
-    }
-    if (remote && d) bytes_written_ += len;
-    if (mirror && !m) {
-      // The mirror is no copy any more; the donor still is, if it answered.
-      mirror_broken_ = true;
-      if (error_.empty()) error_ = m.error().message;
-    }
-    bool saved = (remote && d) || (mirror && m);
-    if (!saved) {
-      // Neither donor nor mirror took it: the block stays, as the only copy.
-      blocks_[b].state = BlockState::resident;
-      if (was_mapped) write_protect(b, false);
-      lock.unlock();
-      wake(block_offset(b), block_span(b));
-      return;
-    }
-    blocks_[b].dirty = false;
-    if (!evict) {
-      // Clean now, and still write-protected: the next write is seen.
-      blocks_[b].state = BlockState::resident;
-      lock.unlock();
-      wake(block_offset(b), block_span(b));
-      return;
-    }
-  } else if (!evict) {
-    return;
-  } else {
-    ++clean_evictions_;
-    blk.state = BlockState::writing;
-    lock.unlock();
+    if (d) bytes_written_ += len;
+    blocks_[b].donor_saved = bool(d);
+    return saved_once(b, evict, lock);
   }
-  if (lock.owns_lock()) lock.unlock();
+  if (!evict) return true;
+  ++clean_evictions_;
+  blk.state = BlockState::writing;
+  drop(b, lock);
+  return true;
+}
+
+// One of a dirty block's copies (donor, mirror) is done; the second to be
+// done finishes the write-back. True if this call did.
+bool Region::saved_once(std::uint64_t b, bool evict, std::unique_lock<std::mutex>& lock) {
+  if (--blocks_[b].saves > 0) return false;
+  finish_write_back(b, evict, lock);
+  return true;
+}
+
+// A dirty block's write-back is over: saved by the donor, the mirror, both
+// or neither. With the lock; gives it up while unmapping and waking.
+void Region::finish_write_back(std::uint64_t b, bool evict, std::unique_lock<std::mutex>& lock) {
+  Block& blk = blocks_[b];
+  bool donor_saved = blk.donor_saved, mirror_saved = blk.mirror_saved;
+  if (donor_saved || mirror_saved) blk.zero = false;
+  if (!evict || (!donor_saved && !mirror_saved)) {
+    // It stays. Eviction may have passed over its entry in the FIFO while it
+    // was being written (and the mirror queue makes that wait long): a new
+    // entry, or it would never be evicted again.
+    blk.arrival = ++arrivals_;
+    fifo_.emplace_back(b, blk.arrival);
+  }
+  if (!donor_saved && !mirror_saved) {
+    // Neither donor nor mirror took it: the block stays, as the only copy.
+    blk.state = BlockState::resident;
+    if (blk.fenced) write_protect(b, false);
+    lock.unlock();
+    wake(block_offset(b), block_span(b));
+    lock.lock();
+    return;
+  }
+  blk.dirty = false;
+  if (!evict) {
+    // Clean now, and still write-protected: the next write is seen.
+    blk.state = BlockState::resident;
+    lock.unlock();
+    wake(block_offset(b), block_span(b));
+    lock.lock();
+    return;
+  }
+  drop(b, lock);
+}
+
+// Evicts block b (state writing, its contents saved or clean): unmapped, its
+// memory freed, its slot in the buffer given back.
+void Region::drop(std::uint64_t b, std::unique_lock<std::mutex>& lock) {
+  lock.unlock();
   punch(b);
   ++evictions_;
   lock.lock();
@@ -1225,6 +1278,58 @@ void Region::write_back(const Work& w) {
   lock.unlock();
   cv_.notify_all();
   wake(block_offset(b), block_span(b));
+  lock.lock();
+}
+
+// ---- the mirror writer ---------------------------------------------------------
+
+// Writes the blocks the write-back thread is writing back to the mirror as
+// well, in order. A block waits here still held in the buffer, so the mirror
+// lags by no more than the buffer, and a block reaches the state (absent) in
+// which faults would read it from the mirror only once it is in the mirror.
+// On stopping it drains its queue.
+void Region::mirror_loop() {
+  ::pthread_setname_np(::pthread_self(), "memlend-mirror");
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    if (mirror_q_.empty()) {
+      if (stop_) return;
+      mirror_cv_.wait(lock);
+      continue;
+    }
+    Work job = mirror_q_.front();
+    mirror_q_.pop_front();
+    mirror_busy_ = true;
+    bool usable = !mirror_broken_;
+    if (job.kind == Work::Kind::flush_marker) {
+      lock.unlock();
+      Status s = usable ? cfg_.mirror->sync() : ok();
+      lock.lock();
+      if (!s) marker_result_ = s;
+      marker_done_ = std::max(marker_done_, job.generation);
+    } else {
+      std::uint64_t b = job.block;
+      std::uint64_t len = block_length(b);
+      const std::uint8_t* src = contents(b);
+      lock.unlock();
+      Status m = usable ? cfg_.mirror->write(cfg_.mirror_offset + block_offset(b), src, len) : Error{"mirror broken"};
+      lock.lock();
+      if (usable && m) {
+        mirror_bytes_written_ += len;
+        if (rehoming_) rehome_log_.insert(b);
+      }
+      if (usable && !m) {
+        // The mirror is no copy any more; the donor still is, if it answered.
+        mirror_broken_ = true;
+        if (error_.empty()) error_ = m.error().message;
+      }
+      bool evict = job.kind == Work::Kind::evict;
+      blocks_[b].mirror_saved = usable && m;
+      if (saved_once(b, evict, lock) && evict) --queued_evictions_;
+    }
+    mirror_busy_ = false;
+    cv_.notify_all();
+  }
 }
 
 // flush(): every dirty block goes through the write-back queue, then a marker
@@ -1309,7 +1414,10 @@ Status Region::rehome(DonorLink link) {
   {
     std::unique_lock<std::mutex> lock(mu_);
     wb_paused_ = true;
-    while (wb_busy_ && !stop_) cv_.wait_for(lock, std::chrono::milliseconds(100));
+    // The mirror writer's queue too: a block it writes after the copy below
+    // would reach neither copy nor the new donor.
+    while ((wb_busy_ || mirror_busy_ || !mirror_q_.empty()) && !stop_)
+      cv_.wait_for(lock, std::chrono::milliseconds(100));
     again.swap(rehome_log_);
   }
   for (std::uint64_t b : again)

@@ -19,9 +19,9 @@
 //   and only dirty blocks are ever written back;
 // - at most buffer_bytes of blocks are resident (the local buffer, staging
 //   included); eviction runs in its own thread, ahead of need: it
-//   write-protects a dirty block so writers wait, writes it to the donor and
-//   to the mirror, and only then drops it, which unmaps it and frees the
-//   memory;
+//   write-protects a dirty block so writers wait, writes it to the donor
+//   while a mirror writer thread writes it to the mirror, and once both are
+//   done drops it, which unmaps it and frees the memory;
 // - when the donor fails, faults are served from the mirror and write-backs
 //   go to the mirror only, until rehome() moves the lease to a new donor;
 // - with neither donor nor mirror, the blocks that cannot be served are

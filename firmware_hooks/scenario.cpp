@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -272,9 +273,42 @@ struct DuplicateKey {
   std::string key;
 };
 
+// Bad input gets one line: a key or a name from the file is echoed in the
+// message, and it may hold a newline or a terminal's escape.
+std::string one_line(const std::string& message) {
+  std::string out;
+  out.reserve(message.size());
+  for (unsigned char c : message) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+Expected<Scenario> parse_scenario_text(std::string_view text, const std::string& origin);
+
 }  // namespace
 
 Expected<Scenario> parse_scenario(std::string_view text, const std::string& origin) {
+  auto sc = parse_scenario_text(text, origin);
+  if (!sc) return Error{one_line(sc.error().message)};
+  return sc;
+}
+
+namespace {
+
+Expected<Scenario> parse_scenario_text(std::string_view text, const std::string& origin) {
   std::vector<std::set<std::string>> open;
   auto watch = [&](int, json::parse_event_t event, json& parsed) {
     switch (event) {
@@ -309,6 +343,8 @@ Expected<Scenario> parse_scenario(std::string_view text, const std::string& orig
     return Error{origin + ": " + e.what()};
   }
 }
+
+}  // namespace
 
 Expected<Scenario> load_scenario(const std::string& path) {
   std::error_code ec;

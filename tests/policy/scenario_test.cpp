@@ -118,6 +118,19 @@ BOOST_AUTO_TEST_CASE(not_json) {
   }
 }
 
+// The fuzzer's find: a key with a newline in it, echoed in the message, made
+// it two lines (and an escape sequence could have coloured the terminal).
+BOOST_AUTO_TEST_CASE(names_from_the_file_are_echoed_on_one_line) {
+  auto r = parse_scenario("{ \"set\\ntings\": {}, \"hosts\": [], \"vms\": [] }", origin);
+  BOOST_TEST_REQUIRE(!r);
+  BOOST_TEST(r.error().message == origin + ": set\\ntings: unknown key");
+  r = parse_scenario("{ \"hosts\": [ { \"name\": \"A\", \"memory_mib\": 1024, \"cpu_mhz\": 1000, "
+                     "\"x\\u001b[31m\\r\": 1 } ], \"vms\": [] }",
+                     origin);
+  BOOST_TEST_REQUIRE(!r);
+  BOOST_TEST(r.error().message == origin + ": hosts[0].x\\x1b[31m\\r: unknown key");
+}
+
 BOOST_AUTO_TEST_CASE(not_an_object_at_the_top) {
   expect_error("[]", "top level", "must be an object, got an array");
   expect_error("42", "top level", "must be an object");

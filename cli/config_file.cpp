@@ -171,7 +171,7 @@ Action with_config_file(CLI::App* cmd, Action action) {
       auto& a = applied_file();
       a.path = *path;
       if (auto bad = apply_config_file(*cmd, *path, &a.keys)) {
-        std::cerr << "memlend: " << bad->message << '\n';
+        std::cerr << "memlend: " << one_line(bad->message) << '\n';
         return exit_bad_input;
       }
     }

@@ -8,7 +8,7 @@
 namespace memlend::cli {
 
 int bad_input(const std::string& message) {
-  std::cerr << "memlend: " << attribute_to_config_file(message) << '\n';
+  std::cerr << "memlend: " << one_line(attribute_to_config_file(message)) << '\n';
   return exit_bad_input;
 }
 

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -272,29 +271,6 @@ Scenario parse(const json& root) {
 struct DuplicateKey {
   std::string key;
 };
-
-// Bad input gets one line: a key or a name from the file is echoed in the
-// message, and it may hold a newline or a terminal's escape.
-std::string one_line(const std::string& message) {
-  std::string out;
-  out.reserve(message.size());
-  for (unsigned char c : message) {
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c < 0x20 || c == 0x7f) {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "\\x%02x", c);
-      out += hex;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
 
 Expected<Scenario> parse_scenario_text(std::string_view text, const std::string& origin);
 

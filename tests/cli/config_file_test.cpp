@@ -135,6 +135,12 @@ BOOST_AUTO_TEST_CASE(plan_reads_its_options_from_a_config_file) {
   auto j = nlohmann::json::parse(r.out);
   BOOST_TEST(j["decisions"][0]["kind"] == "remote_memory");
 
+  // A value is echoed as printable text: an escape sequence in the file does not reach the terminal.
+  auto esc = dir.write("esc.conf", "json = \"\x1b[31mred\"\n");
+  r = run_process({bin, "plan", "--config", esc}, 30);
+  BOOST_TEST(r.status == 2);
+  BOOST_TEST(r.err == "memlend: " + esc + ":1: key json: bad value \"\\x1b[31mred\": a flag is true or false\n");
+
   auto bad = dir.write("bad.conf", "scenario = \"" + fig2 + "\"\njson = maybe\n");
   r = run_process({bin, "plan", "--config", bad}, 30);
   BOOST_TEST(r.status == 2);

@@ -206,8 +206,12 @@ metrics_actor::behavior_type metrics_recorder(metrics_actor::stateful_pointer<me
       st.hosts.emplace(h.name, m);
     }
   self->set_down_handler([=](caf::down_msg&) { self->quit(); });
-  caf::timespan period = std::max(st.clock.after(static_cast<double>(st.config.scenario.settings.sample_period_s)),
-                                  caf::timespan(min_period));
+  // An agent does not know the scenario clock's speed before it joins, and
+  // samples only its own data path, which is cheap: once a second.
+  caf::timespan period =
+      st.config.hosts ? std::max(st.clock.after(static_cast<double>(st.config.scenario.settings.sample_period_s)),
+                                 caf::timespan(min_period))
+                      : caf::timespan(std::chrono::seconds(1));
   self->send(self, atom::tick::value);
   return {
       [=](atom::event, const LogEvent& e) { count(self, e); },

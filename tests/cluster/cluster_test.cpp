@@ -69,7 +69,7 @@ class Cluster {
                      {bin, "agent", "--controller", net.address("ctrl") + ":7411", "--host", h == "X" ? "A" : h,
                       "--scenario", "scenario.json", "--listen", net.address(h) + ":7412", "--cluster", "c1",
                       "--cluster-secret-file", secret, "--tls-ca", ca, "--tls-cert", c + ".pem", "--tls-key",
-                      c + ".key"},
+                      c + ".key", "--metrics", net.address(h == "X" ? "X" : h) + ":7413"},
                      "agent-" + h + ".log");
   }
 
@@ -150,6 +150,13 @@ class Cluster {
     eventually([&] { return !net.alive(pid); }, 30);
     return slurp(net.dir() + "/" + log);
   }
+  // The agent of `host`'s /metrics, scraped from the controller's namespace.
+  std::string agent_metrics(const std::string& host) {
+    std::string log = "scrape-" + std::to_string(++tool_runs) + ".log";
+    int pid = net.start("ctrl", {SCRAPE_TOOL, net.address(host), "7413", "/metrics"}, log);
+    eventually([&] { return !net.alive(pid); }, 30);
+    return slurp(net.dir() + "/" + log);
+  }
   NetnsCluster net;
   int tool_runs = 0;
   int controller = 0;
@@ -172,6 +179,15 @@ BOOST_AUTO_TEST_CASE(fig2_and_fig3_across_four_namespaces, *utf::precondition(na
   BOOST_TEST(c.count("unsatisfied") == 0u);
   // Real bytes crossed the namespaces: each recipient's guest checked them.
   std::this_thread::sleep_for(std::chrono::seconds(3));
+  // Each agent serves the metrics of its own data path: the recipients fault
+  // on remote memory, a donor maps none.
+  auto value = [](const std::string& scrape, const std::string& series) {
+    auto at = scrape.find("\n" + series + " ");
+    return at == std::string::npos ? -1.0 : std::stod(scrape.substr(at + series.size() + 2));
+  };
+  std::string a = c.agent_metrics("A"), b = c.agent_metrics("B");
+  BOOST_TEST(value(a, "memlend_datapath_page_faults_total{transport=\"tcp\"}") > 0, a);
+  BOOST_TEST(value(b, "memlend_datapath_page_faults_total{transport=\"tcp\"}") == 0, b);
   std::string vm2 = c.guest("A", "VM2"), vm4 = c.guest("N", "VM4");
   BOOST_TEST(Cluster::intact(vm2), vm2 << "\n" << c.logs());
   BOOST_TEST(Cluster::intact(vm4), vm4 << "\n" << c.logs());

@@ -325,7 +325,15 @@ class Region final : public RemoteRegion {
   Status flush() override { return run_marker(false); }
 
   Status evict_all() override {
-    if (auto s = run_marker(true); !s) return s;
+    // The marker evicts what was resident and idle when it was queued; a block
+    // then busy (its write-back or mirror write in flight, or a read-ahead
+    // fetch landing) stays. Each round is bounded, and once the faults that
+    // feed read-ahead have stopped, a round or two leaves nothing resident.
+    for (int round = 0; round < 16; ++round) {
+      if (auto s = run_marker(true); !s) return s;
+      std::lock_guard<std::mutex> lock(mu_);
+      if (resident_ == 0) break;
+    }
     return ok();
   }
 

@@ -2,6 +2,7 @@
 
 #include "actors/agent.hpp"
 #include "actors/metrics_actor.hpp"
+#include "actors/stop_signals.hpp"
 #include "actors/supervisor.hpp"
 
 #include <caf/all.hpp>
@@ -52,23 +53,6 @@ void configure_network(caf::actor_system_config& cfg, const TlsFiles& tls) {
 }
 
 namespace {
-
-sigset_t stop_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  return set;
-}
-
-// SIGINT and SIGTERM must be blocked before the first thread starts (every
-// thread inherits the mask), or the kernel may hand one to a data-path thread
-// and its default action ends the process without cleaning up.
-struct StopSignalsBlocked {
-  sigset_t set = stop_signals();
-  StopSignalsBlocked() { pthread_sigmask(SIG_BLOCK, &set, nullptr); }
-  ~StopSignalsBlocked() { pthread_sigmask(SIG_UNBLOCK, &set, nullptr); }
-};
 
 // A thread that turns the first SIGINT or SIGTERM into `stop()`; it ends by
 // itself once `done` is set. The signals are blocked already.

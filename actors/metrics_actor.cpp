@@ -1,12 +1,12 @@
 #include "actors/metrics_actor.hpp"
 
 #include "actors/defaults.hpp"
+#include "actors/stop_signals.hpp"
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <csignal>
 #include <cmath>
 
 namespace memlend {
@@ -229,14 +229,8 @@ metrics_actor::behavior_type metrics_recorder(metrics_actor::stateful_pointer<me
 
 Expected<std::unique_ptr<metrics::HttpExposer>> start_metrics_server(const MetricsOptions& options) {
   if (!options.registry || !options.serve) return std::unique_ptr<metrics::HttpExposer>{};
-  sigset_t stop, was;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGINT);
-  sigaddset(&stop, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop, &was);
-  auto e = options.serve();
-  pthread_sigmask(SIG_SETMASK, &was, nullptr);
-  return e;
+  StopSignalsBlocked blocked;
+  return options.serve();
 }
 
 // The only way the actor is made: without a registry there is nothing to do.

@@ -1,3 +1,4 @@
+#include "actors/stop_signals.hpp"
 #include "cli/cli.hpp"
 #include "cli/datapath_flags.hpp"
 #include "rdma/donor.hpp"
@@ -48,11 +49,8 @@ Action add_donor(CLI::App& app) {
     if (!pool) return failure(pool.error().message);
 
     // Signals are taken by sigwait below, so every thread must block them.
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    StopSignalsBlocked blocked;
+    sigset_t stop = stop_signals();
 
     std::mutex log_mu;
     rdma::ServerOptions o;
@@ -70,7 +68,7 @@ Action add_donor(CLI::App& app) {
     std::cout << "listening on " << (*server)->address() << " (" << rdma::transport_name((*server)->transport())
               << "), pool " << f->pool_mib << " MiB" << std::endl;
     int sig = 0;
-    sigwait(&stop_signals, &sig);
+    sigwait(&stop, &sig);
     (*server)->stop();
     auto st = (*pool)->stats();
     o.log("stopped by signal " + std::to_string(sig) + "; " + std::to_string(st.leases) + " leases were live");

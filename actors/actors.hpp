@@ -123,6 +123,7 @@ using supervisor_actor = caf::typed_actor<
 // Cluster mode: the controller's door. An agent joins with its hello and its
 // own handle and gets the world and its host actor's handle back.
 using registrar_actor = caf::typed_actor<
+    replies_to<atom::challenge>::with<std::string>,  // a fresh nonce, good for one join
     replies_to<atom::join, AgentHello, caf::actor>::with<JoinReply, caf::actor>>;
 
 // One per node (the `memlend agent` process): the host's side. It samples its

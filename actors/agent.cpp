@@ -34,6 +34,22 @@ void retry_later(self_ptr self) {
 void revoke(self_ptr self, std::uint64_t lease);
 void map_regions(self_ptr self, const RemoteState& r);
 
+// The controller sends each agent only the leases its host lends or its VMs
+// borrow through; anything else is a controller's mistake, and using it would
+// touch memory that is not this host's business.
+template <class Party>
+std::vector<LeaseInfo> own_leases(self_ptr self, const std::vector<LeaseInfo>& leases, Party party) {
+  std::vector<LeaseInfo> out;
+  for (const auto& l : leases) {
+    if (party(l)) {
+      out.push_back(l);
+      continue;
+    }
+    say(self, "ignores lease " + std::to_string(l.id) + ": the controller sent it a lease it is not party to");
+  }
+  return out;
+}
+
 // After a new controller process took over: the grants the old one made and
 // never recorded go back to the pool. Only grants this agent knows no lease
 // of: a lease it knew is the fence's business below.
@@ -67,7 +83,9 @@ void rebuild(self_ptr self, const JoinReply& r) {
   std::set<std::uint64_t> mine;
   st.held_for.clear();
   std::map<std::uint32_t, RemoteState> by_vm;
-  for (const auto& l : r.leases) {
+  auto leases =
+      own_leases(self, r.leases, [&](const LeaseInfo& l) { return l.donor == r.host || l.recipient == r.host; });
+  for (const auto& l : leases) {
     st.platform->attach_remote(l.vm, l.donor, l.mib);
     by_vm[l.vm].leases.push_back(l);
     if (l.donor == st.host) {
@@ -147,8 +165,10 @@ void map_regions(self_ptr self, const RemoteState& r) {
 
 // Brings one VM of its platform copy to the controller's facts: where it
 // runs and what each donor lends it. Absolute, so a repeat changes nothing.
-void apply(self_ptr self, const RemoteState& r) {
+void apply(self_ptr self, const RemoteState& given) {
   auto& st = self->state;
+  auto party = [&](const LeaseInfo& l) { return given.host == st.host || l.donor == st.host; };
+  RemoteState r{given.vm, given.host, own_leases(self, given.leases, party)};
   auto& p = *st.platform;
   if (p.host_of(r.vm) != r.host) p.migrate(r.vm, r.host);
   std::map<policy::HostId, std::int64_t> want;
@@ -210,7 +230,12 @@ void schedule_tick(self_ptr self) {
   self->delayed_send(self, st.clock.after(next - t), atom::tick::value, st.generation);
 }
 
-void join(self_ptr self) {
+void join_failed(self_ptr self, const caf::error& err) {
+  say(self, "join failed (" + caf::to_string(err) + "); trying again");
+  retry_later(self);
+}
+
+void join(self_ptr self, const std::string& nonce) {
   auto& st = self->state;
   AgentHello hello;
   hello.cluster = st.config.cluster;
@@ -219,6 +244,13 @@ void join(self_ptr self) {
   hello.proof = cluster_proof(st.config.secret, hello.cluster, hello.host, hello.incarnation);
   hello.data_addr = st.config.data_addr;
   hello.held.assign(st.held.begin(), st.held.end());
+  hello.nonce = nonce;
+  if (const auto& id = st.config.identity) {
+    hello.certificate = id->certificate_pem();
+    auto signature = id->sign(join_statement(nonce, hello.cluster, hello.host, hello.incarnation));
+    if (signature) hello.signature = *signature;
+    if (st.config.plane) hello.pool_secret = hex_of_secret(id->pool_secret());
+  }
   self->request(st.registrar, defaults::request_timeout, atom::join::value, hello, caf::actor_cast<caf::actor>(self))
       .then(
           [=](JoinReply& r, caf::actor home) {
@@ -248,14 +280,12 @@ void join(self_ptr self) {
             st.attempts = 0;
             ++st.generation;
             say(self, "joined cluster " + st.config.cluster + " at t=" + std::to_string(static_cast<long>(r.scenario_t)) +
-                          "s; " + std::to_string(r.leases.size()) + " leases in the cluster");
+                          "s; it lends or borrows through " + std::to_string(r.leases.size()) +
+                          (r.leases.size() == 1 ? " lease" : " leases"));
             self->send(self, atom::tick::value, st.generation);
             if (st.config.probe && st.config.probe->joined) st.config.probe->joined(st.config.host);
           },
-          [=](caf::error& err) {
-            say(self, "join failed (" + caf::to_string(err) + "); trying again");
-            retry_later(self);
-          });
+          [=](caf::error& err) { join_failed(self, err); });
 }
 
 }  // namespace
@@ -296,7 +326,9 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
                   if (!ptr) return retry_later(self);
                   self->state.registrar = caf::actor_cast<registrar_actor>(ptr);
                   self->monitor(self->state.registrar);
-                  join(self);
+                  self->request(self->state.registrar, defaults::request_timeout, atom::challenge::value)
+                      .then([=](const std::string& nonce) { join(self, nonce); },
+                            [=](caf::error& err) { join_failed(self, err); });
                 },
                 [=](caf::error& err) {
                   if (self->state.attempts == 0)

@@ -4,10 +4,11 @@
 // its host actor at the controller, which takes it as the heartbeat. Each
 // agent keeps the whole platform's state (every action reaches every agent),
 // reports only its own host, and rebuilds that state from the controller's
-// world whenever it (re)joins.
+// world whenever it (re)joins. It learns only the leases it is party to.
 #pragma once
 
 #include "actors/actors.hpp"
+#include "actors/cluster_auth.hpp"
 #include "actors/data_plane.hpp"
 #include "actors/sim_clock.hpp"
 #include "firmware_hooks/platform.hpp"
@@ -41,6 +42,8 @@ struct AgentConfig {
   std::uint16_t controller_port = 0;
   policy::Scenario scenario;
   std::uint64_t incarnation = 0;
+  // Its certificate and key: the proof, at each join, that it is `host`.
+  std::shared_ptr<const NodeIdentity> identity;
   bool console = true;
   std::shared_ptr<AgentProbe> probe;
   // Its host's memory, served on data_addr, and its VMs' remote regions.

@@ -39,6 +39,7 @@ MEMLEND_ATOM(shutdown, "shutdown");  // stop in order
 MEMLEND_ATOM(get, "get");            // read state (tests, support)
 MEMLEND_ATOM(flush, "flush");        // write out what is buffered
 MEMLEND_ATOM(join, "join");          // an agent asks to join the cluster
+MEMLEND_ATOM(challenge, "challenge");// an agent asks for a nonce to sign in its join
 MEMLEND_ATOM(telemetry, "telemetry");// an agent's samples of its host
 MEMLEND_ATOM(bind, "bind");          // a host actor learns its agent
 MEMLEND_ATOM(fence, "fence");        // an agent keeps only these leases

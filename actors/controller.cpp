@@ -91,9 +91,7 @@ Expected<std::shared_ptr<DataPlane>> start_data_plane(const RunOptions& o) {
   d.block_bytes = static_cast<std::uint64_t>(o.scenario.settings.rdma_block_kib) * 1024;
   d.buffer_bytes = static_cast<std::uint64_t>(policy::buffer_kib_per_lease(o.scenario.settings)) * 1024;
   d.datastore = o.datastore;
-  // The pools' secrets only need to be unguessable for this one run.
-  auto secret = rdma::random_secret();
-  d.cluster_secret.assign(secret.begin(), secret.end());
+  // Each pool gets a random secret: it only needs to be unguessable for this one run.
   auto plane = std::make_shared<DataPlane>(d);
   for (const auto& h : o.scenario.hosts) {
     if (!h.up) continue;
@@ -129,7 +127,6 @@ int run_controller(const RunOptions& options) {
     DataPlaneOptions d;
     d.bytes_per_mib = options.data.bytes_per_mib;
     d.datastore = options.datastore;
-    d.cluster_secret = options.network.secret;
     d.guest = false;
     plane = std::make_shared<DataPlane>(d);
   } else if (options.data.enabled) {
@@ -169,6 +166,7 @@ int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane) {
   sc.cluster.enabled = options.network.enabled;
   sc.cluster.name = options.network.cluster;
   sc.cluster.secret = options.network.secret;
+  sc.cluster.ca = options.network.ca;
   sc.speed = options.speed;
   sc.origin_s = options.origin_s;
   sc.until_s = options.until_s;
@@ -223,10 +221,10 @@ int run_agent(const AgentOptions& options) {
     d.block_bytes = static_cast<std::uint64_t>(options.scenario.settings.rdma_block_kib) * 1024;
     d.buffer_bytes = static_cast<std::uint64_t>(policy::buffer_kib_per_lease(options.scenario.settings)) * 1024;
     d.datastore = options.datastore;
-    d.cluster_secret = options.secret;
     plane = std::make_shared<DataPlane>(d);
     auto host = options.scenario.find_host(options.host);
-    auto addr = plane->serve(options.host, options.scenario.hosts[*host].memory_mib, options.data_addr);
+    auto addr = plane->serve(options.host, options.scenario.hosts[*host].memory_mib, options.data_addr,
+                             options.identity->pool_secret());
     if (!addr) {
       std::cerr << "memlend: --listen " << options.data_addr << ": " << addr.error().message << '\n';
       return 2;
@@ -256,6 +254,7 @@ int run_agent_actors(const AgentOptions& options, std::shared_ptr<DataPlane> pla
   AgentConfig ac;
   ac.cluster = options.cluster;
   ac.secret = options.secret;
+  ac.identity = options.identity;
   ac.host = options.host;
   ac.data_addr = data_addr;
   ac.plane = plane;

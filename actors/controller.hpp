@@ -2,6 +2,7 @@
 // and by the tests that run the whole controller.
 #pragma once
 
+#include "actors/cluster_auth.hpp"
 #include "actors/data_plane.hpp"
 #include "actors/event_sink.hpp"
 #include "actors/metrics_actor.hpp"
@@ -32,6 +33,7 @@ struct ControllerNetwork {
   std::string cluster;
   std::string secret;
   TlsFiles tls;
+  std::shared_ptr<const ClusterCa> ca;  // tls.ca, loaded: checks each agent's certificate
 };
 
 // The real data path in a single-process run: every simulated host serves a
@@ -80,6 +82,7 @@ struct AgentOptions {
   std::uint16_t controller_port = 0;
   policy::Scenario scenario;
   TlsFiles tls;
+  std::shared_ptr<const NodeIdentity> identity;  // tls.certificate and tls.key, loaded
   bool console = true;
   DataPathOptions data;
   std::string datastore;

@@ -1,8 +1,5 @@
 #include "actors/data_plane.hpp"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <chrono>
 #include <cstring>
 #include <vector>
@@ -130,21 +127,28 @@ void DataPlane::worker_loop() {
   }
 }
 
-rdma::Secret derive_pool_secret(const std::string& cluster_secret, const std::string& host) {
-  std::string msg = "pool\n" + host;
-  rdma::Secret out{};
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), cluster_secret.data(), static_cast<int>(cluster_secret.size()),
-       reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), out.data(), &len);
-  return out;
+// Per host and unrelated across hosts: a node that holds one pool's secret
+// (its own) can derive no other.
+std::optional<rdma::Secret> DataPlane::pool_secret(const std::string& host) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto it = donors_.find(host); it != donors_.end()) return it->second.pool->pool_secret();
+  if (auto it = keys_.find(host); it != keys_.end()) return it->second;
+  return std::nullopt;
 }
 
-rdma::Secret DataPlane::pool_secret(const std::string& host) const {
-  return derive_pool_secret(options_.cluster_secret, host);
+void DataPlane::set_pool_secret(const std::string& host, const rdma::Secret& secret) {
+  std::lock_guard<std::mutex> lock(mu_);
+  keys_[host] = secret;
 }
 
-Expected<std::string> DataPlane::serve(const std::string& host, std::int64_t mib, const std::string& listen) {
-  auto pool = rdma::DonorPool::create(bytes(mib), pool_secret(host));
+std::string DataPlane::lease_secret_hex(const std::string& host, std::uint64_t id, std::uint64_t epoch) const {
+  auto pool = pool_secret(host);
+  return pool ? to_hex(rdma::lease_secret(*pool, id, epoch)) : std::string();
+}
+
+Expected<std::string> DataPlane::serve(const std::string& host, std::int64_t mib, const std::string& listen,
+                                       std::optional<rdma::Secret> pool_secret) {
+  auto pool = rdma::DonorPool::create(bytes(mib), pool_secret ? *pool_secret : rdma::random_secret());
   if (!pool) return Error{"donor pool for " + host + ": " + pool.error().message};
   rdma::ServerOptions so;
   so.listen = listen;
@@ -206,7 +210,9 @@ std::vector<std::uint64_t> DataPlane::pool_leases(const std::string& host) const
 }
 
 Expected<DataLease> DataPlane::grant(const std::string& donor_host, const std::string& addr, std::int64_t mib) {
-  auto client = rdma::DonorClient::connect(addr, pool_secret(donor_host), options_.timeouts);
+  auto key = pool_secret(donor_host);
+  if (!key) return Error{"no pool secret for " + donor_host + ": its agent has not joined"};
+  auto client = rdma::DonorClient::connect(addr, *key, options_.timeouts);
   if (!client) return Error{"cannot reach " + donor_host + "'s data path at " + addr + ": " + client.error().message};
   auto access = (*client)->grant(bytes(mib));
   if (!access) return Error{donor_host + " refused a lease: " + access.error().message};
@@ -214,9 +220,13 @@ Expected<DataLease> DataPlane::grant(const std::string& donor_host, const std::s
 }
 
 void DataPlane::release(const std::string& donor_host, const DataLease& lease) {
-  auto a = access_of(lease, 0);
-  if (lease.addr.empty() || !a) return;
-  auto client = rdma::DonorClient::connect(lease.addr, pool_secret(donor_host), options_.timeouts);
+  // The store keeps no secret: after a restart the lease's is derived again.
+  DataLease known = lease;
+  if (known.secret_hex.empty()) known.secret_hex = lease_secret_hex(donor_host, lease.id, lease.epoch);
+  auto a = access_of(known, 0);
+  auto key = pool_secret(donor_host);
+  if (lease.addr.empty() || !a || !key) return;
+  auto client = rdma::DonorClient::connect(lease.addr, *key, options_.timeouts);
   if (!client) return;  // the donor is gone, and its memory with it
   (*client)->release(*a);
 }

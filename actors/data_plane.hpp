@@ -24,6 +24,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,7 +36,6 @@ struct DataPlaneOptions {
   std::uint64_t block_bytes = 1 << 20;  // rdma_block_kib
   std::uint64_t buffer_bytes = 1 << 20; // the local buffer per lease
   std::string datastore;                // where mirror files go
-  std::string cluster_secret;           // pool secrets derive from it
   rdma::TransportKind transport = rdma::TransportKind::tcp;
   bool guest = true;                    // run the guest workload
   rdma::Timeouts timeouts;
@@ -61,11 +61,9 @@ struct DataPathTotals {
   std::map<std::string, std::uint64_t> mirror_lag;
 };
 
-// The secret of a host's donor pool: every node of the cluster derives it
-// from the cluster's secret, so whoever holds that may grant from the pool.
-rdma::Secret derive_pool_secret(const std::string& cluster_secret, const std::string& host);
-
-// The data path's access to a granted lease, as the control plane records it.
+// The data path's access to a granted lease. The secret is the control
+// plane's to hand to the lease's two parties; it is never stored or shown
+// (empty after a restart, until the donor's pool secret is known again).
 struct DataLease {
   std::string addr;
   std::uint64_t id = 0;
@@ -89,21 +87,28 @@ class DataPlane {
   void drain();
 
   // ---- donor side (worker thread) ----
-  // A pool of `mib` scaled, and a server for it on `listen`.
-  Expected<std::string> serve(const std::string& host, std::int64_t mib, const std::string& listen);
+  // A pool of `mib` scaled, and a server for it on `listen`, with the pool
+  // secret given (an agent's, from its key) or a random one.
+  Expected<std::string> serve(const std::string& host, std::int64_t mib, const std::string& listen,
+                              std::optional<rdma::Secret> pool_secret = std::nullopt);
   // The host's memory is gone (its process died, in the simulation).
   void stop_serving(const std::string& host);
   // Where a host's data path listens: its own server here, or what its agent said.
   std::string address(const std::string& host) const;
   void set_address(const std::string& host, const std::string& addr);
+  // Another host's pool secret, as its agent told the controller when it joined.
+  void set_pool_secret(const std::string& host, const rdma::Secret& secret);
+  // The secret of lease `id`/`epoch` of `host`'s pool, as hex; empty while
+  // that pool's secret is unknown here.
+  std::string lease_secret_hex(const std::string& host, std::uint64_t id, std::uint64_t epoch) const;
   // Fencing: ends a lease of this host's pool (its id there).
   void revoke(const std::string& host, std::uint64_t pool_lease);
   // The leases this host's pool has granted and not revoked, by their ids there.
   std::vector<std::uint64_t> pool_leases(const std::string& host) const;
 
   // ---- control plane (worker thread) ----
-  // A lease of `mib` at the donor at `addr` (its pool secret derives from the
-  // cluster secret and the donor's host name).
+  // A lease of `mib` at the donor at `addr` (with the donor's pool secret:
+  // its own pool here, or what its agent said).
   Expected<DataLease> grant(const std::string& donor_host, const std::string& addr, std::int64_t mib);
   void release(const std::string& donor_host, const DataLease& lease);
 
@@ -148,7 +153,7 @@ class DataPlane {
     std::unique_ptr<rdma::DonorServer> server;
   };
 
-  rdma::Secret pool_secret(const std::string& host) const;
+  std::optional<rdma::Secret> pool_secret(const std::string& host) const;
   rdma::RegionConfig region_config(Vm& v, const std::string& vm, std::uint64_t lease, std::uint64_t bytes);
   void guest_loop();
   void worker_loop();
@@ -157,6 +162,7 @@ class DataPlane {
   mutable std::mutex mu_;  // donors_, vms_, regions_
   std::map<std::string, Donor> donors_;
   std::map<std::string, std::string> book_;  // other hosts' data path addresses
+  std::map<std::string, rdma::Secret> keys_;  // other hosts' pool secrets
   std::map<std::string, Vm> vms_;
   std::map<std::string, GuestStats> guests_;  // kept after a VM's memory is given back
   DataPathTotals ended_;  // what detached regions did (no mirror_lag)

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 
 namespace memlend::defaults {
 
@@ -16,5 +17,10 @@ inline constexpr int restart_limit = 5;
 inline constexpr auto restart_window = std::chrono::seconds(60);
 // Shutdown: children get this long to stop politely before they are killed.
 inline constexpr auto shutdown_grace = std::chrono::seconds(5);
+// A join's nonce: good for one join within this long (an agent asks for it
+// right before it joins), and at most this many outstanding, so that a peer
+// asking for nonces and never joining cannot grow the registrar without bound.
+inline constexpr auto join_nonce_ttl = std::chrono::seconds(60);
+inline constexpr std::size_t join_nonces_max = 4096;
 
 }  // namespace memlend::defaults

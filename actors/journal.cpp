@@ -22,10 +22,11 @@ store::LeaseRecord lease_record(const LeaseInfo& l) {
   r.state = store::parse_lease_state(l.state).value_or(store::LeaseState::active);
   r.transport = l.transport.empty() ? "rdma" : l.transport;
   r.epoch = std::max<std::uint64_t>(l.epoch, 1);
-  // Everything the data path needs to reach the lease again after a restart.
+  // Where the lease is, for a restart; never its secret (the store is copied
+  // into support bundles): a restarted controller derives it again from the
+  // donor's pool secret once the donor's agent has joined.
   nlohmann::json key;
-  if (!l.data_addr.empty())
-    key = {{"addr", l.data_addr}, {"id", l.data_id}, {"epoch", l.data_epoch}, {"secret", l.data_secret}};
+  if (!l.data_addr.empty()) key = {{"addr", l.data_addr}, {"id", l.data_id}, {"epoch", l.data_epoch}};
   if (l.replaces) key["replaces"] = l.replaces;
   r.datapath_key = key.is_null() ? std::string() : key.dump();
   return r;
@@ -46,7 +47,6 @@ LeaseInfo lease_info(const store::LeaseRecord& r) {
     l.data_addr = key.value("addr", "");
     l.data_id = key.value("id", std::uint64_t{0});
     l.data_epoch = key.value("epoch", std::uint64_t{0});
-    l.data_secret = key.value("secret", "");
     l.replaces = key.value("replaces", std::uint64_t{0});
   }
   return l;

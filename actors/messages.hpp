@@ -85,7 +85,8 @@ struct HostCheckpoint {
   std::vector<std::int64_t> arriving_cpu;
 };
 
-// An agent introduces itself to the controller (cluster mode).
+// An agent introduces itself to the controller (cluster mode). Who it is:
+// actors/cluster_auth.hpp.
 struct AgentHello {
   std::string cluster;        // the cluster's name; another cluster's agent is refused
   std::string host;           // the host it speaks for
@@ -93,6 +94,10 @@ struct AgentHello {
   std::uint64_t incarnation = 0;  // new for every start of the agent process
   std::string data_addr;      // where its data path listens (host:port)
   std::vector<std::uint64_t> held;  // leases it holds as a donor
+  std::string nonce;          // the controller's challenge for this join
+  std::string certificate;    // its TLS certificate (PEM): CN or a DNS SAN is `host`
+  std::string signature;      // over join_statement(nonce, cluster, host, incarnation) with its key, hex
+  std::string pool_secret;    // its donor pool's secret (hex), for the controller only
 };
 
 // Cluster mode: where a VM runs and every lease it holds, as absolute facts,
@@ -102,6 +107,16 @@ struct RemoteState {
   std::uint32_t host = 0;
   std::vector<LeaseInfo> leases;
 };
+
+// The leases an agent may know of: those its host lends (donor) or its VMs
+// borrow through (recipient). Another lease's address, id and secret would let
+// a node read or overwrite memory that is none of its business.
+inline std::vector<LeaseInfo> leases_of_host(const std::vector<LeaseInfo>& leases, std::uint32_t host) {
+  std::vector<LeaseInfo> out;
+  for (const auto& l : leases)
+    if (l.donor == host || l.recipient == host) out.push_back(l);
+  return out;
+}
 
 // Where a VM runs now, for an agent rebuilding its view of the platform.
 struct Placement {
@@ -116,7 +131,7 @@ struct JoinReply {
   std::uint32_t host = 0;
   double scenario_t = 0;      // the scenario clock now
   double speed = 1;
-  std::vector<LeaseInfo> leases;     // every active lease: attach them to rebuild the platform
+  std::vector<LeaseInfo> leases;     // the active leases it lends or borrows through: attach them to rebuild
   std::vector<Placement> placements; // VMs that moved since the scenario began
   std::uint64_t data_bytes_per_mib = 0;  // the data path's scale; 0: no data path
 };
@@ -124,7 +139,7 @@ struct JoinReply {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, AgentHello& x) {
   return f(caf::meta::type_name("memlend.agent_hello"), x.cluster, x.host, x.proof, x.incarnation, x.data_addr,
-           x.held);
+           x.held, x.nonce, x.certificate, x.signature, x.pool_secret);
 }
 
 template <class Inspector>

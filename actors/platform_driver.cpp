@@ -1,5 +1,7 @@
 #include "actors/platform_driver.hpp"
 
+#include "actors/registrar.hpp"
+
 #include <caf/all.hpp>
 
 #include <algorithm>
@@ -12,16 +14,20 @@ namespace {
 using self_ptr = driver_actor::stateful_pointer<driver_state>;
 
 // Tells the agents concerned where a VM runs and what it borrows now: its
-// host (and the one it left), and every donor it had or has.
+// host (and the one it left), and every donor it had or has. Each learns only
+// the leases it is party to: the VM's host all of them, a donor its own.
 void tell(self_ptr self, std::uint32_t vm, std::vector<std::uint32_t> concerned) {
   auto& st = self->state;
-  const RemoteState& r = st.remote[vm];
+  RemoteState r = st.remote[vm];
+  for (auto& l : r.leases) l.recipient = r.host;
+  if (st.config.plane) add_lease_secrets(r.leases, *st.config.plane, st.config.host_names);
   concerned.push_back(r.host);
   for (const auto& l : r.leases) concerned.push_back(l.donor);
   std::sort(concerned.begin(), concerned.end());
   concerned.erase(std::unique(concerned.begin(), concerned.end()), concerned.end());
   for (auto h : concerned)
-    if (h < st.agents.size() && st.agents[h]) self->send(st.agents[h], atom::attach::value, r);
+    if (h < st.agents.size() && st.agents[h])
+      self->send(st.agents[h], atom::attach::value, RemoteState{r.vm, r.host, leases_of_host(r.leases, h)});
 }
 
 void route(self_ptr self, const std::vector<platform::VmSample>& vms) {

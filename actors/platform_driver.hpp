@@ -4,6 +4,7 @@
 #pragma once
 
 #include "actors/actors.hpp"
+#include "actors/data_plane.hpp"
 #include "actors/sim_clock.hpp"
 #include "firmware_hooks/platform.hpp"
 
@@ -21,6 +22,10 @@ struct DriverConfig {
   SimClock clock;
   double period_s = 10;
   std::optional<double> until_s;  // stop the run when scenario time reaches it
+  // Cluster mode: derives the secrets of leases resumed from the store (which
+  // keeps none) for the agents that are party to them.
+  std::shared_ptr<DataPlane> plane;
+  std::vector<std::string> host_names;
 };
 
 struct driver_state {

@@ -20,7 +20,26 @@ void note(self_ptr self, std::string text) {
   self->send(self->state.sink, atom::event::value, std::move(e));
 }
 
+// Takes `nonce` if this registrar handed it out within the last
+// join_nonce_ttl and it was not used yet: a join signed over it is fresh.
+bool take_nonce(self_ptr self, const std::string& nonce) {
+  auto& ns = self->state.nonces;
+  auto now = self->clock().now();
+  while (!ns.empty() && now - ns.front().second > defaults::join_nonce_ttl) ns.pop_front();
+  auto it = std::find_if(ns.begin(), ns.end(), [&](const auto& n) { return same_proof(n.first, nonce); });
+  if (nonce.empty() || it == ns.end()) return false;
+  ns.erase(it);
+  return true;
+}
+
 }  // namespace
+
+void add_lease_secrets(std::vector<LeaseInfo>& leases, const DataPlane& plane,
+                       const std::vector<std::string>& host_names) {
+  for (auto& l : leases)
+    if (l.data_secret.empty() && l.data_id != 0 && l.donor < host_names.size())
+      l.data_secret = plane.lease_secret_hex(host_names[l.donor], l.data_id, l.data_epoch);
+}
 
 registrar_actor::behavior_type registrar(registrar_actor::stateful_pointer<registrar_state> self,
                                          RegistrarConfig config, supervisor_actor supervisor,
@@ -32,6 +51,12 @@ registrar_actor::behavior_type registrar(registrar_actor::stateful_pointer<regis
   st.driver = driver;
   st.sink = sink;
   return {
+      [=](atom::challenge) {
+        auto& ns = self->state.nonces;
+        if (ns.size() >= defaults::join_nonces_max) ns.pop_front();
+        ns.emplace_back(fresh_nonce(), self->clock().now());
+        return ns.back().first;
+      },
       [=](atom::join, const AgentHello& hello, caf::actor agent) -> caf::result<JoinReply, caf::actor> {
         auto& st = self->state;
         auto refuse = [&](const std::string& why) -> caf::result<JoinReply, caf::actor> {
@@ -46,6 +71,17 @@ registrar_actor::behavior_type registrar(registrar_actor::stateful_pointer<regis
         auto it = std::find(st.config.host_names.begin(), st.config.host_names.end(), hello.host);
         if (it == st.config.host_names.end()) return refuse("no such host in this cluster");
         auto h = static_cast<std::uint32_t>(it - st.config.host_names.begin());
+        // The cluster's secret says only "one of ours": every node holds it.
+        // Which host a node is, its certificate says, and the signature says
+        // it holds that certificate's key now.
+        if (!take_nonce(self, hello.nonce)) return refuse("its join is not signed over a nonce of this controller");
+        if (!st.config.ca) return refuse("this controller has no CA to check certificates with");
+        std::string statement = join_statement(hello.nonce, hello.cluster, hello.host, hello.incarnation);
+        if (auto why = st.config.ca->check(hello.certificate, hello.host, statement, hello.signature); !why.empty())
+          return refuse(why);
+        // None from an agent without a data path; a malformed one is refused.
+        auto pool_secret = secret_of_hex(hello.pool_secret);
+        if (!hello.pool_secret.empty() && !pool_secret) return refuse("its pool secret is not 64 hex digits");
         auto rp = self->make_response_promise<JoinReply, caf::actor>();
         auto fail = [=](caf::error& err) mutable {
           JoinReply r;
@@ -66,10 +102,12 @@ registrar_actor::behavior_type registrar(registrar_actor::stateful_pointer<regis
                             r.host = h;
                             r.scenario_t = st.config.clock.now(self->clock());
                             r.speed = st.config.clock.speed;
-                            r.leases = std::move(leases);
+                            r.leases = leases_of_host(leases, h);
                             r.placements = std::move(placements);
                             if (auto plane = st.config.plane) {
                               plane->set_address(hello.host, hello.data_addr);
+                              if (pool_secret) plane->set_pool_secret(hello.host, *pool_secret);
+                              add_lease_secrets(r.leases, *plane, st.config.host_names);
                               r.data_bytes_per_mib = plane->options().bytes_per_mib;
                             }
                             auto proxy = caf::actor_cast<host_proxy_actor>(host_handle);

@@ -4,11 +4,15 @@
 #pragma once
 
 #include "actors/actors.hpp"
+#include "actors/cluster_auth.hpp"
 #include "actors/data_plane.hpp"
 #include "actors/policy/model.hpp"
 #include "actors/sim_clock.hpp"
 
+#include <caf/actor_clock.hpp>
 #include <caf/typed_event_based_actor.hpp>
+
+#include <deque>
 
 namespace memlend {
 
@@ -17,7 +21,8 @@ struct RegistrarConfig {
   std::string secret;
   std::vector<std::string> host_names;
   SimClock clock;
-  std::shared_ptr<DataPlane> plane;  // learns where each host's data path listens
+  std::shared_ptr<DataPlane> plane;  // learns where each host's data path listens, and its pool secret
+  std::shared_ptr<const ClusterCa> ca;  // checks each agent's certificate and proof of its key
 };
 
 struct registrar_state {
@@ -27,7 +32,16 @@ struct registrar_state {
   planner_actor planner;
   driver_actor driver;
   sink_actor sink;
+  // Nonces handed out and not yet used, oldest first; each is good for one
+  // join within defaults::join_nonce_ttl.
+  std::deque<std::pair<std::string, caf::actor_clock::time_point>> nonces;
 };
+
+// Fills in the secrets of `leases` that lack one (the store keeps none, so
+// after a restart they are derived again from the donors' pool secrets once
+// their agents have joined).
+void add_lease_secrets(std::vector<LeaseInfo>& leases, const DataPlane& plane,
+                       const std::vector<std::string>& host_names);
 
 registrar_actor::behavior_type registrar(registrar_actor::stateful_pointer<registrar_state> self,
                                          RegistrarConfig config, supervisor_actor supervisor,

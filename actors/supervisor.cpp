@@ -179,6 +179,10 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
   adopt(self, "planner", 0, caf::actor_cast<caf::actor>(st.planner), {});
   DriverConfig dc{st.config.cluster.enabled, st.clock, static_cast<double>(sc.settings.sample_period_s),
                   st.config.until_s};
+  if (st.config.cluster.enabled) {
+    dc.plane = st.config.plane;
+    for (const auto& h : sc.hosts) dc.host_names.push_back(h.name);
+  }
   std::vector<RemoteState> start(sc.vms.size());
   for (policy::VmId v = 0; v < sc.vms.size(); ++v) start[v] = {v, sc.vms[v].host, {}};
   for (const auto& l : st.config.start.leases)
@@ -239,7 +243,8 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
   if (st.config.cluster.enabled) {
     std::vector<std::string> names;
     for (const auto& h : sc.hosts) names.push_back(h.name);
-    RegistrarConfig rc{st.config.cluster.name, st.config.cluster.secret, names, st.clock, st.config.plane};
+    RegistrarConfig rc{st.config.cluster.name, st.config.cluster.secret, names, st.clock, st.config.plane,
+                       st.config.cluster.ca};
     st.registrar = self->spawn(registrar, rc, sup, st.planner, st.driver, st.config.sink);
     adopt(self, "registrar", 0, caf::actor_cast<caf::actor>(st.registrar), {});
   }

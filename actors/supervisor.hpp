@@ -7,6 +7,7 @@
 // from its store.
 #pragma once
 
+#include "actors/cluster_auth.hpp"
 #include "actors/actors.hpp"
 #include "actors/data_plane.hpp"
 #include "actors/planner.hpp"
@@ -28,6 +29,7 @@ struct ClusterConfig {
   bool enabled = false;
   std::string name;
   std::string secret;
+  std::shared_ptr<const ClusterCa> ca;  // agents' certificates are checked against it
   int heartbeat_misses = 3;
 };
 

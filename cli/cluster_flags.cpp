@@ -11,7 +11,9 @@ void add_cluster_flags(CLI::App* cmd, ClusterFlags& f) {
   cmd->add_option("--cluster", f.cluster, "Name of the cluster; agents of another cluster are refused");
   cmd->add_option("--cluster-secret-file", f.secret_file,
                   "File holding the cluster's shared secret (at least 16 bytes, mode 0600)");
-  cmd->add_option("--tls-cert", f.cert, "This node's certificate (PEM), signed by the cluster's CA");
+  cmd->add_option("--tls-cert", f.cert,
+                  "This node's certificate (PEM), signed by the cluster's CA; an agent's must name its\n"
+                  "--host exactly, as its CN or a DNS subject alternative name");
   cmd->add_option("--tls-key", f.key, "This node's private key (PEM)");
   cmd->add_option("--tls-ca", f.ca, "The cluster's CA certificate (PEM); peers must present one it signed");
 }

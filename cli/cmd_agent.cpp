@@ -59,6 +59,9 @@ Action add_agent(CLI::App& app) {
     if (auto bad = check_tls(f->cluster)) return bad_input(*bad);
     auto secret = read_secret(f->cluster.secret_file);
     if (!secret) return bad_input(secret.error().message);
+    // Its certificate and key prove which host it is when it joins.
+    auto identity = NodeIdentity::load(f->cluster.cert, f->cluster.key);
+    if (!identity) return bad_input(identity.error().message);
     auto sc = platform::load_scenario(f->scenario);
     if (!sc) return bad_input(sc.error().message);
     if (!sc->find_host(f->host)) return bad_input("--host: \"" + f->host + "\" is not a host of " + f->scenario);
@@ -71,6 +74,7 @@ Action add_agent(CLI::App& app) {
     o.controller_port = controller->second;
     o.scenario = *sc;
     o.tls = {f->cluster.cert, f->cluster.key, f->cluster.ca};
+    o.identity = std::make_shared<const NodeIdentity>(std::move(*identity));
     o.console = !f->quiet;
     if (f->data_path != "on" && f->data_path != "off")
       return bad_input("--data-path: \"" + f->data_path + "\" is neither on nor off");

@@ -164,6 +164,9 @@ Action add_run(CLI::App& app) {
       if (auto bad = check_tls(f->cluster)) return bad_input(*bad);
       auto secret = read_secret(f->cluster.secret_file);
       if (!secret) return bad_input(secret.error().message);
+      auto ca = ClusterCa::load(f->cluster.ca);
+      if (!ca) return bad_input(ca.error().message);
+      o.network.ca = *ca;
       o.network.enabled = true;
       o.network.listen_host = addr->first;
       o.network.listen_port = addr->second;

@@ -245,11 +245,51 @@ SELECT (SELECT MAX(version) FROM schema_history) AS schema_version,
 FROM controller c;
 )sql";
 
+// Version 2. A lease's secret opens the donor's memory to whoever holds it,
+// and a database is copied into support bundles: the store keeps no secret.
+// A restarted controller derives each lease's secret again from its donor's
+// pool secret, which the donor's agent tells it when it joins. The key
+// column keeps where the lease is (address, id in the pool, epoch); a key of
+// any other form is of no use to this code and may hold a secret, so it goes.
+// secure_delete overwrites what an UPDATE frees instead of leaving the old
+// bytes in the file's free space.
+const char* const v2 = R"sql(
+PRAGMA secure_delete = ON;
+UPDATE leases SET datapath_key =
+  CASE WHEN json_valid(datapath_key) AND json_type(datapath_key) = 'object'
+       THEN json_remove(datapath_key, '$.secret')
+       ELSE '' END
+WHERE datapath_key <> '';
+
+-- The JSON functions may not run in a trigger under trusted_schema = OFF
+-- (they are not marked innocuous): a key that mentions a secret is refused.
+CREATE TRIGGER leases_keep_no_secret_insert BEFORE INSERT ON leases
+WHEN instr(NEW.datapath_key, 'secret') > 0
+BEGIN SELECT RAISE(ABORT, 'a lease''s secret is never stored'); END;
+CREATE TRIGGER leases_keep_no_secret_update BEFORE UPDATE OF datapath_key ON leases
+WHEN instr(NEW.datapath_key, 'secret') > 0
+BEGIN SELECT RAISE(ABORT, 'a lease''s secret is never stored'); END;
+
+-- Support output shows no access to the data path at all.
+DROP VIEW v_leases;
+CREATE VIEW v_leases AS
+SELECT l.id, v.name AS vm, d.name AS donor, r.name AS recipient, l.mib, l.mib * 1048576 AS bytes,
+       l.state, l.transport, l.epoch, l.created_t_s, l.updated_t_s,
+       strftime('%Y-%m-%dT%H:%M:%SZ', l.created_unix_ms / 1000, 'unixepoch') AS created_at,
+       strftime('%Y-%m-%dT%H:%M:%SZ', l.updated_unix_ms / 1000, 'unixepoch') AS updated_at
+FROM leases l
+JOIN vms v ON v.id = l.vm
+JOIN hosts d ON d.id = l.donor
+JOIN hosts r ON r.id = l.recipient
+ORDER BY l.id;
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& builtin_migrations() {
   static const std::vector<Migration> all{
       {1, "hosts, VMs, leases, mirrors, recommendations, event log, clock, support views", v1},
+      {2, "no lease secret in the store or the support views", v2},
   };
   return all;
 }

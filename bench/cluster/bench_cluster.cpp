@@ -109,11 +109,24 @@ long run(int hosts, int needy, double speed) {
   std::filesystem::create_directories(dir);
   sh("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=bench-ca -keyout " + dir + "/ca.key -out " + dir +
      "/ca.pem");
+  // The agents of this process share one certificate, which names every host
+  // (a DNS SAN each): the controller checks that a joining agent's does.
+  {
+    std::ofstream ext(dir + "/agents.ext");
+    ext << "subjectAltName=";
+    char name[32];
+    for (int h = 0; h < hosts; ++h) {
+      std::snprintf(name, sizeof name, "h%04d", h);
+      ext << (h ? "," : "") << "DNS:" << name;
+    }
+    ext << "\n";
+  }
   for (const char* n : {"ctrl", "agents"}) {
     std::string d = dir + "/" + n;
     sh("openssl req -newkey rsa:2048 -nodes -subj /CN=" + std::string(n) + " -keyout " + d + ".key -out " + d + ".csr");
+    std::string ext = std::string(n) == "agents" ? " -extfile " + dir + "/agents.ext" : "";
     sh("openssl x509 -req -days 1 -in " + d + ".csr -CA " + dir + "/ca.pem -CAkey " + dir +
-       "/ca.key -CAcreateserial -out " + d + ".pem");
+       "/ca.key -CAcreateserial -out " + d + ".pem" + ext);
   }
   std::string secret = "a benchmark cluster secret";
   {
@@ -167,6 +180,12 @@ long run(int hosts, int needy, double speed) {
       if (it != measure.first_short.end() && measure.served.insert(vm).second)
         measure.latency_ms.push_back(std::chrono::duration<double, std::milli>(now - it->second).count());
     };
+    auto identity = NodeIdentity::load(dir + "/agents.pem", dir + "/agents.key");
+    if (!identity) {
+      std::cerr << "bench_cluster: " << identity.error().message << '\n';
+      std::exit(1);
+    }
+    auto shared_identity = std::make_shared<const NodeIdentity>(std::move(*identity));
     std::vector<agent_actor> agents;
     auto t0 = Clock::now();
     for (int h = 0; h < hosts; ++h) {
@@ -181,6 +200,7 @@ long run(int hosts, int needy, double speed) {
       ac.incarnation = static_cast<std::uint64_t>(h) + 1;
       ac.console = false;
       ac.probe = probe;
+      ac.identity = shared_identity;
       agents.push_back(sys.spawn(agent, ac));
     }
     while (measure.joined < hosts && Clock::now() - t0 < std::chrono::minutes(5))

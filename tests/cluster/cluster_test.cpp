@@ -133,6 +133,18 @@ class Cluster {
     return line.find(": 0 words wrong") != std::string::npos && line.find("read back 0 KiB") == std::string::npos;
   }
 
+  // Lines where an agent says the controller told it of a lease it neither
+  // lends nor borrows through.
+  std::string told_of_others_leases() const {
+    std::string out;
+    for (const char* h : {"A", "B", "N", "M"}) {
+      std::istringstream in(slurp(net.dir() + "/agent-" + h + ".log"));
+      for (std::string line; std::getline(in, line);)
+        if (line.find("not party to") != std::string::npos) out += line + "\n";
+    }
+    return out;
+  }
+
   std::string logs() const {
     std::string out = "--- controller\n" + slurp(net.dir() + "/controller.log");
     for (const char* h : {"A", "B", "N", "M", "X"})
@@ -144,7 +156,7 @@ class Cluster {
   // path and returns its output once it has exited.
   std::string pool_tool(const std::string& host, const std::vector<std::string>& op) {
     std::string log = "pool-tool-" + std::to_string(++tool_runs) + ".log";
-    std::vector<std::string> argv{POOL_TOOL, "secret", host, net.address(host) + ":7412"};
+    std::vector<std::string> argv{POOL_TOOL, host + ".pem", host + ".key", net.address(host) + ":7412"};
     argv.insert(argv.end(), op.begin(), op.end());
     int pid = net.start("ctrl", argv, log);
     eventually([&] { return !net.alive(pid); }, 30);
@@ -191,6 +203,41 @@ BOOST_AUTO_TEST_CASE(fig2_and_fig3_across_four_namespaces, *utf::precondition(na
   std::string vm2 = c.guest("A", "VM2"), vm4 = c.guest("N", "VM4");
   BOOST_TEST(Cluster::intact(vm2), vm2 << "\n" << c.logs());
   BOOST_TEST(Cluster::intact(vm4), vm4 << "\n" << c.logs());
+  // VM4 borrows from B and M: neither learnt of the other's lease, and A,
+  // party to none of VM4's, of neither.
+  BOOST_TEST(c.told_of_others_leases().empty(), c.logs());
+}
+
+// Every node holds the cluster's secret and a certificate of its CA; that
+// must not let one of them speak for another host. Before, an agent for
+// CN=evil joining as B took B's place: B counted as failed, B's next grants
+// went to the impostor's pool, and the join handed it every lease's secret.
+BOOST_AUTO_TEST_CASE(an_impostor_with_a_valid_certificate_for_another_name_is_refused,
+                     *utf::precondition(namespaces_available)) {
+  Cluster c;
+  BOOST_TEST_REQUIRE(c.leases_granted(), c.logs());
+  c.net.make_certificates({"evil"});
+  int impostor = c.net.start("X",
+                             {bin, "agent", "--controller", c.net.address("ctrl") + ":7411", "--host", "B",
+                              "--scenario", "scenario.json", "--listen", c.net.address("X") + ":7412", "--cluster",
+                              "c1", "--cluster-secret-file", "secret", "--tls-ca", "ca.pem", "--tls-cert",
+                              "evil.pem", "--tls-key", "evil.key"},
+                             "agent-X.log");
+  BOOST_TEST_REQUIRE(c.eventually([&] { return !c.net.alive(impostor); }, 30), c.logs());
+  BOOST_TEST(c.net.exit_status(impostor) == 2);
+  std::string said = slurp(c.net.dir() + "/agent-X.log");
+  BOOST_TEST(said.find("refused") != std::string::npos, said);
+  BOOST_TEST(said.find("joined cluster") == std::string::npos, said);
+  std::string ctl = slurp(c.net.dir() + "/controller.log");
+  BOOST_TEST(ctl.find("refused an agent claiming host \"B\": its certificate is for evil, not B") != std::string::npos,
+             ctl);
+  // B itself never noticed: still joined once, never taken for dead.
+  std::size_t joins = 0;
+  for (auto p = ctl.find("agent for B joined"); p != std::string::npos; p = ctl.find("agent for B joined", p + 1))
+    ++joins;
+  BOOST_TEST(joins == 1u, ctl);
+  BOOST_TEST(c.count("donor_failed") == 0u);
+  BOOST_TEST(slurp(c.net.dir() + "/agent-B.log").find("lost the controller") == std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(outsiders_cannot_join, *utf::precondition(namespaces_available)) {
@@ -338,6 +385,13 @@ BOOST_AUTO_TEST_CASE(a_killed_controller_comes_back_from_its_store, *utf::precon
   BOOST_TEST(c.eventually([&] { return granted() == 56 * mib; }, 30), granted());
   for (const char* h : {"A", "N", "M"})
     BOOST_TEST(slurp(c.net.dir() + "/agent-" + h + ".log").find("frees grant") == std::string::npos, h);
+  // Each rejoining agent was handed the leases it is party to, and no other:
+  // A borrows through one, N through two, B lends two, M one.
+  for (auto [h, n] : {std::pair{"A", "1 lease\n"}, {"N", "2 leases\n"}, {"B", "2 leases\n"}, {"M", "1 lease\n"}})
+    BOOST_TEST(slurp(c.net.dir() + "/agent-" + h + ".log").find(std::string("it lends or borrows through ") + n) !=
+                   std::string::npos,
+               h);
+  BOOST_TEST(c.told_of_others_leases().empty(), c.logs());
   // Not a byte lost across the controller's death.
   std::string vm2 = c.guest("A", "VM2"), vm4 = c.guest("N", "VM4");
   BOOST_TEST(Cluster::intact(vm2), vm2 << "\n" << c.logs());

@@ -102,7 +102,18 @@ void NetnsCluster::kill9(int pid) {
   waitpid(pid, nullptr, 0);
 }
 
-bool NetnsCluster::alive(int pid) { return waitpid(pid, nullptr, WNOHANG) == 0; }
+bool NetnsCluster::alive(int pid) {
+  if (exited_.count(pid)) return false;
+  int status = 0;
+  pid_t r = waitpid(pid, &status, WNOHANG);
+  if (r == pid) exited_[pid] = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r == 0;
+}
+
+int NetnsCluster::exit_status(int pid) {
+  auto it = exited_.find(pid);
+  return it == exited_.end() ? -1 : it->second;
+}
 
 void NetnsCluster::stop(int pid) {
   if (!alive(pid)) return;
@@ -117,8 +128,10 @@ void NetnsCluster::partition(const std::string& node, bool cut) {
 
 void NetnsCluster::make_certificates(const std::vector<std::string>& names, const std::string& ca_name) {
   std::string d = dir_ + "/";
-  sh("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=" + ca_name + " -keyout " + d + ca_name +
-     ".key -out " + d + ca_name + ".pem");
+  // A CA made once signs every later certificate of its name.
+  if (::access((d + ca_name + ".pem").c_str(), R_OK) != 0)
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=" + ca_name + " -keyout " + d + ca_name +
+       ".key -out " + d + ca_name + ".pem");
   for (const auto& n : names) {
     sh("openssl req -newkey rsa:2048 -nodes -subj /CN=" + n + " -keyout " + d + n + ".key -out " + d + n + ".csr");
     sh("openssl x509 -req -days 2 -in " + d + n + ".csr -CA " + d + ca_name + ".pem -CAkey " + d + ca_name +

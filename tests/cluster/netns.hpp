@@ -31,10 +31,12 @@ class NetnsCluster {
   void kill9(int pid);
   void stop(int pid);   // SIGTERM, then SIGKILL after a grace period
   bool alive(int pid);
+  // Its exit status once alive() saw it end (-1: killed by a signal, or running).
+  int exit_status(int pid);
   void partition(const std::string& node, bool cut);
 
-  // Writes a CA and a certificate per name into dir(); returns nothing, the
-  // files are dir()/ca.pem and dir()/<name>.pem, <name>.key.
+  // Writes a CA (unless it exists) and a certificate per name, CN=name, into
+  // dir(); the files are dir()/<ca_name>.pem and dir()/<name>.pem, <name>.key.
   void make_certificates(const std::vector<std::string>& names, const std::string& ca_name = "ca");
 
  private:
@@ -45,6 +47,7 @@ class NetnsCluster {
   std::map<std::string, std::string> addresses_;
   std::map<std::string, std::string> hub_ends_;
   std::vector<int> pids_;
+  std::map<int, int> exited_;  // pid → exit status, once reaped
 };
 
 // Reads a file whole ("" when missing).

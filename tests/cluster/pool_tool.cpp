@@ -2,29 +2,27 @@
 // one of the test's namespaces: it grants from a host's pool over the data
 // path, as the controller does, and records nothing anywhere, as a controller
 // killed right after the grant records nothing. It also reads a pool's stats.
+// Only the holder of the host's own key can: the pool's secret derives from it.
 //
-//   pool_tool SECRET_FILE HOST ADDR grant MIB   prints "granted ID"
-//   pool_tool SECRET_FILE HOST ADDR stats       prints "granted_bytes B"
-#include "actors/data_plane.hpp"
+//   pool_tool CERT KEY ADDR grant MIB   prints "granted ID"
+//   pool_tool CERT KEY ADDR stats       prints "granted_bytes B"
+#include "actors/cluster_auth.hpp"
 #include "rdma/donor.hpp"
 
-#include <fstream>
 #include <iostream>
-#include <sstream>
 #include <string>
 
 int main(int argc, char** argv) {
   if (argc < 5) {
-    std::cerr << "usage: pool_tool SECRET_FILE HOST ADDR grant MIB | stats\n";
+    std::cerr << "usage: pool_tool CERT KEY ADDR grant MIB | stats\n";
     return 2;
   }
-  std::ifstream in(argv[1], std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  std::string secret = text.str();
-  // As memlend reads --cluster-secret-file.
-  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
-  auto client = memlend::rdma::DonorClient::connect(argv[3], memlend::derive_pool_secret(secret, argv[2]));
+  auto identity = memlend::NodeIdentity::load(argv[1], argv[2]);
+  if (!identity) {
+    std::cerr << "pool_tool: " << identity.error().message << '\n';
+    return 2;
+  }
+  auto client = memlend::rdma::DonorClient::connect(argv[3], identity->pool_secret());
   if (!client) {
     std::cerr << "pool_tool: " << client.error().message << '\n';
     return 1;

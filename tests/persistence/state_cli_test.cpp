@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <map>
+#include <regex>
 
 #include <unistd.h>
 
@@ -166,4 +168,53 @@ BOOST_AUTO_TEST_CASE(sigterm_ends_a_run_with_a_store_in_order, *boost::unit_test
   auto again = memlend::store::Store::open(db);
   BOOST_TEST_REQUIRE(bool(again), (again ? "" : again.error().message));
   BOOST_TEST(!(*again)->load()->hosts.empty());
+}
+
+namespace {
+
+// Runs of 64 hex digits (a 256-bit key's width) in `text`, except the
+// scenario's fingerprint, a SHA-256 that says "sha256:" before it.
+std::vector<std::string> keys_in(const std::string& text) {
+  static const std::regex hex("(sha256:)?[0-9a-fA-F]{64,}");
+  std::vector<std::string> out;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), hex); it != std::sregex_iterator(); ++it)
+    if (!(*it)[1].matched) out.push_back(it->str());
+  return out;
+}
+
+}  // namespace
+
+// A support bundle is pasted into tickets: a lease's secret in it opened the
+// donor's memory to anyone who read the ticket (a script read and overwrote
+// a VM's memory with it). A real run on the real data path, then everything
+// support tooling reads: no key anywhere.
+BOOST_AUTO_TEST_CASE(no_lease_secret_in_state_the_views_the_store_or_the_event_log, *boost::unit_test::timeout(300)) {
+  TempDir dir("state");
+  std::string db = dir.file("memlend.db");
+  std::string events = dir.file("events.jsonl");
+  auto run = run_process({bin, "run", "--db", db, "--events-out", events, "--for", "100", "--metrics", "off",
+                          "--quiet", "--data-path", "on", "--datastore", dir.file("datastore")},
+                         240);
+  BOOST_TEST_REQUIRE(run.status == 0, run.err);
+  std::string log = read_file(events);
+  // The run lent memory over the real data path, so there were secrets to leak.
+  BOOST_TEST_REQUIRE(log.find("\"lease_granted\"") != std::string::npos, log);
+  std::map<std::string, std::string> outputs{{"event log", log}, {"store file", read_file(db)}};
+  for (const char* side : {"-wal"})
+    if (file_exists(db + side)) outputs[std::string("store") + side] = read_file(db + side);
+  auto text = run_process({bin, "state", "--db", db}, 60);
+  auto json = run_process({bin, "state", "--db", db, "--json"}, 60);
+  BOOST_TEST_REQUIRE(json.status == 0, json.err);
+  BOOST_TEST_REQUIRE(!nlohmann::json::parse(json.out)["leases"].empty());
+  outputs["state"] = text.out;
+  outputs["state --json"] = json.out;
+  for (const char* query : {".dump", "SELECT * FROM v_leases", "SELECT * FROM v_recent_events"}) {
+    auto r = run_process({"/usr/bin/sqlite3", "-readonly", db, query}, 60);
+    BOOST_TEST_REQUIRE(r.status == 0, r.err);
+    outputs[query] = r.out;
+  }
+  for (const auto& [what, out] : outputs) {
+    auto keys = keys_in(out);
+    BOOST_TEST(keys.empty(), what << " holds " << keys.size() << " keys, the first " << (keys.empty() ? "" : keys[0]));
+  }
 }

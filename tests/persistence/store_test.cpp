@@ -1,6 +1,7 @@
 #define BOOST_TEST_MODULE persistence_store
 #include <boost/test/unit_test.hpp>
 
+#include "persistence/schema.hpp"
 #include "persistence/store.hpp"
 #include "tests/persistence/support.hpp"
 
@@ -112,10 +113,11 @@ BOOST_AUTO_TEST_CASE(a_new_database_is_private_in_wal_mode_and_marked_as_memlend
   struct stat st;
   BOOST_TEST_REQUIRE(::stat(path.c_str(), &st) == 0);
   BOOST_TEST((st.st_mode & 0777) == 0600u);
-  BOOST_TEST(s->schema_version() == 1);
+  const int newest = memlend::store::builtin_migrations().back().to_version;
+  BOOST_TEST(s->schema_version() == newest);
   BOOST_TEST(memlend::test::raw_value(path, "PRAGMA journal_mode") == "wal");
   BOOST_TEST(memlend::test::raw_value(path, "PRAGMA application_id") == std::to_string(0x6d6c6e64));
-  BOOST_TEST(memlend::test::raw_value(path, "PRAGMA user_version") == "1");
+  BOOST_TEST(memlend::test::raw_value(path, "PRAGMA user_version") == std::to_string(newest));
   auto snap = s->load();
   BOOST_TEST_REQUIRE(bool(snap));
   BOOST_TEST(snap->fresh());
@@ -436,7 +438,8 @@ BOOST_AUTO_TEST_CASE(the_support_views_add_up_the_leases) {
 
   auto controller = s->read(View::controller);
   BOOST_TEST_REQUIRE(bool(controller));
-  BOOST_TEST(std::get<std::int64_t>(controller->rows.at(0)[column(*controller, "schema_version")]) == 1);
+  BOOST_TEST(std::get<std::int64_t>(controller->rows.at(0)[column(*controller, "schema_version")]) ==
+             memlend::store::builtin_migrations().back().to_version);
   BOOST_TEST(std::get<std::int64_t>(controller->rows.at(0)[column(*controller, "live_leases")]) == 2);
 }
 

@@ -18,17 +18,19 @@ void add_cluster_flags(CLI::App* cmd, ClusterFlags& f) {
   cmd->add_option("--tls-ca", f.ca, "The cluster's CA certificate (PEM); peers must present one it signed");
 }
 
-Expected<std::string> read_secret(const std::string& path) {
+Expected<std::string> read_secret(const std::string& path, const std::string& flag) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return Error{"--cluster-secret-file: " + path + ": cannot read it"};
-  if (st.st_mode & 077)
-    return Error{"--cluster-secret-file: " + path + ": is readable by others; chmod 600 it"};
+  if (::stat(path.c_str(), &st) != 0) return Error{flag + ": " + path + ": cannot read it"};
+  // A FIFO or a device would block or never end the read below.
+  if (!S_ISREG(st.st_mode)) return Error{flag + ": " + path + ": is not a regular file"};
+  if (st.st_mode & 077) return Error{flag + ": " + path + ": is readable by others; chmod 600 it"};
+  if (st.st_size > max_secret_bytes) return Error{flag + ": " + path + ": is larger than 64 KiB; a secret is not"};
   std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  std::string secret = text.str();
+  std::string secret(max_secret_bytes + 1, '\0');
+  in.read(secret.data(), static_cast<std::streamsize>(secret.size()));
+  secret.resize(static_cast<std::size_t>(in.gcount()));
   while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
-  if (secret.size() < 16) return Error{"--cluster-secret-file: " + path + ": the secret is shorter than 16 bytes"};
+  if (secret.size() < 16) return Error{flag + ": " + path + ": the secret is shorter than 16 bytes"};
   return secret;
 }
 

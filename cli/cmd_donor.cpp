@@ -1,5 +1,6 @@
 #include "actors/stop_signals.hpp"
 #include "cli/cli.hpp"
+#include "cli/cluster_flags.hpp"
 #include "cli/datapath_flags.hpp"
 #include "rdma/donor.hpp"
 
@@ -17,6 +18,7 @@ struct DonorFlags {
   std::int64_t pool_mib = 0;
   std::string transport = "auto";
   std::string secret_file;
+  bool insecure_test_bench = false;
   bool huge_pages = false;
 };
 
@@ -33,19 +35,30 @@ Action add_donor(CLI::App& app) {
   cmd->add_option("--pool-mib", f->pool_mib, "Memory to lend, in MiB")->required();
   cmd->add_option("--transport", f->transport,
                   "Data path: auto (verbs where an RDMA device exists, else tcp), verbs or tcp");
-  cmd->add_option("--secret-file", f->secret_file,
-                  "File whose contents authenticate lease requests (give probes the same file);\n"
-                  "without it the pool is open to anyone who can reach the address");
+  auto* secret = cmd->add_option("--secret-file", f->secret_file,
+                                 "File whose contents authenticate lease requests (give probes the same file):\n"
+                                 "16 bytes to 64 KiB, mode 0600. Required unless --insecure-test-bench");
+  cmd->add_flag("--insecure-test-bench", f->insecure_test_bench,
+                "Serve without a secret (a fixed key everyone knows): anyone who can reach\n"
+                "the address can take and read the whole pool. For a test bench only")
+      ->excludes(secret);
   cmd->add_flag("--huge-pages", f->huge_pages, "Back the pool with huge pages (hugetlbfs must have them reserved)");
   return [f] {
     auto kind = rdma::parse_transport_kind(f->transport);
     if (!kind) return bad_input("--transport: \"" + f->transport + "\" is not one of auto, verbs, tcp");
     if (auto ep = rdma::parse_endpoint(f->listen); !ep) return bad_input("--listen: " + ep.error().message);
     if (f->pool_mib <= 0 || f->pool_mib > max_mib) return bad_input("--pool-mib: must be between 1 and " + std::to_string(max_mib));
-    auto secret = load_secret(f->secret_file);
-    if (!secret) return bad_input(secret.error().message);
+    rdma::Secret secret{};  // the test bench's key, the one `memlend probe` uses without a file
+    if (!f->secret_file.empty()) {
+      auto text = read_secret(f->secret_file, "--secret-file");
+      if (!text) return bad_input(text.error().message);
+      secret = rdma::secret_from_text(*text);
+    } else if (!f->insecure_test_bench) {
+      return bad_input("--secret-file: required: without it anyone who can reach the address can use the pool "
+                       "(--insecure-test-bench serves without one)");
+    }
 
-    auto pool = rdma::DonorPool::create(static_cast<std::uint64_t>(f->pool_mib) << 20, *secret, {f->huge_pages});
+    auto pool = rdma::DonorPool::create(static_cast<std::uint64_t>(f->pool_mib) << 20, secret, {f->huge_pages});
     if (!pool) return failure(pool.error().message);
 
     // Signals are taken by sigwait below, so every thread must block them.
@@ -64,7 +77,7 @@ Action add_donor(CLI::App& app) {
     o.on_orphan = [&o](std::uint64_t lease) { o.log("lease " + std::to_string(lease) + " reclaimed"); };
     auto server = rdma::DonorServer::start(*pool, o);
     if (!server) return failure(server.error().message);
-    if (f->secret_file.empty()) o.log("warning: no --secret-file: anyone who can reach this address can use the pool");
+    if (f->insecure_test_bench) o.log("warning: --insecure-test-bench: anyone who can reach this address can use the pool");
     std::cout << "listening on " << (*server)->address() << " (" << rdma::transport_name((*server)->transport())
               << "), pool " << f->pool_mib << " MiB" << std::endl;
     int sig = 0;

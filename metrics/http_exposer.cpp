@@ -3,12 +3,14 @@
 #include <prometheus/exposer.h>
 
 #include <arpa/inet.h>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <vector>
 
 namespace memlend::metrics {
 
@@ -61,15 +63,19 @@ std::optional<std::string> bind_problem(const ListenAddress& a) {
 
 }  // namespace
 
-Expected<std::unique_ptr<HttpExposer>> HttpExposer::start(const Registry& registry, std::string_view address) {
+Expected<std::unique_ptr<HttpExposer>> HttpExposer::start(const Registry& registry, std::string_view address,
+                                                         const ExposerLimits& limits) {
   auto a = parse_listen_address(address);
   if (!a) return a.error();
   if (auto problem = bind_problem(*a)) return Error{"cannot listen on " + a->text() + ": " + *problem};
   std::unique_ptr<HttpExposer> e(new HttpExposer);
   try {
-    // Two threads: Prometheus scrapes one request at a time, and a second
-    // thread keeps a slow client from holding up the scraper.
-    e->exposer_ = std::make_unique<prometheus::Exposer>(a->text(), 2);
+    // civetweb 1.15's option names (Debian 12).
+    e->exposer_ = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+        "listening_ports", a->text(),
+        "num_threads", std::to_string(std::max(1, limits.threads)),
+        "request_timeout_ms", std::to_string(std::max<long long>(1, limits.request_timeout.count())),
+        "enable_keep_alive", "no"});
   } catch (const std::exception& x) {
     return Error{"cannot listen on " + a->text() + ": " + x.what()};
   }

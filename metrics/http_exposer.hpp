@@ -6,6 +6,7 @@
 #include "actors/policy/expected.hpp"
 #include "metrics/metrics.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -33,11 +34,24 @@ struct ListenAddress {
 // serves the page, is built without it.
 Expected<ListenAddress> parse_listen_address(std::string_view text);
 
+// civetweb serves one connection per worker thread, and a connection that
+// sends nothing holds its worker until the request timeout: with too few
+// workers and no timeout, a couple of idle connections starve every scrape.
+// With these, a scrape waits behind connections that send nothing only while
+// more than `threads` of them are open, and at most `request_timeout` (then
+// civetweb drops them); Prometheus's default scrape timeout is 10 s.
+// Keep-alive stays off, so a scraper holds no worker between scrapes.
+struct ExposerLimits {
+  int threads = 16;
+  std::chrono::milliseconds request_timeout{3000};
+};
+
 class HttpExposer {
  public:
   // Listens at once; an address in use or not on this node is an error value
   // that says so (errno's words), never an exception.
-  static Expected<std::unique_ptr<HttpExposer>> start(const Registry& registry, std::string_view address);
+  static Expected<std::unique_ptr<HttpExposer>> start(const Registry& registry, std::string_view address,
+                                                      const ExposerLimits& limits = {});
   ~HttpExposer();
   HttpExposer(const HttpExposer&) = delete;
   HttpExposer& operator=(const HttpExposer&) = delete;

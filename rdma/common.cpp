@@ -74,9 +74,13 @@ Expected<Secret> load_secret_file(const std::string& path) {
   // A trailing newline from `echo` is not part of the secret.
   while (!bytes.empty() && (bytes.back() == '\n' || bytes.back() == '\r')) bytes.pop_back();
   if (bytes.empty()) return Error{"secret file " + path + ": empty"};
+  return secret_from_text(bytes);
+}
+
+Secret secret_from_text(std::string_view text) {
   Secret s{};
   unsigned int len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), s.data(), &len, EVP_sha256(), nullptr);
+  EVP_Digest(text.data(), text.size(), s.data(), &len, EVP_sha256(), nullptr);
   return s;
 }
 

@@ -59,6 +59,8 @@ using Secret = std::array<std::uint8_t, 32>;
 // The file's bytes, hashed to 256 bits (any passphrase length works). An
 // empty or unreadable file is an error rather than a silently weak key.
 Expected<Secret> load_secret_file(const std::string& path);
+// The same key from bytes already read (and checked) by the caller.
+Secret secret_from_text(std::string_view text);
 Secret lease_secret(const Secret& pool_secret, std::uint64_t lease_id, std::uint64_t epoch);
 Secret random_secret();
 

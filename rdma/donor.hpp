@@ -139,6 +139,27 @@ struct ServerOptions {
   std::function<void(std::uint64_t lease_id)> on_orphan;
   // Log lines (info level), e.g. which transport `automatic` picked and why.
   std::function<void(const std::string&)> log;
+  // A connection is unauthenticated until its first request carries a valid
+  // tag (the pool secret's or a lease's). Until then it costs a thread and a
+  // descriptor to anyone who can reach the port, so it must authenticate
+  // within hello_timeout, and at most max_unauthenticated of them are kept:
+  // a new one beyond that drops the oldest, which lets a real client in
+  // however many idle connections a flood holds. Authenticated connections
+  // have no idle timeout (a data connection sits idle between faults);
+  // TCP keepalive notices a peer that vanished.
+  Millis hello_timeout{5000};
+  std::size_t max_unauthenticated = 64;
+};
+
+// What the server's acceptor has done, for tests and the log.
+struct ServerStats {
+  std::uint64_t accept_calls = 0;     // accept4() calls, successful or not
+  std::uint64_t accepted = 0;
+  std::uint64_t out_of_fds = 0;       // accepts refused by the descriptor limit
+  std::uint64_t shed = 0;             // closed unserved for want of a descriptor or a thread
+  std::uint64_t hello_timeouts = 0;   // closed for not authenticating in time
+  std::uint64_t evicted = 0;          // unauthenticated, dropped to make room
+  std::uint64_t unauthenticated = 0;  // open now
 };
 
 class DonorServer {
@@ -148,12 +169,15 @@ class DonorServer {
   // The address really bound ("127.0.0.1:40123" for port 0).
   virtual std::string address() const = 0;
   virtual TransportKind transport() const = 0;
+  virtual ServerStats stats() const = 0;
   // Cuts every connection and joins every thread; idempotent.
   virtual void stop() = 0;
 };
 
 // A recipient's (or an operator tool's) control channel to a donor: asks for
-// a lease and gives it back. Authenticated with the pool secret.
+// a lease and gives it back. Authenticated with the pool secret, at once on
+// connect (a wrong secret fails there, and the donor's hello_timeout cannot
+// cut a client that connected early and asks later).
 class DonorClient {
  public:
   static Expected<std::unique_ptr<DonorClient>> connect(const std::string& donor, const Secret& pool_secret,

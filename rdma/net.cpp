@@ -16,8 +16,9 @@ namespace memlend::rdma::net {
 
 namespace {
 
+// Rounded up, so that a wait that times out has really reached its deadline.
 int remaining_ms(Clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now()).count();
+  auto left = std::chrono::ceil<Millis>(deadline - Clock::now()).count();
   return left <= 0 ? 0 : static_cast<int>(left);
 }
 
@@ -107,7 +108,10 @@ Expected<UniqueFd> listen_tcp(const std::string& address) {
     if (!fd) continue;
     int one = 1;
     ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (::bind(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd.get(), 64) != 0) {
+    // The kernel's largest queue: a burst of connections (many recipients at
+    // once, or a flood) waits there for the acceptor rather than having its
+    // SYNs dropped and retried a second later.
+    if (::bind(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd.get(), SOMAXCONN) != 0) {
       last = sys_error("listen " + address, errno);
       continue;
     }
@@ -182,7 +186,8 @@ Status send_all(int fd, const iovec* iov, int count, Millis timeout) {
   return ok();
 }
 
-Status await_readable(int fd, std::chrono::microseconds busy_poll) {
+Status await_readable(int fd, std::chrono::microseconds busy_poll, Clock::time_point deadline) {
+  if (deadline != Clock::time_point::max()) return wait_for(fd, POLLIN, deadline, "wait");
   auto spin_until = Clock::now() + busy_poll;
   for (;;) {
     pollfd p{fd, POLLIN, 0};

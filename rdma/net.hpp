@@ -19,9 +19,10 @@ void tune(int fd);  // TCP_NODELAY, keepalive that notices a vanished peer
 // With `busy_poll` > 0, spins on the socket that long before sleeping in poll().
 Status recv_exact(int fd, void* dst, std::size_t n, Millis timeout, std::chrono::microseconds busy_poll = {});
 Status send_all(int fd, const iovec* iov, int count, Millis timeout);
-// Waits without a deadline for the next message; ends when the peer closes
-// or the socket is shut down.
-Status await_readable(int fd, std::chrono::microseconds busy_poll = {});
+// Waits for the next message until `deadline` (by default none); ends when
+// the peer closes or the socket is shut down.
+Status await_readable(int fd, std::chrono::microseconds busy_poll = {},
+                      Clock::time_point deadline = Clock::time_point::max());
 
 // A connected socket as the donor session's channel.
 class SocketChannel : public Channel {

@@ -227,7 +227,9 @@ Expected<std::unique_ptr<DonorClient>> DonorClient::connect(const std::string& d
                                                             const Timeouts& timeouts) {
   auto conn = ClientConnection::open(donor, timeouts);
   if (!conn) return conn.error();
-  return std::unique_ptr<DonorClient>(new TcpDonorClient(std::move(*conn), donor, pool_secret));
+  std::unique_ptr<DonorClient> client(new TcpDonorClient(std::move(*conn), donor, pool_secret));
+  if (auto s = client->stats(); !s) return s.error();
+  return client;
 }
 
 }  // namespace memlend::rdma

@@ -8,8 +8,15 @@
 #include "tests/support/http_get.hpp"
 #include "tests/support/process.hpp"
 
+#include <arpa/inet.h>
 #include <cstring>
 #include <fstream>
+#include <memory>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <vector>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -199,6 +206,66 @@ BOOST_AUTO_TEST_CASE(a_real_scrape_over_http_shows_the_values) {
   r.host("B").up.set(0);
   auto again = test::samples(test::http_get("127.0.0.1", port, "/metrics").body);
   BOOST_TEST(again.at("memlend_host_up{host=\"B\"}") == 0);
+}
+
+namespace {
+
+// A TCP connection to the exposer that never sends a request.
+struct IdleConnection {
+  explicit IdleConnection(std::uint16_t port) : fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    BOOST_TEST_REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0, std::strerror(errno));
+  }
+  ~IdleConnection() { ::close(fd); }
+  IdleConnection(const IdleConnection&) = delete;
+  IdleConnection& operator=(const IdleConnection&) = delete;
+
+  // True when the server closed it within `limit_ms`.
+  bool closed_by_server(int limit_ms) const {
+    pollfd p{fd, POLLIN, 0};
+    char b;
+    return ::poll(&p, 1, limit_ms) == 1 && ::recv(fd, &b, 1, MSG_DONTWAIT) <= 0;
+  }
+
+  int fd;
+};
+
+// Serves a filled registry, opens connections that send nothing, then
+// scrapes; the server and the connections stay open for the test to look at.
+struct ScrapeBehindIdle {
+  ScrapeBehindIdle(const metrics::ExposerLimits& limits, int idle_connections, double timeout_s) {
+    fill(registry);
+    auto e = metrics::HttpExposer::start(registry, "127.0.0.1:0", limits);
+    BOOST_TEST_REQUIRE(static_cast<bool>(e), (e ? "" : e.error().message));
+    exposer = std::move(*e);
+    std::uint16_t port = exposer->address().port;
+    for (int i = 0; i < idle_connections; ++i) idle.push_back(std::make_unique<IdleConnection>(port));
+    got = test::http_get("127.0.0.1", port, "/metrics", timeout_s);
+  }
+  metrics::Registry registry;
+  std::unique_ptr<metrics::HttpExposer> exposer;
+  std::vector<std::unique_ptr<IdleConnection>> idle;
+  test::HttpResponse got;
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(idle_connections_do_not_starve_a_scrape) {
+  // Four times the two worker threads the exposer once had, which then held
+  // every scrape for civetweb's default 30 s request timeout.
+  ScrapeBehindIdle s({}, 8, 10);
+  BOOST_TEST(s.got.status == 200, s.got.error << s.got.headers);
+}
+
+BOOST_AUTO_TEST_CASE(idle_connections_beyond_the_threads_are_dropped_at_the_request_timeout) {
+  // Three times the threads: the scrape waits its turn behind them, each
+  // dropped after 300 ms, and is served.
+  ScrapeBehindIdle s({2, std::chrono::milliseconds(300)}, 6, 20);
+  BOOST_TEST(s.got.status == 200, s.got.error << s.got.headers);
+  for (auto& c : s.idle) BOOST_TEST(c->closed_by_server(20000));
 }
 
 BOOST_AUTO_TEST_CASE(bad_addresses_are_clear_errors) {

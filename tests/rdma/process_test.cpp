@@ -27,7 +27,7 @@ const std::string binary = MEMLEND_BINARY;
 struct DonorProcess {
   DonorProcess(const test::TempDir& dir, const std::string& name, int pool_mib = 64)
       : secret_file(dir.path() + "/" + name + ".secret") {
-    std::ofstream(secret_file) << "secret of " << name << '\n';
+    std::ofstream(secret_file) << "pool secret of " << name << '\n';
     ::chmod(secret_file.c_str(), 0600);
     child = std::make_unique<test::Child>(std::vector<std::string>{
         binary, "donor", "--listen", "127.0.0.1:0", "--pool-mib", std::to_string(pool_mib), "--transport", "tcp",
@@ -252,14 +252,33 @@ BOOST_AUTO_TEST_CASE(donor_process_reclaims_a_killed_probes_lease) {
   BOOST_TEST(!donor.child->wait_stderr("reclaimed", seconds(10)).empty());
 }
 
+namespace {
+
+std::string secret_file(const test::TempDir& dir, const std::string& name, const std::string& text, mode_t mode) {
+  std::string path = dir.path() + "/" + name;
+  std::ofstream(path) << text;
+  ::chmod(path.c_str(), mode);
+  return path;
+}
+
+}  // namespace
+
 BOOST_AUTO_TEST_CASE(bad_flags_exit_2_with_one_line) {
   test::TempDir dir("flags");
+  const std::string good = secret_file(dir, "good", "sixteen bytes ok", 0600);
   const std::vector<std::vector<std::string>> cases = {
-      {"donor", "--listen", "127.0.0.1:0", "--pool-mib", "0"},
-      {"donor", "--listen", "nowhere", "--pool-mib", "8"},
-      {"donor", "--listen", "127.0.0.1:0", "--pool-mib", "8", "--transport", "carrier-pigeon"},
+      {"donor", "--listen", "127.0.0.1:0", "--pool-mib", "0", "--insecure-test-bench"},
+      {"donor", "--listen", "nowhere", "--pool-mib", "8", "--insecure-test-bench"},
+      {"donor", "--listen", "127.0.0.1:0", "--pool-mib", "8", "--transport", "carrier-pigeon", "--insecure-test-bench"},
       {"donor", "--listen", "127.0.0.1:0", "--pool-mib", "8", "--secret-file", dir.path() + "/missing"},
-      {"donor", "--pool-mib", "8"},
+      {"donor", "--pool-mib", "8", "--insecure-test-bench"},
+      // A secret is required, and checked as the cluster's is: owner-only,
+      // at least 16 bytes, a regular file.
+      {"donor", "--listen", "127.0.0.1:0", "--pool-mib", "8"},
+      {"donor", "--listen", "127.0.0.1:0", "--pool-mib", "8", "--secret-file", secret_file(dir, "open", "sixteen bytes ok", 0640)},
+      {"donor", "--listen", "127.0.0.1:0", "--pool-mib", "8", "--secret-file", secret_file(dir, "short", "fifteen bytes!\n", 0600)},
+      {"donor", "--listen", "127.0.0.1:0", "--pool-mib", "8", "--secret-file", dir.path()},
+      {"donor", "--listen", "127.0.0.1:0", "--pool-mib", "8", "--secret-file", good, "--insecure-test-bench"},
       {"probe", "--donor", "127.0.0.1:1", "--mib", "-1"},
       {"probe", "--donor", "127.0.0.1:1", "--mib", "8", "--pattern", "zigzag"},
       {"probe", "--donor", "127.0.0.1:1", "--mib", "8", "--block-kib", "2"},
@@ -279,6 +298,19 @@ BOOST_AUTO_TEST_CASE(bad_flags_exit_2_with_one_line) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(donor_without_a_secret_serves_only_when_told_it_is_a_test_bench) {
+  test::Child donor({binary, "donor", "--listen", "127.0.0.1:0", "--pool-mib", "8", "--transport", "tcp",
+                     "--insecure-test-bench"});
+  std::string line = donor.wait_stdout("listening on ", seconds(20));
+  BOOST_TEST_REQUIRE(!line.empty(), "donor did not start: " << donor.err());
+  BOOST_TEST(!donor.wait_stderr("warning: --insecure-test-bench", seconds(10)).empty(), donor.err());
+  std::string address = line.substr(std::string("listening on ").size());
+  address = address.substr(0, address.find(' '));
+  // The probe's key without --secret-file is the bench's.
+  test::Child probe({binary, "probe", "--donor", address, "--mib", "4", "--block-kib", "256", "--transport", "tcp"});
+  BOOST_TEST(probe.wait(seconds(120)) == 0, probe.err());
+}
+
 BOOST_AUTO_TEST_CASE(unreachable_donor_is_an_error_not_a_hang) {
   test::Child c({binary, "probe", "--donor", "127.0.0.1:1", "--mib", "8"});
   BOOST_TEST(c.wait(seconds(60)) == 1);
@@ -291,4 +323,7 @@ BOOST_AUTO_TEST_CASE(help_describes_the_commands) {
     BOOST_TEST(c.wait(seconds(30)) == 0);
     BOOST_TEST(c.out().find("--secret-file") != std::string::npos);
   }
+  test::Child c({binary, "donor", "--help"});
+  BOOST_TEST(c.wait(seconds(30)) == 0);
+  BOOST_TEST(c.out().find("--insecure-test-bench") != std::string::npos);
 }

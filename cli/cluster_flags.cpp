@@ -1,7 +1,7 @@
 #include "cli/cluster_flags.hpp"
 
-#include <fstream>
-#include <sstream>
+#include "actors/policy/operator_input.hpp"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,13 +18,11 @@ void add_cluster_flags(CLI::App* cmd, ClusterFlags& f) {
 
 Expected<std::string> read_secret(const std::string& path) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return Error{"--cluster-secret-file: " + path + ": cannot read it"};
+  auto text = read_input_file(path, "cluster secret", max_secret_bytes, &st);
+  if (!text) return Error{"--cluster-secret-file: " + text.error().message};
   if (st.st_mode & 077)
     return Error{"--cluster-secret-file: " + path + ": is readable by others; chmod 600 it"};
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  std::string secret = text.str();
+  std::string secret = std::move(*text);
   while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
   if (secret.size() < 16) return Error{"--cluster-secret-file: " + path + ": the secret is shorter than 16 bytes"};
   return secret;

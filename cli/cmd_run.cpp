@@ -14,7 +14,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 
 namespace memlend::cli {
 
@@ -39,13 +38,6 @@ struct RunFlags {
   bool no_db = false;
 };
 
-std::string slurp_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // The built-in demo runs a hundred times faster than the wall clock, so its
 // half hour of scenario time passes in under twenty seconds.
 constexpr double demo_speed = 100;
@@ -60,7 +52,8 @@ Action add_run(CLI::App& app) {
       "grows, a donor that fails), printing what it detects and does as it goes.");
   auto f = std::make_shared<RunFlags>();
   cmd->add_option("--scenario", f->scenario,
-                  "Scenario file (JSON); without it, the built-in demo");
+                  "Scenario file (JSON, a regular file of at most 64 MiB); without it, the\n"
+                  "built-in demo");
   cmd->add_option("--for", f->for_text,
                   "Stop when the scenario clock reaches this (90, 90s, 20m, 1h); by default\n"
                   "when the last event is past by migrate_after_s + 60 s");
@@ -98,23 +91,22 @@ Action add_run(CLI::App& app) {
   add_log_level(cmd, f->log_level, "info");
   return with_config_file(cmd, [f, speed] {
     setup_logging(f->log_level);
+    // Read once: the text parsed is the text fingerprinted for the store.
     std::string text;
     std::string origin = f->scenario;
     if (f->scenario.empty()) {
       text = std::string(platform::builtin_demo_scenario());
       origin = "built-in demo";
+    } else {
+      auto read = platform::read_scenario_file(f->scenario);
+      if (!read) return bad_input(read.error().message);
+      text = std::move(*read);
     }
     if (f->show_scenario) {
-      if (f->scenario.empty()) {
-        std::cout << text;
-        return exit_ok;
-      }
-      std::ifstream in(f->scenario);
-      if (!in) return bad_input(f->scenario + ": cannot open the scenario file");
-      std::cout << in.rdbuf();
+      std::cout << text;
       return exit_ok;
     }
-    auto sc = f->scenario.empty() ? platform::parse_scenario(text, origin) : platform::load_scenario(f->scenario);
+    auto sc = platform::parse_scenario(text, origin);
     if (!sc) return bad_input(sc.error().message);
 
     RunOptions o;
@@ -180,7 +172,7 @@ Action add_run(CLI::App& app) {
     if (!f->no_db && !f->dry_run) {
       ResumeOptions ro;
       ro.db = f->db;
-      ro.scenario_text = f->scenario.empty() ? text : slurp_file(f->scenario);
+      ro.scenario_text = text;
       ro.until_s = o.until_s;
       ro.data_path_in_process = !o.network.enabled;
       ro.datastore = o.datastore;

@@ -1,13 +1,12 @@
 #include "firmware_hooks/scenario.hpp"
 
+#include "actors/policy/operator_input.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 #include <unordered_map>
 #include <vector>
 
@@ -322,15 +321,14 @@ Expected<Scenario> parse_scenario_text(std::string_view text, const std::string&
 
 }  // namespace
 
+Expected<std::string> read_scenario_file(const std::string& path) {
+  return read_input_file(path, "scenario file", max_scenario_bytes);
+}
+
 Expected<Scenario> load_scenario(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) return Error{path + ": is a directory, not a scenario file"};
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Error{path + ": cannot open the scenario file"};
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Error{path + ": cannot read the scenario file"};
-  return parse_scenario(text.str(), path);
+  auto text = read_scenario_file(path);
+  if (!text) return text.error();
+  return parse_scenario(*text, path);
 }
 
 }  // namespace memlend::platform

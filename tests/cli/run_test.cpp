@@ -9,6 +9,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <sys/stat.h>
 
 using memlend::test::make_temp_dir;
 using memlend::test::run_process;
@@ -42,6 +43,18 @@ void expect_bad_input(const std::vector<std::string>& args, const std::string& n
   BOOST_TEST(r.out.empty());
   BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1);
   BOOST_TEST(r.err.find(names) != std::string::npos, "stderr \"" << r.err << "\" names " << names);
+}
+
+// Bad input that must be refused at once (the wait is a bound, not a
+// synchronisation): status 2 and exactly `line` on stderr.
+void expect_refusal(const std::vector<std::string>& args, const std::string& workdir, const std::string& line) {
+  std::vector<std::string> argv{bin};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = run_process(argv, 30, workdir);
+  BOOST_TEST_REQUIRE(!r.timed_out, args.back());
+  BOOST_TEST(r.status == 2);
+  BOOST_TEST(r.out.empty());
+  BOOST_TEST(r.err == "memlend: " + line + "\n");
 }
 
 }  // namespace
@@ -118,4 +131,35 @@ BOOST_AUTO_TEST_CASE(show_scenario_prints_a_scenario_that_plans) {
   BOOST_TEST(plan.status == 0);
   auto j = nlohmann::json::parse(plan.out);
   BOOST_TEST(j.at("decisions").size() == 5u);
+}
+
+// The scenario is read once, from a regular file: --show-scenario streamed a
+// FIFO or /dev/zero forever.
+BOOST_AUTO_TEST_CASE(show_scenario_reads_only_a_regular_file) {
+  TempDir dir;
+  std::string fifo = dir.path + "/cluster.json";
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  expect_refusal({"run", "--show-scenario", "--scenario", fifo}, dir.path,
+                 fifo + ": is a FIFO; the scenario file must be a regular file");
+  expect_refusal({"run", "--show-scenario", "--scenario", "/dev/zero"}, dir.path,
+                 "/dev/zero: is a character device; the scenario file must be a regular file");
+  std::string fig2 = std::string(MEMLEND_SOURCE_DIR) + "/examples/fig2.json";
+  auto shown = run_process({bin, "run", "--show-scenario", "--scenario", fig2}, 30);
+  BOOST_TEST(shown.status == 0);
+  std::ifstream in(fig2);
+  std::stringstream text;
+  text << in.rdbuf();
+  BOOST_TEST(shown.out == text.str());
+}
+
+// Secret files too: a FIFO named as one waited for a writer forever.
+BOOST_AUTO_TEST_CASE(a_secret_file_must_be_a_regular_file) {
+  TempDir dir;
+  std::string fifo = dir.path + "/secret";
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  expect_refusal({"run", "--no-db", "--metrics", "off", "--listen", "127.0.0.1:0", "--cluster", "c", "--tls-ca",
+                  "/dev/null", "--tls-cert", "/dev/null", "--tls-key", "/dev/null", "--cluster-secret-file", fifo},
+                 dir.path, "--cluster-secret-file: " + fifo + ": is a FIFO; the cluster secret must be a regular file");
+  expect_refusal({"donor", "--listen", "127.0.0.1:0", "--pool-mib", "1", "--secret-file", fifo}, dir.path,
+                 "--secret-file: " + fifo + ": is a FIFO; the secret file must be a regular file");
 }

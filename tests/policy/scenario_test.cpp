@@ -4,9 +4,15 @@
 #define BOOST_TEST_MODULE scenario
 #include <boost/test/unit_test.hpp>
 
+#include "actors/policy/operator_input.hpp"
 #include "firmware_hooks/scenario.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 using namespace memlend;
@@ -318,20 +324,84 @@ BOOST_AUTO_TEST_CASE(wrong_types) {
 BOOST_AUTO_TEST_CASE(files_that_cannot_be_read_name_the_file) {
   auto missing = platform::load_scenario("no-such-dir/memlend.json");
   BOOST_TEST_REQUIRE(!missing);
-  BOOST_TEST(missing.error().message == "no-such-dir/memlend.json: cannot open the scenario file");
+  BOOST_TEST(missing.error().message ==
+             "no-such-dir/memlend.json: cannot open the scenario file (No such file or directory)");
   auto dir = platform::load_scenario(MEMLEND_SOURCE_DIR);
   BOOST_TEST_REQUIRE(!dir);
   BOOST_TEST(dir.error().message.find("is a directory") != std::string::npos);
 }
 
-BOOST_AUTO_TEST_CASE(the_examples_and_the_built_in_demo_load) {
-  for (const auto& entry : std::filesystem::directory_iterator(std::string(MEMLEND_SOURCE_DIR) + "/examples")) {
-    if (entry.path().extension() != ".json") continue;
-    auto r = platform::load_scenario(entry.path().string());
-    BOOST_TEST(bool(r), entry.path().filename() << ": " << (r ? "" : r.error().message));
+namespace {
+
+struct ScratchDir {
+  std::string path = [] {
+    char t[] = "/tmp/memlend-scenario-XXXXXX";
+    return std::string(::mkdtemp(t));
+  }();
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
   }
-  auto demo = parse_scenario(platform::builtin_demo_scenario(), "built-in demo");
-  BOOST_TEST_REQUIRE(bool(demo), (demo ? "" : demo.error().message));
-  BOOST_TEST(demo->hosts.size() == 6u);
-  BOOST_TEST(!demo->events.empty());
+};
+
+std::string refusal(const std::string& path) {
+  auto r = platform::load_scenario(path);
+  BOOST_TEST_REQUIRE(!r, path << " was read as a scenario");
+  const std::string& m = r.error().message;
+  BOOST_TEST(m.rfind(path + ": ", 0) == 0u, m);
+  BOOST_TEST(m.find('\n') == std::string::npos, m);
+  return m;
+}
+
+}  // namespace
+
+// Files that never end, or never begin: refused at once, before reading a
+// byte (/dev/zero used to be read until memory ran out, a FIFO waited for a
+// writer forever).
+BOOST_AUTO_TEST_CASE(only_a_regular_file_is_read_and_only_so_much, *boost::unit_test::timeout(60)) {
+  BOOST_TEST(refusal("/dev/zero") == "/dev/zero: is a character device; the scenario file must be a regular file");
+  BOOST_TEST(refusal("/dev/urandom").find("is a character device") != std::string::npos);
+  ScratchDir dir;
+  std::string fifo = dir.path + "/scenario.fifo";
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  BOOST_TEST(refusal(fifo).find("is a FIFO; the scenario file must be a regular file") != std::string::npos);
+  // A FIFO with a writer that never stops is refused the same.
+  int writer = ::open(fifo.c_str(), O_RDWR | O_NONBLOCK);
+  BOOST_TEST_REQUIRE(writer >= 0);
+  BOOST_TEST(::write(writer, "{", 1) == 1);
+  BOOST_TEST(refusal(fifo).find("is a FIFO") != std::string::npos);
+  ::close(writer);
+
+  // Sparse: 64 MiB and one byte, refused by its size without reading it.
+  std::string big = dir.path + "/big.json";
+  std::ofstream(big) << "{";
+  BOOST_TEST_REQUIRE(::truncate(big.c_str(), (64 << 20) + 1) == 0);
+  BOOST_TEST(refusal(big).find("is larger than the 64 MiB a scenario file may hold") != std::string::npos);
+  // 64 MiB exactly is read (and is not a scenario: zeros after the brace).
+  BOOST_TEST_REQUIRE(::truncate(big.c_str(), 64 << 20) == 0);
+  BOOST_TEST(refusal(big).find("not valid JSON") != std::string::npos);
+
+  // A link to a regular file is a regular file.
+  std::string link = dir.path + "/link.json";
+  std::filesystem::create_symlink(std::string(MEMLEND_SOURCE_DIR) + "/examples/fig2.json", link);
+  BOOST_TEST(bool(platform::load_scenario(link)));
+}
+
+// The bound is on the bytes that arrive, not on the size fstat gives: a file
+// of /proc says 0 and then holds more.
+BOOST_AUTO_TEST_CASE(the_bound_is_on_what_is_read_not_on_what_fstat_said) {
+  ScratchDir dir;
+  std::string file = dir.path + "/hundred";
+  std::ofstream(file) << std::string(100, 'x');
+  BOOST_TEST(read_input_file(file, "test file", 100).operator bool());
+  auto r = read_input_file(file, "test file", 99);
+  BOOST_TEST_REQUIRE(!r);
+  BOOST_TEST(r.error().message == file + ": is larger than the 99 bytes a test file may hold");
+  struct stat st {};
+  BOOST_TEST_REQUIRE(::stat("/proc/self/maps", &st) == 0);
+  BOOST_TEST_REQUIRE(st.st_size == 0);
+  auto maps = read_input_file("/proc/self/maps", "test file", 100);
+  BOOST_TEST_REQUIRE(!maps);
+  BOOST_TEST(maps.error().message.find("is larger than the 100 bytes") != std::string::npos, maps.error().message);
+  BOOST_TEST(read_input_file("/proc/self/maps", "test file", 1 << 20).operator bool());
 }

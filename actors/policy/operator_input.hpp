@@ -28,7 +28,7 @@ inline std::string clip(std::string_view value, std::size_t most = 64) {
 
 // Bounds on what is read: far above any real file of the kind, far below what
 // would exhaust a host's memory once parsed.
-inline constexpr std::size_t max_scenario_bytes = std::size_t{64} << 20;  // ~1 M hosts
+inline constexpr std::size_t max_scenario_bytes = std::size_t{64} << 20;  // ~450,000 hosts, a VM on each
 inline constexpr std::size_t max_config_bytes = std::size_t{1} << 20;
 inline constexpr std::size_t max_secret_bytes = std::size_t{1} << 20;
 

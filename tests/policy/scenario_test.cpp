@@ -113,6 +113,29 @@ BOOST_AUTO_TEST_CASE(every_setting_and_field_is_read) {
   BOOST_TEST(*r->events[1].up == false);
 }
 
+// nlohmann's lexer ends the input at a NUL, so what followed one was never
+// read; and a number past 2^64 became a double, reported as "a fraction".
+BOOST_AUTO_TEST_CASE(a_nul_and_what_follows_it_or_an_integer_beyond_64_bits_is_refused) {
+  std::string valid = with(two_hosts, vm(""));
+  for (const std::string& text : {valid + std::string(1, '\0'), valid + std::string("\0junk", 5),
+                                  std::string("{\0} junk", 8)}) {
+    auto r = parse_scenario(text, origin);
+    BOOST_TEST_REQUIRE(!r, "accepted a NUL: " << text);
+    BOOST_TEST(r.error().message.rfind(origin + ": not valid JSON: a NUL byte at offset ", 0) == 0u,
+               r.error().message);
+  }
+  BOOST_TEST(!parse_scenario(valid + " junk", origin));
+  expect_error(with(R"([ { "name": "A", "memory_mib": 18446744073709551616, "cpu_mhz": 1 } ])"),
+               "hosts[0].memory_mib", "18446744073709551616 is an integer beyond 64 bits");
+  expect_error(with(two_hosts, vm(""), R"(, "events": [ { "at_s": 1, "vm": "V", "memory_mib": -9223372036854775809 } ])"),
+               "events[0].memory_mib", "-9223372036854775809 is an integer beyond 64 bits");
+  expect_error(R"({ "settings": { "migrate_after_s": 99999999999999999999999999 }, "hosts": )" + two_hosts + " }",
+               "settings.migrate_after_s", "is an integer beyond 64 bits");
+  // What still fits reads as before.
+  expect_error(with(R"([ { "name": "A", "memory_mib": 18446744073709551615, "cpu_mhz": 1 } ])"),
+               "hosts[0].memory_mib", "must be at most");
+}
+
 BOOST_AUTO_TEST_CASE(not_json) {
   // 9e308 is valid JSON syntax but no double holds it: the fuzzer found it crashing `plan`.
   for (const char* text : {"", "{", "hosts: []", "{ \"hosts\": [ ] } trailing", "{ \"hosts\": [ 1, ] }",
@@ -264,6 +287,99 @@ BOOST_AUTO_TEST_CASE(names_that_cannot_be) {
                "control characters");
   expect_error(with(R"([ { "name": ")" + std::string(129, 'x') + R"(", "memory_mib": 1, "cpu_mhz": 1 } ])"),
                "hosts[0].name", "longer than 128");
+  // Bidirectional overrides make a name read as another in a log or a plan;
+  // each of U+202A..U+202E and U+2066..U+2069, in a host, a VM or a fabric.
+  for (const char* bidi : {"\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068",
+                           "\u2069"}) {
+    std::string name = std::string("A") + bidi + "B";
+    expect_error(with(R"([ { "name": ")" + name + R"(", "memory_mib": 1, "cpu_mhz": 1 } ])"), "hosts[0].name",
+                 "bidirectional override");
+    expect_error(with(two_hosts, R"([ { "name": ")" + name + R"(", "host": "A", "memory_mib": 1, "cpu_mhz": 1 } ])"),
+                 "vms[0].name", "bidirectional override");
+    expect_error(with(R"([ { "name": "A", "memory_mib": 1, "cpu_mhz": 1, "fabric": ")" + name + R"(" } ])"),
+                 "hosts[0].fabric", "bidirectional override");
+  }
+  // Their neighbours and other non-ASCII letters are names like any other.
+  for (const char* fine : {"\u2029x", "\u206ax", "\u2065x", "\u2029", "h\u00f4te", "\u8282\u70b9"}) {
+    auto r = parse_scenario(with(R"([ { "name": ")" + std::string(fine) + R"(", "memory_mib": 1, "cpu_mhz": 1 } ])"),
+                            origin);
+    BOOST_TEST(bool(r), fine << ": " << (r ? "" : r.error().message));
+  }
+}
+
+// A key, a name or a value from the file is echoed as a short prefix: a
+// 1 MB string in a scenario does not make a 1 MB error line.
+BOOST_AUTO_TEST_CASE(long_values_are_echoed_as_a_prefix) {
+  const std::string huge(1 << 20, 'x');
+  auto short_line = [](const std::string& text, const std::string& says) {
+    auto r = parse_scenario(text, origin);
+    BOOST_TEST_REQUIRE(!r);
+    BOOST_TEST(r.error().message.size() < 400u, r.error().message.substr(0, 400));
+    BOOST_TEST(r.error().message.find(says) != std::string::npos, r.error().message.substr(0, 400));
+    BOOST_TEST(r.error().message.find(" bytes)") != std::string::npos, r.error().message.substr(0, 400));
+  };
+  short_line(R"({ "settings": { "placement": ")" + huge + R"(" }, "hosts": )" + two_hosts + " }", "unknown value");
+  short_line(R"({ ")" + huge + R"(": 1, "hosts": )" + two_hosts + " }", "unknown key");
+  short_line(R"({ ")" + huge + R"(": 1, ")" + huge + R"(": 2 })", "appears twice");
+  short_line(R"({ "hosts": [ { "name": ")" + huge + R"(, "memory_mib": 1 } ] })", "not valid JSON");
+}
+
+// The parser builds the document in one pass; keys are checked for
+// duplicates in the object they belong to, however deep and however large
+// the document.
+BOOST_AUTO_TEST_CASE(duplicate_keys_are_found_at_any_depth_in_a_large_document) {
+  const int n = 20000;
+  std::string hosts = "[";
+  std::string vms = "[";
+  for (int i = 0; i < n; ++i) {
+    std::string h = "h" + std::to_string(i);
+    hosts += (i ? "," : "") + std::string(R"({ "name": ")") + h + R"(", "memory_mib": 65536, "cpu_mhz": 8000 })";
+    vms += (i ? "," : "") + std::string(R"({ "name": "v)") + std::to_string(i) + R"(", "host": ")" + h +
+           R"(", "memory_mib": 1024, "cpu_mhz": 1, "remote": [ { "donor": "h)" + std::to_string((i + 1) % n) +
+           R"(", "mib": 1 } ] })";
+  }
+  hosts += "]";
+  vms += "]";
+  auto big = parse_scenario(with(hosts, vms), origin);
+  BOOST_TEST_REQUIRE(bool(big), (big ? "" : big.error().message));
+  BOOST_TEST(big->hosts.size() == std::size_t(n));
+  BOOST_TEST(big->vms.size() == std::size_t(n));
+  BOOST_TEST(big->vms.back().remote.at(0).donor == 0u);
+
+  auto dup = [&](std::string text, const std::string& key) {
+    auto r = parse_scenario(text, origin);
+    BOOST_TEST_REQUIRE(!r, "accepted a second " << key);
+    BOOST_TEST(r.error().message == origin + ": key \"" + key + "\" appears twice in one object");
+  };
+  auto last = [&](const std::string& all, const std::string& from, const std::string& to) {
+    std::string text = all;
+    auto at = text.rfind(from);
+    BOOST_TEST_REQUIRE(at != std::string::npos);
+    return text.replace(at, from.size(), to);
+  };
+  // In the last host (depth 3), the last loan of the last VM (depth 5), and the top.
+  dup(with(last(hosts, R"("cpu_mhz": 8000 })", R"("cpu_mhz": 8000, "cpu_mhz": 1 })"), vms), "cpu_mhz");
+  dup(with(hosts, last(vms, R"("mib": 1 })", R"("mib": 1, "mib": 2 })")), "mib");
+  dup(with(hosts, vms, R"(, "vms": [])"), "vms");
+  // An object nested where a value was expected is still checked.
+  dup(with(hosts, last(vms, R"("mib": 1 })", R"("mib": { "a": 1, "b": { "c": 1, "c": 2 } } })")), "c");
+  // Equal keys in sibling objects are not duplicates.
+  BOOST_TEST(bool(parse_scenario(with(hosts, vms), origin)));
+}
+
+// Each open level costs memory, and the file may hold 64 MiB of '['.
+BOOST_AUTO_TEST_CASE(nesting_deeper_than_a_scenario_goes_is_refused) {
+  std::string deep = R"({ "hosts": )" + std::string(1000000, '[') + std::string(1000000, ']') + " }";
+  auto zeros = [](int n) {
+    std::string path;
+    for (int i = 0; i < n; ++i) path += "[0]";
+    return path;
+  };
+  // The object and 15 arrays are open; the 17th level is refused.
+  expect_error(deep, "hosts" + zeros(15), "nested deeper than 16 levels");
+  expect_error(std::string(20, '[') + std::string(20, ']'), zeros(16), "nested deeper than 16 levels");
+  expect_error(std::string(16, '[') + std::string(16, ']'), "top level", "must be an object, got an array");
+  expect_error(R"({ "hosts": [ [] ] })", "hosts[0]", "must be an object, got an array");
 }
 
 // nlohmann would keep the last of two equal keys; a scenario that says

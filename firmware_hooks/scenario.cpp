@@ -153,7 +153,14 @@ Settings parse_settings(const json& j) {
   s.page_size_kib = f.integer("page_size_kib", 1, 1 << 20, s.page_size_kib);
   if (!power_of_two(s.page_size_kib)) throw Bad{"settings.page_size_kib", "must be a power of two"};
   s.rdma_block_kib = f.integer("rdma_block_kib", 1, 1 << 20, s.rdma_block_kib);
-  if (!power_of_two(s.rdma_block_kib)) throw Bad{"settings.rdma_block_kib", "must be a power of two"};
+  // A block is what one RDMA READ or WRITE moves: any whole number of 4 KiB
+  // pages can be registered and moved, and only then can the buffer rule,
+  // lcm(page, block), exceed the larger of the two (2 MiB pages and 768 KiB
+  // blocks: 6 MiB). Powers of two below a page stay valid, as before; the
+  // data path rounds them up to a page.
+  if (!power_of_two(s.rdma_block_kib) && s.rdma_block_kib % 4 != 0)
+    throw Bad{"settings.rdma_block_kib", "must be a power of two or a whole number of 4 KiB pages, got " +
+                                             std::to_string(s.rdma_block_kib)};
   s.buffer_blocks = f.integer("buffer_blocks", 1, 4096, s.buffer_blocks);
   if (buffer_kib_per_lease(s) > (std::int64_t{1} << 20))
     throw Bad{"settings.buffer_blocks", "makes a local buffer of " + std::to_string(buffer_kib_per_lease(s)) +

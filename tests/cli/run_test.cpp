@@ -163,3 +163,23 @@ BOOST_AUTO_TEST_CASE(a_secret_file_must_be_a_regular_file) {
   expect_refusal({"donor", "--listen", "127.0.0.1:0", "--pool-mib", "1", "--secret-file", fifo}, dir.path,
                  "--secret-file: " + fifo + ": is a FIFO; the secret file must be a regular file");
 }
+
+// A block that is not a power of two, carried through the data path: the
+// lease's region moves 768 KiB blocks through an 18 MiB buffer, and the
+// guest reads back every word it wrote.
+BOOST_AUTO_TEST_CASE(a_768_kib_block_carries_through_the_data_path) {
+  TempDir dir;
+  std::string file = dir.path + "/block.json";
+  std::ofstream(file) << R"({
+    "settings": { "page_size_kib": 2048, "rdma_block_kib": 768, "buffer_blocks": 3, "detect_samples": 1 },
+    "hosts": [ { "name": "A", "memory_mib": 16384, "cpu_mhz": 32000 }, { "name": "B", "memory_mib": 131072, "cpu_mhz": 8000 } ],
+    "vms": [ { "name": "VM2", "host": "A", "memory_mib": 65536, "cpu_mhz": 16000 } ] })";
+  auto r = run_process({bin, "run", "--scenario", file, "--for", "60", "--speed", "20", "--no-db"}, 120, dir.path);
+  BOOST_TEST_REQUIRE(!r.timed_out);
+  BOOST_TEST(r.status == 0, r.err);
+  BOOST_TEST(r.out.find("with a local buffer of 18432 KiB on A") != std::string::npos, r.out);
+  auto at = r.out.find("the guest workload of VM2 wrote");
+  BOOST_TEST_REQUIRE(at != std::string::npos, r.out);
+  auto line = r.out.substr(at, r.out.find('\n', at) - at);
+  BOOST_TEST(line.find(": 0 words wrong") != std::string::npos, line);
+}

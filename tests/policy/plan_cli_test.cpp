@@ -200,3 +200,16 @@ BOOST_AUTO_TEST_CASE(a_scenario_that_is_not_a_regular_file_is_refused_at_once) {
     BOOST_TEST(r.err == "memlend: " + file + ": is " + kind + "; the scenario file must be a regular file\n");
   }
 }
+
+// 2 MiB pages, 768 KiB blocks (not a power of two), 3 blocks per buffer:
+// lcm(2048, 768) x 3 = 18 MiB per lease.
+BOOST_AUTO_TEST_CASE(a_block_of_whole_pages_makes_the_lcm_buffer) {
+  TempDir dir;
+  auto file = dir.write("block.json", R"({
+    "settings": { "page_size_kib": 2048, "rdma_block_kib": 768, "buffer_blocks": 3 },
+    "hosts": [ { "name": "A", "memory_mib": 16384, "cpu_mhz": 32000 }, { "name": "B", "memory_mib": 131072, "cpu_mhz": 8000 } ],
+    "vms": [ { "name": "VM2", "host": "A", "memory_mib": 65536, "cpu_mhz": 16000 } ] })");
+  auto j = plan_json(file);
+  BOOST_TEST(j["decisions"][0]["kind"] == "remote_memory");
+  BOOST_TEST(j["decisions"][0]["buffer_kib"] == 18432);
+}

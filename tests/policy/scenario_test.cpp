@@ -382,6 +382,27 @@ BOOST_AUTO_TEST_CASE(nesting_deeper_than_a_scenario_goes_is_refused) {
   expect_error(R"({ "hosts": [ [] ] })", "hosts[0]", "must be an object, got an array");
 }
 
+// The patent's buffer rule, lcm(page, block) x blocks, with a block that is
+// not a power of two: 768 KiB blocks and 2 MiB pages make 6 MiB per block.
+BOOST_AUTO_TEST_CASE(an_rdma_block_of_whole_4_kib_pages_is_accepted) {
+  auto r = parse_scenario(R"({ "settings": { "page_size_kib": 2048, "rdma_block_kib": 768, "buffer_blocks": 3 },
+                               "hosts": )" + two_hosts + " }",
+                          origin);
+  BOOST_TEST_REQUIRE(bool(r), (r ? "" : r.error().message));
+  BOOST_TEST(r->settings.rdma_block_kib == 768);
+  BOOST_TEST(buffer_kib_per_lease(r->settings) == 18432);
+  for (int block : {12, 4, 1, 2, 1048572}) {
+    auto ok = parse_scenario(R"({ "settings": { "rdma_block_kib": )" + std::to_string(block) + R"( }, "hosts": )" +
+                                 two_hosts + " }",
+                             origin);
+    BOOST_TEST(bool(ok), block << ": " << (ok ? "" : ok.error().message));
+  }
+  for (int block : {3, 6, 770}) {
+    expect_error(R"({ "settings": { "rdma_block_kib": )" + std::to_string(block) + R"( }, "hosts": )" + two_hosts + " }",
+                 "settings.rdma_block_kib", "whole number of 4 KiB pages, got " + std::to_string(block));
+  }
+}
+
 // nlohmann would keep the last of two equal keys; a scenario that says
 // something twice is a mistake, wherever it stands.
 BOOST_AUTO_TEST_CASE(duplicate_keys) {

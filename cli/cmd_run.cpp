@@ -9,11 +9,9 @@
 #include "cli/metrics_option.hpp"
 #include "firmware_hooks/scenario.hpp"
 
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
+#include <unistd.h>
 
 namespace memlend::cli {
 
@@ -37,6 +35,13 @@ struct RunFlags {
   std::string db = store::default_db_path;
   bool no_db = false;
 };
+
+std::optional<std::string> empty_events_file(const std::string& path) {
+  auto fd = open_events_file(path, EventsFile::empty);
+  if (!fd) return fd.error().message;
+  ::close(*fd);
+  return std::nullopt;
+}
 
 // The built-in demo runs a hundred times faster than the wall clock, so its
 // half hour of scenario time passes in under twenty seconds.
@@ -62,7 +67,8 @@ Action add_run(CLI::App& app) {
                   "(default 1 for a scenario file, 100 for the built-in demo)");
   cmd->add_option("--events-out", f->events_out,
                   "Write the event log here, one JSON object per line (a fresh run replaces\n"
-                  "the file; a run resumed from --db brings it up to the store and appends)");
+                  "the file; a run resumed from --db brings it up to the store and appends);\n"
+                  "a regular file, never reached through a symbolic link");
   cmd->add_option("--datastore", f->datastore,
                   "Directory of the shared datastore, for mirror files (default: ./memlend-datastore,\n"
                   "made if missing)");
@@ -134,9 +140,10 @@ Action add_run(CLI::App& app) {
       return bad_input("--datastore: " + o.datastore + ": cannot make the directory" +
                        (ec ? " (" + ec.message() + ")" : std::string()));
     if (!f->events_out.empty()) {
-      // Appending: a resumed run adds to the log it left; a fresh one empties it below.
-      std::ofstream probe(f->events_out, std::ios::app);
-      if (!probe) return bad_input("--events-out: " + f->events_out + ": cannot write (" + std::strerror(errno) + ")");
+      // Kept as it is: a resumed run adds to the log it left; a fresh one empties it below.
+      auto fd = open_events_file(f->events_out, EventsFile::keep);
+      if (!fd) return bad_input("--events-out: " + fd.error().message);
+      ::close(*fd);
       o.sink.events_out = f->events_out;
     }
     if (f->data_path != "on" && f->data_path != "off")
@@ -187,11 +194,12 @@ Action add_run(CLI::App& app) {
       o.platform = resumed->platform;
       o.fingerprint = resumed->fingerprint;
       resume_notes = resumed->notes;
-      if (!resumed->resumed && !f->events_out.empty()) std::ofstream(f->events_out, std::ios::trunc);
+      if (!resumed->resumed && !f->events_out.empty())
+        if (auto err = empty_events_file(f->events_out)) return bad_input("--events-out: " + *err);
       if (resumed->resumed && !f->events_out.empty())
         if (auto err = catch_up_events_file(f->events_out, *resumed->store)) return bad_input("--events-out: " + *err);
     } else if (!f->events_out.empty()) {
-      std::ofstream(f->events_out, std::ios::trunc);
+      if (auto err = empty_events_file(f->events_out)) return bad_input("--events-out: " + *err);
     }
     if (!f->quiet) {
       for (const auto& n : resume_notes) std::cout << "memlend: " << n << '\n';

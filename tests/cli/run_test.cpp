@@ -164,6 +164,28 @@ BOOST_AUTO_TEST_CASE(a_secret_file_must_be_a_regular_file) {
                  "--secret-file: " + fifo + ": is a FIFO; the secret file must be a regular file");
 }
 
+// memlend often runs as root: a symbolic link planted where the event log
+// goes had its target truncated and filled.
+BOOST_AUTO_TEST_CASE(events_out_does_not_follow_a_symbolic_link) {
+  TempDir dir;
+  std::string target = dir.path + "/precious";
+  std::ofstream(target) << "not an event log\n";
+  std::string link = dir.path + "/events.jsonl";
+  std::filesystem::create_symlink(target, link);
+  expect_refusal({"run", "--scenario", std::string(MEMLEND_SOURCE_DIR) + "/examples/fig2.json", "--for", "30",
+                  "--no-db", "--data-path", "off", "--events-out", link},
+                 dir.path, "--events-out: " + link + ": is a symbolic link; name the file itself");
+  std::ifstream in(target);
+  std::string kept;
+  std::getline(in, kept);
+  BOOST_TEST(kept == "not an event log");
+  BOOST_TEST(std::filesystem::is_symlink(link));
+  std::string fifo = dir.path + "/events.fifo";
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  expect_refusal({"run", "--no-db", "--metrics", "off", "--events-out", fifo}, dir.path,
+                 "--events-out: " + fifo + ": not a regular file; the event log is written to one");
+}
+
 // A block that is not a power of two, carried through the data path: the
 // lease's region moves 768 KiB blocks through an 18 MiB buffer, and the
 // guest reads back every word it wrote.

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <unistd.h>
 
 namespace memlend {
 
@@ -31,9 +32,10 @@ using self_ptr = sink_actor::stateful_pointer<sink_state>;
 void write_out(self_ptr self, const LogEvent& e) {
   auto& st = self->state;
   // A line without an event name is for the console only.
-  if (st.out && *st.out && !e.event.empty()) {
-    *st.out << event_json_line(e) << '\n';
-    st.out->flush();
+  if (st.out && !e.event.empty()) {
+    std::string line = event_json_line(e) + '\n';
+    std::fwrite(line.data(), 1, line.size(), st.out.get());
+    std::fflush(st.out.get());
   }
   if (st.options.console && !e.text.empty()) {
     char stamp[32];
@@ -50,7 +52,14 @@ void write_out(self_ptr self, const LogEvent& e) {
 sink_actor::behavior_type event_sink(sink_actor::stateful_pointer<sink_state> self, SinkOptions options) {
   self->state.options = options;
   if (!options.events_out.empty()) {
-    self->state.out = std::make_unique<std::ofstream>(options.events_out, std::ios::app);
+    auto fd = open_events_file(options.events_out, EventsFile::keep);
+    if (fd) self->state.out.reset(::fdopen(*fd, "a"));
+    if (!fd || !self->state.out) {
+      if (fd) ::close(*fd);
+      LogEvent why;
+      why.text = "error: --events-out: " + (fd ? options.events_out + ": cannot write" : fd.error().message);
+      write_out(self, why);
+    }
   }
   return {
       [=](atom::event, const LogEvent& e) {
@@ -73,7 +82,7 @@ sink_actor::behavior_type event_sink(sink_actor::stateful_pointer<sink_state> se
       [=](atom::flush) {
         // What the store still holds back is written out before this answer.
         if (self->state.options.store) self->state.options.store->flush();
-        if (self->state.out) self->state.out->flush();
+        if (self->state.out) std::fflush(self->state.out.get());
         std::cout << std::flush;
         return true;
       },

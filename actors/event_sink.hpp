@@ -8,7 +8,7 @@
 #include <caf/fwd.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
-#include <fstream>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,7 +27,10 @@ struct SinkOptions {
 
 struct sink_state {
   static constexpr const char* name = "event_sink";
-  std::unique_ptr<std::ofstream> out;
+  struct Closer {
+    void operator()(std::FILE* f) const { std::fclose(f); }
+  };
+  std::unique_ptr<std::FILE, Closer> out;
   SinkOptions options;
 };
 

@@ -6,9 +6,12 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace memlend {
 
@@ -74,22 +77,55 @@ LogEvent log_event(const store::EventRecord& r) {
   return e;
 }
 
-std::optional<std::string> catch_up_events_file(const std::string& path, const store::Store& store) {
-  std::string text;
-  {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    text = s.str();
+Expected<int> open_events_file(const std::string& path, EventsFile mode) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0666);
+  if (fd < 0 && errno == ELOOP) return Error{path + ": is a symbolic link; name the file itself"};
+  if (fd < 0) return Error{path + ": cannot write (" + std::strerror(errno) + ")"};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Error{path + ": not a regular file; the event log is written to one"};
   }
-  if (!text.empty() && text.back() != '\n') text.erase(text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
-  std::uint64_t lines = static_cast<std::uint64_t>(std::count(text.begin(), text.end(), '\n'));
+  if (mode == EventsFile::empty && ::ftruncate(fd, 0) != 0) {
+    std::string why = std::strerror(errno);
+    ::close(fd);
+    return Error{path + ": cannot empty it (" + why + ")"};
+  }
+  return fd;
+}
+
+std::optional<std::string> catch_up_events_file(const std::string& path, const store::Store& store) {
+  auto opened = open_events_file(path, EventsFile::keep);
+  if (!opened) return opened.error().message;
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{*opened};
+  const int fd = *opened;
+  std::string text;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::pread(fd, buf, sizeof buf, static_cast<off_t>(text.size()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return path + ": cannot read the event log (" + std::strerror(errno) + ")";
+    if (n == 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  std::size_t whole = text.empty() || text.back() == '\n' ? text.size()
+                      : text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1;
+  std::uint64_t lines = static_cast<std::uint64_t>(std::count(text.begin(), text.begin() + whole, '\n'));
   auto missing = store.events(lines);
   if (!missing) return missing.error().message;
-  for (const auto& r : *missing) text += event_json_line(log_event(r)) + "\n";
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-  if (!out) return path + ": cannot write the event log";
+  std::string more;
+  for (const auto& r : *missing) more += event_json_line(log_event(r)) + "\n";
+  if (::ftruncate(fd, static_cast<off_t>(whole)) != 0)
+    return path + ": cannot write the event log (" + std::strerror(errno) + ")";
+  for (std::size_t at = 0; at < more.size();) {
+    ssize_t n = ::write(fd, more.data() + at, more.size() - at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return path + ": cannot write the event log (" + std::strerror(errno) + ")";
+    at += static_cast<std::size_t>(n);
+  }
   return std::nullopt;
 }
 

@@ -1,7 +1,7 @@
 #include "cli/cluster_flags.hpp"
 
-#include <fstream>
-#include <sstream>
+#include "actors/policy/operator_input.hpp"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,15 +20,10 @@ void add_cluster_flags(CLI::App* cmd, ClusterFlags& f) {
 
 Expected<std::string> read_secret(const std::string& path, const std::string& flag) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return Error{flag + ": " + path + ": cannot read it"};
-  // A FIFO or a device would block or never end the read below.
-  if (!S_ISREG(st.st_mode)) return Error{flag + ": " + path + ": is not a regular file"};
+  auto text = read_input_file(path, "secret", max_secret_bytes, &st);
+  if (!text) return Error{flag + ": " + text.error().message};
   if (st.st_mode & 077) return Error{flag + ": " + path + ": is readable by others; chmod 600 it"};
-  if (st.st_size > max_secret_bytes) return Error{flag + ": " + path + ": is larger than 64 KiB; a secret is not"};
-  std::ifstream in(path, std::ios::binary);
-  std::string secret(max_secret_bytes + 1, '\0');
-  in.read(secret.data(), static_cast<std::streamsize>(secret.size()));
-  secret.resize(static_cast<std::size_t>(in.gcount()));
+  std::string secret = std::move(*text);
   while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
   if (secret.size() < 16) return Error{flag + ": " + path + ": the secret is shorter than 16 bytes"};
   return secret;

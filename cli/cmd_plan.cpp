@@ -23,7 +23,8 @@ Action add_plan(CLI::App& app) {
   auto log_level = std::make_shared<std::string>();
   // Not ->required(): the config file may name it, and CLI11 checks required
   // options before the file is read.
-  cmd->add_option("--scenario", *scenario, "Scenario file (JSON) describing the cluster (required)");
+  cmd->add_option("--scenario", *scenario,
+                  "Scenario file (JSON, a regular file of at most 64 MiB) describing the cluster (required)");
   cmd->add_flag("--json", *as_json, "Print the decisions as one JSON document");
   // Quiet unless asked: the decisions on stdout are the whole answer.
   add_log_level(cmd, *log_level, "warn");

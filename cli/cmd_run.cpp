@@ -9,12 +9,9 @@
 #include "cli/metrics_option.hpp"
 #include "firmware_hooks/scenario.hpp"
 
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <sstream>
+#include <unistd.h>
 
 namespace memlend::cli {
 
@@ -39,11 +36,11 @@ struct RunFlags {
   bool no_db = false;
 };
 
-std::string slurp_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
+std::optional<std::string> empty_events_file(const std::string& path) {
+  auto fd = open_events_file(path, EventsFile::empty);
+  if (!fd) return fd.error().message;
+  ::close(*fd);
+  return std::nullopt;
 }
 
 // The built-in demo runs a hundred times faster than the wall clock, so its
@@ -60,7 +57,8 @@ Action add_run(CLI::App& app) {
       "grows, a donor that fails), printing what it detects and does as it goes.");
   auto f = std::make_shared<RunFlags>();
   cmd->add_option("--scenario", f->scenario,
-                  "Scenario file (JSON); without it, the built-in demo");
+                  "Scenario file (JSON, a regular file of at most 64 MiB); without it, the\n"
+                  "built-in demo");
   cmd->add_option("--for", f->for_text,
                   "Stop when the scenario clock reaches this (90, 90s, 20m, 1h); by default\n"
                   "when the last event is past by migrate_after_s + 60 s");
@@ -69,7 +67,8 @@ Action add_run(CLI::App& app) {
                   "(default 1 for a scenario file, 100 for the built-in demo)");
   cmd->add_option("--events-out", f->events_out,
                   "Write the event log here, one JSON object per line (a fresh run replaces\n"
-                  "the file; a run resumed from --db brings it up to the store and appends)");
+                  "the file; a run resumed from --db brings it up to the store and appends);\n"
+                  "a regular file, never reached through a symbolic link");
   cmd->add_option("--datastore", f->datastore,
                   "Directory of the shared datastore, for mirror files (default: ./memlend-datastore,\n"
                   "made if missing)");
@@ -98,23 +97,22 @@ Action add_run(CLI::App& app) {
   add_log_level(cmd, f->log_level, "info");
   return with_config_file(cmd, [f, speed] {
     setup_logging(f->log_level);
+    // Read once: the text parsed is the text fingerprinted for the store.
     std::string text;
     std::string origin = f->scenario;
     if (f->scenario.empty()) {
       text = std::string(platform::builtin_demo_scenario());
       origin = "built-in demo";
+    } else {
+      auto read = platform::read_scenario_file(f->scenario);
+      if (!read) return bad_input(read.error().message);
+      text = std::move(*read);
     }
     if (f->show_scenario) {
-      if (f->scenario.empty()) {
-        std::cout << text;
-        return exit_ok;
-      }
-      std::ifstream in(f->scenario);
-      if (!in) return bad_input(f->scenario + ": cannot open the scenario file");
-      std::cout << in.rdbuf();
+      std::cout << text;
       return exit_ok;
     }
-    auto sc = f->scenario.empty() ? platform::parse_scenario(text, origin) : platform::load_scenario(f->scenario);
+    auto sc = platform::parse_scenario(text, origin);
     if (!sc) return bad_input(sc.error().message);
 
     RunOptions o;
@@ -142,9 +140,10 @@ Action add_run(CLI::App& app) {
       return bad_input("--datastore: " + o.datastore + ": cannot make the directory" +
                        (ec ? " (" + ec.message() + ")" : std::string()));
     if (!f->events_out.empty()) {
-      // Appending: a resumed run adds to the log it left; a fresh one empties it below.
-      std::ofstream probe(f->events_out, std::ios::app);
-      if (!probe) return bad_input("--events-out: " + f->events_out + ": cannot write (" + std::strerror(errno) + ")");
+      // Kept as it is: a resumed run adds to the log it left; a fresh one empties it below.
+      auto fd = open_events_file(f->events_out, EventsFile::keep);
+      if (!fd) return bad_input("--events-out: " + fd.error().message);
+      ::close(*fd);
       o.sink.events_out = f->events_out;
     }
     if (f->data_path != "on" && f->data_path != "off")
@@ -183,7 +182,7 @@ Action add_run(CLI::App& app) {
     if (!f->no_db && !f->dry_run) {
       ResumeOptions ro;
       ro.db = f->db;
-      ro.scenario_text = f->scenario.empty() ? text : slurp_file(f->scenario);
+      ro.scenario_text = text;
       ro.until_s = o.until_s;
       ro.data_path_in_process = !o.network.enabled;
       ro.datastore = o.datastore;
@@ -198,11 +197,12 @@ Action add_run(CLI::App& app) {
       o.platform = resumed->platform;
       o.fingerprint = resumed->fingerprint;
       resume_notes = resumed->notes;
-      if (!resumed->resumed && !f->events_out.empty()) std::ofstream(f->events_out, std::ios::trunc);
+      if (!resumed->resumed && !f->events_out.empty())
+        if (auto err = empty_events_file(f->events_out)) return bad_input("--events-out: " + *err);
       if (resumed->resumed && !f->events_out.empty())
         if (auto err = catch_up_events_file(f->events_out, *resumed->store)) return bad_input("--events-out: " + *err);
     } else if (!f->events_out.empty()) {
-      std::ofstream(f->events_out, std::ios::trunc);
+      if (auto err = empty_events_file(f->events_out)) return bad_input("--events-out: " + *err);
     }
     if (!f->quiet) {
       for (const auto& n : resume_notes) std::cout << "memlend: " << n << '\n';

@@ -1,11 +1,11 @@
 #include "cli/config_file.hpp"
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
+#include "actors/policy/operator_input.hpp"
+
 #include <iostream>
 #include <map>
 #include <memory>
+#include <sstream>
 
 namespace memlend::cli {
 
@@ -50,7 +50,7 @@ std::optional<std::string> parse_value(const std::string& text, std::string& out
     if (i >= text.size()) return std::string("the value has no closing ") + q;
     end = i + 1;
     std::string rest = trim(text.substr(end));
-    if (!rest.empty() && rest.front() != '#') return "text after the closing quote: " + rest;
+    if (!rest.empty() && rest.front() != '#') return "text after the closing quote: " + clip(rest);
     return std::nullopt;
   }
   auto hash = text.find(" #");
@@ -106,9 +106,12 @@ std::string attribute_to_config_file(const std::string& message) {
   return a.path + ":" + std::to_string(it->second) + ": key " + it->first + message.substr(colon);
 }
 
-std::optional<Error> apply_config_file(CLI::App& cmd, const std::string& path, std::map<std::string, int>* applied) {
-  std::ifstream in(path);
-  if (!in) return Error{path + ": cannot read the config file (" + std::strerror(errno) + ")"};
+namespace {
+
+std::optional<Error> apply_lines(CLI::App& cmd, const std::string& path, std::map<std::string, int>* applied) {
+  auto text = read_input_file(path, "config file", max_config_bytes);
+  if (!text) return text.error();
+  std::istringstream in(*text);
   std::map<std::string, int> seen;  // key → line
   std::string raw;
   int line_no = 0;
@@ -121,13 +124,13 @@ std::optional<Error> apply_config_file(CLI::App& cmd, const std::string& path, s
     if (line.front() == '[')
       return Error{where + "sections are not used: every key is a long option of a memlend command"};
     auto eq = line.find('=');
-    if (eq == std::string::npos) return Error{where + "expected key = value, found \"" + line + "\""};
+    if (eq == std::string::npos) return Error{where + "expected key = value, found \"" + clip(line) + "\""};
     std::string key = trim(line.substr(0, eq));
-    if (!is_key(key)) return Error{where + "\"" + key + "\" is not a key (lower-case letters, digits and '-')"};
+    if (!is_key(key)) return Error{where + "\"" + clip(key) + "\" is not a key (lower-case letters, digits and '-')"};
     std::string value;
-    if (auto bad = parse_value(trim(line.substr(eq + 1)), value)) return Error{where + "key " + key + ": " + *bad};
+    if (auto bad = parse_value(trim(line.substr(eq + 1)), value)) return Error{where + "key " + clip(key) + ": " + *bad};
     if (auto [it, fresh] = seen.emplace(key, line_no); !fresh)
-      return Error{where + "key " + key + " is set twice (first on line " + std::to_string(it->second) + ")"};
+      return Error{where + "key " + clip(key) + " is set twice (first on line " + std::to_string(it->second) + ")"};
 
     std::string name = "--" + key;
     CLI::Option* opt = key == "config" || key == "help" ? nullptr : cmd.get_option_no_throw(name);
@@ -137,11 +140,11 @@ std::optional<Error> apply_config_file(CLI::App& cmd, const std::string& path, s
       for (char& c : dashed)
         if (c == '_') c = '-';
       if (dashed != key && cmd.get_option_no_throw("--" + dashed))
-        return Error{where + "unknown key " + key + " (did you mean " + dashed + "?)"};
-      return Error{where + "unknown key " + key + " (" + command + " takes: " + keys_of(cmd) + ")"};
+        return Error{where + "unknown key " + clip(key) + " (did you mean " + clip(dashed) + "?)"};
+      return Error{where + "unknown key " + clip(key) + " (" + command + " takes: " + keys_of(cmd) + ")"};
     }
     if (opt->count() > 0) continue;  // the command line wins
-    std::string bad_value = where + "key " + key + ": bad value \"" + value + "\"";
+    std::string bad_value = where + "key " + key + ": bad value \"" + clip(value) + "\"";
     try {
       if (opt->get_expected_min() == 0) {
         if (value == "false") continue;  // the same as leaving the flag out
@@ -153,25 +156,36 @@ std::optional<Error> apply_config_file(CLI::App& cmd, const std::string& path, s
       opt->run_callback();
       if (applied) (*applied)[key] = line_no;
     } catch (const CLI::Error& e) {
-      return Error{bad_value + ": " + e.what()};
+      // CLI11 repeats the value in its message.
+      return Error{bad_value + ": " + clip(e.what(), 200)};
     }
   }
-  if (in.bad()) return Error{path + ": cannot read the config file"};
   return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<Error> apply_config_file(CLI::App& cmd, const std::string& path, std::map<std::string, int>* applied) {
+  // One printable line at the source, as parse_scenario's: the messages echo
+  // keys and values, and a quoted value may hold "\n" (the fuzzer's find).
+  auto bad = apply_lines(cmd, path, applied);
+  if (bad) bad->message = one_line(bad->message);
+  return bad;
 }
 
 Action with_config_file(CLI::App* cmd, Action action) {
   auto path = std::make_shared<std::string>();
   cmd->add_option("--config", *path,
                   "Read options from this file: one `key = value` per line, the key being a long\n"
-                  "option without its dashes (e.g. log-level = \"debug\"); the command line wins");
+                  "option without its dashes (e.g. log-level = \"debug\"); the command line wins;\n"
+                  "a regular file of at most 1 MiB");
   return [cmd, path, action = std::move(action)] {
     if (!path->empty()) {
       // What bad_input prints; that lives in main.cpp, which tests do not link.
       auto& a = applied_file();
       a.path = *path;
       if (auto bad = apply_config_file(*cmd, *path, &a.keys)) {
-        std::cerr << "memlend: " << one_line(bad->message) << '\n';
+        std::cerr << "memlend: " << bad->message << '\n';
         return exit_bad_input;
       }
     }

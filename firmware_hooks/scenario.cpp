@@ -1,13 +1,12 @@
 #include "firmware_hooks/scenario.hpp"
 
+#include "actors/policy/operator_input.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 #include <unordered_map>
 #include <vector>
 
@@ -40,6 +39,17 @@ std::string join(const std::string& path, const std::string& key) {
   return path.empty() ? key : path + "." + key;
 }
 
+// U+202A..U+202E are E2 80 AA..AE in UTF-8, U+2066..U+2069 are E2 81 A6..A9.
+bool has_bidi_override(const std::string& s) {
+  for (std::size_t i = 0; i + 2 < s.size(); ++i) {
+    auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
+    if (b(0) != 0xe2) continue;
+    if (b(1) == 0x80 && b(2) >= 0xaa && b(2) <= 0xae) return true;
+    if (b(1) == 0x81 && b(2) >= 0xa6 && b(2) <= 0xa9) return true;
+  }
+  return false;
+}
+
 // Reads the keys of one object, refusing any it was not told about.
 class Fields {
  public:
@@ -49,7 +59,7 @@ class Fields {
     for (const auto& item : j.items()) {
       const std::string& key = item.key();
       if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; }))
-        throw Bad{join(path_, key), "unknown key"};
+        throw Bad{join(path_, clip(key)), "unknown key"};
     }
   }
 
@@ -105,6 +115,10 @@ class Fields {
     // Names end up in logs, metric labels and file names.
     if (std::any_of(s.begin(), s.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f || c == '/'; }))
       throw Bad{where(key), "must not hold control characters or '/'"};
+    // A name that reads differently from what it is ("Trojan Source"): in a
+    // log or a plan, the override turns the text after it around.
+    if (has_bidi_override(s))
+      throw Bad{where(key), "must not hold bidirectional override characters (U+202A-U+202E, U+2066-U+2069)"};
     return s;
   }
 
@@ -114,7 +128,7 @@ class Fields {
     const json& v = at(key);
     if (!v.is_string()) throw Bad{where(key), std::string("must be one of ") + options + ", got " + kind_of(v)};
     auto e = parse(v.get<std::string>());
-    if (!e) throw Bad{where(key), "unknown value \"" + v.get<std::string>() + "\" (one of " + options + ")"};
+    if (!e) throw Bad{where(key), "unknown value \"" + clip(v.get<std::string>()) + "\" (one of " + options + ")"};
     return *e;
   }
 
@@ -139,7 +153,14 @@ Settings parse_settings(const json& j) {
   s.page_size_kib = f.integer("page_size_kib", 1, 1 << 20, s.page_size_kib);
   if (!power_of_two(s.page_size_kib)) throw Bad{"settings.page_size_kib", "must be a power of two"};
   s.rdma_block_kib = f.integer("rdma_block_kib", 1, 1 << 20, s.rdma_block_kib);
-  if (!power_of_two(s.rdma_block_kib)) throw Bad{"settings.rdma_block_kib", "must be a power of two"};
+  // A block is what one RDMA READ or WRITE moves: any whole number of 4 KiB
+  // pages can be registered and moved, and only then can the buffer rule,
+  // lcm(page, block), exceed the larger of the two (2 MiB pages and 768 KiB
+  // blocks: 6 MiB). Powers of two below a page stay valid, as before; the
+  // data path rounds them up to a page.
+  if (!power_of_two(s.rdma_block_kib) && s.rdma_block_kib % 4 != 0)
+    throw Bad{"settings.rdma_block_kib", "must be a power of two or a whole number of 4 KiB pages, got " +
+                                             std::to_string(s.rdma_block_kib)};
   s.buffer_blocks = f.integer("buffer_blocks", 1, 4096, s.buffer_blocks);
   if (buffer_kib_per_lease(s) > (std::int64_t{1} << 20))
     throw Bad{"settings.buffer_blocks", "makes a local buffer of " + std::to_string(buffer_kib_per_lease(s)) +
@@ -266,10 +287,131 @@ Scenario parse(const json& root) {
   return sc;
 }
 
-// nlohmann keeps the last of two equal keys; a scenario with both is a
-// mistake worth naming, so the parser callback watches for them.
-struct DuplicateKey {
-  std::string key;
+// Builds the document as nlohmann's DOM parser would, refusing on the way what
+// that parser lets through: a key twice in one object (nlohmann keeps the
+// last; a scenario that says something twice is a mistake worth naming), an
+// integer beyond 64 bits (nlohmann makes it a double, reported as "a
+// fraction"), and nesting deeper than a scenario goes (each level costs
+// memory, and the file may be 64 MiB of '['). Linear in the text: a key is
+// looked up once, in its own object. (nlohmann's callback parser, used before
+// for the duplicate check, rescanned the enclosing array at the end of each
+// object: quadratic in the hosts.)
+class Builder {
+ public:
+  explicit Builder(json& root) : root_(root) {}
+
+  bool null() { return put(nullptr); }
+  bool boolean(bool b) { return put(b); }
+  bool number_integer(json::number_integer_t x) { return put(x); }
+  bool number_unsigned(json::number_unsigned_t x) { return put(x); }
+  bool number_float(json::number_float_t x, const json::string_t& text) {
+    if (text.find_first_of(".eE") == std::string::npos)
+      return refuse(next_path(), clip(text) + " is an integer beyond 64 bits");
+    return put(x);
+  }
+  bool string(json::string_t& s) { return put(std::move(s)); }
+  bool binary(json::binary_t&) { return refuse(next_path(), "binary data"); }  // not in JSON text
+
+  bool start_object(std::size_t) { return open(json::value_t::object); }
+  bool start_array(std::size_t) { return open(json::value_t::array); }
+  bool end_object() { return close(); }
+  bool end_array() { return close(); }
+
+  bool key(json::string_t& k) {
+    auto [it, fresh] = open_.back().value->get_ref<json::object_t&>().try_emplace(std::move(k));
+    if (!fresh) {
+      error_ = "key \"" + clip(it->first) + "\" appears twice in one object";
+      return false;
+    }
+    open_.back().key = &it->first;  // a map's keys stay where they are
+    slot_ = &it->second;
+    return true;
+  }
+
+  bool parse_error(std::size_t, const std::string&, const json::exception& e) {
+    // "[json.exception.parse_error.101] parse error at line 1, column 7: ...;
+    // last read: '<the token>'": the token may be megabytes of string.
+    std::string what = e.what();
+    auto cut = what.find("] ");
+    if (cut != std::string::npos) what = what.substr(cut + 2);
+    const std::string last = "; last read: '";
+    auto token = what.find(last);
+    if (token != std::string::npos && what.size() > token + last.size() + 1)
+      what = what.substr(0, token + last.size()) + clip(what.substr(token + last.size(), what.size() - token - last.size() - 1)) + "'";
+    error_ = "not valid JSON: " + clip(what, 300);
+    return false;
+  }
+
+  // Why parsing stopped, after "ORIGIN: ".
+  const std::string& error() const { return error_; }
+
+ private:
+  // Five levels hold every key a scenario has (top, vms, a VM, its remote, a
+  // loan); the margin is for the messages about keys that are not there.
+  static constexpr std::size_t max_depth = 16;
+
+  struct Open {
+    json* value;                        // the container being filled
+    const std::string* key = nullptr;  // in an object, the key of the value being parsed
+  };
+
+  // Where the next value goes: the root, the end of the innermost array, or
+  // the slot of the key just read. Only the innermost container grows, so
+  // the pointers to the open ones stay valid.
+  json* next_slot() {
+    if (open_.empty()) return &root_;
+    json& top = *open_.back().value;
+    if (top.is_array()) {
+      top.get_ref<json::array_t&>().emplace_back();
+      return &top.back();
+    }
+    return slot_;
+  }
+
+  template <class V>
+  bool put(V&& v) {
+    *next_slot() = json(std::forward<V>(v));
+    return true;
+  }
+
+  bool open(json::value_t kind) {
+    if (open_.size() >= max_depth)
+      return refuse(next_path(), "nested deeper than " + std::to_string(max_depth) + " levels");
+    json* slot = next_slot();
+    *slot = json(kind);
+    open_.push_back({slot});
+    return true;
+  }
+
+  bool close() {
+    open_.pop_back();
+    return true;
+  }
+
+  // The path of the value about to be parsed, as the checks write it
+  // ("hosts[3].memory_mib"); only built for a message.
+  std::string next_path() const {
+    std::string path;
+    for (std::size_t i = 0; i < open_.size(); ++i) {
+      const json& c = *open_[i].value;
+      bool innermost = i + 1 == open_.size();
+      if (c.is_array())
+        path += "[" + std::to_string(innermost ? c.size() : c.size() - 1) + "]";
+      else if (open_[i].key)
+        path = join(path, clip(*open_[i].key));
+    }
+    return path;
+  }
+
+  bool refuse(const std::string& path, std::string what) {
+    error_ = (path.empty() ? std::string("top level") : path) + ": " + std::move(what);
+    return false;
+  }
+
+  json& root_;
+  std::vector<Open> open_;
+  json* slot_ = nullptr;
+  std::string error_;
 };
 
 Expected<Scenario> parse_scenario_text(std::string_view text, const std::string& origin);
@@ -285,32 +427,14 @@ Expected<Scenario> parse_scenario(std::string_view text, const std::string& orig
 namespace {
 
 Expected<Scenario> parse_scenario_text(std::string_view text, const std::string& origin) {
-  std::vector<std::set<std::string>> open;
-  auto watch = [&](int, json::parse_event_t event, json& parsed) {
-    switch (event) {
-      case json::parse_event_t::object_start: open.emplace_back(); break;
-      case json::parse_event_t::object_end:
-        if (!open.empty()) open.pop_back();
-        break;
-      case json::parse_event_t::key:
-        if (!open.empty() && !open.back().insert(parsed.get<std::string>()).second)
-          throw DuplicateKey{parsed.get<std::string>()};
-        break;
-      default: break;
-    }
-    return true;
-  };
+  // nlohmann's lexer takes a NUL for the end of the input and ignores what
+  // follows it; a scenario is text, and a NUL in it is damage.
+  if (auto nul = text.find('\0'); nul != std::string_view::npos)
+    return Error{origin + ": not valid JSON: a NUL byte at offset " + std::to_string(nul)};
   json root;
-  try {
-    root = json::parse(text.begin(), text.end(), watch);
-  } catch (const DuplicateKey& d) {
-    return Error{origin + ": key \"" + d.key + "\" appears twice in one object"};
-  } catch (const json::exception& e) {  // a syntax error, or a number too large for a double (406)
-    std::string what = e.what();
-    auto cut = what.find("] ");
-    if (cut != std::string::npos) what = what.substr(cut + 2);
-    return Error{origin + ": not valid JSON: " + what};
-  }
+  Builder builder(root);
+  if (!json::sax_parse(text.begin(), text.end(), &builder, json::input_format_t::json, true))
+    return Error{origin + ": " + builder.error()};
   try {
     return parse(root);
   } catch (const Bad& b) {
@@ -322,15 +446,14 @@ Expected<Scenario> parse_scenario_text(std::string_view text, const std::string&
 
 }  // namespace
 
+Expected<std::string> read_scenario_file(const std::string& path) {
+  return read_input_file(path, "scenario file", max_scenario_bytes);
+}
+
 Expected<Scenario> load_scenario(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) return Error{path + ": is a directory, not a scenario file"};
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Error{path + ": cannot open the scenario file"};
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Error{path + ": cannot read the scenario file"};
-  return parse_scenario(text.str(), path);
+  auto text = read_scenario_file(path);
+  if (!text) return text.error();
+  return parse_scenario(*text, path);
 }
 
 }  // namespace memlend::platform

@@ -16,6 +16,10 @@ namespace memlend::platform {
 // duplicate name or a duplicate key is an error; nothing is half-loaded.
 Expected<policy::Scenario> parse_scenario(std::string_view text, const std::string& origin);
 Expected<policy::Scenario> load_scenario(const std::string& path);
+// The text of a scenario file, for a caller that needs the very bytes it
+// parses (a fingerprint, --show-scenario): only a regular file, at most 64
+// MiB (read_input_file).
+Expected<std::string> read_scenario_file(const std::string& path);
 
 // The embedded demo: the clusters of the patent's FIG. 2 and FIG. 3 side by
 // side (one fabric each), a VM whose demand grows, a donor that fails and

@@ -3,7 +3,8 @@
 # Debian's packages, configures, builds, and then runs what was asked for.
 #
 #   packaging/build.sh demo       build, then run the embedded demo
-#   packaging/build.sh test       build, then run every test (ctest)
+#   packaging/build.sh test       build, then run every test (ctest) but open-ended fuzzing
+#   packaging/build.sh fuzz [S]   build, then fuzz each target for S seconds (default 60)
 #   packaging/build.sh sanitize   the same tests in an ASan + UBSan build
 #   packaging/build.sh bench      build, then run the benchmarks
 #   packaging/build.sh package    build, then make the Debian package (build/memlend_*.deb)
@@ -60,12 +61,23 @@ case "$what" in
   test)
     install_deps
     configure_and_build "$root/build"
-    ctest --test-dir "$root/build" --output-on-failure -j "$jobs" "$@"
+    # The fuzzers replay their corpus here (label fuzz); open-ended fuzzing
+    # finds different inputs on different machines, so it has its own command.
+    ctest --test-dir "$root/build" --output-on-failure -j "$jobs" -LE fuzz-explore "$@"
+    ;;
+  fuzz)
+    install_deps
+    seconds=${1:-60}
+    [[ $seconds =~ ^[1-9][0-9]*$ ]] || { echo "packaging/build.sh fuzz: seconds must be a positive integer" >&2; exit 2; }
+    configure_and_build "$root/build" -DMEMLEND_FUZZ_SECONDS="$seconds"
+    # A crash fails its test and leaves the input in build/fuzz/<fuzzer>/crashes/.
+    ctest --test-dir "$root/build" --output-on-failure -j "$jobs" -L fuzz-explore
     ;;
   sanitize)
     install_deps
     configure_and_build "$root/build-sanitize" -DMEMLEND_SANITIZE=ON -DMEMLEND_BENCH=OFF -DCMAKE_BUILD_TYPE=Debug
-    # The fuzzers are built with ASan and UBSan in every build and run in `test`.
+    # The fuzzers are built with ASan and UBSan in every build and run in `test`
+    # (-LE fuzz leaves out fuzz-explore too).
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
       ctest --test-dir "$root/build-sanitize" --output-on-failure -j "$jobs" -LE fuzz "$@"
     ;;
@@ -79,5 +91,5 @@ case "$what" in
     configure_and_build "$root/build" -DCMAKE_BUILD_TYPE=Release
     (cd "$root/build" && cpack -G DEB)
     ;;
-  *) echo "usage: packaging/build.sh demo|test|sanitize|bench|package|build|deps" >&2; exit 2 ;;
+  *) echo "usage: packaging/build.sh demo|test|fuzz|sanitize|bench|package|build|deps" >&2; exit 2 ;;
 esac

@@ -198,6 +198,11 @@ Expected<std::int64_t> inspect(sqlite3* db, const std::string& path, int known, 
   if (version.value <= 0)
     return Error{failure_message(path, SQLITE_CORRUPT, "memlend's application_id but no schema version") +
                  left_alone};
+  if (objects.value == 0)
+    return Error{failure_message(path, SQLITE_CORRUPT,
+                                 "memlend's application_id and schema version " + std::to_string(version.value) +
+                                     " but none of memlend's tables") +
+                 left_alone};
   int rc = SQLITE_OK;
   auto problems = report(db, "PRAGMA integrity_check(20)", &rc);
   if (rc != SQLITE_OK) return failed(rc);
@@ -456,6 +461,10 @@ Expected<std::unique_ptr<Store>> Store::open(const std::string& path, const Opti
     auto migrated = migrate(db, path, migrations, version.value);
     if (!migrated) return refuse(migrated.error().message);
     version.value = *migrated;
+    // Before the switch to WAL, which rewrites the header: a schema that lacks
+    // a table the statements need is refused with the file as it was.
+    impl->schema_version = static_cast<int>(version.value);
+    if (auto ok = impl->prepare_statements(); !ok) return refuse(ok.error().message);
     // WAL only now, so that a refused file is not even switched to it. FULL:
     // in WAL mode NORMAL does not fsync the WAL at commit, and a power cut
     // could lose a transition that was acknowledged and acted on.
@@ -465,8 +474,8 @@ Expected<std::unique_ptr<Store>> Store::open(const std::string& path, const Opti
     if (rc != SQLITE_OK) return refuse(failure_message(path, rc, impl->db.error()));
   }
   impl->schema_version = static_cast<int>(version.value);
-
-  if (auto ok = impl->prepare_statements(); !ok) return refuse(ok.error().message);
+  if (read_only)
+    if (auto ok = impl->prepare_statements(); !ok) return refuse(ok.error().message);
   if (impl->writable()) {
     sql::Statement steps;
     rc = steps.prepare(db, "SELECT from_state, to_state FROM lease_transitions");

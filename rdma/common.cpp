@@ -1,5 +1,7 @@
 #include "rdma/common.hpp"
 
+#include "actors/policy/operator_input.hpp"
+
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
@@ -59,21 +61,12 @@ std::string to_string(const Endpoint& e) {
 }
 
 Expected<Secret> load_secret_file(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return sys_error("secret file " + path, errno);
-  std::string bytes;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return sys_error("secret file " + path, errno);
-    if (n == 0) break;
-    bytes.append(buf, static_cast<std::size_t>(n));
-    if (bytes.size() > (1u << 20)) return Error{"secret file " + path + ": larger than 1 MiB"};
-  }
+  auto read = read_input_file(path, "secret file", max_secret_bytes);
+  if (!read) return read.error();
+  std::string bytes = std::move(*read);
   // A trailing newline from `echo` is not part of the secret.
   while (!bytes.empty() && (bytes.back() == '\n' || bytes.back() == '\r')) bytes.pop_back();
-  if (bytes.empty()) return Error{"secret file " + path + ": empty"};
+  if (bytes.empty()) return Error{path + ": the secret file is empty"};
   return secret_from_text(bytes);
 }
 

@@ -122,7 +122,59 @@ BOOST_AUTO_TEST_CASE(every_error_names_the_file_the_line_and_the_key) {
   }
   Commands c;
   c.parse({"run"});
-  BOOST_TEST(error_of(c, dir.path + "/missing.conf").rfind(dir.path + "/missing.conf: cannot read the config file", 0) == 0u);
+  BOOST_TEST(error_of(c, dir.path + "/missing.conf") ==
+             dir.path + "/missing.conf: cannot open the config file (No such file or directory)");
+}
+
+// What fuzz_config found: a quoted "\n" in a bad value made the message two
+// lines. The parser's messages are one printable line where they are made.
+BOOST_AUTO_TEST_CASE(an_escaped_newline_in_a_value_stays_on_one_line) {
+  TempDir dir;
+  Commands c;
+  c.parse({"run"});
+  auto file = dir.write("nl.conf", std::string("# .\0VE\xe3\xa4nal.c\nlog-level= \"\\npem\"\n", 33));
+  std::string err = error_of(c, file);
+  BOOST_TEST(err.rfind(file + ":2: key log-level: bad value \"\\npem\": ", 0) == 0u, err);
+  BOOST_TEST(std::none_of(err.begin(), err.end(), [](unsigned char ch) { return ch < 0x20 || ch == 0x7f; }), err);
+}
+
+// A 2 MB value is not echoed (twice: CLI11 repeats it) into a 4 MB line.
+BOOST_AUTO_TEST_CASE(a_long_value_is_echoed_as_a_prefix) {
+  TempDir dir;
+  Commands c;
+  c.parse({"run"});
+  std::string err = error_of(c, dir.write("long.conf", "speed = " + std::string(900000, '9') + "x\n"));
+  BOOST_TEST(err.rfind(dir.path + "/long.conf:1: key speed: bad value \"999", 0) == 0u, err.substr(0, 300));
+  BOOST_TEST(err.find("(900001 bytes)") != std::string::npos, err.substr(0, 300));
+  BOOST_TEST(err.size() < 600u, err.substr(0, 600));
+  Commands k;
+  k.parse({"run"});
+  err = error_of(k, dir.write("key.conf", std::string(900000, 'k') + " = 1\n"));
+  BOOST_TEST(err.size() < 600u, err.substr(0, 600));
+}
+
+// A config file is a regular file of at most 1 MiB; /dev/zero took 1 GB and
+// a FIFO waited for a writer forever.
+BOOST_AUTO_TEST_CASE(only_a_regular_file_of_at_most_1_mib_is_read, *boost::unit_test::timeout(60)) {
+  TempDir dir;
+  Commands c;
+  c.parse({"run"});
+  BOOST_TEST(error_of(c, "/dev/zero") == "/dev/zero: is a character device; the config file must be a regular file");
+  std::string fifo = dir.path + "/memlend.conf";
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  BOOST_TEST(error_of(c, fifo) == fifo + ": is a FIFO; the config file must be a regular file");
+  std::string big = dir.write("big.conf", "# " + std::string((1 << 20) - 3, 'x') + "\n");
+  BOOST_TEST(error_of(c, big) == "");
+  big = dir.write("big.conf", "# " + std::string((1 << 20) - 2, 'x') + "\n");
+  BOOST_TEST(error_of(c, big) == big + ": is larger than the 1 MiB a config file may hold");
+
+  // Through the binary: status 2 and one line, at once.
+  auto r = run_process({bin, "plan", "--scenario", fig2, "--config", "/dev/zero"}, 30);
+  BOOST_TEST(r.status == 2);
+  BOOST_TEST(r.err == "memlend: /dev/zero: is a character device; the config file must be a regular file\n");
+  r = run_process({bin, "plan", "--scenario", fig2, "--config", fifo}, 30);
+  BOOST_TEST(!r.timed_out);
+  BOOST_TEST(r.status == 2);
 }
 
 // The same through the binary: plan takes --config.

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <sys/stat.h>
 
 using memlend::test::make_temp_dir;
 using memlend::test::run_process;
@@ -42,6 +43,18 @@ void expect_bad_input(const std::vector<std::string>& args, const std::string& n
   BOOST_TEST(r.out.empty());
   BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1);
   BOOST_TEST(r.err.find(names) != std::string::npos, "stderr \"" << r.err << "\" names " << names);
+}
+
+// Bad input that must be refused at once (the wait is a bound, not a
+// synchronisation): status 2 and exactly `line` on stderr.
+void expect_refusal(const std::vector<std::string>& args, const std::string& workdir, const std::string& line) {
+  std::vector<std::string> argv{bin};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = run_process(argv, 30, workdir);
+  BOOST_TEST_REQUIRE(!r.timed_out, args.back());
+  BOOST_TEST(r.status == 2);
+  BOOST_TEST(r.out.empty());
+  BOOST_TEST(r.err == "memlend: " + line + "\n");
 }
 
 }  // namespace
@@ -118,4 +131,77 @@ BOOST_AUTO_TEST_CASE(show_scenario_prints_a_scenario_that_plans) {
   BOOST_TEST(plan.status == 0);
   auto j = nlohmann::json::parse(plan.out);
   BOOST_TEST(j.at("decisions").size() == 5u);
+}
+
+// The scenario is read once, from a regular file: --show-scenario streamed a
+// FIFO or /dev/zero forever.
+BOOST_AUTO_TEST_CASE(show_scenario_reads_only_a_regular_file) {
+  TempDir dir;
+  std::string fifo = dir.path + "/cluster.json";
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  expect_refusal({"run", "--show-scenario", "--scenario", fifo}, dir.path,
+                 fifo + ": is a FIFO; the scenario file must be a regular file");
+  expect_refusal({"run", "--show-scenario", "--scenario", "/dev/zero"}, dir.path,
+                 "/dev/zero: is a character device; the scenario file must be a regular file");
+  std::string fig2 = std::string(MEMLEND_SOURCE_DIR) + "/examples/fig2.json";
+  auto shown = run_process({bin, "run", "--show-scenario", "--scenario", fig2}, 30);
+  BOOST_TEST(shown.status == 0);
+  std::ifstream in(fig2);
+  std::stringstream text;
+  text << in.rdbuf();
+  BOOST_TEST(shown.out == text.str());
+}
+
+// Secret files too: a FIFO named as one waited for a writer forever.
+BOOST_AUTO_TEST_CASE(a_secret_file_must_be_a_regular_file) {
+  TempDir dir;
+  std::string fifo = dir.path + "/secret";
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  expect_refusal({"run", "--no-db", "--metrics", "off", "--listen", "127.0.0.1:0", "--cluster", "c", "--tls-ca",
+                  "/dev/null", "--tls-cert", "/dev/null", "--tls-key", "/dev/null", "--cluster-secret-file", fifo},
+                 dir.path, "--cluster-secret-file: " + fifo + ": is a FIFO; the cluster secret must be a regular file");
+  expect_refusal({"donor", "--listen", "127.0.0.1:0", "--pool-mib", "1", "--secret-file", fifo}, dir.path,
+                 "--secret-file: " + fifo + ": is a FIFO; the secret file must be a regular file");
+}
+
+// memlend often runs as root: a symbolic link planted where the event log
+// goes had its target truncated and filled.
+BOOST_AUTO_TEST_CASE(events_out_does_not_follow_a_symbolic_link) {
+  TempDir dir;
+  std::string target = dir.path + "/precious";
+  std::ofstream(target) << "not an event log\n";
+  std::string link = dir.path + "/events.jsonl";
+  std::filesystem::create_symlink(target, link);
+  expect_refusal({"run", "--scenario", std::string(MEMLEND_SOURCE_DIR) + "/examples/fig2.json", "--for", "30",
+                  "--no-db", "--data-path", "off", "--events-out", link},
+                 dir.path, "--events-out: " + link + ": is a symbolic link; name the file itself");
+  std::ifstream in(target);
+  std::string kept;
+  std::getline(in, kept);
+  BOOST_TEST(kept == "not an event log");
+  BOOST_TEST(std::filesystem::is_symlink(link));
+  std::string fifo = dir.path + "/events.fifo";
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  expect_refusal({"run", "--no-db", "--metrics", "off", "--events-out", fifo}, dir.path,
+                 "--events-out: " + fifo + ": not a regular file; the event log is written to one");
+}
+
+// A block that is not a power of two, carried through the data path: the
+// lease's region moves 768 KiB blocks through an 18 MiB buffer, and the
+// guest reads back every word it wrote.
+BOOST_AUTO_TEST_CASE(a_768_kib_block_carries_through_the_data_path) {
+  TempDir dir;
+  std::string file = dir.path + "/block.json";
+  std::ofstream(file) << R"({
+    "settings": { "page_size_kib": 2048, "rdma_block_kib": 768, "buffer_blocks": 3, "detect_samples": 1 },
+    "hosts": [ { "name": "A", "memory_mib": 16384, "cpu_mhz": 32000 }, { "name": "B", "memory_mib": 131072, "cpu_mhz": 8000 } ],
+    "vms": [ { "name": "VM2", "host": "A", "memory_mib": 65536, "cpu_mhz": 16000 } ] })";
+  auto r = run_process({bin, "run", "--scenario", file, "--for", "60", "--speed", "20", "--no-db"}, 120, dir.path);
+  BOOST_TEST_REQUIRE(!r.timed_out);
+  BOOST_TEST(r.status == 0, r.err);
+  BOOST_TEST(r.out.find("with a local buffer of 18432 KiB on A") != std::string::npos, r.out);
+  auto at = r.out.find("the guest workload of VM2 wrote");
+  BOOST_TEST_REQUIRE(at != std::string::npos, r.out);
+  auto line = r.out.substr(at, r.out.find('\n', at) - at);
+  BOOST_TEST(line.find(": 0 words wrong") != std::string::npos, line);
 }

@@ -166,6 +166,29 @@ BOOST_AUTO_TEST_CASE(a_newer_schema_is_refused_and_never_overwritten) {
   unchanged(path, before);
 }
 
+// memlend's header with nothing behind it (a file another tool stamped, or a
+// schema dropped by hand): refused before anything is written, WAL mode included.
+BOOST_AUTO_TEST_CASE(memlends_application_id_without_its_tables_is_refused_and_left_alone) {
+  TempDir dir("bad");
+  std::string path = dir.file("memlend.db");
+  memlend::test::raw_sql(path, "PRAGMA application_id = 1835822692; PRAGMA user_version = 1;");
+  std::string before = read_file(path);
+  std::string m = refusal(path);
+  BOOST_TEST(contains(m, "none of memlend's tables"), m);
+  BOOST_TEST(contains(m, "left as it is"), m);
+  BOOST_TEST(contains(refusal(path, Access::read_only), "none of memlend's tables"));
+  unchanged(path, before);
+
+  // Some of its tables but not all: the statements that need the others are
+  // prepared before the switch to WAL, so this file too stays as it was.
+  std::string partial = dir.file("partial.db");
+  memlend::test::raw_sql(partial, "PRAGMA application_id = 1835822692; PRAGMA user_version = 1; "
+                                  "CREATE TABLE schema_history (version INTEGER, summary TEXT, applied_unix_ms INTEGER);");
+  before = read_file(partial);
+  BOOST_TEST(contains(refusal(partial), "no such table"));
+  unchanged(partial, before);
+}
+
 BOOST_AUTO_TEST_CASE(a_damaged_page_is_found_at_start_and_the_file_left_alone) {
   TempDir dir("bad");
   std::string path = dir.file("memlend.db");

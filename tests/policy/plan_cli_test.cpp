@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <sys/stat.h>
 
 using memlend::test::make_temp_dir;
 using memlend::test::run_process;
@@ -180,4 +181,35 @@ BOOST_AUTO_TEST_CASE(bad_scenarios_get_one_line_and_status_2) {
   auto directory = run_process({bin, "plan", "--scenario", dir.path}, 30);
   BOOST_TEST(directory.status == 2);
   BOOST_TEST(directory.err.find("is a directory") != std::string::npos, directory.err);
+}
+
+// Files that never end: /dev/zero and /dev/urandom were read until memory ran
+// out (abort, status 134), a FIFO waited for a writer forever. Now status 2
+// and one line, at once. The wait is a bound, not a synchronisation.
+BOOST_AUTO_TEST_CASE(a_scenario_that_is_not_a_regular_file_is_refused_at_once) {
+  TempDir dir;
+  std::string fifo = dir.path + "/cluster.json";
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  for (const auto& [file, kind] : {std::pair<std::string, std::string>{"/dev/zero", "a character device"},
+                                   {"/dev/urandom", "a character device"},
+                                   {fifo, "a FIFO"}}) {
+    auto r = run_process({bin, "plan", "--scenario", file}, 30);
+    BOOST_TEST_REQUIRE(!r.timed_out, file);
+    BOOST_TEST(r.status == 2, file);
+    BOOST_TEST(r.out.empty());
+    BOOST_TEST(r.err == "memlend: " + file + ": is " + kind + "; the scenario file must be a regular file\n");
+  }
+}
+
+// 2 MiB pages, 768 KiB blocks (not a power of two), 3 blocks per buffer:
+// lcm(2048, 768) x 3 = 18 MiB per lease.
+BOOST_AUTO_TEST_CASE(a_block_of_whole_pages_makes_the_lcm_buffer) {
+  TempDir dir;
+  auto file = dir.write("block.json", R"({
+    "settings": { "page_size_kib": 2048, "rdma_block_kib": 768, "buffer_blocks": 3 },
+    "hosts": [ { "name": "A", "memory_mib": 16384, "cpu_mhz": 32000 }, { "name": "B", "memory_mib": 131072, "cpu_mhz": 8000 } ],
+    "vms": [ { "name": "VM2", "host": "A", "memory_mib": 65536, "cpu_mhz": 16000 } ] })");
+  auto j = plan_json(file);
+  BOOST_TEST(j["decisions"][0]["kind"] == "remote_memory");
+  BOOST_TEST(j["decisions"][0]["buffer_kib"] == 18432);
 }

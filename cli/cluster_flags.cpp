@@ -20,7 +20,8 @@ void add_cluster_flags(CLI::App* cmd, ClusterFlags& f) {
 
 Expected<std::string> read_secret(const std::string& path, const std::string& flag) {
   struct stat st {};
-  auto text = read_input_file(path, "secret", max_secret_bytes, &st);
+  auto text = read_input_file(path, flag == "--cluster-secret-file" ? "cluster secret" : "secret file",
+                              max_secret_bytes, &st);
   if (!text) return Error{flag + ": " + text.error().message};
   if (st.st_mode & 077) return Error{flag + ": " + path + ": is readable by others; chmod 600 it"};
   std::string secret = std::move(*text);

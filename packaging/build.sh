@@ -5,6 +5,7 @@
 #   packaging/build.sh demo       build, then run the embedded demo
 #   packaging/build.sh test       build, then run every test (ctest) but open-ended fuzzing
 #   packaging/build.sh fuzz [S]   build, then fuzz each target for S seconds (default 60)
+#   packaging/build.sh soak       build, then the soak tests (hundreds of donor failures)
 #   packaging/build.sh sanitize   the same tests in an ASan + UBSan build
 #   packaging/build.sh bench      build, then run the benchmarks
 #   packaging/build.sh package    build, then make the Debian package (build/memlend_*.deb)
@@ -44,9 +45,15 @@ install_deps() {
 }
 
 jobs=$(nproc)
+# ccache, where a developer has it, shares objects between checkouts of the tree.
+launcher=()
+if command -v ccache >/dev/null; then
+  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  export CCACHE_BASEDIR="$root"
+fi
 configure_and_build() {
   local dir=$1; shift
-  cmake -S "$root" -B "$dir" -G Ninja "$@" >/dev/null
+  cmake -S "$root" -B "$dir" -G Ninja "${launcher[@]}" "$@" >/dev/null
   cmake --build "$dir" -j "$jobs"
 }
 
@@ -62,8 +69,9 @@ case "$what" in
     install_deps
     configure_and_build "$root/build"
     # The fuzzers replay their corpus here (label fuzz); open-ended fuzzing
-    # finds different inputs on different machines, so it has its own command.
-    ctest --test-dir "$root/build" --output-on-failure -j "$jobs" -LE fuzz-explore "$@"
+    # finds different inputs on different machines, so it has its own command,
+    # and so do the soak tests (hundreds of donor failures).
+    ctest --test-dir "$root/build" --output-on-failure -j "$jobs" -LE 'fuzz-explore|soak' "$@"
     ;;
   fuzz)
     install_deps
@@ -73,13 +81,18 @@ case "$what" in
     # A crash fails its test and leaves the input in build/fuzz/<fuzzer>/crashes/.
     ctest --test-dir "$root/build" --output-on-failure -j "$jobs" -L fuzz-explore
     ;;
+  soak)
+    install_deps
+    configure_and_build "$root/build"
+    ctest --test-dir "$root/build" --output-on-failure -L soak "$@"
+    ;;
   sanitize)
     install_deps
     configure_and_build "$root/build-sanitize" -DMEMLEND_SANITIZE=ON -DMEMLEND_BENCH=OFF -DCMAKE_BUILD_TYPE=Debug
     # The fuzzers are built with ASan and UBSan in every build and run in `test`
     # (-LE fuzz leaves out fuzz-explore too).
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-      ctest --test-dir "$root/build-sanitize" --output-on-failure -j "$jobs" -LE fuzz "$@"
+      ctest --test-dir "$root/build-sanitize" --output-on-failure -j "$jobs" -LE 'fuzz|soak' "$@"
     ;;
   bench)
     install_deps
@@ -91,5 +104,5 @@ case "$what" in
     configure_and_build "$root/build" -DCMAKE_BUILD_TYPE=Release
     (cd "$root/build" && cpack -G DEB)
     ;;
-  *) echo "usage: packaging/build.sh demo|test|fuzz|sanitize|bench|package|build|deps" >&2; exit 2 ;;
+  *) echo "usage: packaging/build.sh demo|test|fuzz|soak|sanitize|bench|package|build|deps" >&2; exit 2 ;;
 esac

@@ -71,6 +71,7 @@ const char* region_event_name(RegionEvent::Kind k) {
     case RegionEvent::Kind::rehomed: return "lease_rehomed";
     case RegionEvent::Kind::region_failed: return "region_failed";
     case RegionEvent::Kind::recipient_gone: return "recipient_gone";
+    case RegionEvent::Kind::mirror_failed: return "mirror_failed";
   }
   return "?";
 }
@@ -347,6 +348,7 @@ class Region final : public RemoteRegion {
       if (detached_) return ok();
       detached_ = true;
       stop_ = true;
+      halting_ = true;
       if (state_ != RegionState::failed) state_ = RegionState::detached;
       if (link_.fetch) link_.fetch->interrupt();
       if (link_.writeback) link_.writeback->interrupt();
@@ -385,6 +387,8 @@ class Region final : public RemoteRegion {
       s.state = state_;
       s.error = error_;
       s.resident_bytes = resident_ * block_;
+      s.mirror_failed = mirror_broken_;
+      s.mirror_error = mirror_error_;
     }
     s.faults = faults_;
     s.write_faults = write_faults_;
@@ -486,6 +490,10 @@ class Region final : public RemoteRegion {
                 static_cast<off_t>(memfd_offset_ + block_offset(b)), static_cast<off_t>(block_span(b)));
   }
 
+  // How long a re-home may wait for the region's own threads: a few I/O
+  // timeouts, each of their steps being bounded by one.
+  Millis hand_over_limit() const { return std::max(Millis(1000), cfg_.timeouts.io * 4); }
+
   // Below this many blocks of buffer, staging would take too large a share.
   static constexpr std::uint64_t min_anonymous_blocks = 4;
 
@@ -538,10 +546,12 @@ class Region final : public RemoteRegion {
   bool wb_paused_ = false;
   bool rehoming_ = false;
   bool mirror_broken_ = false;
+  std::string mirror_error_;
   std::set<std::uint64_t> rehome_log_;
   std::uint64_t marker_requested_ = 0, marker_done_ = 0;
   Status marker_result_ = ok();
 
+  std::atomic<bool> halting_{false};  // stop_, for the re-home's copy, which runs without the lock
   std::atomic<std::uint64_t> faults_{0}, write_faults_{0}, fetches_{0}, prefetches_{0}, evictions_{0},
       clean_evictions_{0}, bytes_read_{0}, bytes_written_{0}, mirror_bytes_read_{0}, mirror_bytes_written_{0},
       failovers_{0}, rehomes_{0};
@@ -633,10 +643,13 @@ void Region::emit(RegionEvent::Kind k, const std::string& detail) {
 
 void Region::donor_lost(const std::string& reason) {
   bool to_mirror = false;
+  std::string no_mirror = "no mirror: blocks not in the buffer are lost";
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (state_ != RegionState::remote) return;
     to_mirror = cfg_.mirror && !mirror_broken_;
+    if (cfg_.mirror && mirror_broken_)
+      no_mirror = "the mirror could not be written (" + mirror_error_ + "): blocks not in the buffer are lost";
     state_ = to_mirror ? RegionState::degraded : RegionState::failed;
     error_ = reason;
     if (link_.fetch) link_.fetch->interrupt();
@@ -647,7 +660,7 @@ void Region::donor_lost(const std::string& reason) {
   if (to_mirror)
     emit(RegionEvent::Kind::failover_to_mirror, "serving from " + cfg_.mirror->path());
   else
-    emit(RegionEvent::Kind::region_failed, "no mirror: blocks not in the buffer are lost");
+    emit(RegionEvent::Kind::region_failed, no_mirror);
   cv_.notify_all();
   wb_cv_.notify_all();
   signal_fault_thread();
@@ -822,6 +835,7 @@ bool Region::take_slot(std::uint64_t b, std::unique_lock<std::mutex>& lock, bool
   if (!anon_ || blocks_[b].zero) return true;
   while (free_slots_.empty()) {
     if (!wait || stop_) return false;
+    install_pending(lock);  // as in claim_slot: the write-back may be held for it
     if (!inflight_.empty()) {
       complete_oldest(lock);
       continue;
@@ -852,6 +866,10 @@ bool Region::take_slot(std::uint64_t b, std::unique_lock<std::mutex>& lock, bool
 bool Region::claim_slot(std::unique_lock<std::mutex>& lock, bool wait) {
   for (;;) {
     if (stop_) return false;
+    // A re-home holds the write-back thread until this thread takes the new
+    // link: waiting here for the slot a write-back would free, without
+    // taking it, waited forever.
+    if (wait) install_pending(lock);
     if (resident_ < capacity_) {
       ++resident_;
       queue_eviction_ahead();
@@ -1010,6 +1028,7 @@ void Region::refetch_inflight_from_mirror(std::unique_lock<std::mutex>& lock) {
     lock.lock();
     if (!s) {
       mirror_broken_ = true;
+      mirror_error_ = s.error().message;
       state_ = RegionState::failed;
       error_ = s.error().message;
       blocks_[b].state = BlockState::absent;
@@ -1328,8 +1347,13 @@ void Region::mirror_loop() {
       }
       if (usable && !m) {
         // The mirror is no copy any more; the donor still is, if it answered.
+        // Said at once: a donor failure from now on loses memory.
         mirror_broken_ = true;
+        mirror_error_ = m.error().message;
         if (error_.empty()) error_ = m.error().message;
+        lock.unlock();
+        emit(RegionEvent::Kind::mirror_failed, mirror_error_);
+        lock.lock();
       }
       bool evict = job.kind == Work::Kind::evict;
       blocks_[b].mirror_saved = usable && m;
@@ -1357,9 +1381,12 @@ Status Region::run_marker(bool evict) {
   work_.push_back(Work{Work::Kind::flush_marker, 0, gen});
   marker_result_ = ok();
   wb_cv_.notify_one();
-  // Bounded: every write-back step is bounded by the transport's I/O timeout.
-  while (marker_done_ < gen && !stop_) cv_.wait_for(lock, std::chrono::milliseconds(100));
-  if (marker_done_ < gen) return Error{"region detached during flush"};
+  // Every write-back step is bounded by the transport's I/O timeout; the
+  // deadline covers a buffer's worth of them, and turns a bug into an error.
+  const auto deadline = Clock::now() + hand_over_limit() * std::max<std::uint64_t>(1, capacity_ + slots_);
+  while (marker_done_ < gen && !stop_ && Clock::now() < deadline) cv_.wait_for(lock, std::chrono::milliseconds(100));
+  if (marker_done_ < gen)
+    return Error{stop_ ? "region detached during flush" : "flush: write-backs did not finish by the deadline"};
   if (state_ == RegionState::failed) return Error{"region failed: " + error_};
   if (mirror_broken_ && error_.size()) return Error{"mirror: " + error_};
   return marker_result_;
@@ -1400,6 +1427,7 @@ Status Region::rehome(DonorLink link) {
     Ticket prev = 0;
     int i = 0;
     for (std::uint64_t at = from; at < from + len; at += chunk, i ^= 1) {
+      if (halting_) return Error{"region detached"};  // a large lease copies for long: stop between chunks
       std::uint64_t n = std::min(chunk, from + len - at);
       // buf[i] was last sent two chunks ago, and that send was waited for.
       if (auto s = cfg_.mirror->read(cfg_.mirror_offset + at, buf[i].data(), n); !s) return s;
@@ -1419,24 +1447,49 @@ Status Region::rehome(DonorLink link) {
   // What write-backs put in the mirror during the copy goes again, with the
   // write-back thread held so that nothing more slips in before the switch.
   std::set<std::uint64_t> again;
+  // Each wait below ends by a deadline: the steps it waits for are each
+  // bounded by the I/O timeout, so a longer wait is a bug, reported as a
+  // failed re-home rather than a hang.
+  const auto deadline = Clock::now() + hand_over_limit();
   {
     std::unique_lock<std::mutex> lock(mu_);
     wb_paused_ = true;
     // The mirror writer's queue too: a block it writes after the copy below
     // would reach neither copy nor the new donor.
-    while ((wb_busy_ || mirror_busy_ || !mirror_q_.empty()) && !stop_)
+    while ((wb_busy_ || mirror_busy_ || !mirror_q_.empty()) && !stop_ && Clock::now() < deadline)
       cv_.wait_for(lock, std::chrono::milliseconds(100));
+    if (wb_busy_ || mirror_busy_ || !mirror_q_.empty()) {
+      lock.unlock();
+      return fail(Error{stop_ ? "region detached" : "write-backs still under way after the deadline"});
+    }
     again.swap(rehome_log_);
   }
   for (std::uint64_t b : again)
     if (auto s = copy(block_offset(b), block_length(b)); !s) return fail(s.error());
   {
     std::unique_lock<std::mutex> lock(mu_);
-    if (stop_) return Error{"rehome: region detached"};
+    if (stop_) {
+      lock.unlock();
+      return fail(Error{"region detached"});
+    }
+    if (state_ != RegionState::degraded || mirror_broken_) {
+      // The mirror failed under the copy: the new donor is not a copy.
+      std::string why = std::string("the region became ") + region_state_name(state_) +
+                        (error_.empty() ? "" : " (" + error_ + ")");
+      lock.unlock();
+      return fail(Error{why});
+    }
     pending_.fetch = std::move(link.fetch);
     pending_.writeback = std::move(link.writeback);
     signal_fault_thread();
-    while (pending_.fetch && !stop_) cv_.wait_for(lock, std::chrono::milliseconds(100));
+    cv_.notify_all();  // the fault thread may be waiting for a slot
+    while (pending_.fetch && !stop_ && Clock::now() < deadline) cv_.wait_for(lock, std::chrono::milliseconds(100));
+    if (pending_.fetch) {
+      // Not taken: take it back, so that nothing switches after we said no.
+      pending_ = DonorLink{};
+      lock.unlock();
+      return fail(Error{stop_ ? "region detached" : "the fault thread did not take the new donor in time"});
+    }
     wb_cv_.notify_all();
   }
   ++rehomes_;

@@ -52,7 +52,7 @@ enum class RegionState {
 const char* region_state_name(RegionState s);
 
 struct RegionEvent {
-  enum class Kind { donor_failed, failover_to_mirror, rehomed, region_failed, recipient_gone };
+  enum class Kind { donor_failed, failover_to_mirror, rehomed, region_failed, recipient_gone, mirror_failed };
   Kind kind;
   std::string detail;
 };
@@ -113,6 +113,8 @@ struct RegionStats {
   std::uint64_t mirror_bytes_written = 0;
   std::uint64_t failovers = 0;
   std::uint64_t rehomes = 0;
+  bool mirror_failed = false;         // a write or read of the mirror failed: it is no copy any more
+  std::string mirror_error;
   std::uint64_t resident_bytes = 0;   // in the local buffer now
   std::uint64_t buffer_bytes = 0;     // its bound
   std::uint64_t block_bytes = 0;

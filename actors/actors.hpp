@@ -107,6 +107,7 @@ using planner_actor = caf::typed_actor<
     reacts_to<atom::commit, LeaseInfo>,                         // a lease actor's grant, to record
     reacts_to<atom::hostdown, std::uint32_t>,
     reacts_to<atom::hostup, std::uint32_t>,
+    reacts_to<atom::mirrorfail, std::string, std::string>,  // the data path cannot write this VM's mirror: why
     reacts_to<atom::rebind, std::string, std::uint64_t, caf::actor>,
     replies_to<atom::join>::with<std::vector<LeaseInfo>, std::vector<Placement>>,  // the world, for a joining agent
     replies_to<atom::get>::with<std::string>>;  // the view, as JSON (tests, support)

@@ -101,6 +101,17 @@ Expected<std::shared_ptr<DataPlane>> start_data_plane(const RunOptions& o) {
   return plane;
 }
 
+// The actors are gone; what they asked of the data path gets a few seconds
+// to finish. The stop signals are blocked by now, so a wait without an end
+// here could only be ended by SIGKILL; the store keeps what was not done.
+void finish_data_plane(DataPlane& plane) {
+  constexpr std::chrono::seconds grace{5};
+  if (!plane.drain_for(grace))
+    std::cerr << "memlend: stopping without waiting longer for the data path (" << plane.busy_with()
+              << "); the store keeps it for the next start\n";
+  plane.shutdown();
+}
+
 void report_guest(const RunOptions& o, DataPlane& plane) {
   if (!o.sink.console) return;
   for (const auto& v : o.scenario.vms) {
@@ -109,6 +120,9 @@ void report_guest(const RunOptions& o, DataPlane& plane) {
     std::cout << "memlend: the guest workload of " << v.name << " wrote " << g.bytes_written / 1024 << " KiB of "
               << "its remote memory and read back " << g.bytes_verified / 1024 << " KiB: " << g.mismatches
               << (g.mismatches == 1 ? " word" : " words") << " wrong\n";
+    if (g.lost_bytes > 0)
+      std::cout << "memlend: " << v.name << " lost " << g.lost_bytes / 1024 << " KiB of its remote memory: its donor "
+                << "failed and no mirror held it (the guest got a memory error there, as a VM would)\n";
   }
 }
 
@@ -139,7 +153,7 @@ int run_controller(const RunOptions& options) {
   }
   int status = run_actors(options, plane);
   if (plane) {
-    plane->drain();
+    finish_data_plane(*plane);
     report_guest(options, *plane);
     for (const auto& v : options.scenario.vms)
       if (plane->guest(v.name).mismatches > 0) status = status ? status : 1;
@@ -180,6 +194,25 @@ int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane) {
   bind_metrics(metrics, "supervisor", caf::actor_cast<caf::actor>(sup));
   caf::scoped_actor waiter{sys};
   waiter->monitor(sup);
+  // This process maps the VMs' memory (the simulated platform): what its
+  // regions find wrong with a mirror goes to the planner as it happens.
+  bool listening = plane && !options.network.enabled && !options.dry_run;
+  if (listening) {
+    caf::actor planner;
+    waiter->request(sup, caf::infinite, atom::get::value, std::string("planner"), std::uint64_t{0})
+        .receive([&](caf::actor a) { planner = a; }, [](caf::error&) {});
+    auto to = caf::actor_cast<planner_actor>(planner);
+    plane->set_region_listener([to](const std::string& vm, std::uint64_t, const rdma::RegionEvent& e) {
+      if (e.kind == rdma::RegionEvent::Kind::mirror_failed) caf::anon_send(to, atom::mirrorfail::value, vm, e.detail);
+    });
+  }
+  // Before the actor system goes: the listener's handle must not outlive it.
+  struct Unlisten {
+    DataPlane* plane;
+    ~Unlisten() {
+      if (plane) plane->set_region_listener({});
+    }
+  } unlisten{listening ? plane.get() : nullptr};
   if (options.network.enabled) {
     caf::actor registrar;
     waiter->request(sup, caf::infinite, atom::get::value, std::string("registrar"), std::uint64_t{0})
@@ -233,7 +266,7 @@ int run_agent(const AgentOptions& options) {
   }
   int status = run_agent_actors(options, plane, data_addr);
   if (plane) {
-    plane->drain();
+    finish_data_plane(*plane);
     if (options.console)
       for (const auto& v : options.scenario.vms) {
         GuestStats g = plane->guest(v.name);
@@ -241,6 +274,9 @@ int run_agent(const AgentOptions& options) {
         std::cout << "memlend agent " << options.host << ": the guest workload of " << v.name << " wrote "
                   << g.bytes_written / 1024 << " KiB of its remote memory and read back " << g.bytes_verified / 1024
                   << " KiB: " << g.mismatches << (g.mismatches == 1 ? " word" : " words") << " wrong" << std::endl;
+        if (g.lost_bytes > 0)
+          std::cout << "memlend agent " << options.host << ": " << v.name << " lost " << g.lost_bytes / 1024
+                    << " KiB of its remote memory: its donor failed and no mirror held it" << std::endl;
       }
   }
   return status;

@@ -1,6 +1,8 @@
 #include "actors/data_plane.hpp"
 
 #include <chrono>
+#include <csetjmp>
+#include <csignal>
 #include <cstring>
 #include <vector>
 
@@ -73,38 +75,74 @@ DataPlane::DataPlane(DataPlaneOptions options) : options_(std::move(options)) {
   if (options_.guest) guest_ = std::thread([this] { guest_loop(); });
 }
 
-DataPlane::~DataPlane() {
-  drain();
-  stopping_ = true;
-  jobs_cv_.notify_all();
-  worker_.join();
-  if (guest_.joinable()) guest_.join();
-  // Regions first: their threads may still talk to the servers below.
-  std::map<std::pair<std::string, std::uint64_t>, std::shared_ptr<Region>> regions;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    regions.swap(regions_);
-  }
-  for (auto& [key, r] : regions) {
-    std::lock_guard<std::mutex> touch(r->touch);
-    r->region->detach();
-  }
-  regions.clear();
-  for (auto& [host, d] : donors_)
-    if (d.server) d.server->stop();
-}
+// Nothing here waits without an end: a stop must end the process in
+// seconds even if a job is stuck. The guest goes first (its next step would
+// touch memory about to go), then the regions, whose detach ends a re-home
+// in progress, then the servers, which ends a grant or a connect; only then
+// is the worker joined. Jobs not yet started are dropped: the store keeps
+// what they were for, and the next start takes it up.
+//
+// Jobs hold references to the plane: its owner calls this while it still
+// holds its own, so that the last reference never goes on the worker, which
+// cannot join itself.
+DataPlane::~DataPlane() { shutdown(); }
 
-void DataPlane::post(std::function<void()> job) {
+void DataPlane::shutdown() {
   {
     std::lock_guard<std::mutex> lock(jobs_mu_);
-    jobs_.push_back(std::move(job));
+    stopping_ = true;
+  }
+  jobs_cv_.notify_all();
+  if (guest_.joinable()) guest_.join();
+  auto detach_all = [this] {
+    std::map<std::pair<std::string, std::uint64_t>, std::shared_ptr<Region>> regions;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      regions.swap(regions_);
+    }
+    for (auto& [key, r] : regions) r->region->detach();
+  };
+  detach_all();
+  std::vector<rdma::DonorServer*> servers;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [host, d] : donors_)
+      if (d.server) servers.push_back(d.server.get());
+  }
+  for (auto* server : servers) server->stop();
+  if (worker_.joinable()) worker_.join();
+  detach_all();  // what a job that was running mapped meanwhile
+  // Jobs never run go here, on the caller's thread, which holds a reference.
+  std::deque<std::pair<std::string, std::function<void()>>> dropped;
+  {
+    std::lock_guard<std::mutex> lock(jobs_mu_);
+    dropped.swap(jobs_);
+  }
+}
+
+void DataPlane::set_region_listener(RegionListener listener) {
+  std::lock_guard<std::mutex> lock(listener_mu_);
+  listener_ = std::move(listener);
+}
+
+void DataPlane::post(std::function<void()> job, std::string what) {
+  {
+    std::lock_guard<std::mutex> lock(jobs_mu_);
+    jobs_.emplace_back(std::move(what), std::move(job));
   }
   jobs_cv_.notify_one();
 }
 
-void DataPlane::drain() {
+bool DataPlane::drain_for(std::chrono::milliseconds limit) {
   std::unique_lock<std::mutex> lock(jobs_mu_);
-  idle_cv_.wait(lock, [this] { return jobs_.empty() && running_ == 0; });
+  return idle_cv_.wait_for(lock, limit, [this] { return jobs_.empty() && running_ == 0; });
+}
+
+std::string DataPlane::busy_with() const {
+  std::lock_guard<std::mutex> lock(jobs_mu_);
+  std::string out = running_ ? current_ : "idle";
+  if (!jobs_.empty()) out += ", with " + std::to_string(jobs_.size()) + " more queued (" + jobs_.front().first + ", ...)";
+  return out;
 }
 
 void DataPlane::worker_loop() {
@@ -113,12 +151,14 @@ void DataPlane::worker_loop() {
     {
       std::unique_lock<std::mutex> lock(jobs_mu_);
       jobs_cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
-      if (jobs_.empty()) return;
-      job = std::move(jobs_.front());
+      if (stopping_ || jobs_.empty()) return;
+      current_ = std::move(jobs_.front().first);
+      job = std::move(jobs_.front().second);
       jobs_.pop_front();
       ++running_;
     }
     job();
+    job = nullptr;  // its references go before drain_for() says it is done
     {
       std::lock_guard<std::mutex> lock(jobs_mu_);
       --running_;
@@ -245,7 +285,9 @@ rdma::RegionConfig DataPlane::region_config(Vm& v, const std::string& vm, std::u
   c.mirror_offset = slice->second;
   c.timeouts = options_.timeouts;
   c.on_event = [this, vm, lease](const rdma::RegionEvent& e) {
-    if (on_region_event) on_region_event(vm, lease, e);
+    // Under the lock: once cleared, the listener's target may be gone.
+    std::lock_guard<std::mutex> lock(listener_mu_);
+    if (listener_) listener_(vm, lease, e);
   };
   return c;
 }
@@ -385,10 +427,76 @@ DataPathTotals DataPlane::totals() const {
   return t;
 }
 
+namespace {
+
+// One step of the guest over [from, to) of a region: plain values only, so
+// that leaving it by siglongjmp skips no destructor.
+struct GuestStep {
+  std::uint64_t* base;
+  std::uint64_t from, to;
+  std::uint64_t origin, generation;
+  bool verifying;
+  std::uint64_t bad;
+};
+
+__attribute__((noinline)) void touch(GuestStep& s) {
+  for (std::uint64_t off = s.from; off < s.to; off += 8) {
+    std::uint64_t want = word(s.origin, s.generation, off);
+    if (!s.verifying)
+      s.base[off / 8] = want;
+    else if (s.base[off / 8] != want)
+      ++s.bad;
+  }
+}
+
+// Remote memory nobody can serve is poisoned: touching it raises SIGBUS, as
+// a hardware memory error would. A VMM turns that into an error its guest
+// sees; this guest notes the memory as lost and leaves it alone, rather
+// than the whole process dying of it.
+thread_local sigjmp_buf* guest_jump = nullptr;
+
+void on_sigbus(int sig, siginfo_t*, void*) {
+  if (guest_jump) siglongjmp(*guest_jump, 1);
+  // Not the guest's: what SIGBUS would have done without us.
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+// Each time a guest starts: another handler (a test harness's) may have
+// taken SIGBUS since.
+void catch_sigbus() {
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  struct sigaction now {};
+  ::sigaction(SIGBUS, nullptr, &now);
+  if ((now.sa_flags & SA_SIGINFO) && now.sa_sigaction == on_sigbus) return;
+  struct sigaction sa {};
+  sa.sa_sigaction = on_sigbus;
+  sa.sa_flags = SA_SIGINFO;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGBUS, &sa, nullptr);
+}
+
+// False: the step took SIGBUS.
+bool touch_guarded(GuestStep& s) {
+  sigjmp_buf jump;
+  if (sigsetjmp(jump, 1)) {
+    guest_jump = nullptr;
+    return false;
+  }
+  guest_jump = &jump;
+  touch(s);
+  guest_jump = nullptr;
+  return true;
+}
+
+}  // namespace
+
 // The guest: round after round, writes its pattern over each region and then
 // reads it all back, a step at a time, so that blocks are evicted, written
 // back to donor and mirror, and fetched again. A mismatch is memory lost.
 void DataPlane::guest_loop() {
+  catch_sigbus();
   std::size_t next = 0;
   while (!stopping_) {
     std::shared_ptr<Region> r;
@@ -404,23 +512,32 @@ void DataPlane::guest_loop() {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       continue;
     }
-    std::uint64_t written = 0, verified = 0, bad = 0;
-    bool round_done = false;
+    std::uint64_t written = 0, verified = 0, bad = 0, lost = 0;
+    bool round_done = false, skip = false;
     {
-      std::lock_guard<std::mutex> touch(r->touch);
-      if (r->region->state() == rdma::RegionState::detached) continue;
-      auto* base = static_cast<std::uint64_t*>(r->region->data());
+      std::lock_guard<std::mutex> touching(r->touch);
+      skip = r->lost || r->region->state() == rdma::RegionState::detached;
+    }
+    if (skip) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      continue;
+    }
+    {
+      std::lock_guard<std::mutex> touching(r->touch);
+      if (r->lost || r->region->state() == rdma::RegionState::detached) continue;
       std::uint64_t size = r->region->size() / 8 * 8;
       std::uint64_t end = std::min(size, r->cursor + step_bytes);
-      for (std::uint64_t off = r->cursor; off < end; off += 8) {
-        std::uint64_t want = word(r->origin, r->generation, off);
-        if (!r->verifying) {
-          base[off / 8] = want;
-        } else if (base[off / 8] != want) {
-          ++bad;
-        }
+      GuestStep step{static_cast<std::uint64_t*>(r->region->data()), r->cursor, end, r->origin, r->generation,
+                     r->verifying, 0};
+      // A failed region's blocks that could not be poisoned read as zeros
+      // (the region says its data is lost): memory lost, not words wrong.
+      if (!touch_guarded(step) ||
+          (step.bad > 0 && r->region->state() == rdma::RegionState::failed)) {
+        r->lost = true;
+        lost = size;
       }
-      (r->verifying ? verified : written) += end - r->cursor;
+      bad = r->lost ? 0 : step.bad;
+      if (!r->lost) (r->verifying ? verified : written) += end - r->cursor;
       r->cursor = end;
       if (r->cursor >= size) {
         r->cursor = 0;
@@ -437,6 +554,7 @@ void DataPlane::guest_loop() {
       g.bytes_written += written;
       g.bytes_verified += verified;
       g.mismatches += bad;
+      g.lost_bytes += lost;
       if (round_done) ++g.passes;
     }
     // A guest, not a benchmark: leave the CPU to the rest.

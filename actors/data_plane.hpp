@@ -17,6 +17,7 @@
 #include "rdma/region.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -47,6 +48,9 @@ struct GuestStats {
   std::uint64_t bytes_verified = 0;
   std::uint64_t mismatches = 0;
   std::uint64_t passes = 0;  // whole write-then-verify rounds over all its regions
+  // Remote memory the guest touched and nobody could serve (its donor died
+  // with no usable mirror): it got SIGBUS, as a VMM would, and left it alone.
+  std::uint64_t lost_bytes = 0;
 };
 
 // What the data path has done since the plane started, over every region it
@@ -81,10 +85,17 @@ class DataPlane {
   const DataPlaneOptions& options() const { return options_; }
   std::uint64_t bytes(std::int64_t mib) const { return static_cast<std::uint64_t>(mib) * options_.bytes_per_mib; }
 
-  // Runs `job` on the plane's worker thread, in order.
-  void post(std::function<void()> job);
-  // Waits until every job posted so far has run (tests, shutdown).
-  void drain();
+  // Runs `job` on the plane's worker thread, in order; `what` names it in
+  // the line a stop prints when it cannot wait for the job.
+  void post(std::function<void()> job, std::string what = "a data-path job");
+  // Waits until every job posted so far has run, or `limit` has passed:
+  // false then, and busy_with() says what is still going on.
+  bool drain_for(std::chrono::milliseconds limit);
+  std::string busy_with() const;
+  // Stops the guest, detaches the regions, stops the servers and joins the
+  // worker, dropping jobs not started; bounded, idempotent. Call it holding
+  // a reference (see the destructor).
+  void shutdown();
 
   // ---- donor side (worker thread) ----
   // A pool of `mib` scaled, and a server for it on `listen`, with the pool
@@ -129,8 +140,10 @@ class DataPlane {
   GuestStats guest(const std::string& vm) const;
   rdma::RegionStats region_stats(const std::string& vm, std::uint64_t lease) const;
   DataPathTotals totals() const;
-  // Called (from the plane's threads) when a region reports an event.
-  std::function<void(const std::string& vm, std::uint64_t lease, const rdma::RegionEvent&)> on_region_event;
+  // Told (on the regions' threads) what a region reports; set or cleared
+  // at any time, and never called once cleared.
+  using RegionListener = std::function<void(const std::string& vm, std::uint64_t lease, const rdma::RegionEvent&)>;
+  void set_region_listener(RegionListener listener);
 
  private:
   struct Region {
@@ -142,6 +155,7 @@ class DataPlane {
     std::uint64_t generation = 0;
     std::uint64_t cursor = 0;
     bool verifying = false;
+    bool lost = false;  // the guest took SIGBUS here: it touches it no more
   };
   struct Vm {
     std::shared_ptr<rdma::MirrorFile> mirror;
@@ -168,10 +182,13 @@ class DataPlane {
   DataPathTotals ended_;  // what detached regions did (no mirror_lag)
   std::map<std::pair<std::string, std::uint64_t>, std::shared_ptr<Region>> regions_;
 
-  std::mutex jobs_mu_;
+  std::mutex listener_mu_;
+  RegionListener listener_;
+  mutable std::mutex jobs_mu_;
   std::condition_variable jobs_cv_;
-  std::deque<std::function<void()>> jobs_;
+  std::deque<std::pair<std::string, std::function<void()>>> jobs_;
   std::size_t running_ = 0;
+  std::string current_;  // what the running job is
   std::condition_variable idle_cv_;
   std::atomic<bool> stopping_{false};
   std::thread worker_;

@@ -53,7 +53,8 @@ void set_up(self_ptr self) {
       }
     }
     caf::anon_send(me, atom::commit::value, done);
-  });
+  }, (info.replaces ? "re-homing lease " + std::to_string(info.replaces) + " of " + vm + " to lease "
+                    : "granting lease ") + std::to_string(info.id) + " from " + donor);
 }
 
 }  // namespace

@@ -175,6 +175,10 @@ void count(self_ptr self, const LogEvent& e) {
     reg.lease_releases(LeaseRelease::reclaimed).inc();
   } else if (e.event == "failover_to_mirror") {
     reg.failovers().inc();
+  } else if (e.event == "mirror_failed") {
+    reg.mirror_failures().inc();
+  } else if (e.event == "memory_lost") {
+    reg.memory_lost().inc();
   } else if (e.event == "unsatisfied") {
     reg.unsatisfied().inc();
     st.unsatisfied.insert(e.vm);

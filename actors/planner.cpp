@@ -135,6 +135,11 @@ store::VmRecord vm_record(self_ptr self, std::uint32_t v) {
   return r;
 }
 
+// What a VM's mirror is while it is written: failed once the data path could not.
+store::MirrorState mirror_state(self_ptr self, std::uint32_t vm) {
+  return self->state.mirror_failed.count(vm) ? store::MirrorState::failed : store::MirrorState::writing;
+}
+
 store::MirrorRecord mirror_record(self_ptr self, std::uint32_t vm, std::int64_t mib, store::MirrorState state) {
   store::MirrorRecord r;
   r.vm = vm;
@@ -245,6 +250,7 @@ void sync_mirror(self_ptr self, const TxnPtr& txn, std::uint32_t vm) {
     st.mirrors.erase(it);
     std::int64_t was = st.mirror_mib[vm];
     st.mirror_mib.erase(vm);
+    st.mirror_failed.erase(vm);
     txn->batch.put(mirror_record(self, vm, was, store::MirrorState::deleted));
     emit(self, txn, "mirror_deleted", vm, st.view->vm(vm).host, std::nullopt, -1,
          "mirror of " + st.vm_name(vm) + " deleted: it borrows nothing now");
@@ -257,7 +263,7 @@ void sync_mirror(self_ptr self, const TxnPtr& txn, std::uint32_t vm) {
   }
   if (st.mirror_mib[vm] != mib) {
     st.mirror_mib[vm] = mib;
-    txn->batch.put(mirror_record(self, vm, mib, store::MirrorState::writing));
+    txn->batch.put(mirror_record(self, vm, mib, mirror_state(self, vm)));
     mirror_actor writer = it->second;
     act(txn, [self, writer, mib] {
       if (writer) self->send(writer, atom::resize::value, mib);
@@ -490,6 +496,36 @@ void rehome(self_ptr self, std::vector<Lost> todo, HostId failed, std::function<
   });
 }
 
+// The data path could not write a VM's mirror (a full or failing datastore):
+// said at once and recorded, since from now on a donor's failure loses what
+// it lent that VM. The region goes on with its donor.
+void mirror_failed(self_ptr self, const std::string& vm_name, const std::string& why) {
+  auto& st = self->state;
+  auto vm = st.config.scenario.find_vm(vm_name);
+  if (!vm || !st.mirror_mib.count(*vm) || st.mirror_failed.count(*vm)) return finish(self);
+  st.mirror_failed[*vm] = why;
+  auto txn = begin(self);
+  txn->batch.put(mirror_record(self, *vm, st.mirror_mib[*vm], store::MirrorState::failed));
+  emit(self, txn, "mirror_failed", *vm, st.view->vm(*vm).host, std::nullopt, st.mirror_mib[*vm],
+       "error: the mirror of " + vm_name + " cannot be written (" + why + "); if a donor of " + vm_name +
+           " fails now, what it lent is lost");
+  persist(self, txn, [=] { finish(self); });
+}
+
+// Donor h is down and vm's mirror was failed: what h lent it is gone. Said
+// once; the leases end (their regions are detached) and the VM is judged
+// again on what it has.
+void memory_lost(self_ptr self, const TxnPtr& txn, std::uint32_t vm, HostId h, std::int64_t mib) {
+  auto& st = self->state;
+  emit(self, txn, "memory_lost", vm, st.view->vm(vm).host, h, mib,
+       st.vm_name(vm) + "'s " + fmt_mib(mib) + " lent by " + st.host_name(h) + " is lost: " + st.host_name(h) +
+           " is down and the mirror could not be written (" + st.mirror_failed[vm] + ")");
+  end_leases(self, txn, vm, h, nullptr, true);
+  st.view->release(vm, h);
+  sync_mirror(self, txn, vm);
+  txn->batch.put(vm_record(self, vm));
+}
+
 void host_down(self_ptr self, std::uint32_t h) {
   auto& st = self->state;
   auto txn = begin(self);
@@ -501,31 +537,38 @@ void host_down(self_ptr self, std::uint32_t h) {
     act(txn, [plane, name] { plane->post([plane, name] { plane->stop_serving(name); }); });
   }
   // As a donor: every VM it lent to reads that part from its mirror, then
-  // the part moves to a new donor, filled from the mirror.
+  // the part moves to a new donor, filled from the mirror. A VM whose mirror
+  // could not be written has lost that part instead: no failover claims a
+  // mirror that is not there.
   std::vector<std::pair<std::uint32_t, std::int64_t>> lost;  // by VM, for the events
   std::vector<Lost> leases_lost;
-  std::string lent_to;
   for (auto& [id, rec] : st.leases) {
     if (rec.info.donor != h || rec.info.state != "active") continue;
-    rec.info.state = "failed";
     if (st.config.metrics) st.config.metrics->lease_failures(metrics::LeaseFailure::donor_down).inc();
-    txn->batch.put(lease_record(rec.info));
     lease_actor actor = rec.actor;
     act(txn, [self, actor] {
       if (actor) self->send(actor, atom::failover::value);
     });
-    leases_lost.push_back({rec.info.vm, id, rec.info.mib});
     auto it = std::find_if(lost.begin(), lost.end(), [&](const auto& p) { return p.first == rec.info.vm; });
     if (it == lost.end())
       lost.emplace_back(rec.info.vm, rec.info.mib);
     else
       it->second += rec.info.mib;
+    if (st.mirror_failed.count(rec.info.vm)) continue;  // ended below, not re-homed
+    rec.info.state = "failed";
+    txn->batch.put(lease_record(rec.info));
+    leases_lost.push_back({rec.info.vm, id, rec.info.mib});
   }
   if (!lost.empty()) {
+    std::string lent_to;
     for (const auto& [vm, mib] : lost)
       lent_to += (lent_to.empty() ? "" : ", ") + st.vm_name(vm) + " " + fmt_mib(mib);
     emit(self, txn, "donor_failed", ~0u, h, std::nullopt, -1, st.host_name(h) + " is down; it lent " + lent_to);
     for (const auto& [vm, mib] : lost) {
+      if (st.mirror_failed.count(vm)) {
+        memory_lost(self, txn, vm, h, mib);
+        continue;
+      }
       if (st.mirror_mib.count(vm))
         txn->batch.put(mirror_record(self, vm, st.mirror_mib[vm], store::MirrorState::serving));
       mirror_actor writer = st.mirrors.count(vm) ? st.mirrors[vm] : mirror_actor{};
@@ -548,6 +591,14 @@ void host_down(self_ptr self, std::uint32_t h) {
     sync_mirror(self, txn, v);
     txn->batch.put(vm_record(self, v));
   }
+  // A recommendation to move a VM to its main donor is moot once a donor of
+  // it is down: withdrawn, and the VM is judged again on what it borrows now.
+  for (const auto& [vm, mib] : lost)
+    if (st.recommended.erase(vm)) {
+      txn->batch.drop_recommendation(vm);
+      note(self, "the recommendation to migrate " + st.vm_name(vm) + " is withdrawn: " + st.host_name(h) +
+                     ", which lent to it, is down");
+    }
   std::reverse(leases_lost.begin(), leases_lost.end());
   persist(self, txn, [=] { rehome(self, leases_lost, h, [=] { finish(self); }); });
 }
@@ -764,6 +815,9 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
       },
       [=](atom::hostdown, std::uint32_t h) { enqueue(self, [=] { host_down(self, h); }); },
       [=](atom::hostup, std::uint32_t h) { enqueue(self, [=] { host_up(self, h); }); },
+      [=](atom::mirrorfail, const std::string& vm, const std::string& why) {
+        enqueue(self, [=] { mirror_failed(self, vm, why); });
+      },
       [=](atom::rebind, const std::string& kind, std::uint64_t key, caf::actor handle) {
         auto& st = self->state;
         if (kind == "host" && key < st.hosts.size())

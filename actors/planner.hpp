@@ -76,6 +76,9 @@ struct planner_state {
   std::map<std::uint64_t, LeaseRecord> leases;
   std::map<std::uint32_t, mirror_actor> mirrors;
   std::map<std::uint32_t, std::int64_t> mirror_mib;
+  // Mirrors the data path could not write, and why: no copy of what their
+  // VMs borrow, so a donor's failure loses it.
+  std::map<std::uint32_t, std::string> mirror_failed;
   // Work waits here while a transaction is under way.
   std::deque<std::function<void()>> jobs;
   bool busy = false;

@@ -122,6 +122,8 @@ struct Registry::Families {
   std::array<Counter, all_failures.size()> lease_failures;
   Gauge mirrors_active;
   Counter failovers;
+  Counter mirror_failures;
+  Counter memory_lost;
   Counter detections;
   std::array<Counter, all_kinds.size()> decisions;
   Counter unsatisfied;
@@ -175,6 +177,12 @@ Registry::Registry(std::string_view version)
   f.mirrors_active = Gauge(&gauge("memlend_mirrors_active", "Mirror files on the shared datastore.")->Add({}));
   f.failovers = Counter(&counter("memlend_failovers_total",
                                  "Times a VM's reads switched to its mirror because its donor failed.")->Add({}));
+  f.mirror_failures = Counter(&counter("memlend_mirror_failures_total",
+                                       "Times a VM's mirror could not be written (a full or failing datastore): "
+                                       "until the VM borrows anew, a donor's failure loses memory.")->Add({}));
+  f.memory_lost = Counter(&counter("memlend_memory_lost_total",
+                                   "Times a donor failed while the mirror of a VM it lent to was not a copy: "
+                                   "that memory is lost.")->Add({}));
   f.detections = Counter(&counter("memlend_detections_total",
                                   "Needs for memory or CPU detected (after detect_samples samples).")->Add({}));
   auto* decisions = counter("memlend_decisions_total", "Decisions made, by kind.");
@@ -227,6 +235,8 @@ Counter Registry::lease_releases(LeaseRelease r) const { return f_->lease_releas
 Counter Registry::lease_failures(LeaseFailure x) const { return f_->lease_failures.at(static_cast<std::size_t>(x)); }
 Gauge Registry::mirrors_active() const { return f_->mirrors_active; }
 Counter Registry::failovers() const { return f_->failovers; }
+Counter Registry::mirror_failures() const { return f_->mirror_failures; }
+Counter Registry::memory_lost() const { return f_->memory_lost; }
 Counter Registry::detections() const { return f_->detections; }
 Counter Registry::decisions(policy::DecisionKind k) const { return f_->decisions.at(static_cast<std::size_t>(k)); }
 Counter Registry::unsatisfied() const { return f_->unsatisfied; }

@@ -147,6 +147,8 @@ class Registry {
   Counter lease_failures(LeaseFailure f) const;
   Gauge mirrors_active() const;
   Counter failovers() const;  // a VM's reads switched to its mirror after its donor failed
+  Counter mirror_failures() const;  // a VM's mirror could not be written: it is no copy any more
+  Counter memory_lost() const;      // a donor failed while its VM's mirror was not a copy
 
   Counter detections() const;  // a VM was found to need memory or CPU (after hysteresis)
   Counter decisions(policy::DecisionKind k) const;

@@ -7,7 +7,7 @@ namespace memlend::store {
 namespace {
 
 constexpr std::array<std::string_view, 5> lease_state_names{"reserving", "active", "draining", "released", "failed"};
-constexpr std::array<std::string_view, 3> mirror_state_names{"writing", "serving", "deleted"};
+constexpr std::array<std::string_view, 4> mirror_state_names{"writing", "serving", "deleted", "failed"};
 
 }  // namespace
 
@@ -30,7 +30,8 @@ const std::vector<std::string_view>& event_names() {
   static const std::vector<std::string_view> names{
       "need_detected",      "lease_granted", "lease_released",   "mirror_created",
       "mirror_deleted",     "vm_migrated",   "migration_recommended", "donor_failed",
-      "failover_to_mirror", "lease_rehomed", "memory_reclaimed", "unsatisfied"};
+      "failover_to_mirror", "lease_rehomed", "memory_reclaimed", "unsatisfied",
+      "mirror_failed",      "memory_lost"};
   return names;
 }
 

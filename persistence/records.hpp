@@ -16,7 +16,8 @@ namespace memlend::store {
 // failed (its donor is gone) from any live state, then released.
 enum class LeaseState { reserving, active, draining, released, failed };
 // A mirror file: being written, serving reads for a failed donor, deleted.
-enum class MirrorState { writing, serving, deleted };
+// failed: the data path could not write it, so it holds no copy.
+enum class MirrorState { writing, serving, deleted, failed };
 
 std::string_view to_string(LeaseState s);
 std::string_view to_string(MirrorState s);

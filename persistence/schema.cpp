@@ -1,5 +1,7 @@
 #include "persistence/schema.hpp"
 
+#include <string>
+
 namespace memlend::store {
 
 namespace {
@@ -7,7 +9,46 @@ namespace {
 // Version 1. Units are in the column names (_mib, _mhz, _bytes, _t_s for
 // scenario seconds, _unix_ms for wall-clock milliseconds since 1970 UTC).
 // README.md ("Store") documents every view column.
-const char* const v1 = R"sql(
+// Views that later versions recreate: one text for both.
+const char* const view_vm_memory = R"sql(
+CREATE VIEW v_vm_memory AS
+SELECT v.id, v.name, h.name AS host, v.memory_mib AS demand_mib, v.cpu_mhz AS demand_mhz, v.local_mib,
+       COALESCE(l.borrowed_mib, 0) AS borrowed_mib,
+       COALESCE(l.reserving_mib, 0) AS reserving_mib,
+       COALESCE(l.failed_mib, 0) AS from_mirror_mib,
+       COALESCE(l.leases, 0) AS leases,
+       MAX(0, v.memory_mib - v.local_mib - COALESCE(l.borrowed_mib, 0) - COALESCE(l.failed_mib, 0)) AS short_mib,
+       (m.bytes + 1048575) / 1048576 AS mirror_mib,
+       m.state AS mirror_state,
+       v.remote_since_s,
+       t.name AS migrating_to,
+       rt.name AS recommended_target,
+       v.updated_t_s
+FROM vms v
+JOIN hosts h ON h.id = v.host
+LEFT JOIN (SELECT vm,
+                  SUM(CASE WHEN state IN ('active', 'draining') THEN mib ELSE 0 END) AS borrowed_mib,
+                  SUM(CASE WHEN state = 'reserving' THEN mib ELSE 0 END) AS reserving_mib,
+                  SUM(CASE WHEN state = 'failed' THEN mib ELSE 0 END) AS failed_mib,
+                  COUNT(*) AS leases
+           FROM leases WHERE state <> 'released' GROUP BY vm) l ON l.vm = v.id
+LEFT JOIN mirrors m ON m.vm = v.id AND m.state <> 'deleted'
+LEFT JOIN hosts t ON t.id = v.migrating_to
+LEFT JOIN recommendations r ON r.vm = v.id
+LEFT JOIN hosts rt ON rt.id = r.target
+ORDER BY v.id;
+)sql";
+
+const char* const view_mirrors = R"sql(
+CREATE VIEW v_mirrors AS
+SELECT v.name AS vm, m.path, (m.bytes + 1048575) / 1048576 AS mib, m.bytes, m.watermark_bytes, m.state,
+       m.updated_t_s,
+       strftime('%Y-%m-%dT%H:%M:%SZ', m.updated_unix_ms / 1000, 'unixepoch') AS updated_at
+FROM mirrors m JOIN vms v ON v.id = m.vm
+ORDER BY m.vm;
+)sql";
+
+const std::string v1 = R"sql(
 CREATE TABLE schema_history (
   version INTEGER PRIMARY KEY,
   summary TEXT NOT NULL,
@@ -178,33 +219,7 @@ LEFT JOIN (SELECT recipient, SUM(mib) AS borrowed_mib, COUNT(*) AS leases
            FROM leases WHERE state IN ('active', 'draining') GROUP BY recipient) i ON i.recipient = h.id
 ORDER BY h.id;
 
-CREATE VIEW v_vm_memory AS
-SELECT v.id, v.name, h.name AS host, v.memory_mib AS demand_mib, v.cpu_mhz AS demand_mhz, v.local_mib,
-       COALESCE(l.borrowed_mib, 0) AS borrowed_mib,
-       COALESCE(l.reserving_mib, 0) AS reserving_mib,
-       COALESCE(l.failed_mib, 0) AS from_mirror_mib,
-       COALESCE(l.leases, 0) AS leases,
-       MAX(0, v.memory_mib - v.local_mib - COALESCE(l.borrowed_mib, 0) - COALESCE(l.failed_mib, 0)) AS short_mib,
-       (m.bytes + 1048575) / 1048576 AS mirror_mib,
-       m.state AS mirror_state,
-       v.remote_since_s,
-       t.name AS migrating_to,
-       rt.name AS recommended_target,
-       v.updated_t_s
-FROM vms v
-JOIN hosts h ON h.id = v.host
-LEFT JOIN (SELECT vm,
-                  SUM(CASE WHEN state IN ('active', 'draining') THEN mib ELSE 0 END) AS borrowed_mib,
-                  SUM(CASE WHEN state = 'reserving' THEN mib ELSE 0 END) AS reserving_mib,
-                  SUM(CASE WHEN state = 'failed' THEN mib ELSE 0 END) AS failed_mib,
-                  COUNT(*) AS leases
-           FROM leases WHERE state <> 'released' GROUP BY vm) l ON l.vm = v.id
-LEFT JOIN mirrors m ON m.vm = v.id AND m.state <> 'deleted'
-LEFT JOIN hosts t ON t.id = v.migrating_to
-LEFT JOIN recommendations r ON r.vm = v.id
-LEFT JOIN hosts rt ON rt.id = r.target
-ORDER BY v.id;
-
+)sql" + std::string(view_vm_memory) + R"sql(
 CREATE VIEW v_leases AS
 SELECT l.id, v.name AS vm, d.name AS donor, r.name AS recipient, l.mib, l.mib * 1048576 AS bytes,
        l.state, l.transport, l.datapath_key, l.epoch, l.created_t_s, l.updated_t_s,
@@ -216,13 +231,7 @@ JOIN hosts d ON d.id = l.donor
 JOIN hosts r ON r.id = l.recipient
 ORDER BY l.id;
 
-CREATE VIEW v_mirrors AS
-SELECT v.name AS vm, m.path, (m.bytes + 1048575) / 1048576 AS mib, m.bytes, m.watermark_bytes, m.state,
-       m.updated_t_s,
-       strftime('%Y-%m-%dT%H:%M:%SZ', m.updated_unix_ms / 1000, 'unixepoch') AS updated_at
-FROM mirrors m JOIN vms v ON v.id = m.vm
-ORDER BY m.vm;
-
+)sql" + std::string(view_mirrors) + R"sql(
 CREATE VIEW v_recommendations AS
 SELECT v.name AS vm, t.name AS target, r.reason, r.t_s,
        strftime('%Y-%m-%dT%H:%M:%SZ', r.updated_unix_ms / 1000, 'unixepoch') AS recorded_at
@@ -286,10 +295,34 @@ ORDER BY l.id;
 
 }  // namespace
 
+// Version 3: a mirror the data path could not write is 'failed' (it is no
+// copy); the events that say so. SQLite changes a CHECK only by rebuilding
+// the table, and the views that read it go and come back around that.
+const std::string v3 = std::string(R"sql(
+DROP VIEW v_vm_memory;
+DROP VIEW v_mirrors;
+CREATE TABLE mirrors_v2 (
+  vm INTEGER PRIMARY KEY REFERENCES vms (id),
+  path TEXT NOT NULL,
+  bytes INTEGER NOT NULL CHECK (bytes >= 0),
+  watermark_bytes INTEGER NOT NULL DEFAULT 0 CHECK (watermark_bytes BETWEEN 0 AND bytes),
+  state TEXT NOT NULL CHECK (state IN ('writing', 'serving', 'failed', 'deleted')),
+  updated_t_s REAL NOT NULL,
+  updated_unix_ms INTEGER NOT NULL
+);
+INSERT INTO mirrors_v2 SELECT vm, path, bytes, watermark_bytes, state, updated_t_s, updated_unix_ms FROM mirrors;
+DROP TABLE mirrors;
+ALTER TABLE mirrors_v2 RENAME TO mirrors;
+INSERT INTO event_kinds VALUES
+  ('mirror_failed', 'the data path could not write a VM''s mirror: it is no copy any more'),
+  ('memory_lost', 'a donor went down while the VM''s mirror was failed: what it lent is gone');
+)sql") + view_vm_memory + view_mirrors;
+
 const std::vector<Migration>& builtin_migrations() {
   static const std::vector<Migration> all{
       {1, "hosts, VMs, leases, mirrors, recommendations, event log, clock, support views", v1},
       {2, "no lease secret in the store or the support views", v2},
+      {3, "mirrors that could not be written: state failed, events mirror_failed and memory_lost", v3},
   };
   return all;
 }

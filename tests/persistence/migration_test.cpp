@@ -84,6 +84,30 @@ BOOST_AUTO_TEST_CASE(the_v1_fixture_opens_and_migrates_to_the_current_schema) {
   BOOST_TEST((*s)->commit(std::move(Batch(700).put(l))).ok());
 }
 
+// Version 3: a mirror may be failed, and the events that say so are taken;
+// the views that read mirrors come back with the table they read.
+BOOST_AUTO_TEST_CASE(the_v2_fixture_migrates_and_takes_a_failed_mirror) {
+  TempDir dir("migrate");
+  std::string path = copy_of(dir, 2);
+  auto s = Store::open(path);
+  BOOST_TEST_REQUIRE(bool(s), (s ? "" : s.error().message));
+  BOOST_TEST((*s)->schema_version() >= 3);
+  auto snap = (*s)->load();
+  BOOST_TEST_REQUIRE(bool(snap));
+  check_sample_v1(*snap);
+  Batch b(700);
+  b.put(MirrorRecord{1, "memlend-datastore/VM2.mirror", 49152LL << 20, 1LL << 30, MirrorState::failed, 700});
+  b.event(EventRecord{0, 700, "mirror_failed", "VM2", "A", "", 49152});
+  b.event(EventRecord{0, 710, "memory_lost", "VM2", "A", "B", 49152});
+  BOOST_TEST((*s)->commit(std::move(b)).ok());
+  BOOST_TEST(memlend::test::raw_value(path, "SELECT state FROM v_mirrors WHERE vm = 'VM2'") == "failed");
+  BOOST_TEST(memlend::test::raw_value(path, "SELECT mirror_state FROM v_vm_memory WHERE name = 'VM2'") == "failed");
+  auto again = (*s)->load();
+  BOOST_TEST_REQUIRE(bool(again));
+  BOOST_TEST_REQUIRE(again->mirrors.size() == 1u);
+  BOOST_TEST((again->mirrors[0].state == MirrorState::failed));
+}
+
 BOOST_AUTO_TEST_CASE(a_v1_database_migrates_to_a_later_version_with_its_data) {
   TempDir dir("migrate");
   std::string path = copy_of(dir, 1);

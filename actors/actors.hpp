@@ -60,7 +60,8 @@ using host_proxy_actor = host_actor::extend<
     reacts_to<atom::telemetry, platform::HostSample, std::vector<platform::VmSample>>,  // from its agent
     reacts_to<atom::bind, caf::actor, std::uint64_t>,  // its agent joined: handle, incarnation
     reacts_to<atom::silence, std::uint64_t>,           // heartbeat timer (generation)
-    reacts_to<atom::fence, std::vector<std::uint64_t>>>;  // leases its agent may keep as a donor
+    reacts_to<atom::fence, std::vector<std::uint64_t>>,  // leases its agent may keep as a donor
+    reacts_to<atom::mirrorfail, std::string, std::string>>;  // from its agent: a VM's mirror cannot be written, why
 
 // One per VM: detection with hysteresis, and the clock of its remote use.
 using vm_actor = caf::typed_actor<
@@ -98,6 +99,10 @@ using driver_actor = caf::typed_actor<
 
 // The cluster's one view of free resources; decides with policy/ and carries
 // decisions out one at a time, so no megabyte is promised twice.
+// The reporter of a mirror failure that the controller's own data path saw
+// (memlend run), rather than a host's agent.
+inline constexpr std::uint32_t own_data_path = ~0u;
+
 using planner_actor = caf::typed_actor<
     replies_to<atom::need, std::uint32_t, std::int64_t, std::int64_t>::with<std::string>,     // VM, demand → kind
     replies_to<atom::surplus, std::uint32_t, std::int64_t, std::int64_t>::with<std::int64_t>, // VM, demand → MiB released
@@ -107,7 +112,7 @@ using planner_actor = caf::typed_actor<
     reacts_to<atom::commit, LeaseInfo>,                         // a lease actor's grant, to record
     reacts_to<atom::hostdown, std::uint32_t>,
     reacts_to<atom::hostup, std::uint32_t>,
-    reacts_to<atom::mirrorfail, std::string, std::string>,  // the data path cannot write this VM's mirror: why
+    reacts_to<atom::mirrorfail, std::uint32_t, std::string, std::string>,  // reporting host, VM, why its mirror cannot be written
     reacts_to<atom::rebind, std::string, std::uint64_t, caf::actor>,
     replies_to<atom::join>::with<std::vector<LeaseInfo>, std::vector<Placement>>,  // the world, for a joining agent
     replies_to<atom::get>::with<std::string>>;  // the view, as JSON (tests, support)
@@ -136,6 +141,7 @@ using agent_actor = caf::typed_actor<
     reacts_to<atom::tick, std::uint64_t>,                            // sampling timer (generation)
     reacts_to<atom::attach, RemoteState>,                            // a VM's host and leases now
     reacts_to<atom::fence, std::vector<std::uint64_t>>,                  // keep only these leases
+    reacts_to<atom::mirrorfail, std::string, std::string>,               // its data path: a VM's mirror failed, why
     replies_to<atom::get>::with<std::string>,                            // its state, JSON
     reacts_to<atom::shutdown>>;
 

@@ -356,6 +356,13 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
         if (!st.platform) return;
         apply(self, r);
       },
+      [=](atom::mirrorfail, const std::string& vm, const std::string& why) {
+        auto& st = self->state;
+        say(self, "error: the mirror of " + vm + " cannot be written (" + why + ")");
+        // Not joined: the controller hears of it when the region fails
+        // again; the log line above is the record meanwhile.
+        if (st.joined) self->send(st.home, atom::mirrorfail::value, vm, why);
+      },
       [=](atom::fence, const std::vector<std::uint64_t>& keep) {
         auto& st = self->state;
         std::set<std::uint64_t> kept(keep.begin(), keep.end());

@@ -101,6 +101,25 @@ Expected<std::shared_ptr<DataPlane>> start_data_plane(const RunOptions& o) {
   return plane;
 }
 
+// The plane's region listener for the life of an actor system: cleared
+// before the system goes, since the handles it sends to must not outlive it.
+class ListenToRegions {
+ public:
+  ListenToRegions() = default;
+  ListenToRegions(const ListenToRegions&) = delete;
+  ListenToRegions& operator=(const ListenToRegions&) = delete;
+  ~ListenToRegions() {
+    if (plane_) plane_->set_region_listener({});
+  }
+  void start(DataPlane* plane, DataPlane::RegionListener listener) {
+    plane_ = plane;
+    plane_->set_region_listener(std::move(listener));
+  }
+
+ private:
+  DataPlane* plane_ = nullptr;
+};
+
 // The actors are gone; what they asked of the data path gets a few seconds
 // to finish. The stop signals are blocked by now, so a wait without an end
 // here could only be ended by SIGKILL; the store keeps what was not done.
@@ -196,23 +215,17 @@ int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane) {
   waiter->monitor(sup);
   // This process maps the VMs' memory (the simulated platform): what its
   // regions find wrong with a mirror goes to the planner as it happens.
-  bool listening = plane && !options.network.enabled && !options.dry_run;
-  if (listening) {
+  ListenToRegions listen;
+  if (plane && !options.network.enabled && !options.dry_run) {
     caf::actor planner;
     waiter->request(sup, caf::infinite, atom::get::value, std::string("planner"), std::uint64_t{0})
         .receive([&](caf::actor a) { planner = a; }, [](caf::error&) {});
     auto to = caf::actor_cast<planner_actor>(planner);
-    plane->set_region_listener([to](const std::string& vm, std::uint64_t, const rdma::RegionEvent& e) {
-      if (e.kind == rdma::RegionEvent::Kind::mirror_failed) caf::anon_send(to, atom::mirrorfail::value, vm, e.detail);
+    listen.start(plane.get(), [to](const std::string& vm, std::uint64_t, const rdma::RegionEvent& e) {
+      if (e.kind == rdma::RegionEvent::Kind::mirror_failed)
+        caf::anon_send(to, atom::mirrorfail::value, own_data_path, vm, e.detail);
     });
   }
-  // Before the actor system goes: the listener's handle must not outlive it.
-  struct Unlisten {
-    DataPlane* plane;
-    ~Unlisten() {
-      if (plane) plane->set_region_listener({});
-    }
-  } unlisten{listening ? plane.get() : nullptr};
   if (options.network.enabled) {
     caf::actor registrar;
     waiter->request(sup, caf::infinite, atom::get::value, std::string("registrar"), std::uint64_t{0})
@@ -305,6 +318,13 @@ int run_agent_actors(const AgentOptions& options, std::shared_ptr<DataPlane> pla
   auto a = sys.spawn(agent, ac);
   bind_metrics(spawn_metrics(sys, options.metrics, options.scenario, 1, 0, plane, false), "agent",
                caf::actor_cast<caf::actor>(a));
+  // What this host's regions find wrong with a mirror goes to the controller
+  // through the agent.
+  ListenToRegions listen;
+  if (plane)
+    listen.start(plane.get(), [a](const std::string& vm, std::uint64_t, const rdma::RegionEvent& e) {
+      if (e.kind == rdma::RegionEvent::Kind::mirror_failed) caf::anon_send(a, atom::mirrorfail::value, vm, e.detail);
+    });
   caf::scoped_actor waiter{sys};
   waiter->monitor(a);
   SignalWatch signals([a] { caf::anon_send(a, atom::shutdown::value); });

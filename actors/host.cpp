@@ -160,6 +160,11 @@ host_proxy_actor::behavior_type host(host_proxy_actor::stateful_pointer<host_sta
         st.agent = std::move(agent);
         st.incarnation = incarnation;
       },
+      [=](atom::mirrorfail, const std::string& vm, const std::string& why) {
+        // The planner checks that the VM runs on this host: an agent speaks
+        // for its own VMs only.
+        self->send(self->state.planner, atom::mirrorfail::value, self->state.ledger.host, vm, why);
+      },
       [=](atom::fence, const std::vector<std::uint64_t>& keep) {
         if (self->state.agent)
           self->send(caf::actor_cast<agent_actor>(self->state.agent), atom::fence::value, keep);

@@ -499,9 +499,14 @@ void rehome(self_ptr self, std::vector<Lost> todo, HostId failed, std::function<
 // The data path could not write a VM's mirror (a full or failing datastore):
 // said at once and recorded, since from now on a donor's failure loses what
 // it lent that VM. The region goes on with its donor.
-void mirror_failed(self_ptr self, const std::string& vm_name, const std::string& why) {
+void mirror_failed(self_ptr self, std::uint32_t from, const std::string& vm_name, const std::string& why) {
   auto& st = self->state;
   auto vm = st.config.scenario.find_vm(vm_name);
+  if (vm && from != own_data_path && st.view->vm(*vm).host != from) {
+    note(self, "error: " + st.host_name(from) + " reported the mirror of " + vm_name + ", which runs on " +
+                   st.host_name(st.view->vm(*vm).host) + "; ignored");
+    return finish(self);
+  }
   if (!vm || !st.mirror_mib.count(*vm) || st.mirror_failed.count(*vm)) return finish(self);
   st.mirror_failed[*vm] = why;
   auto txn = begin(self);
@@ -815,8 +820,8 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
       },
       [=](atom::hostdown, std::uint32_t h) { enqueue(self, [=] { host_down(self, h); }); },
       [=](atom::hostup, std::uint32_t h) { enqueue(self, [=] { host_up(self, h); }); },
-      [=](atom::mirrorfail, const std::string& vm, const std::string& why) {
-        enqueue(self, [=] { mirror_failed(self, vm, why); });
+      [=](atom::mirrorfail, std::uint32_t from, const std::string& vm, const std::string& why) {
+        enqueue(self, [=] { mirror_failed(self, from, vm, why); });
       },
       [=](atom::rebind, const std::string& kind, std::uint64_t key, caf::actor handle) {
         auto& st = self->state;

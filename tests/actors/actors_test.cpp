@@ -187,6 +187,50 @@ BOOST_AUTO_TEST_CASE(a_donor_failure_fails_over_to_the_mirror_then_rehomes) {
   BOOST_TEST(v["hosts"][2]["lent_mib"].get<std::int64_t>() == 16384);
 }
 
+// A host's agent reports that a VM's mirror cannot be written (a full
+// datastore): said at once, and only for the agent's own VMs. A donor's
+// failure afterwards loses what it lent, openly: no failover, no re-home.
+BOOST_AUTO_TEST_CASE(a_failed_mirror_is_said_and_a_donor_failure_then_loses_memory) {
+  const char* s = R"({
+    "settings": { "donors": "spread" },
+    "hosts": [ { "name": "A", "memory_mib": 16384, "cpu_mhz": 8000 },
+               { "name": "B", "memory_mib": 16384, "cpu_mhz": 8000 },
+               { "name": "N", "memory_mib": 16384, "cpu_mhz": 8000 } ],
+    "vms": [ { "name": "VM4", "host": "B", "memory_mib": 16384, "cpu_mhz": 4000 } ],
+    "events": [ { "at_s": 5, "vm": "VM4", "memory_mib": 32768 },
+                { "at_s": 100, "host": "A", "up": false } ]
+  })";
+  ControllerFixture f(s);
+  f.run_until(50);
+  BOOST_TEST_REQUIRE(f.named("lease_granted").size() == 2u);
+  auto report = [&](std::uint64_t host) {
+    caf::anon_send(caf::actor_cast<host_proxy_actor>(f.child("host", host)), atom::mirrorfail::value,
+                   std::string("VM4"), std::string("No space left on device"));
+  };
+  report(0);  // A's agent cannot speak for a VM on B
+  f.run_until(51);
+  BOOST_TEST(f.named("mirror_failed").empty());
+  report(1);
+  f.run_until(52);
+  auto failed = f.named("mirror_failed");
+  BOOST_TEST_REQUIRE(failed.size() == 1u);
+  BOOST_TEST(failed[0].vm == "VM4");
+  report(1);  // said once
+  f.run_until(53);
+  BOOST_TEST(f.named("mirror_failed").size() == 1u);
+  f.run_until(100);
+  BOOST_TEST(f.named("donor_failed").size() == 1u);
+  BOOST_TEST(f.named("failover_to_mirror").empty());
+  BOOST_TEST(f.named("lease_rehomed").empty());
+  auto lost = f.named("memory_lost");
+  BOOST_TEST_REQUIRE(lost.size() == 1u);
+  BOOST_TEST(lost[0].vm == "VM4");
+  BOOST_TEST(lost[0].donor == "A");
+  BOOST_TEST(lost[0].mib == 8192);
+  auto v = view(f);
+  BOOST_TEST(v["hosts"][0]["lent_mib"].get<std::int64_t>() == 0);
+}
+
 BOOST_AUTO_TEST_CASE(a_recipient_failure_lets_donors_reclaim_and_deletes_the_mirror) {
   std::string s = fig2_growth;
   s.replace(s.find(R"("events": [)"), std::string(R"("events": [)").size(),

@@ -8,9 +8,9 @@
 #pragma once
 
 #include "actors/actors.hpp"
-#include "actors/cluster_auth.hpp"
-#include "actors/data_plane.hpp"
-#include "actors/sim_clock.hpp"
+#include "identity/cluster_auth.hpp"
+#include "dataplane/data_plane.hpp"
+#include "core/sim_clock.hpp"
 #include "firmware_hooks/platform.hpp"
 
 #include <caf/node_id.hpp>

@@ -1,6 +1,6 @@
 #include "actors/event_sink.hpp"
 
-#include "actors/journal.hpp"
+#include "journal/journal.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -10,20 +10,6 @@
 #include <unistd.h>
 
 namespace memlend {
-
-std::string event_json_line(const LogEvent& e) {
-  nlohmann::ordered_json j;
-  if (std::floor(e.t_s) == e.t_s && std::abs(e.t_s) < 1e15)
-    j["t_s"] = static_cast<std::int64_t>(e.t_s);
-  else
-    j["t_s"] = std::round(e.t_s * 1000) / 1000;
-  j["event"] = e.event;
-  if (!e.vm.empty()) j["vm"] = e.vm;
-  if (!e.host.empty()) j["host"] = e.host;
-  if (!e.donor.empty()) j["donor"] = e.donor;
-  if (e.mib >= 0) j["mib"] = e.mib;
-  return j.dump();
-}
 
 namespace {
 

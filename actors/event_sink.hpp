@@ -34,9 +34,6 @@ struct sink_state {
   SinkOptions options;
 };
 
-// The JSON line of one event (DESIGN.md, "Event log").
-std::string event_json_line(const LogEvent& e);
-
 sink_actor::behavior_type event_sink(sink_actor::stateful_pointer<sink_state> self, SinkOptions options);
 
 }  // namespace memlend

@@ -69,16 +69,16 @@ lease_actor::behavior_type lease(lease_actor::stateful_pointer<lease_state> self
   st.sink = sink;
   st.driver = driver;
   st.planner = planner;
-  if (st.info.state == "reserving") {
-    st.info.state = "active";
+  if (st.info.state == LeaseState::reserving) {
+    st.info.state = LeaseState::active;
     save(self);
   }
   // A lease granted before a crash already has its data path.
-  if (st.config.plane && st.info.state == "active" && st.info.data_id == 0) set_up(self);
+  if (st.config.plane && st.info.state == LeaseState::active && st.info.data_id == 0) set_up(self);
   return {
       [=](atom::commit, const LeaseInfo& done) {
         auto& st = self->state;
-        if (st.info.state != "active") {
+        if (st.info.state != LeaseState::active) {
           // Ended while the grant was under way: give it straight back.
           auto plane = st.config.plane;
           std::string vm = st.config.vm_names[done.vm], donor = st.config.host_names[done.donor];
@@ -106,7 +106,7 @@ lease_actor::behavior_type lease(lease_actor::stateful_pointer<lease_state> self
       },
       [=](atom::release, bool keep_region) {
         auto& st = self->state;
-        st.info.state = "released";
+        st.info.state = LeaseState::released;
         save(self);
         if (auto plane = st.config.plane) {
           std::string vm = st.config.vm_names[st.info.vm], donor = st.config.host_names[st.info.donor];
@@ -121,7 +121,7 @@ lease_actor::behavior_type lease(lease_actor::stateful_pointer<lease_state> self
       },
       [=](atom::failover) {
         auto& st = self->state;
-        st.info.state = "failed";
+        st.info.state = LeaseState::failed;
         save(self);
         if (auto plane = st.config.plane; plane && st.config.local_recipient) {
           std::string vm = st.config.vm_names[st.info.vm];

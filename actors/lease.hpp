@@ -6,8 +6,8 @@
 #pragma once
 
 #include "actors/actors.hpp"
-#include "actors/data_plane.hpp"
-#include "actors/sim_clock.hpp"
+#include "dataplane/data_plane.hpp"
+#include "core/sim_clock.hpp"
 #include "metrics/metrics.hpp"
 
 #include <caf/typed_event_based_actor.hpp>

@@ -3,6 +3,7 @@
 // to meta::type_name are the wire names and must not change.
 #pragma once
 
+#include "core/facts.hpp"
 #include "firmware_hooks/platform.hpp"
 
 #include <caf/meta/type_name.hpp>
@@ -12,45 +13,6 @@
 #include <vector>
 
 namespace memlend {
-
-// One entry of the event log (DESIGN.md, "Event log"): mib < 0 and empty
-// strings are left out of the JSON line. `text` is the line a person reads.
-struct LogEvent {
-  double t_s = 0;
-  std::string event;
-  std::string vm;
-  std::string host;
-  std::string donor;
-  std::int64_t mib = -1;
-  std::string text;
-};
-
-// A donor's loan to one VM.
-struct LeaseInfo {
-  std::uint64_t id = 0;
-  std::uint32_t vm = 0;
-  std::uint32_t donor = 0;
-  std::uint32_t recipient = 0;
-  std::int64_t mib = 0;
-  std::string state;      // reserving, active, draining, released, failed
-  std::uint64_t epoch = 0;
-  std::string transport;  // rdma or tcp
-  std::uint64_t replaces = 0;  // a re-homed lease: the failed one whose contents it takes
-  // The data path's side, once the donor granted it: where to reach the
-  // lease, its id and epoch there, and its secret (hex).
-  std::string data_addr;
-  std::uint64_t data_id = 0;
-  std::uint64_t data_epoch = 0;
-  std::string data_secret;
-};
-
-// The copy of one VM's remote memory on the shared datastore.
-struct MirrorInfo {
-  std::uint32_t vm = 0;
-  std::int64_t mib = 0;
-  std::string path;
-  std::string state;  // writing, serving (a donor is gone), deleted
-};
 
 // What a VM actor needs to come back after a crash.
 struct VmCheckpoint {
@@ -86,7 +48,7 @@ struct HostCheckpoint {
 };
 
 // An agent introduces itself to the controller (cluster mode). Who it is:
-// actors/cluster_auth.hpp.
+// identity/cluster_auth.hpp.
 struct AgentHello {
   std::string cluster;        // the cluster's name; another cluster's agent is refused
   std::string host;           // the host it speaks for
@@ -156,22 +118,6 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, JoinReply& x) {
   return f(caf::meta::type_name("memlend.join_reply"), x.ok, x.reason, x.host, x.scenario_t, x.speed, x.leases,
            x.placements, x.data_bytes_per_mib);
-}
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, LogEvent& x) {
-  return f(caf::meta::type_name("memlend.log_event"), x.t_s, x.event, x.vm, x.host, x.donor, x.mib, x.text);
-}
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, LeaseInfo& x) {
-  return f(caf::meta::type_name("memlend.lease"), x.id, x.vm, x.donor, x.recipient, x.mib, x.state, x.epoch,
-           x.transport, x.replaces, x.data_addr, x.data_id, x.data_epoch, x.data_secret);
-}
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, MirrorInfo& x) {
-  return f(caf::meta::type_name("memlend.mirror"), x.vm, x.mib, x.path, x.state);
 }
 
 template <class Inspector>

@@ -1,7 +1,7 @@
 #include "actors/metrics_actor.hpp"
 
 #include "actors/defaults.hpp"
-#include "actors/stop_signals.hpp"
+#include "core/stop_signals.hpp"
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>

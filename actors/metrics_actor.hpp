@@ -11,8 +11,8 @@
 #pragma once
 
 #include "actors/actors.hpp"
-#include "actors/data_plane.hpp"
-#include "actors/sim_clock.hpp"
+#include "dataplane/data_plane.hpp"
+#include "core/sim_clock.hpp"
 #include "metrics/http_exposer.hpp"
 #include "metrics/metrics.hpp"
 

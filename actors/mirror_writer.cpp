@@ -53,7 +53,7 @@ mirror_actor::behavior_type mirror_writer(mirror_actor::stateful_pointer<mirror_
         save();
       },
       [=](atom::failover, std::uint32_t) {
-        self->state.info.state = "serving";
+        self->state.info.state = MirrorState::serving;
         save();
       },
       [=](atom::remove) {
@@ -64,7 +64,7 @@ mirror_actor::behavior_type mirror_writer(mirror_actor::stateful_pointer<mirror_
         } else if (::unlink(self->state.info.path.c_str()) != 0 && errno != ENOENT) {
           complain(std::strerror(errno));
         }
-        self->state.info.state = "deleted";
+        self->state.info.state = MirrorState::deleted;
         save();
         self->quit();
       },

@@ -4,7 +4,7 @@
 #pragma once
 
 #include "actors/actors.hpp"
-#include "actors/data_plane.hpp"
+#include "dataplane/data_plane.hpp"
 
 #include <memory>
 

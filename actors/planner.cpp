@@ -1,7 +1,8 @@
 #include "actors/planner.hpp"
 
 #include "actors/defaults.hpp"
-#include "actors/journal.hpp"
+#include "journal/journal.hpp"
+#include "rdma/mirror.hpp"
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
@@ -23,9 +24,9 @@ std::vector<LeaseInfo> initial_leases(const Scenario& s) {
       l.donor = p.donor;
       l.recipient = s.vms[v].host;
       l.mib = p.mib;
-      l.state = "active";
+      l.state = LeaseState::active;
       l.epoch = 1;
-      l.transport = s.hosts[p.donor].rdma && s.hosts[l.recipient].rdma ? "rdma" : "tcp";
+      l.transport = s.hosts[p.donor].rdma && s.hosts[l.recipient].rdma ? Transport::rdma : Transport::tcp;
       out.push_back(l);
     }
   return out;
@@ -221,7 +222,7 @@ std::shared_ptr<Reservation> new_reservation(self_ptr self, const std::vector<Le
 }
 
 std::string mirror_path(self_ptr self, std::uint32_t vm) {
-  return self->state.config.datastore + "/" + self->state.vm_name(vm) + ".mirror";
+  return rdma::mirror_path(self->state.config.datastore, self->state.vm_name(vm));
 }
 
 // The VM's mirror follows the total it borrows: made, grown, shrunk, deleted.
@@ -231,7 +232,7 @@ void sync_mirror(self_ptr self, const TxnPtr& txn, std::uint32_t vm) {
   std::int64_t mib = st.view->vm(vm).borrowed_mib();
   auto it = st.mirrors.find(vm);
   if (mib > 0 && it == st.mirrors.end()) {
-    MirrorInfo m{vm, mib, mirror_path(self, vm), "writing"};
+    MirrorInfo m{vm, mib, mirror_path(self, vm), MirrorState::writing};
     st.mirror_mib[vm] = mib;
     // A placeholder handle keeps a second sync from spawning twice.
     st.mirrors[vm] = mirror_actor{};
@@ -288,9 +289,9 @@ void start_leases(self_ptr self, const TxnPtr& txn, std::uint32_t vm, const std:
     info.donor = g.donor;
     info.recipient = recipient;
     info.mib = g.mib;
-    info.state = "active";
+    info.state = LeaseState::active;
     info.epoch = epoch;
-    info.transport = std::string(to_string(g.transport));
+    info.transport = g.transport;
     info.replaces = replaces;
     st.leases[info.id] = {info, lease_actor{}};
     txn->batch.put(lease_record(info));
@@ -335,7 +336,7 @@ std::int64_t end_leases(self_ptr self, const TxnPtr& txn, std::uint32_t vm, Host
     }
     total += l.mib;
     lease_actor actor = it->second.actor;
-    l.state = "released";
+    l.state = LeaseState::released;
     txn->batch.put(lease_record(l));
     if (event) {
       std::string text = std::string(event) == "memory_reclaimed"
@@ -548,7 +549,7 @@ void host_down(self_ptr self, std::uint32_t h) {
   std::vector<std::pair<std::uint32_t, std::int64_t>> lost;  // by VM, for the events
   std::vector<Lost> leases_lost;
   for (auto& [id, rec] : st.leases) {
-    if (rec.info.donor != h || rec.info.state != "active") continue;
+    if (rec.info.donor != h || rec.info.state != LeaseState::active) continue;
     if (st.config.metrics) st.config.metrics->lease_failures(metrics::LeaseFailure::donor_down).inc();
     lease_actor actor = rec.actor;
     act(txn, [self, actor] {
@@ -560,7 +561,7 @@ void host_down(self_ptr self, std::uint32_t h) {
     else
       it->second += rec.info.mib;
     if (st.mirror_failed.count(rec.info.vm)) continue;  // ended below, not re-homed
-    rec.info.state = "failed";
+    rec.info.state = LeaseState::failed;
     txn->batch.put(lease_record(rec.info));
     leases_lost.push_back({rec.info.vm, id, rec.info.mib});
   }
@@ -637,13 +638,13 @@ void host_up(self_ptr self, std::uint32_t h) {
   // what was re-homed while it was away, it drops.
   std::vector<std::uint64_t> keep;
   for (const auto& [id, rec] : st.leases)
-    if (rec.info.donor == h && rec.info.state == "active") keep.push_back(id);
+    if (rec.info.donor == h && rec.info.state == LeaseState::active) keep.push_back(id);
   act(txn, [self, h, keep] { self->send(self->state.hosts[h], atom::fence::value, keep); });
   persist(self, txn, [=] {
     // Memory that a dead donor lent and nobody could take is re-homed now.
     std::map<HostId, std::vector<Lost>> failed;
     for (auto& [id, rec] : self->state.leases)
-      if (rec.info.state == "failed") failed[rec.info.donor].push_back({rec.info.vm, id, rec.info.mib});
+      if (rec.info.state == LeaseState::failed) failed[rec.info.donor].push_back({rec.info.vm, id, rec.info.mib});
     rehome_failed(self, FailedParts(failed.begin(), failed.end()));
   });
 }
@@ -769,7 +770,7 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
         // A lease actor's grant: how to reach the lease again after a restart.
         auto& st = self->state;
         auto it = st.leases.find(granted.id);
-        if (it == st.leases.end() || it->second.info.state != "active") return;
+        if (it == st.leases.end() || it->second.info.state != LeaseState::active) return;
         LeaseInfo& l = it->second.info;
         l.data_addr = granted.data_addr;
         l.data_id = granted.data_id;
@@ -841,7 +842,7 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
         auto& st = self->state;
         std::vector<LeaseInfo> leases;
         for (const auto& [id, rec] : st.leases)
-          if (rec.info.state == "active") leases.push_back(rec.info);
+          if (rec.info.state == LeaseState::active) leases.push_back(rec.info);
         std::vector<Placement> moved;
         for (VmId v = 0; v < st.view->vm_count(); ++v)
           if (v < st.config.start.first_hosts.size() && st.view->vm(v).host != st.config.start.first_hosts[v])

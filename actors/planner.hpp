@@ -6,10 +6,10 @@
 #pragma once
 
 #include "actors/actors.hpp"
-#include "actors/data_plane.hpp"
+#include "dataplane/data_plane.hpp"
 #include "persistence/store.hpp"
-#include "actors/policy/planner.hpp"
-#include "actors/sim_clock.hpp"
+#include "policy/cluster.hpp"
+#include "core/sim_clock.hpp"
 #include "metrics/metrics.hpp"
 
 #include <caf/typed_event_based_actor.hpp>

@@ -38,7 +38,7 @@ void route(self_ptr self, const std::vector<platform::VmSample>& vms) {
     if (v.vm < st.vms.size() && st.vms[v.vm]) self->send(st.vms[v.vm], atom::sample::value, v);
 }
 
-bool report(self_ptr self, const Expected<platform::Done>& r) {
+bool report(self_ptr self, const Expected<void>& r) {
   if (r) return true;
   LogEvent e;
   e.t_s = self->state.config.clock.now(self->clock());
@@ -93,7 +93,7 @@ driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<drive
         l.donor = donor;
         l.recipient = st.remote[vm].host;
         l.mib = mib;
-        l.state = "active";
+        l.state = LeaseState::active;
         st.remote[vm].leases.push_back(l);
         tell(self, vm, {});
         return true;

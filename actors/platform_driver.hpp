@@ -4,8 +4,8 @@
 #pragma once
 
 #include "actors/actors.hpp"
-#include "actors/data_plane.hpp"
-#include "actors/sim_clock.hpp"
+#include "dataplane/data_plane.hpp"
+#include "core/sim_clock.hpp"
 #include "firmware_hooks/platform.hpp"
 
 #include <caf/typed_event_based_actor.hpp>

@@ -1,6 +1,6 @@
 #include "actors/registrar.hpp"
 
-#include "actors/cluster_auth.hpp"
+#include "identity/cluster_auth.hpp"
 #include "actors/defaults.hpp"
 
 #include <caf/all.hpp>

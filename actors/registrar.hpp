@@ -4,10 +4,10 @@
 #pragma once
 
 #include "actors/actors.hpp"
-#include "actors/cluster_auth.hpp"
-#include "actors/data_plane.hpp"
-#include "actors/policy/model.hpp"
-#include "actors/sim_clock.hpp"
+#include "identity/cluster_auth.hpp"
+#include "dataplane/data_plane.hpp"
+#include "policy/model.hpp"
+#include "core/sim_clock.hpp"
 
 #include <caf/actor_clock.hpp>
 #include <caf/typed_event_based_actor.hpp>

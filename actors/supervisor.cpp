@@ -8,6 +8,7 @@
 #include "actors/platform_driver.hpp"
 #include "actors/registrar.hpp"
 #include "actors/vm.hpp"
+#include "rdma/mirror.hpp"
 
 #include <caf/all.hpp>
 
@@ -186,7 +187,7 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
   std::vector<RemoteState> start(sc.vms.size());
   for (policy::VmId v = 0; v < sc.vms.size(); ++v) start[v] = {v, sc.vms[v].host, {}};
   for (const auto& l : st.config.start.leases)
-    if (l.state == "active") start[l.vm].leases.push_back(l);
+    if (l.state == LeaseState::active) start[l.vm].leases.push_back(l);
   st.driver = self->spawn(platform_driver, dc, st.config.platform, sc.hosts.size(), start, sup, st.config.sink);
   adopt(self, "driver", 0, caf::actor_cast<caf::actor>(st.driver), {});
   self->send(st.planner, atom::rebind::value, std::string("driver"), std::uint64_t{0},
@@ -200,7 +201,7 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
     cp.host = h;
     cp.up = sc.hosts[h].up;
     for (const auto& l : leases)
-      if (l.donor == h && l.state == "active") {
+      if (l.donor == h && l.state == LeaseState::active) {
         cp.lease_ids.push_back(l.id);
         cp.lease_mib.push_back(l.mib);
       }
@@ -235,7 +236,7 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
     for (const auto& l : leases)
       if (l.vm == v) mib += l.mib;
     if (mib == 0) continue;
-    auto msg = caf::make_message(MirrorInfo{v, mib, st.config.datastore + "/" + sc.vms[v].name + ".mirror", "writing"});
+    auto msg = caf::make_message(MirrorInfo{v, mib, rdma::mirror_path(st.config.datastore, sc.vms[v].name), MirrorState::writing});
     auto child = spawn_child(self, "mirror", v, msg);
     adopt(self, "mirror", v, child, msg);
     rebind(self, "mirror", v, child);

@@ -7,11 +7,11 @@
 // from its store.
 #pragma once
 
-#include "actors/cluster_auth.hpp"
+#include "identity/cluster_auth.hpp"
 #include "actors/actors.hpp"
-#include "actors/data_plane.hpp"
+#include "dataplane/data_plane.hpp"
 #include "actors/planner.hpp"
-#include "actors/sim_clock.hpp"
+#include "core/sim_clock.hpp"
 #include "firmware_hooks/platform.hpp"
 #include "metrics/metrics.hpp"
 

@@ -1,7 +1,7 @@
 #include "actors/vm.hpp"
 
 #include "actors/defaults.hpp"
-#include "actors/policy/planner.hpp"
+#include "policy/cluster.hpp"
 
 #include <caf/all.hpp>
 

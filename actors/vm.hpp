@@ -4,9 +4,9 @@
 #pragma once
 
 #include "actors/actors.hpp"
-#include "actors/policy/detection.hpp"
-#include "actors/policy/model.hpp"
-#include "actors/sim_clock.hpp"
+#include "policy/detection.hpp"
+#include "policy/model.hpp"
+#include "core/sim_clock.hpp"
 
 #include <caf/typed_event_based_actor.hpp>
 

@@ -1,6 +1,6 @@
 #include "cli/cluster_flags.hpp"
 
-#include "actors/policy/operator_input.hpp"
+#include "policy/operator_input.hpp"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -2,7 +2,7 @@
 // name, its secret, and the TLS files.
 #pragma once
 
-#include "actors/controller.hpp"
+#include "node/controller.hpp"
 #include "cli/cli.hpp"
 
 #include <optional>

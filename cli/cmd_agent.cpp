@@ -1,10 +1,10 @@
-#include "actors/controller.hpp"
+#include "node/controller.hpp"
 #include "cli/cli.hpp"
 #include "cli/cluster_flags.hpp"
 #include "cli/config_file.hpp"
 #include "cli/logging.hpp"
 #include "cli/metrics_option.hpp"
-#include "firmware_hooks/scenario.hpp"
+#include "scenario/scenario.hpp"
 
 #include <filesystem>
 

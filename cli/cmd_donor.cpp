@@ -1,4 +1,4 @@
-#include "actors/stop_signals.hpp"
+#include "core/stop_signals.hpp"
 #include "cli/cli.hpp"
 #include "cli/cluster_flags.hpp"
 #include "cli/datapath_flags.hpp"

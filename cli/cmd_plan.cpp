@@ -1,9 +1,9 @@
-#include "actors/policy/planner.hpp"
+#include "policy/cluster.hpp"
 #include "cli/cli.hpp"
 #include "cli/config_file.hpp"
 #include "cli/logging.hpp"
 #include "cli/plan_output.hpp"
-#include "firmware_hooks/scenario.hpp"
+#include "scenario/scenario.hpp"
 
 #include <spdlog/spdlog.h>
 

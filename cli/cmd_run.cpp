@@ -1,13 +1,13 @@
-#include "actors/controller.hpp"
-#include "actors/journal.hpp"
-#include "actors/recovery.hpp"
+#include "node/controller.hpp"
+#include "journal/journal.hpp"
+#include "node/recovery.hpp"
 #include "persistence/store.hpp"
 #include "cli/cli.hpp"
 #include "cli/cluster_flags.hpp"
 #include "cli/config_file.hpp"
 #include "cli/logging.hpp"
 #include "cli/metrics_option.hpp"
-#include "firmware_hooks/scenario.hpp"
+#include "scenario/scenario.hpp"
 
 #include <filesystem>
 #include <iostream>

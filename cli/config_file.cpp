@@ -1,6 +1,6 @@
 #include "cli/config_file.hpp"
 
-#include "actors/policy/operator_input.hpp"
+#include "policy/operator_input.hpp"
 
 #include <iostream>
 #include <map>

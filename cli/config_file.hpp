@@ -10,7 +10,7 @@
 // malformed line; each error names the file, the line and the key.
 #pragma once
 
-#include "actors/policy/expected.hpp"
+#include "core/expected.hpp"
 #include "cli/cli.hpp"
 
 #include <map>

@@ -1,7 +1,7 @@
 // `--metrics ADDR|off` for the commands that serve Prometheus metrics (run, agent).
 #pragma once
 
-#include "actors/policy/expected.hpp"
+#include "core/expected.hpp"
 #include "metrics/http_exposer.hpp"
 
 #include <CLI/CLI.hpp>

@@ -2,7 +2,7 @@
 // key names here are stable.
 #pragma once
 
-#include "actors/policy/planner.hpp"
+#include "policy/cluster.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -4,8 +4,8 @@
 // follow without touching the actors.
 #pragma once
 
-#include "actors/policy/expected.hpp"
-#include "actors/policy/model.hpp"
+#include "core/expected.hpp"
+#include "policy/model.hpp"
 
 #include <memory>
 #include <string_view>
@@ -41,8 +41,6 @@ struct Telemetry {
   std::vector<VmSample> vms;
 };
 
-struct Done {};
-
 class Platform {
  public:
   virtual ~Platform() = default;
@@ -55,11 +53,11 @@ class Platform {
   virtual HostId host_of(VmId vm) const = 0;
   virtual std::vector<policy::RemotePart> remote_of(VmId vm) const = 0;
   // The VM's memory now includes `mib` lent by `donor`.
-  virtual Expected<Done> attach_remote(VmId vm, HostId donor, std::int64_t mib) = 0;
+  virtual Expected<void> attach_remote(VmId vm, HostId donor, std::int64_t mib) = 0;
   // The VM gives back `mib` of what `donor` lent it (the donor reclaims it).
-  virtual Expected<Done> detach_remote(VmId vm, HostId donor, std::int64_t mib) = 0;
+  virtual Expected<void> detach_remote(VmId vm, HostId donor, std::int64_t mib) = 0;
   // Live-migrates the VM to `target`.
-  virtual Expected<Done> migrate(VmId vm, HostId target) = 0;
+  virtual Expected<void> migrate(VmId vm, HostId target) = 0;
   // The time of the last scripted change, so a run knows when the script ends.
   virtual double last_change_s() const = 0;
 };

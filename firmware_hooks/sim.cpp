@@ -67,7 +67,7 @@ class Sim final : public Platform {
   }
 
  public:
-  Expected<Done> attach_remote(VmId vm, HostId donor, std::int64_t mib) override {
+  Expected<void> attach_remote(VmId vm, HostId donor, std::int64_t mib) override {
     if (vm >= vms_.size() || donor >= hosts_.size() || mib <= 0) return Error{"attach: bad arguments"};
     if (!hosts_[donor].up) return Error{"attach: donor " + scenario_.hosts[donor].name + " is down"};
     if (free_mem(donor) < mib)
@@ -76,10 +76,10 @@ class Sim final : public Platform {
     vms_[vm].remote[donor] += mib;
     hosts_[donor].lent += mib;
     settle();
-    return Done{};
+    return {};
   }
 
-  Expected<Done> detach_remote(VmId vm, HostId donor, std::int64_t mib) override {
+  Expected<void> detach_remote(VmId vm, HostId donor, std::int64_t mib) override {
     if (vm >= vms_.size() || donor >= hosts_.size()) return Error{"detach: bad arguments"};
     auto it = vms_[vm].remote.find(donor);
     if (it == vms_[vm].remote.end()) return Error{"detach: nothing lent by that donor"};
@@ -88,10 +88,10 @@ class Sim final : public Platform {
     hosts_[donor].lent -= amount;
     if (it->second == 0) vms_[vm].remote.erase(it);
     settle();
-    return Done{};
+    return {};
   }
 
-  Expected<Done> migrate(VmId vm, HostId target) override {
+  Expected<void> migrate(VmId vm, HostId target) override {
     if (vm >= vms_.size() || target >= hosts_.size()) return Error{"migrate: bad arguments"};
     if (!hosts_[target].up) return Error{"migrate: " + scenario_.hosts[target].name + " is down"};
     VmS& v = vms_[vm];
@@ -106,7 +106,7 @@ class Sim final : public Platform {
     }
     v.host = target;
     settle();
-    return Done{};
+    return {};
   }
 
   double last_change_s() const override {

@@ -3,7 +3,7 @@
 // blocks on a scrape).
 #pragma once
 
-#include "actors/policy/expected.hpp"
+#include "core/expected.hpp"
 #include "metrics/metrics.hpp"
 
 #include <chrono>

@@ -10,7 +10,7 @@
 // The catalogue (names, types, labels, meaning) is in the README, "Metrics".
 #pragma once
 
-#include "actors/policy/model.hpp"
+#include "policy/model.hpp"
 
 #include <chrono>
 #include <cstdint>

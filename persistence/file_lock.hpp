@@ -4,7 +4,7 @@
 // descriptor of the database itself would drop SQLite's POSIX locks.
 #pragma once
 
-#include "actors/policy/expected.hpp"
+#include "core/expected.hpp"
 
 #include <string>
 

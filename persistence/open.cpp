@@ -77,14 +77,14 @@ bool exists(const std::string& path) {
 }
 
 // A non-empty file that does not start with SQLite's magic is someone else's.
-Expected<bool> check_magic(const std::string& path) {
+Expected<void> check_magic(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Error{path + ": cannot read it (" + errno_text() + ")"};
   char head[16] = {};
   ssize_t n = ::read(fd, head, sizeof head);
   ::close(fd);
   static const char magic[16] = {'S', 'Q', 'L', 'i', 't', 'e', ' ', 'f', 'o', 'r', 'm', 'a', 't', ' ', '3', '\0'};
-  if (n == static_cast<ssize_t>(sizeof head) && std::memcmp(head, magic, sizeof magic) == 0) return true;
+  if (n == static_cast<ssize_t>(sizeof head) && std::memcmp(head, magic, sizeof magic) == 0) return {};
   return Error{path + ": not an SQLite database (it does not begin with \"SQLite format 3\"); pass memlend's " +
                "database with --db, or move this file away to start a new one" + left_alone};
 }
@@ -257,7 +257,7 @@ Expected<std::int64_t> migrate(sqlite3* db, const std::string& path, const std::
 
 }  // namespace
 
-Expected<bool> Store::Impl::prepare_statements() {
+Expected<void> Store::Impl::prepare_statements() {
   struct Text {
     Sql id;
     const char* sql;
@@ -360,7 +360,7 @@ Expected<bool> Store::Impl::prepare_statements() {
     if (rc != SQLITE_OK)
       return Error{failure_message(path, rc, db.error() + " preparing \"" + std::string(t.sql).substr(0, 60) + "\"")};
   }
-  return true;
+  return {};
 }
 
 Expected<std::unique_ptr<Store>> Store::open(const std::string& path, const Options& options) {

@@ -3,6 +3,8 @@
 // actors keep their own indices; names are stored beside them for people.
 #pragma once
 
+#include "core/vocabulary.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -11,18 +13,11 @@
 
 namespace memlend::store {
 
-// A lease's life (the table `lease_transitions` lists the allowed steps):
-// reserving (phase one at the donor) → active → draining → released, and
-// failed (its donor is gone) from any live state, then released.
-enum class LeaseState { reserving, active, draining, released, failed };
-// A mirror file: being written, serving reads for a failed donor, deleted.
-// failed: the data path could not write it, so it holds no copy.
-enum class MirrorState { writing, serving, deleted, failed };
-
-std::string_view to_string(LeaseState s);
-std::string_view to_string(MirrorState s);
-std::optional<LeaseState> parse_lease_state(std::string_view s);
-std::optional<MirrorState> parse_mirror_state(std::string_view s);
+using memlend::LeaseState;
+using memlend::MirrorState;
+using memlend::parse_lease_state;
+using memlend::parse_mirror_state;
+using memlend::to_string;
 
 struct HostRecord {
   std::uint32_t id = 0;

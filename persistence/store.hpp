@@ -12,7 +12,7 @@
 // it on (a message to the actor), never block.
 #pragma once
 
-#include "actors/policy/expected.hpp"
+#include "core/expected.hpp"
 #include "persistence/records.hpp"
 
 #include <chrono>

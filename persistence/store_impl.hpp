@@ -63,7 +63,7 @@ struct Store::Impl {
   bool writable() const { return options.access == Access::read_write; }
 
   // open.cpp
-  Expected<bool> prepare_statements();
+  Expected<void> prepare_statements();
   // writer.cpp
   void run_writer();
   std::vector<Outcome> write_group(std::vector<Unit>& units);

@@ -1,6 +1,6 @@
 #include "rdma/common.hpp"
 
-#include "actors/policy/operator_input.hpp"
+#include "policy/operator_input.hpp"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>

@@ -3,7 +3,7 @@
 // so that the actors, the CLI, the tests and the fuzzer can all use it.
 #pragma once
 
-#include "actors/policy/expected.hpp"
+#include "core/expected.hpp"
 
 #include <array>
 #include <chrono>
@@ -14,10 +14,9 @@
 
 namespace memlend::rdma {
 
-// Expected<T> needs a value type; operations with nothing to return use Ok.
-struct Ok {};
-using Status = Expected<Ok>;
-inline Status ok() { return Ok{}; }
+// Operations with nothing to return.
+using Status = Expected<void>;
+inline Status ok() { return {}; }
 
 // "what failed: strerror(err)" — one line, for Error::message.
 Error sys_error(const std::string& what, int err);

@@ -83,7 +83,7 @@ void encode_accept(std::uint64_t addr, std::uint32_t rkey, std::uint64_t bytes, 
 
 const wire::Nonce zero_nonce{};
 
-Expected<Ok> wait_cm_event(rdma_event_channel* ch, rdma_cm_event_type want, Millis timeout, rdma_cm_event** out) {
+Status wait_cm_event(rdma_event_channel* ch, rdma_cm_event_type want, Millis timeout, rdma_cm_event** out) {
   pollfd p{ch->fd, POLLIN, 0};
   int n = ::poll(&p, 1, static_cast<int>(timeout.count()));
   if (n <= 0) return Error{n == 0 ? "rdma_cm: timed out" : std::string("rdma_cm: ") + std::strerror(errno)};
@@ -96,7 +96,7 @@ Expected<Ok> wait_cm_event(rdma_event_channel* ch, rdma_cm_event_type want, Mill
     return Error{what};
   }
   *out = ev;
-  return Ok{};
+  return ok();
 }
 
 Expected<addrinfo*> resolve(const std::string& host, std::uint16_t port) {

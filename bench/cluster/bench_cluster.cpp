@@ -13,8 +13,8 @@
 //
 // usage: bench_cluster [hosts] [needy VMs]   (default 1000 hosts, 100 needy VMs)
 #include "actors/agent.hpp"
-#include "actors/controller.hpp"
-#include "firmware_hooks/scenario.hpp"
+#include "node/controller.hpp"
+#include "scenario/scenario.hpp"
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>

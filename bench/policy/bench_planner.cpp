@@ -8,7 +8,7 @@
 //                 [--repeat N] [--seed N] [--no-scan]
 //
 // With no sizes: 1,000 hosts / 20,000 VMs and 10,000 hosts / 200,000 VMs.
-#include "actors/policy/planner.hpp"
+#include "policy/cluster.hpp"
 
 #include <algorithm>
 #include <chrono>

@@ -10,8 +10,8 @@
 //
 // With no sizes: 10,000, 100,000 and 1,000,000 hosts, one VM on each, every
 // tenth VM short of memory. Times are medians of --repeat runs (default 3).
-#include "actors/policy/planner.hpp"
-#include "firmware_hooks/scenario.hpp"
+#include "policy/cluster.hpp"
+#include "scenario/scenario.hpp"
 
 #include <nlohmann/json.hpp>
 

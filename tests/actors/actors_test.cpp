@@ -1,7 +1,7 @@
 #define BOOST_TEST_MODULE actors
 #include <boost/test/unit_test.hpp>
 
-#include "actors/policy/planner.hpp"
+#include "policy/cluster.hpp"
 #include "fixture.hpp"
 
 #include <nlohmann/json.hpp>
@@ -310,7 +310,7 @@ BOOST_AUTO_TEST_CASE(a_crashed_lease_actor_comes_back_with_its_lease) {
   BOOST_TEST_REQUIRE(static_cast<bool>(after));
   BOOST_TEST((after != before));
   auto info = f.ask<LeaseInfo>(caf::actor_cast<lease_actor>(after), atom::get::value);
-  BOOST_TEST(info.state == "active");
+  BOOST_TEST(info.state == LeaseState::active);
   BOOST_TEST(info.mib == 49152);
   // The planner talks to the new one: releasing the lease reaches it.
   auto v = view(f);

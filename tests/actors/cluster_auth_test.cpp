@@ -4,7 +4,7 @@
 #define BOOST_TEST_MODULE cluster_auth
 #include <boost/test/unit_test.hpp>
 
-#include "actors/cluster_auth.hpp"
+#include "identity/cluster_auth.hpp"
 #include "tests/support/process.hpp"
 
 #include <filesystem>

@@ -4,7 +4,7 @@
 #define BOOST_TEST_MODULE data_plane
 #include <boost/test/unit_test.hpp>
 
-#include "actors/data_plane.hpp"
+#include "dataplane/data_plane.hpp"
 #include "tests/persistence/support.hpp"
 
 #include <chrono>

@@ -3,10 +3,10 @@
 // so every actor test is deterministic and sleeps never.
 #pragma once
 
-#include "actors/controller.hpp"
+#include "node/controller.hpp"
 #include "actors/metrics_actor.hpp"
 #include "actors/supervisor.hpp"
-#include "firmware_hooks/scenario.hpp"
+#include "scenario/scenario.hpp"
 
 #include <caf/all.hpp>
 #include <caf/scheduler/test_coordinator.hpp>

@@ -6,7 +6,7 @@
 //
 //   pool_tool CERT KEY ADDR grant MIB   prints "granted ID"
 //   pool_tool CERT KEY ADDR stats       prints "granted_bytes B"
-#include "actors/cluster_auth.hpp"
+#include "identity/cluster_auth.hpp"
 #include "rdma/donor.hpp"
 
 #include <iostream>

@@ -12,7 +12,6 @@
 namespace memlend::store {
 
 // For Boost.Test's messages.
-inline std::ostream& operator<<(std::ostream& o, LeaseState s) { return o << to_string(s); }
 inline std::ostream& operator<<(std::ostream& o, Status s) {
   return o << (s == Status::durable ? "durable" : s == Status::refused ? "refused" : "failed");
 }

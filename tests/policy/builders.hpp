@@ -2,8 +2,8 @@
 // decision back (names rather than ids, so a failure reads like the case).
 #pragma once
 
-#include "actors/policy/model.hpp"
-#include "actors/policy/planner.hpp"
+#include "policy/model.hpp"
+#include "policy/cluster.hpp"
 
 #include <cstdint>
 #include <stdexcept>

@@ -2,7 +2,7 @@
 // clear it, and anything shorter is a spike.
 #include <boost/test/unit_test.hpp>
 
-#include "actors/policy/detection.hpp"
+#include "policy/detection.hpp"
 
 using memlend::policy::Hysteresis;
 using Change = Hysteresis::Change;

@@ -3,9 +3,9 @@
 // planner and the simulated platform must take any bytes and answer with a
 // decision for every VM or one line saying what is wrong, never a crash, an
 // overflow or a hang.
-#include "actors/policy/planner.hpp"
+#include "policy/cluster.hpp"
 #include "firmware_hooks/platform.hpp"
-#include "firmware_hooks/scenario.hpp"
+#include "scenario/scenario.hpp"
 
 #include <cstdint>
 #include <cstdlib>

@@ -9,7 +9,7 @@
 // being the roomiest host, it also shows that down hosts are never picked).
 #include <boost/test/unit_test.hpp>
 
-#include "actors/policy/planner.hpp"
+#include "policy/cluster.hpp"
 #include "tests/policy/builders.hpp"
 
 using namespace memlend::policy;

@@ -2,8 +2,8 @@
 // (the same files the README points operators to).
 #include <boost/test/unit_test.hpp>
 
-#include "actors/policy/planner.hpp"
-#include "firmware_hooks/scenario.hpp"
+#include "policy/cluster.hpp"
+#include "scenario/scenario.hpp"
 #include "tests/policy/builders.hpp"
 
 using namespace memlend;

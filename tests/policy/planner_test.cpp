@@ -3,7 +3,7 @@
 // run-time changes (surplus, donor failure).
 #include <boost/test/unit_test.hpp>
 
-#include "actors/policy/planner.hpp"
+#include "policy/cluster.hpp"
 #include "tests/policy/builders.hpp"
 
 using namespace memlend::policy;

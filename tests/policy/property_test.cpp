@@ -6,8 +6,8 @@
 #define BOOST_TEST_MODULE policy_property
 #include <boost/test/unit_test.hpp>
 
-#include "actors/policy/host_index.hpp"
-#include "actors/policy/planner.hpp"
+#include "policy/host_index.hpp"
+#include "policy/cluster.hpp"
 
 #include <algorithm>
 #include <cstdint>

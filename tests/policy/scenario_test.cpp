@@ -4,8 +4,8 @@
 #define BOOST_TEST_MODULE scenario
 #include <boost/test/unit_test.hpp>
 
-#include "actors/policy/operator_input.hpp"
-#include "firmware_hooks/scenario.hpp"
+#include "policy/operator_input.hpp"
+#include "scenario/scenario.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

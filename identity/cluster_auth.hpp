@@ -14,7 +14,7 @@
 // join only as itself.
 #pragma once
 
-#include "actors/policy/expected.hpp"
+#include "core/expected.hpp"
 #include "rdma/common.hpp"
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-#include "firmware_hooks/scenario.hpp"
+#include "scenario/scenario.hpp"
 
 namespace memlend::platform {
 

@@ -1,4 +1,4 @@
-#include "actors/data_plane.hpp"
+#include "dataplane/data_plane.hpp"
 
 #include <chrono>
 #include <csetjmp>

@@ -1,8 +1,8 @@
-#include "actors/controller.hpp"
+#include "node/controller.hpp"
 
 #include "actors/agent.hpp"
 #include "actors/metrics_actor.hpp"
-#include "actors/stop_signals.hpp"
+#include "core/stop_signals.hpp"
 #include "actors/supervisor.hpp"
 
 #include <caf/all.hpp>

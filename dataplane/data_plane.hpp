@@ -10,7 +10,7 @@
 // bytes stand for each MiB the control plane lends.
 #pragma once
 
-#include "actors/policy/expected.hpp"
+#include "core/expected.hpp"
 #include "rdma/common.hpp"
 #include "rdma/donor.hpp"
 #include "rdma/mirror.hpp"

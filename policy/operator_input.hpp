@@ -2,7 +2,7 @@
 // a secret), read whole and bounded, and values echoed back in messages.
 #pragma once
 
-#include "actors/policy/expected.hpp"
+#include "core/expected.hpp"
 
 #include <algorithm>
 #include <cerrno>

@@ -3,6 +3,8 @@
 // planner, the actors, the store and the CLI.
 #pragma once
 
+#include "core/vocabulary.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -19,13 +21,13 @@ enum class Heuristic { first_fit, best_fit, worst_fit, cosine, l2_diff, l2_ratio
 enum class Order { listed, ffd_prod, ffd_sum };
 enum class DonorMode { fewest, spread };
 enum class DecisionKind { none, remote_memory, migrate, recommend_migration, unsatisfied };
-enum class Transport { rdma, tcp };
+using memlend::Transport;
 
 std::string_view to_string(Heuristic h);
 std::string_view to_string(Order o);
 std::string_view to_string(DonorMode d);
 std::string_view to_string(DecisionKind k);
-std::string_view to_string(Transport t);
+using memlend::to_string;
 std::optional<Heuristic> parse_heuristic(std::string_view s);
 std::optional<Order> parse_order(std::string_view s);
 std::optional<DonorMode> parse_donor_mode(std::string_view s);

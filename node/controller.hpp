@@ -2,8 +2,8 @@
 // and by the tests that run the whole controller.
 #pragma once
 
-#include "actors/cluster_auth.hpp"
-#include "actors/data_plane.hpp"
+#include "identity/cluster_auth.hpp"
+#include "dataplane/data_plane.hpp"
 #include "actors/event_sink.hpp"
 #include "actors/metrics_actor.hpp"
 #include "actors/planner.hpp"

@@ -1,6 +1,7 @@
-#include "actors/recovery.hpp"
+#include "node/recovery.hpp"
 
-#include "actors/journal.hpp"
+#include "journal/journal.hpp"
+#include "rdma/mirror.hpp"
 
 #include <ctime>
 #include <filesystem>
@@ -35,7 +36,7 @@ store::Batch first_batch(const Scenario& s, const StartState& start, const std::
   for (const auto& [vm, mib] : borrowed) {
     store::MirrorRecord m;
     m.vm = vm;
-    m.path = datastore + "/" + s.vms[vm].name + ".mirror";
+    m.path = rdma::mirror_path(datastore, s.vms[vm].name);
     m.bytes = mib * 1024 * 1024;
     b.put(m);
   }

@@ -1,11 +1,10 @@
-#include "actors/journal.hpp"
-
-#include "actors/event_sink.hpp"
+#include "journal/journal.hpp"
 
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -15,6 +14,20 @@
 
 namespace memlend {
 
+std::string event_json_line(const LogEvent& e) {
+  nlohmann::ordered_json j;
+  if (std::floor(e.t_s) == e.t_s && std::abs(e.t_s) < 1e15)
+    j["t_s"] = static_cast<std::int64_t>(e.t_s);
+  else
+    j["t_s"] = std::round(e.t_s * 1000) / 1000;
+  j["event"] = e.event;
+  if (!e.vm.empty()) j["vm"] = e.vm;
+  if (!e.host.empty()) j["host"] = e.host;
+  if (!e.donor.empty()) j["donor"] = e.donor;
+  if (e.mib >= 0) j["mib"] = e.mib;
+  return j.dump();
+}
+
 store::LeaseRecord lease_record(const LeaseInfo& l) {
   store::LeaseRecord r;
   r.id = l.id;
@@ -22,8 +35,8 @@ store::LeaseRecord lease_record(const LeaseInfo& l) {
   r.donor = l.donor;
   r.recipient = l.recipient;
   r.mib = l.mib;
-  r.state = store::parse_lease_state(l.state).value_or(store::LeaseState::active);
-  r.transport = l.transport.empty() ? "rdma" : l.transport;
+  r.state = l.state;
+  r.transport = std::string(to_string(l.transport));
   r.epoch = std::max<std::uint64_t>(l.epoch, 1);
   // Where the lease is, for a restart; never its secret (the store is copied
   // into support bundles): a restarted controller derives it again from the
@@ -42,9 +55,10 @@ LeaseInfo lease_info(const store::LeaseRecord& r) {
   l.donor = r.donor;
   l.recipient = r.recipient;
   l.mib = r.mib;
-  l.state = std::string(store::to_string(r.state));
+  l.state = r.state;
   l.epoch = r.epoch;
-  l.transport = r.transport;
+  // The store checks the column (`transport IN ('rdma', 'tcp')`).
+  l.transport = parse_transport(r.transport).value_or(Transport::tcp);
   auto key = nlohmann::json::parse(r.datapath_key.empty() ? "{}" : r.datapath_key, nullptr, false);
   if (key.is_object()) {
     l.data_addr = key.value("addr", "");

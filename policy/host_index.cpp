@@ -1,4 +1,4 @@
-#include "actors/policy/host_index.hpp"
+#include "policy/host_index.hpp"
 
 #include <algorithm>
 #include <cmath>

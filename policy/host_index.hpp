@@ -17,7 +17,7 @@
 // is answered by a segment tree over list positions instead.
 #pragma once
 
-#include "actors/policy/model.hpp"
+#include "policy/model.hpp"
 
 #include <cstdint>
 #include <limits>

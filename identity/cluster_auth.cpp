@@ -1,4 +1,4 @@
-#include "actors/cluster_auth.hpp"
+#include "identity/cluster_auth.hpp"
 
 #include <openssl/bio.h>
 #include <openssl/crypto.h>

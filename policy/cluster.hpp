@@ -10,8 +10,8 @@
 // the same policy over the tree index and over a full rescan.
 #pragma once
 
-#include "actors/policy/host_index.hpp"
-#include "actors/policy/model.hpp"
+#include "policy/host_index.hpp"
+#include "policy/model.hpp"
 
 #include <map>
 #include <optional>

@@ -1,4 +1,4 @@
-#include "actors/policy/detection.hpp"
+#include "policy/detection.hpp"
 
 namespace memlend::policy {
 

@@ -1,6 +1,6 @@
-#include "firmware_hooks/scenario.hpp"
+#include "scenario/scenario.hpp"
 
-#include "actors/policy/operator_input.hpp"
+#include "policy/operator_input.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -2,8 +2,8 @@
 // hold (leases, mirrors, events), and back again for recovery. Plain C++.
 #pragma once
 
-#include "actors/messages.hpp"
-#include "actors/policy/model.hpp"
+#include "core/facts.hpp"
+#include "policy/model.hpp"
 #include "persistence/store.hpp"
 
 #include <optional>
@@ -11,6 +11,8 @@
 
 namespace memlend {
 
+// The JSON line of one event (DESIGN.md, "Event log").
+std::string event_json_line(const LogEvent& e);
 store::LeaseRecord lease_record(const LeaseInfo& l);
 LeaseInfo lease_info(const store::LeaseRecord& r);
 store::EventRecord event_record(const LogEvent& e);

@@ -1,4 +1,4 @@
-#include "actors/policy/model.hpp"
+#include "policy/model.hpp"
 
 #include <array>
 #include <numeric>
@@ -53,7 +53,6 @@ std::string_view to_string(Heuristic h) { return name_of(heuristics, h); }
 std::string_view to_string(Order o) { return name_of(orders, o); }
 std::string_view to_string(DonorMode d) { return name_of(donor_modes, d); }
 std::string_view to_string(DecisionKind k) { return name_of(kinds, k); }
-std::string_view to_string(Transport t) { return t == Transport::rdma ? "rdma" : "tcp"; }
 std::optional<Heuristic> parse_heuristic(std::string_view s) { return lookup(heuristics, s); }
 std::optional<Order> parse_order(std::string_view s) { return lookup(orders, s); }
 std::optional<DonorMode> parse_donor_mode(std::string_view s) { return lookup(donor_modes, s); }

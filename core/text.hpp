@@ -1,12 +1,9 @@
-// Errors are values: a result or one line saying what is wrong and where.
-// No exceptions cross a module or actor boundary.
+// Text that reaches a person: one line per message, whatever it quotes.
 #pragma once
 
 #include <cstdio>
 #include <string>
 #include <string_view>
-#include <utility>
-#include <variant>
 
 namespace memlend {
 
@@ -32,25 +29,5 @@ inline std::string one_line(std::string_view message) {
   }
   return out;
 }
-
-struct Error {
-  std::string message;
-};
-
-template <class T>
-class Expected {
- public:
-  Expected(T value) : v_(std::move(value)) {}
-  Expected(Error e) : v_(std::move(e)) {}
-  explicit operator bool() const { return v_.index() == 0; }
-  T& operator*() { return std::get<0>(v_); }
-  const T& operator*() const { return std::get<0>(v_); }
-  T* operator->() { return &std::get<0>(v_); }
-  const T* operator->() const { return &std::get<0>(v_); }
-  const Error& error() const { return std::get<1>(v_); }
-
- private:
-  std::variant<T, Error> v_;
-};
 
 }  // namespace memlend

@@ -2,8 +2,8 @@
 // `plan`, and the simulated platform's script for `run`.
 #pragma once
 
-#include "actors/policy/expected.hpp"
-#include "actors/policy/model.hpp"
+#include "core/expected.hpp"
+#include "policy/model.hpp"
 
 #include <string>
 #include <string_view>

@@ -1,4 +1,4 @@
-#include "actors/policy/planner.hpp"
+#include "policy/cluster.hpp"
 
 #include <algorithm>
 #include <charconv>

@@ -1,0 +1,81 @@
+// The facts the controller records and its actors exchange: a lease, a
+// mirror, an entry of the event log. The store keeps them as rows
+// (journal/), the actors pass them in messages (actors/messages.hpp).
+// inspect() lets CAF print and serialise them; the type names are wire names
+// and must not change. A state that arrives off the wire as a number out of
+// range is refused when it is loaded, so no peer can slip one in.
+#pragma once
+
+#include "core/vocabulary.hpp"
+
+#include <caf/error.hpp>
+#include <caf/meta/load_callback.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/sec.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace memlend {
+
+// One entry of the event log (DESIGN.md, "Event log"): mib < 0 and empty
+// strings are left out of the JSON line. `text` is the line a person reads.
+struct LogEvent {
+  double t_s = 0;
+  std::string event;
+  std::string vm;
+  std::string host;
+  std::string donor;
+  std::int64_t mib = -1;
+  std::string text;
+};
+
+// A donor's loan to one VM.
+struct LeaseInfo {
+  std::uint64_t id = 0;
+  std::uint32_t vm = 0;
+  std::uint32_t donor = 0;
+  std::uint32_t recipient = 0;
+  std::int64_t mib = 0;
+  LeaseState state = LeaseState::reserving;
+  std::uint64_t epoch = 0;
+  Transport transport = Transport::rdma;
+  std::uint64_t replaces = 0;  // a re-homed lease: the failed one whose contents it takes
+  // The data path's side, once the donor granted it: where to reach the
+  // lease, its id and epoch there, and its secret (hex).
+  std::string data_addr;
+  std::uint64_t data_id = 0;
+  std::uint64_t data_epoch = 0;
+  std::string data_secret;
+};
+
+// The copy of one VM's remote memory on the shared datastore.
+struct MirrorInfo {
+  std::uint32_t vm = 0;
+  std::int64_t mib = 0;
+  std::string path;
+  MirrorState state = MirrorState::writing;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, LogEvent& x) {
+  return f(caf::meta::type_name("memlend.log_event"), x.t_s, x.event, x.vm, x.host, x.donor, x.mib, x.text);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, LeaseInfo& x) {
+  auto check = caf::meta::load_callback([&]() -> caf::error {
+    return valid(x.state) && valid(x.transport) ? caf::error{} : caf::make_error(caf::sec::invalid_argument);
+  });
+  return f(caf::meta::type_name("memlend.lease"), x.id, x.vm, x.donor, x.recipient, x.mib, x.state, x.epoch,
+           x.transport, x.replaces, x.data_addr, x.data_id, x.data_epoch, x.data_secret, check);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, MirrorInfo& x) {
+  auto check = caf::meta::load_callback(
+      [&]() -> caf::error { return valid(x.state) ? caf::error{} : caf::make_error(caf::sec::invalid_argument); });
+  return f(caf::meta::type_name("memlend.mirror"), x.vm, x.mib, x.path, x.state, check);
+}
+
+}  // namespace memlend

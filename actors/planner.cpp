@@ -870,7 +870,7 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
         for (const auto& [id, rec] : st.leases)
           j["leases"].push_back({{"id", id}, {"vm", st.vm_name(rec.info.vm)}, {"donor", st.host_name(rec.info.donor)},
                                  {"recipient", st.host_name(rec.info.recipient)}, {"mib", rec.info.mib},
-                                 {"state", rec.info.state}});
+                                 {"state", std::string(to_string(rec.info.state))}});
         j["mirrors"] = nlohmann::ordered_json::array();
         for (const auto& [vm, mib] : st.mirror_mib)
           j["mirrors"].push_back({{"vm", st.vm_name(vm)}, {"mib", mib}, {"path", mirror_path(self, vm)}});

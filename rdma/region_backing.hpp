@@ -1,7 +1,9 @@
 // Where a remote region's bytes live while they are in the buffer, and how a
 // block is mapped and dropped: the two backings described in region.hpp
 // (anonymous memory installed from staging slots, or a memfd mapped with
-// minor faults). Called with the region's mutex held (see region_impl.hpp).
+// minor faults). Its state (the staging slots) is the region's mutex's to
+// guard (see region_impl.hpp): calls made without it (punch() from an
+// eviction, register_memory() from a re-home, init and teardown) touch none.
 #pragma once
 
 #include "rdma/handoff.hpp"

@@ -15,17 +15,19 @@
 //   unprotect). It is let go around everything that can take long or call
 //   out: transfers and their waits, mirror reads, writes and syncs, punching
 //   a block out, waking faulted threads, and events (donor_lost(), emit()).
-//   Whatever was read under it is looked at again after taking it back.
+//   What was seen before letting it go may have changed once it is taken
+//   back: look again.
 // - A thread that waits for another's progress waits on `cv` (slots freed,
 //   write-backs and markers done, a new link taken), in slices of at most
 //   100 ms that look again at stop and the region's state, and every such
 //   wait of a caller ends by a deadline (hand_over_limit()) with an error
 //   rather than a hang. The worker threads idle on their own condition
 //   (`wb_cv`, `mirror_cv`; the fault thread in poll() on the userfaultfd and
-//   `wake`) until given work or told to stop; none of them ever waits for a
-//   caller.
-// - Nobody waits with the lock held on anything but a condition variable of
-//   this region, and no callback (on_event, log) is called with it held.
+//   `wake`) until given work or told to stop. The one wait of a worker on a
+//   caller: a re-home holds the write-back thread, and either the fault
+//   thread (taking the new link) or the re-home's own deadline lets it go.
+// - Nobody waits with the lock held except on a condition variable of this
+//   region, and no callback (on_event, log) is called with it held.
 #pragma once
 
 #include "rdma/region.hpp"

@@ -4,7 +4,7 @@
 #
 #   packaging/build.sh demo       build, then run the embedded demo
 #   packaging/build.sh test       build, then run every test (ctest) but open-ended fuzzing
-#   packaging/build.sh fuzz [S]   build, then fuzz each target for S seconds (default 60)
+#   packaging/build.sh fuzz [S]   build, then fuzz each target for S seconds (default: MEMLEND_FUZZ_SECONDS in tests/CMakeLists.txt)
 #   packaging/build.sh soak       build, then the soak tests (hundreds of donor failures)
 #   packaging/build.sh sanitize   the same tests in an ASan + UBSan build
 #   packaging/build.sh bench      build, then run the benchmarks
@@ -75,9 +75,14 @@ case "$what" in
     ;;
   fuzz)
     install_deps
-    seconds=${1:-60}
-    [[ $seconds =~ ^[1-9][0-9]*$ ]] || { echo "packaging/build.sh fuzz: seconds must be a positive integer" >&2; exit 2; }
-    configure_and_build "$root/build" -DMEMLEND_FUZZ_SECONDS="$seconds"
+    # Without S the default is tests/CMakeLists.txt's, not whatever an earlier
+    # `fuzz S` left in the cache, so the two cannot disagree.
+    seconds=(-UMEMLEND_FUZZ_SECONDS)
+    if [[ $# -gt 0 ]]; then
+      [[ $1 =~ ^[1-9][0-9]*$ ]] || { echo "packaging/build.sh fuzz: seconds must be a positive integer" >&2; exit 2; }
+      seconds=(-DMEMLEND_FUZZ_SECONDS="$1")
+    fi
+    configure_and_build "$root/build" "${seconds[@]}"
     # A crash fails its test and leaves the input in build/fuzz/<fuzzer>/crashes/.
     ctest --test-dir "$root/build" --output-on-failure -j "$jobs" -L fuzz-explore
     ;;

@@ -5,7 +5,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "identity/cluster_auth.hpp"
-#include "tests/support/process.hpp"
+#include "tests/support/child.hpp"
 
 #include <filesystem>
 #include <fstream>

@@ -3,7 +3,7 @@
 
 #include "cli/config_file.hpp"
 #include "cli/logging.hpp"
-#include "tests/support/process.hpp"
+#include "tests/support/child.hpp"
 
 #include <nlohmann/json.hpp>
 

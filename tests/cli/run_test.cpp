@@ -1,7 +1,7 @@
 #define BOOST_TEST_MODULE cli_run
 #include <boost/test/unit_test.hpp>
 
-#include "tests/support/process.hpp"
+#include "tests/support/child.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -1,17 +1,11 @@
 #include "tests/cluster/netns.hpp"
 
-#include "tests/support/process.hpp"
-
 #include <chrono>
-#include <csignal>
 #include <cstdlib>
-#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
-#include <sys/wait.h>
-#include <thread>
 #include <unistd.h>
 
 namespace memlend::test {
@@ -66,7 +60,7 @@ NetnsCluster::NetnsCluster(const std::vector<std::string>& nodes) : nodes_(nodes
 }
 
 NetnsCluster::~NetnsCluster() {
-  for (int pid : pids_) stop(pid);
+  for (auto& [pid, child] : children_) child->stop(5);
   for (const auto& n : nodes_) std::system(("ip netns del " + ns(n) + " >/dev/null 2>&1").c_str());
   std::system(("ip netns del " + ns("hub") + " >/dev/null 2>&1").c_str());
   if (!std::getenv("MEMLEND_KEEP_TEST_DIR")) {
@@ -76,51 +70,34 @@ NetnsCluster::~NetnsCluster() {
 }
 
 int NetnsCluster::start(const std::string& node, const std::vector<std::string>& argv, const std::string& log) {
-  std::string path = dir_ + "/" + log;
-  pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("fork");
-  if (pid == 0) {
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    if (chdir(dir_.c_str()) != 0) _exit(127);
-    std::vector<std::string> full{"/usr/sbin/ip", "netns", "exec", ns(node)};
-    if (::access(full[0].c_str(), X_OK) != 0) full[0] = "/sbin/ip";
-    full.insert(full.end(), argv.begin(), argv.end());
-    std::vector<char*> args;
-    for (auto& s : full) args.push_back(s.data());
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  pids_.push_back(pid);
+  std::vector<std::string> full{"/usr/sbin/ip", "netns", "exec", ns(node)};
+  if (::access(full[0].c_str(), X_OK) != 0) full[0] = "/sbin/ip";
+  full.insert(full.end(), argv.begin(), argv.end());
+  ChildOptions options;
+  options.log_file = dir_ + "/" + log;
+  options.workdir = dir_;
+  auto child = std::make_unique<Child>(full, options);
+  int pid = child->pid();
+  children_[pid] = std::move(child);
   return pid;
 }
 
 void NetnsCluster::kill9(int pid) {
-  ::kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
+  Child& c = *children_.at(pid);
+  c.kill9();
+  c.wait(std::chrono::seconds(10));
 }
 
-bool NetnsCluster::alive(int pid) {
-  if (exited_.count(pid)) return false;
-  int status = 0;
-  pid_t r = waitpid(pid, &status, WNOHANG);
-  if (r == pid) exited_[pid] = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r == 0;
-}
+bool NetnsCluster::alive(int pid) { return children_.at(pid)->running(); }
 
 int NetnsCluster::exit_status(int pid) {
-  auto it = exited_.find(pid);
-  return it == exited_.end() ? -1 : it->second;
+  Child& c = *children_.at(pid);
+  // Once it is not running it is reaped, and wait() only reports.
+  int status = c.running() ? -1 : c.wait(std::chrono::milliseconds(0));
+  return status >= 0 ? status : -1;
 }
 
-void NetnsCluster::stop(int pid) {
-  if (!alive(pid)) return;
-  ::kill(pid, SIGTERM);
-  for (int i = 0; i < 50 && alive(pid); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  if (alive(pid)) kill9(pid);
-}
+void NetnsCluster::stop(int pid) { children_.at(pid)->stop(5); }
 
 void NetnsCluster::partition(const std::string& node, bool cut) {
   sh("ip -n " + ns("hub") + " link set " + hub_ends_.at(node) + (cut ? " down" : " up"));

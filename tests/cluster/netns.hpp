@@ -6,7 +6,10 @@
 // down in the destructor.
 #pragma once
 
+#include "tests/support/child.hpp"
+
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -46,8 +49,7 @@ class NetnsCluster {
   std::vector<std::string> nodes_;
   std::map<std::string, std::string> addresses_;
   std::map<std::string, std::string> hub_ends_;
-  std::vector<int> pids_;
-  std::map<int, int> exited_;  // pid → exit status, once reaped
+  std::map<int, std::unique_ptr<Child>> children_;  // by pid
 };
 
 // Reads a file whole ("" when missing).

@@ -3,7 +3,7 @@
 // tests run (promtool, prometheus), found on PATH.
 #pragma once
 
-#include "tests/support/process.hpp"
+#include "tests/support/child.hpp"
 
 #include <cstdlib>
 #include <filesystem>

@@ -10,7 +10,6 @@
 #include "tests/metrics/exposition.hpp"
 #include "tests/support/child.hpp"
 #include "tests/support/http_get.hpp"
-#include "tests/support/process.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -74,7 +73,7 @@ double at(const std::map<std::string, double>& s, const std::string& series) {
 // that never comes up must fail the test, not hang it. Only for waiting on
 // processes starting, never to assert on timing.
 template <class Ready>
-bool wait_until(ChildProcess& child, double timeout_s, Ready ready) {
+bool wait_until(Child& child, double timeout_s, Ready ready) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
   while (std::chrono::steady_clock::now() < deadline) {
     if (ready()) return true;
@@ -117,7 +116,7 @@ BOOST_AUTO_TEST_CASE(a_scrape_of_memlend_run_matches_the_scenario) {
   TempDir dir;
   std::uint16_t port = free_loopback_port();
   std::string address = "127.0.0.1:" + std::to_string(port);
-  ChildProcess server(memlend_run(dir, address), dir.path + "/memlend");
+  Child server(memlend_run(dir, address), dir.path + "/memlend");
   HttpResponse got;
   std::map<std::string, double> s;
   // Until the lease is in the gauges and the guest workload has faulted on its
@@ -167,7 +166,7 @@ BOOST_AUTO_TEST_CASE(a_bad_metrics_address_exits_2_with_one_line) {
   // A port already taken: by another memlend.
   std::uint16_t port = free_loopback_port();
   std::string address = "127.0.0.1:" + std::to_string(port);
-  ChildProcess first(memlend_run(dir, address), dir.path + "/first");
+  Child first(memlend_run(dir, address), dir.path + "/first");
   BOOST_TEST_REQUIRE(wait_until(first, 60, [&] { return http_get("127.0.0.1", port, "/metrics", 5).status == 200; }));
   auto r = run_process(memlend_run(dir, address, "second"), 30);
   BOOST_TEST(r.status == 2);
@@ -186,7 +185,7 @@ BOOST_AUTO_TEST_CASE(a_real_prometheus_server_scrapes_the_series_and_loads_the_a
   TempDir dir;
   std::uint16_t target_port = free_loopback_port();
   std::string target_address = "127.0.0.1:" + std::to_string(target_port);
-  ChildProcess server(memlend_run(dir, target_address), dir.path + "/memlend");
+  Child server(memlend_run(dir, target_address), dir.path + "/memlend");
 
   std::uint16_t prom_port = free_loopback_port();
   while (prom_port == target_port) prom_port = free_loopback_port();
@@ -202,10 +201,10 @@ BOOST_AUTO_TEST_CASE(a_real_prometheus_server_scrapes_the_series_and_loads_the_a
            "    static_configs:\n"
            "      - targets: [\"" << target_address << "\"]\n";
   }
-  ChildProcess prom({prometheus, "--config.file=" + dir.path + "/prometheus.yml",
-                     "--storage.tsdb.path=" + dir.path + "/data", "--web.listen-address=127.0.0.1:" + std::to_string(prom_port),
-                     "--log.level=warn"},
-                    dir.path + "/prometheus");
+  Child prom({prometheus, "--config.file=" + dir.path + "/prometheus.yml",
+              "--storage.tsdb.path=" + dir.path + "/data", "--web.listen-address=127.0.0.1:" + std::to_string(prom_port),
+              "--log.level=warn"},
+             dir.path + "/prometheus");
   BOOST_TEST_REQUIRE(wait_until(prom, 120, [&] { return http_get("127.0.0.1", prom_port, "/-/ready", 5).status == 200; }),
                      "Prometheus became ready:\n" << prom.err());
 

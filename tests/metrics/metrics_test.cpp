@@ -6,7 +6,7 @@
 #include "metrics/metrics.hpp"
 #include "tests/metrics/exposition.hpp"
 #include "tests/support/http_get.hpp"
-#include "tests/support/process.hpp"
+#include "tests/support/child.hpp"
 
 #include <arpa/inet.h>
 #include <cstring>

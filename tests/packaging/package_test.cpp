@@ -5,7 +5,7 @@
 // lintian, unpacked with dpkg-deb into a scratch root, its unit verified by
 // systemd itself against that root, and its binary run.
 
-#include "tests/support/process.hpp"
+#include "tests/support/child.hpp"
 
 #include <nlohmann/json.hpp>
 

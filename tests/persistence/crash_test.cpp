@@ -7,20 +7,16 @@
 #include <boost/test/unit_test.hpp>
 
 #include "persistence/store.hpp"
-#include "tests/support/process.hpp"
+#include "tests/support/child.hpp"
 
 #include <chrono>
-#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
 #include <set>
 #include <sstream>
-#include <sys/wait.h>
-#include <thread>
 #include <tuple>
-#include <unistd.h>
 
 using namespace memlend;
 using memlend::test::make_temp_dir;
@@ -34,29 +30,6 @@ std::vector<std::string> run_args(const std::string& dir) {
   return {bin,     "run",   "--speed",      "50",   "--for",        "1800",        "--quiet",
           "--db",  dir + "/memlend.db",     "--data-path", "off", "--events-out", dir + "/events.jsonl",
           "--datastore", dir + "/datastore"};
-}
-
-pid_t spawn(const std::vector<std::string>& argv) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-// Exit status, or -1 when it is still running after `seconds`.
-int wait_for(pid_t pid, double seconds) {
-  auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  int status = 0;
-  while (std::chrono::steady_clock::now() < end) {
-    if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return -1;
 }
 
 store::Snapshot snapshot(const std::string& db) {
@@ -145,8 +118,7 @@ struct TempDir {
 BOOST_AUTO_TEST_CASE(fifty_kills_lose_nothing_and_end_where_an_uninterrupted_run_ends) {
   TempDir calm, crashed;
   // The reference: one run, never interrupted.
-  pid_t ref = spawn(run_args(calm.path));
-  BOOST_TEST_REQUIRE(wait_for(ref, 240) == 0);
+  BOOST_TEST_REQUIRE(test::Child(run_args(calm.path)).wait(std::chrono::seconds(240)) == 0);
   check_invariants(calm.path + "/memlend.db", "uninterrupted run");
   std::string expected = final_state(calm.path + "/memlend.db");
 
@@ -155,19 +127,16 @@ BOOST_AUTO_TEST_CASE(fifty_kills_lose_nothing_and_end_where_an_uninterrupted_run
   int kills = 0;
   int status = -1;
   while (kills < 50) {
-    pid_t pid = spawn(run_args(crashed.path));
-    status = wait_for(pid, after_ms(rng) / 1000.0);
-    if (status >= 0) break;  // it ended before this kill came
-    kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
+    // The kill is the deadline of the wait.
+    status = test::Child(run_args(crashed.path)).wait(std::chrono::milliseconds(after_ms(rng)));
+    if (status != test::Child::killed_at_deadline) break;  // it ended before this kill came
     ++kills;
     check_invariants(crashed.path + "/memlend.db", "after kill " + std::to_string(kills));
   }
   BOOST_TEST(kills == 50, "the run ended after only " << kills << " kills: make them come sooner");
-  BOOST_TEST(status == -1);
+  BOOST_TEST(status == test::Child::killed_at_deadline);
   // The last start runs to the end.
-  pid_t last = spawn(run_args(crashed.path));
-  BOOST_TEST_REQUIRE(wait_for(last, 240) == 0);
+  BOOST_TEST_REQUIRE(test::Child(run_args(crashed.path)).wait(std::chrono::seconds(240)) == 0);
   check_invariants(crashed.path + "/memlend.db", "the end");
   BOOST_TEST(final_state(crashed.path + "/memlend.db") == expected);
   // The event log in --events-out holds exactly what the store holds.

@@ -6,7 +6,6 @@
 #include "persistence/store.hpp"
 #include "tests/persistence/support.hpp"
 #include "tests/support/child.hpp"
-#include "tests/support/process.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -153,9 +152,9 @@ BOOST_AUTO_TEST_CASE(bad_flags_get_exit_status_2) {
 BOOST_AUTO_TEST_CASE(sigterm_ends_a_run_with_a_store_in_order, *boost::unit_test::timeout(120)) {
   TempDir dir("state");
   std::string db = dir.file("memlend.db");
-  memlend::test::ChildProcess run({bin, "run", "--db", db, "--metrics", "off", "--for", "10h", "--speed", "50",
-                                   "--quiet", "--datastore", dir.file("datastore")},
-                                  dir.file("run"));
+  memlend::test::Child run({bin, "run", "--db", db, "--metrics", "off", "--for", "10h", "--speed", "50",
+                            "--quiet", "--datastore", dir.file("datastore")},
+                           dir.file("run"));
   // Bounded wait for the child to have committed its hosts; never a timing assertion.
   bool started = false;
   for (int i = 0; i < 600 && !started && run.running(); ++i) {

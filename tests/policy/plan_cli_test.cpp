@@ -3,7 +3,7 @@
 #define BOOST_TEST_MODULE plan_cli
 #include <boost/test/unit_test.hpp>
 
-#include "tests/support/process.hpp"
+#include "tests/support/child.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -1,6 +1,6 @@
 // libFuzzer target: the donor's side of the TCP protocol, fed bytes from the
-// network. Built with clang (-fsanitize=fuzzer,address,undefined) by the
-// rdma_fuzz_protocol target and run for a bounded time by ctest.
+// network. Built with clang (-fsanitize=fuzzer,address,undefined) by
+// memlend_fuzzer (tests/CMakeLists.txt), which says how ctest runs it.
 //
 // The input is a series of records [flags][payload length:2][request:56]
 // [payload]. A record whose flags ask for it is re-signed with the right key

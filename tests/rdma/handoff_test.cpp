@@ -3,7 +3,7 @@
 #define BOOST_TEST_MODULE rdma_handoff
 #include <boost/test/unit_test.hpp>
 
-#include "tests/rdma/child.hpp"
+#include "tests/support/child.hpp"
 #include "tests/rdma/fixture.hpp"
 
 #include <sys/socket.h>
@@ -18,7 +18,9 @@ BOOST_AUTO_TEST_CASE(region_handed_over_by_another_process) {
   int sv[2];
   BOOST_TEST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
   const std::uint64_t bytes = 8 << 20;
-  test::Child vmm({MEMLEND_VMM_STUB, std::to_string(sv[1]), std::to_string(bytes), "3"}, sv[1]);
+  test::Child::Options keep_socket;
+  keep_socket.keep_fd = sv[1];
+  test::Child vmm({MEMLEND_VMM_STUB, std::to_string(sv[1]), std::to_string(bytes), "3"}, keep_socket);
   ::close(sv[1]);
   UniqueFd go(::dup(sv[0]));
   auto handed = receive_region(UniqueFd(sv[0]), Millis(20000));

@@ -3,7 +3,7 @@
 #define BOOST_TEST_MODULE rdma_process
 #include <boost/test/unit_test.hpp>
 
-#include "tests/rdma/child.hpp"
+#include "tests/support/child.hpp"
 #include "tests/rdma/fixture.hpp"
 
 #include <nlohmann/json.hpp>
@@ -292,9 +292,10 @@ BOOST_AUTO_TEST_CASE(bad_flags_exit_2_with_one_line) {
     int status = c.wait(seconds(30));
     std::string joined;
     for (auto& a : args) joined += a + " ";
+    std::string err = c.err();
     BOOST_TEST(status == 2, joined);
-    BOOST_TEST(c.err().rfind("memlend: ", 0) == 0u, joined << c.err());
-    BOOST_TEST(std::count(c.err().begin(), c.err().end(), '\n') == 1, joined << c.err());
+    BOOST_TEST(err.rfind("memlend: ", 0) == 0u, joined << err);
+    BOOST_TEST(std::count(err.begin(), err.end(), '\n') == 1, joined << err);
   }
 }
 

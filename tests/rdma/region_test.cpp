@@ -32,11 +32,7 @@ void fill_random(std::uint8_t* p, std::uint64_t bytes, std::uint64_t pass, unsig
   std::vector<std::uint64_t> pages((bytes + 4095) / 4096);
   std::iota(pages.begin(), pages.end(), 0);
   std::shuffle(pages.begin(), pages.end(), std::mt19937(seed));
-  for (auto pg : pages)
-    for (std::uint64_t off = pg * 4096; off < std::min(bytes, (pg + 1) * 4096) && off + 8 <= bytes; off += 8) {
-      std::uint64_t w = test::pattern_word(pass, off);
-      std::memcpy(p + off, &w, 8);
-    }
+  for (auto pg : pages) test::fill(p, std::min(bytes, (pg + 1) * 4096), pass, pg * 4096);
 }
 
 struct Events {
@@ -148,10 +144,7 @@ BOOST_AUTO_TEST_CASE(concurrent_writers_lose_nothing) {
       for (unsigned t = 0; t < writers; ++t)
         threads.emplace_back([&, t] {
           for (std::uint64_t off = t * 4096; off < cfg.bytes; off += writers * 4096)
-            for (std::uint64_t w = off; w < off + 4096; w += 8) {
-              std::uint64_t v = test::pattern_word(pass, w);
-              std::memcpy(p + w, &v, 8);
-            }
+            test::fill(p, off + 4096, pass, off);
         });
       for (auto& t : threads) t.join();
       BOOST_TEST_REQUIRE(bool(region->evict_all()));

@@ -5,7 +5,6 @@
 #include <boost/test/unit_test.hpp>
 
 #include "tests/support/child.hpp"
-#include "tests/support/process.hpp"
 
 #include <filesystem>
 #include <fstream>
@@ -82,7 +81,7 @@ BOOST_AUTO_TEST_CASE(sigterm_during_a_rehome_ends_the_run) {
   for (int i = 0; i < 3; ++i) {
     Dir d;
     auto scenario = write(d, "s.json", rehome_scenario);
-    ChildProcess run(run_args(d, scenario), d.file("run"));
+    Child run(run_args(d, scenario), d.file("run"));
     bool down = false;
     for (int wait = 0; wait < 3000 && !down && run.running(); ++wait) {
       down = run.out().find("B is down") != std::string::npos;

@@ -335,3 +335,29 @@ BOOST_AUTO_TEST_CASE(a_child_that_keeps_crashing_stops_the_controller) {
   BOOST_TEST(static_cast<bool>(reason));
   BOOST_TEST((reason != caf::exit_reason::user_shutdown));
 }
+
+// VM1 needs two donors. C's own ledger has nothing free, which the planner's
+// view does not know: C refuses, and what B reserved before it is cancelled.
+BOOST_AUTO_TEST_CASE(a_donor_refusing_cancels_what_the_donors_before_it_reserved) {
+  ControllerFixture f(R"({
+    "settings": { "detect_samples": 3, "sample_period_s": 10, "migrate_after_s": 600 },
+    "hosts": [ { "name": "A", "memory_mib": 16384, "cpu_mhz": 32000 },
+               { "name": "B", "memory_mib": 16384, "cpu_mhz": 8000 },
+               { "name": "C", "memory_mib": 16384, "cpu_mhz": 8000 } ],
+    "vms": [ { "name": "VM1", "host": "A", "memory_mib": 16384, "cpu_mhz": 16000 } ],
+    "events": [ { "at_s": 15, "vm": "VM1", "memory_mib": 40960 } ]
+  })");
+  f.run_until(30);
+  auto c = caf::actor_cast<host_actor>(f.child("host", 2));
+  std::int64_t free_at_c = view(f).hosts[2].lendable_mib;
+  BOOST_TEST_REQUIRE(f.ask<bool>(c, atom::reserve::value, std::uint64_t{999}, free_at_c));
+  f.run_until(41);
+  BOOST_TEST(f.named("need_detected").size() == 1u);
+  BOOST_TEST(f.named("lease_granted").empty());
+  auto b = f.ask<HostCheckpoint>(caf::actor_cast<host_actor>(f.child("host", 1)), atom::get::value);
+  BOOST_TEST(b.pending_ids.empty());
+  BOOST_TEST(b.lease_ids.empty());
+  auto at_c = f.ask<HostCheckpoint>(c, atom::get::value);
+  BOOST_TEST(at_c.pending_ids == std::vector<std::uint64_t>{999});
+  BOOST_TEST(view(f).leases.empty());
+}

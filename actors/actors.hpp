@@ -12,6 +12,8 @@
 
 #include "actors/atoms.hpp"
 #include "actors/messages.hpp"
+#include "core/need_answer.hpp"
+#include "core/planner_view.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/message.hpp>
@@ -104,7 +106,7 @@ using driver_actor = caf::typed_actor<
 inline constexpr std::uint32_t own_data_path = ~0u;
 
 using planner_actor = caf::typed_actor<
-    replies_to<atom::need, std::uint32_t, std::int64_t, std::int64_t>::with<std::string>,     // VM, demand → kind
+    replies_to<atom::need, std::uint32_t, std::int64_t, std::int64_t>::with<NeedAnswer>,     // VM, demand → what was done
     replies_to<atom::surplus, std::uint32_t, std::int64_t, std::int64_t>::with<std::int64_t>, // VM, demand → MiB released
     replies_to<atom::recommend, std::uint32_t, std::int64_t>::with<bool>,  // VM, seconds of remote use
     reacts_to<atom::sample, std::vector<platform::VmSample>>,  // telemetry keeps the view true
@@ -115,7 +117,7 @@ using planner_actor = caf::typed_actor<
     reacts_to<atom::mirrorfail, std::uint32_t, std::string, std::string>,  // reporting host, VM, why its mirror cannot be written
     reacts_to<atom::rebind, std::string, std::uint64_t, caf::actor>,
     replies_to<atom::join>::with<std::vector<LeaseInfo>, std::vector<Placement>>,  // the world, for a joining agent
-    replies_to<atom::get>::with<std::string>>;  // the view, as JSON (tests, support)
+    replies_to<atom::get>::with<PlannerView>>;  // its view (metrics, tests)
 
 // Spawns, monitors and restarts every other actor.
 using supervisor_actor = caf::typed_actor<

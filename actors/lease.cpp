@@ -1,5 +1,7 @@
 #include "actors/lease.hpp"
 
+#include "actors/note.hpp"
+
 #include <caf/all.hpp>
 
 namespace memlend {
@@ -14,10 +16,7 @@ void save(self_ptr self) {
 }
 
 void note(self_ptr self, std::string text) {
-  LogEvent e;
-  e.t_s = self->state.config.clock.now(self->clock());
-  e.text = std::move(text);
-  self->send(self->state.sink, atom::event::value, std::move(e));
+  memlend::note(self, self->state.sink, self->state.config.clock, std::move(text));
 }
 
 DataLease data_of(const LeaseInfo& l) { return {l.data_addr, l.data_id, l.data_epoch, l.data_secret}; }

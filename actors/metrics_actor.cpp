@@ -4,7 +4,6 @@
 #include "core/stop_signals.hpp"
 
 #include <caf/all.hpp>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -85,49 +84,44 @@ void set_sets(self_ptr self) {
   st.config.registry->vms_unsatisfied().set(static_cast<double>(st.unsatisfied.size()));
 }
 
-// The planner's view (its `get` JSON) into the gauges.
-void apply_view(self_ptr self, const std::string& text) {
+// The planner's view into the gauges.
+void apply_view(self_ptr self, const PlannerView& view) {
   auto& st = self->state;
   auto& reg = *st.config.registry;
-  auto j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded()) return;
   std::map<std::string, std::int64_t> borrowed, leases, lag;
   std::map<std::string, std::string> host_of;
-  for (const auto& v : j.value("vms", nlohmann::json::array())) {
-    std::string name = v.value("name", ""), host = v.value("host", "");
-    std::int64_t b = v.value("borrowed_mib", std::int64_t{0});
-    host_of[name] = host;
-    borrowed[host] += b;
+  for (const auto& v : view.vms) {
+    host_of[v.name] = v.host;
+    borrowed[v.host] += v.borrowed_mib;
     // A recommendation stands until the VM no longer borrows (it moved, or
     // its demand fell): the VM actor forgets it at the same moment.
-    if (b == 0) st.recommended.erase(name);
-    bool met = v.value("demand_mib", std::int64_t{0}) <= v.value("local_mib", std::int64_t{0}) + b &&
-               v.value("demand_cpu_mhz", std::int64_t{0}) <= v.value("local_cpu_mhz", std::int64_t{0});
-    if (met) st.unsatisfied.erase(name);
+    if (v.borrowed_mib == 0) st.recommended.erase(v.name);
+    bool met = v.demand_mib <= v.local_mib + v.borrowed_mib && v.demand_cpu_mhz <= v.local_cpu_mhz;
+    if (met) st.unsatisfied.erase(v.name);
   }
-  for (const auto& l : j.value("leases", nlohmann::json::array()))
-    if (l.value("state", "") == "active") ++leases[l.value("donor", "")];
+  for (const auto& l : view.leases)
+    if (l.state == LeaseState::active) ++leases[l.donor];
   for (const auto& [vm, bytes] : st.mirror_lag)
     if (auto h = host_of.find(vm); h != host_of.end()) lag[h->second] += static_cast<std::int64_t>(bytes);
-  for (const auto& h : j.value("hosts", nlohmann::json::array())) {
-    auto it = st.hosts.find(h.value("name", ""));
+  for (const auto& h : view.hosts) {
+    auto it = st.hosts.find(h.name);
     if (it == st.hosts.end()) continue;
     const auto& m = it->second;
-    m.up.set(h.value("up", false) ? 1 : 0);
-    m.memory_used_bytes.set_mib(h.value("used_mib", std::int64_t{0}));
-    m.memory_lent_bytes.set_mib(h.value("lent_mib", std::int64_t{0}));
-    m.cpu_used_hertz.set_mhz(h.value("used_cpu_mhz", std::int64_t{0}));
+    m.up.set(h.up ? 1 : 0);
+    m.memory_used_bytes.set_mib(h.used_mib);
+    m.memory_lent_bytes.set_mib(h.lent_mib);
+    m.cpu_used_hertz.set_mhz(h.used_cpu_mhz);
     m.memory_borrowed_bytes.set_mib(borrowed[it->first]);
     m.leases_active.set(static_cast<double>(leases[it->first]));
     m.mirror_lag_bytes.set(static_cast<double>(lag[it->first]));
   }
-  reg.mirrors_active().set(static_cast<double>(j.value("mirrors", nlohmann::json::array()).size()));
+  reg.mirrors_active().set(static_cast<double>(view.mirrors.size()));
   set_sets(self);
 }
 
 void ask_view(self_ptr self) {
   self->request(self->state.planner, defaults::request_timeout, atom::get::value)
-      .then([=](const std::string& view) { apply_view(self, view); }, [](caf::error&) {});
+      .then([=](const PlannerView& view) { apply_view(self, view); }, [](caf::error&) {});
 }
 
 void sample(self_ptr self) {

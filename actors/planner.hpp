@@ -6,6 +6,7 @@
 #pragma once
 
 #include "actors/actors.hpp"
+#include "actors/planner_job.hpp"
 #include "dataplane/data_plane.hpp"
 #include "persistence/store.hpp"
 #include "policy/cluster.hpp"
@@ -15,7 +16,6 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -79,12 +79,10 @@ struct planner_state {
   // Mirrors the data path could not write, and why: no copy of what their
   // VMs borrow, so a donor's failure loses it.
   std::map<std::uint32_t, std::string> mirror_failed;
-  // Work waits here while a transaction is under way.
-  std::deque<std::function<void()>> jobs;
-  bool busy = false;
+  // Work waits here while a job is under way.
+  JobQueue jobs;
   // The last thing said about a VM that is not acted on, so it is said once.
   std::map<std::uint32_t, std::string> said;
-  metrics::Histogram::Clock::time_point need_arrived;  // of the need being decided
   std::set<std::uint32_t> recommended;
   std::map<std::uint32_t, double> remote_since;
   // Transactions waiting for the store: what to do once they are durable.

@@ -2,6 +2,7 @@
 
 #include "identity/cluster_auth.hpp"
 #include "actors/defaults.hpp"
+#include "actors/note.hpp"
 
 #include <caf/all.hpp>
 
@@ -14,10 +15,7 @@ namespace {
 using self_ptr = registrar_actor::stateful_pointer<registrar_state>;
 
 void note(self_ptr self, std::string text) {
-  LogEvent e;
-  e.t_s = self->state.config.clock.now(self->clock());
-  e.text = std::move(text);
-  self->send(self->state.sink, atom::event::value, std::move(e));
+  memlend::note(self, self->state.sink, self->state.config.clock, std::move(text));
 }
 
 // Takes `nonce` if this registrar handed it out within the last

@@ -4,6 +4,7 @@
 #include "actors/host.hpp"
 #include "actors/lease.hpp"
 #include "actors/mirror_writer.hpp"
+#include "actors/note.hpp"
 #include "actors/planner.hpp"
 #include "actors/platform_driver.hpp"
 #include "actors/registrar.hpp"
@@ -21,10 +22,7 @@ namespace {
 using self_ptr = supervisor_actor::stateful_pointer<supervisor_state>;
 
 void note(self_ptr self, std::string text) {
-  LogEvent e;
-  e.t_s = self->state.clock.now(self->clock());
-  e.text = std::move(text);
-  self->send(self->state.config.sink, atom::event::value, std::move(e));
+  memlend::note(self, self->state.config.sink, self->state.clock, std::move(text));
 }
 
 supervisor_actor handle_of(self_ptr self) { return caf::actor_cast<supervisor_actor>(self); }

@@ -72,11 +72,10 @@ void ask_for_more(self_ptr self, const platform::VmSample& s, std::int64_t extra
   save(self);
   self->request(st.planner, defaults::request_timeout, atom::need::value, st.cp.vm, s.demand_mem, s.demand_cpu)
       .then(
-          [=](const std::string& kind) {
+          [=](const NeedAnswer& answer) {
             auto& st = self->state;
             st.busy = false;
-            if (kind == "remote_memory" || kind == "migrate") {
-              // Satisfied: a later need must again persist for detect_samples.
+            if (answer.satisfied()) {
               st.need.restore(false, 0);
               st.cp.asked_mem = st.cp.asked_cpu = -1;
               save(self);

@@ -34,6 +34,8 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<LeaseInfo>>("memlend.leases");
   cfg.add_message_type<std::vector<Placement>>("memlend.placements");
   cfg.add_message_type<std::vector<std::uint64_t>>("memlend.ids");
+  cfg.add_message_type<NeedAnswer>("memlend.need_answer");
+  cfg.add_message_type<PlannerView>("memlend.planner_view");
 }
 
 int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane);

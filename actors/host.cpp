@@ -36,16 +36,16 @@ std::optional<std::pair<std::int64_t, std::int64_t>> take_arrival(HostCheckpoint
 
 }  // namespace
 
-std::int64_t host_state::lent() const { return sum(ledger.lease_mib) + sum(ledger.pending_mib); }
-std::int64_t host_state::arriving_mem() const { return sum(ledger.arriving_mem); }
-std::int64_t host_state::arriving_cpu() const { return sum(ledger.arriving_cpu); }
+std::int64_t host_actor_state::lent() const { return sum(ledger.lease_mib) + sum(ledger.pending_mib); }
+std::int64_t host_actor_state::arriving_mem() const { return sum(ledger.arriving_mem); }
+std::int64_t host_actor_state::arriving_cpu() const { return sum(ledger.arriving_cpu); }
 
-std::int64_t host_state::lendable() const {
+std::int64_t host_actor_state::lendable() const {
   if (!ledger.up || !spec.data_path) return 0;
   return std::max<std::int64_t>(0, spec.memory_mib - ledger.used_mem - lent() - arriving_mem() - spec.reserved_mib);
 }
 
-host_proxy_actor::behavior_type host(host_proxy_actor::stateful_pointer<host_state> self, policy::Host spec,
+host_proxy_actor::behavior_type host(host_proxy_actor::stateful_pointer<host_actor_state> self, policy::Host spec,
                                      HostCheckpoint last, HostOptions options, planner_actor planner,
                                      supervisor_actor supervisor, driver_actor driver) {
   auto& st = self->state;

@@ -21,7 +21,7 @@ struct HostOptions {
   int heartbeat_misses = 3;
 };
 
-struct host_state {
+struct host_actor_state {
   static constexpr const char* name = "host";
   policy::Host spec;
   HostCheckpoint ledger;
@@ -40,7 +40,7 @@ struct host_state {
   std::int64_t lendable() const;
 };
 
-host_proxy_actor::behavior_type host(host_proxy_actor::stateful_pointer<host_state> self, policy::Host spec,
+host_proxy_actor::behavior_type host(host_proxy_actor::stateful_pointer<host_actor_state> self, policy::Host spec,
                                      HostCheckpoint last, HostOptions options, planner_actor planner,
                                      supervisor_actor supervisor, driver_actor driver);
 

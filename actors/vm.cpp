@@ -15,7 +15,7 @@ using policy::Hysteresis;
 
 namespace {
 
-using self_ptr = vm_actor::stateful_pointer<vm_state>;
+using self_ptr = vm_actor::stateful_pointer<vm_actor_state>;
 
 double now(self_ptr self) { return self->state.config.clock.now(self->clock()); }
 
@@ -104,7 +104,7 @@ void offer_back(self_ptr self, const platform::VmSample& s) {
 
 }  // namespace
 
-vm_actor::behavior_type vm(vm_actor::stateful_pointer<vm_state> self, VmConfig config, VmCheckpoint last,
+vm_actor::behavior_type vm(vm_actor::stateful_pointer<vm_actor_state> self, VmConfig config, VmCheckpoint last,
                            planner_actor planner, sink_actor sink, supervisor_actor supervisor) {
   auto& st = self->state;
   st.config = std::move(config);

@@ -19,7 +19,7 @@ struct VmConfig {
   SimClock clock;
 };
 
-struct vm_state {
+struct vm_actor_state {
   static constexpr const char* name = "vm";
   VmConfig config;
   VmCheckpoint cp;
@@ -31,7 +31,7 @@ struct vm_state {
   supervisor_actor supervisor;
 };
 
-vm_actor::behavior_type vm(vm_actor::stateful_pointer<vm_state> self, VmConfig config, VmCheckpoint last,
+vm_actor::behavior_type vm(vm_actor::stateful_pointer<vm_actor_state> self, VmConfig config, VmCheckpoint last,
                            planner_actor planner, sink_actor sink, supervisor_actor supervisor);
 
 }  // namespace memlend

@@ -772,10 +772,7 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
         auto it = st.leases.find(granted.id);
         if (it == st.leases.end() || it->second.info.state != LeaseState::active) return;
         LeaseInfo& l = it->second.info;
-        l.data_addr = granted.data_addr;
-        l.data_id = granted.data_id;
-        l.data_epoch = granted.data_epoch;
-        l.data_secret = granted.data_secret;
+        l.data = granted.data;
         auto txn = begin(self);
         txn->batch.put(lease_record(l));
         persist(self, txn, [] {});

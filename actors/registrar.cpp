@@ -37,8 +37,8 @@ bool take_nonce(self_ptr self, const std::string& nonce) {
 void add_lease_secrets(std::vector<LeaseInfo>& leases, const DataPlane& plane,
                        const std::vector<std::string>& host_names) {
   for (auto& l : leases)
-    if (l.data_secret.empty() && l.data_id != 0 && l.donor < host_names.size())
-      l.data_secret = plane.lease_secret_hex(host_names[l.donor], l.data_id, l.data_epoch);
+    if (l.data.secret.empty() && l.data.id != 0 && l.donor < host_names.size())
+      l.data.secret = plane.lease_secret_hex(host_names[l.donor], l.data.id, l.data.epoch);
 }
 
 registrar_actor::behavior_type registrar(registrar_actor::stateful_pointer<registrar_state> self,

@@ -112,8 +112,10 @@ registrar_actor::behavior_type registrar(registrar_actor::stateful_pointer<regis
                             }
                             auto proxy = caf::actor_cast<host_proxy_actor>(host_handle);
                             self->send(proxy, atom::bind::value, agent, hello.incarnation);
-                            self->send(st.driver, atom::rebind::value, std::string("agent"), std::uint64_t{h},
-                                       agent);
+                            // The join carries the agent's handle untyped (its wire
+                            // type); here, where it arrives, it becomes an agent's.
+                            self->send(st.driver, atom::rebind::value, h,
+                                       caf::actor_cast<agent_actor>(agent));
                             note(self, "agent for " + hello.host + " joined (incarnation " +
                                            std::to_string(hello.incarnation) + ", data path " + hello.data_addr +
                                            ")");

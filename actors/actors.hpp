@@ -34,13 +34,6 @@ using sink_actor = caf::typed_actor<
     reacts_to<atom::event, atom::commit, LogEvent>,  // an event the store already holds: write it out
     replies_to<atom::flush>::with<bool>>;   // everything so far is written out
 
-// Keeps the Prometheus registry true: counts the events of the log, and each
-// sample period sets the gauges from the planner's view and the data path.
-using metrics_actor = caf::typed_actor<
-    reacts_to<atom::event, LogEvent>,  // an event of the log, to count
-    reacts_to<atom::tick>,             // its sampling timer
-    reacts_to<atom::rebind, std::string, std::uint64_t, caf::actor>>;  // "supervisor" or "agent": stop with it
-
 // One per host: its telemetry and its own ledger of what it lends, which
 // has the last word on a reservation (the planner's view may be stale).
 using host_actor = caf::typed_actor<
@@ -88,13 +81,28 @@ using mirror_actor = caf::typed_actor<
     reacts_to<atom::remove>,                             // delete the file and stop
     replies_to<atom::get>::with<MirrorInfo>>;
 
+// One per node (the `memlend agent` process): the host's side. It samples its
+// own host and sends the telemetry to its host actor at the controller; a
+// platform action reaches the agents it concerns (the VM's host, old and new,
+// and its donors) as the VM's absolute state.
+using agent_actor = caf::typed_actor<
+    reacts_to<atom::connect>,                                        // (re)connect timer
+    reacts_to<atom::tick, std::uint64_t>,                            // sampling timer (generation)
+    reacts_to<atom::attach, RemoteState>,                            // a VM's host and leases now
+    reacts_to<atom::fence, std::vector<std::uint64_t>>,                  // keep only these leases
+    reacts_to<atom::mirrorfail, std::string, std::string>,               // its data path: a VM's mirror failed, why
+    replies_to<atom::get>::with<std::string>,                            // its state, JSON
+    reacts_to<atom::shutdown>>;
+
 // Owns the platform backend: samples it on the scenario clock, carries out actions.
 using driver_actor = caf::typed_actor<
     reacts_to<atom::tick>,
     replies_to<atom::attach, std::uint32_t, std::uint32_t, std::int64_t, std::uint64_t>::with<bool>,  // VM, donor, MiB, lease
     replies_to<atom::detach, std::uint32_t, std::uint32_t, std::int64_t, std::uint64_t>::with<bool>,  // VM, donor, MiB, lease
     replies_to<atom::migrate, std::uint32_t, std::uint32_t>::with<bool>,               // VM, target
-    reacts_to<atom::rebind, std::string, std::uint64_t, caf::actor>,                   // kind, key, handle
+    reacts_to<atom::rebind, std::uint32_t, host_actor>,  // a host actor's handle, new after a restart
+    reacts_to<atom::rebind, std::uint32_t, vm_actor>,    // a VM actor's handle, new after a restart
+    reacts_to<atom::rebind, std::uint32_t, agent_actor>, // cluster mode: a host's agent joined
     reacts_to<atom::sample, std::vector<platform::VmSample>>,  // cluster mode: an agent's VMs, to route
     reacts_to<atom::commit, LeaseInfo>,  // cluster mode: a lease's grant, for the recipient's agent to map
     reacts_to<atom::shutdown>>;
@@ -115,7 +123,11 @@ using planner_actor = caf::typed_actor<
     reacts_to<atom::hostdown, std::uint32_t>,
     reacts_to<atom::hostup, std::uint32_t>,
     reacts_to<atom::mirrorfail, std::uint32_t, std::string, std::string>,  // reporting host, VM, why its mirror cannot be written
-    reacts_to<atom::rebind, std::string, std::uint64_t, caf::actor>,
+    reacts_to<atom::rebind, std::uint32_t, host_proxy_actor>,  // a child's handle, new after a restart
+    reacts_to<atom::rebind, std::uint32_t, vm_actor>,
+    reacts_to<atom::rebind, std::uint64_t, lease_actor>,
+    reacts_to<atom::rebind, std::uint32_t, mirror_actor>,
+    reacts_to<atom::rebind, driver_actor>,                     // the driver, spawned after it
     replies_to<atom::join>::with<std::vector<LeaseInfo>, std::vector<Placement>>,  // the world, for a joining agent
     replies_to<atom::get>::with<PlannerView>>;  // its view (metrics, tests)
 
@@ -134,17 +146,12 @@ using registrar_actor = caf::typed_actor<
     replies_to<atom::challenge>::with<std::string>,  // a fresh nonce, good for one join
     replies_to<atom::join, AgentHello, caf::actor>::with<JoinReply, caf::actor>>;
 
-// One per node (the `memlend agent` process): the host's side. It samples its
-// own host and sends the telemetry to its host actor at the controller; a
-// platform action reaches the agents it concerns (the VM's host, old and new,
-// and its donors) as the VM's absolute state.
-using agent_actor = caf::typed_actor<
-    reacts_to<atom::connect>,                                        // (re)connect timer
-    reacts_to<atom::tick, std::uint64_t>,                            // sampling timer (generation)
-    reacts_to<atom::attach, RemoteState>,                            // a VM's host and leases now
-    reacts_to<atom::fence, std::vector<std::uint64_t>>,                  // keep only these leases
-    reacts_to<atom::mirrorfail, std::string, std::string>,               // its data path: a VM's mirror failed, why
-    replies_to<atom::get>::with<std::string>,                            // its state, JSON
-    reacts_to<atom::shutdown>>;
+// Keeps the Prometheus registry true: counts the events of the log, and each
+// sample period sets the gauges from the planner's view and the data path.
+using metrics_actor = caf::typed_actor<
+    reacts_to<atom::event, LogEvent>,  // an event of the log, to count
+    reacts_to<atom::tick>,             // its sampling timer
+    reacts_to<atom::rebind, supervisor_actor>,  // its owner, whose planner it also samples: stop with it
+    reacts_to<atom::rebind, agent_actor>>;      // its owner in an agent: stop with it
 
 }  // namespace memlend

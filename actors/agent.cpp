@@ -60,7 +60,7 @@ void free_unrecorded_grants(self_ptr self, const JoinReply& r) {
   if (!st.config.plane || at_loss.empty()) return;
   std::set<std::uint64_t> recorded;
   for (const auto& l : r.leases)
-    if (l.donor == r.host && l.data_id != 0) recorded.insert(l.data_id);
+    if (l.donor == r.host && l.data.id != 0) recorded.insert(l.data.id);
   for (const auto& [lease, id] : st.pool_id) recorded.insert(id);
   auto plane = st.config.plane;
   std::string host = st.config.host;
@@ -91,7 +91,7 @@ void rebuild(self_ptr self, const JoinReply& r) {
     if (l.donor == st.host) {
       mine.insert(l.id);
       st.held_for[l.vm].insert(l.id);
-      if (l.data_id != 0) st.pool_id[l.id] = l.data_id;
+      if (l.data.id != 0) st.pool_id[l.id] = l.data.id;
     }
   }
   free_unrecorded_grants(self, r);
@@ -135,7 +135,7 @@ void map_regions(self_ptr self, const RemoteState& r) {
   bool here = r.host == st.host;
   std::vector<LeaseInfo> leases;
   for (const auto& l : r.leases)
-    if (l.data_id != 0) leases.push_back(l);
+    if (l.data.id != 0) leases.push_back(l);
   bool console = st.config.console;
   std::string me = st.config.host;
   plane->post([plane, vm, here, leases, console, me] {
@@ -152,11 +152,10 @@ void map_regions(self_ptr self, const RemoteState& r) {
     if (!here) return;
     for (const auto& l : leases) {
       if (plane->has_region(vm, l.id)) continue;
-      DataLease d{l.data_addr, l.data_id, l.data_epoch, l.data_secret};
       if (l.replaces != 0 && plane->has_region(vm, l.replaces)) {
         plane->fail_over(vm, l.replaces, "lease " + std::to_string(l.replaces) + " was re-homed");
-        if (auto s = plane->rehome(vm, l.replaces, l.id, d); !s) complain("re-homing: " + s.error().message);
-      } else if (auto s = plane->attach(vm, l.id, l.mib, d); !s) {
+        if (auto s = plane->rehome(vm, l.replaces, l.id, l.data); !s) complain("re-homing: " + s.error().message);
+      } else if (auto s = plane->attach(vm, l.id, l.mib, l.data); !s) {
         complain("mapping lease " + std::to_string(l.id) + ": " + s.error().message);
       }
     }
@@ -187,7 +186,7 @@ void apply(self_ptr self, const RemoteState& given) {
       bool fresh = !st.held.count(l.id);
       mine.insert(l.id);
       st.held.insert(l.id);
-      if (l.data_id != 0) st.pool_id[l.id] = l.data_id;
+      if (l.data.id != 0) st.pool_id[l.id] = l.data.id;
       if (fresh && st.config.probe && st.config.probe->lending) st.config.probe->lending(l.id, r.vm);
     }
   map_regions(self, r);

@@ -19,8 +19,6 @@ void note(self_ptr self, std::string text) {
   memlend::note(self, self->state.sink, self->state.config.clock, std::move(text));
 }
 
-DataLease data_of(const LeaseInfo& l) { return {l.data_addr, l.data_id, l.data_epoch, l.data_secret}; }
-
 // On the plane's worker: the donor grants, then the recipient maps the lease
 // (or, for a re-homed lease, moves the failed one's region onto it).
 void set_up(self_ptr self) {
@@ -35,10 +33,7 @@ void set_up(self_ptr self) {
     auto granted = plane->grant(donor, plane->address(donor), info.mib);
     if (!granted) return caf::anon_send(me, atom::cancel::value, granted.error().message);
     LeaseInfo done = info;
-    done.data_addr = granted->addr;
-    done.data_id = granted->id;
-    done.data_epoch = granted->epoch;
-    done.data_secret = granted->secret_hex;
+    done.data = *granted;
     if (local) {
       bool replacing = info.replaces != 0 && plane->has_region(vm, info.replaces);
       // The old lease's actor may not have failed its region over yet; doing
@@ -73,7 +68,7 @@ lease_actor::behavior_type lease(lease_actor::stateful_pointer<lease_state> self
     save(self);
   }
   // A lease granted before a crash already has its data path.
-  if (st.config.plane && st.info.state == LeaseState::active && st.info.data_id == 0) set_up(self);
+  if (st.config.plane && st.info.state == LeaseState::active && st.info.data.id == 0) set_up(self);
   return {
       [=](atom::commit, const LeaseInfo& done) {
         auto& st = self->state;
@@ -84,14 +79,11 @@ lease_actor::behavior_type lease(lease_actor::stateful_pointer<lease_state> self
           bool local = st.config.local_recipient;
           plane->post([plane, vm, donor, done, local] {
             if (local) plane->detach(vm, done.id);
-            plane->release(donor, data_of(done));
+            plane->release(donor, done.data);
           });
           return;
         }
-        st.info.data_addr = done.data_addr;
-        st.info.data_id = done.data_id;
-        st.info.data_epoch = done.data_epoch;
-        st.info.data_secret = done.data_secret;
+        st.info.data = done.data;
         save(self);
         // Recorded, so that a restarted controller reaches the lease again.
         if (st.planner) self->send(st.planner, atom::commit::value, st.info);
@@ -113,7 +105,7 @@ lease_actor::behavior_type lease(lease_actor::stateful_pointer<lease_state> self
           bool detach = st.config.local_recipient && !keep_region;
           plane->post([plane, vm, donor, l, detach] {
             if (detach) plane->detach(vm, l.id);
-            plane->release(donor, data_of(l));
+            plane->release(donor, l.data);
           });
         }
         self->quit();

@@ -217,11 +217,12 @@ metrics_actor::behavior_type metrics_recorder(metrics_actor::stateful_pointer<me
         sample(self);
         self->delayed_send(self, period, atom::tick::value);
       },
-      [=](atom::rebind, const std::string& kind, std::uint64_t, caf::actor handle) {
-        // Nothing stops this actor but its owner going down: it is nobody's child.
-        self->monitor(handle);
-        if (kind == "supervisor") self->state.supervisor = caf::actor_cast<supervisor_actor>(handle);
+      // Nothing stops this actor but its owner going down: it is nobody's child.
+      [=](atom::rebind, supervisor_actor owner) {
+        self->monitor(owner);
+        self->state.supervisor = std::move(owner);
       },
+      [=](atom::rebind, agent_actor owner) { self->monitor(owner); },
   };
 }
 
@@ -239,8 +240,12 @@ metrics_actor spawn_metrics(caf::actor_system& sys, const MetricsOptions& option
                    MetricsConfig{options.registry.get(), scenario, speed, origin_s, std::move(plane), hosts});
 }
 
-void bind_metrics(const metrics_actor& m, const std::string& kind, const caf::actor& owner) {
-  if (m) caf::anon_send(m, atom::rebind::value, kind, std::uint64_t{0}, owner);
+void bind_metrics(const metrics_actor& m, const supervisor_actor& owner) {
+  if (m) caf::anon_send(m, atom::rebind::value, owner);
+}
+
+void bind_metrics(const metrics_actor& m, const agent_actor& owner) {
+  if (m) caf::anon_send(m, atom::rebind::value, owner);
 }
 
 }  // namespace memlend

@@ -87,7 +87,8 @@ metrics_actor::behavior_type metrics_recorder(metrics_actor::stateful_pointer<me
 metrics_actor spawn_metrics(caf::actor_system& sys, const MetricsOptions& options, const policy::Scenario& scenario,
                             double speed, double origin_s, std::shared_ptr<DataPlane> plane, bool hosts = true);
 
-// Tells it whom to stop with: "supervisor" (whose planner it also samples) or "agent".
-void bind_metrics(const metrics_actor& m, const std::string& kind, const caf::actor& owner);
+// Tells it whom to stop with: the supervisor (whose planner it also samples) or the agent.
+void bind_metrics(const metrics_actor& m, const supervisor_actor& owner);
+void bind_metrics(const metrics_actor& m, const agent_actor& owner);
 
 }  // namespace memlend

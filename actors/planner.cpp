@@ -172,10 +172,7 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
         auto it = st.leases.find(granted.id);
         if (it == st.leases.end() || it->second.info.state != LeaseState::active) return;
         LeaseInfo& l = it->second.info;
-        l.data_addr = granted.data_addr;
-        l.data_id = granted.data_id;
-        l.data_epoch = granted.data_epoch;
-        l.data_secret = granted.data_secret;
+        l.data = granted.data;
         auto txn = begin(self);
         txn->batch.put(lease_record(l));
         persist(self, txn, [] {});
@@ -186,20 +183,19 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
       [=](atom::mirrorfail, std::uint32_t from, const std::string& vm, const std::string& why) {
         enqueue(self, mirror_failed_job(self, from, vm, why));
       },
-      [=](atom::rebind, const std::string& kind, std::uint64_t key, caf::actor handle) {
-        auto& st = self->state;
-        if (kind == "host" && key < st.hosts.size())
-          st.hosts[key] = caf::actor_cast<host_proxy_actor>(handle);
-        else if (kind == "vm" && key < st.vms.size())
-          st.vms[key] = caf::actor_cast<vm_actor>(handle);
-        else if (kind == "driver")
-          st.driver = caf::actor_cast<driver_actor>(handle);
-        else if (kind == "lease") {
-          auto it = st.leases.find(key);
-          if (it != st.leases.end()) it->second.actor = caf::actor_cast<lease_actor>(handle);
-        } else if (kind == "mirror" && st.mirrors.count(static_cast<std::uint32_t>(key)))
-          st.mirrors[static_cast<std::uint32_t>(key)] = caf::actor_cast<mirror_actor>(handle);
+      [=](atom::rebind, std::uint32_t h, host_proxy_actor handle) {
+        if (h < self->state.hosts.size()) self->state.hosts[h] = std::move(handle);
       },
+      [=](atom::rebind, std::uint32_t v, vm_actor handle) {
+        if (v < self->state.vms.size()) self->state.vms[v] = std::move(handle);
+      },
+      [=](atom::rebind, std::uint64_t id, lease_actor handle) {
+        if (auto it = self->state.leases.find(id); it != self->state.leases.end()) it->second.actor = std::move(handle);
+      },
+      [=](atom::rebind, std::uint32_t v, mirror_actor handle) {
+        if (auto it = self->state.mirrors.find(v); it != self->state.mirrors.end()) it->second = std::move(handle);
+      },
+      [=](atom::rebind, driver_actor handle) { self->state.driver = std::move(handle); },
       [=](atom::join) {
         auto& st = self->state;
         std::vector<LeaseInfo> leases;

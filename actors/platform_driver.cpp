@@ -52,7 +52,7 @@ bool report(self_ptr self, const Expected<void>& r) {
 driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<driver_state> self, DriverConfig config,
                                             std::shared_ptr<platform::Platform> platform, std::size_t hosts,
                                             std::vector<RemoteState> start, supervisor_actor supervisor,
-                                            sink_actor sink) {
+                                            sink_actor sink, planner_actor planner) {
   auto& st = self->state;
   st.config = config;
   st.platform = std::move(platform);
@@ -61,6 +61,7 @@ driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<drive
   st.remote = std::move(start);
   st.supervisor = supervisor;
   st.sink = sink;
+  st.planner = planner;
   return {
       [=](atom::tick) {
         auto& st = self->state;
@@ -131,15 +132,17 @@ driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<drive
             tell(self, granted.vm, {});
           }
       },
-      [=](atom::rebind, const std::string& kind, std::uint64_t key, caf::actor handle) {
+      [=](atom::rebind, std::uint32_t h, host_actor handle) {
+        if (h < self->state.hosts.size()) self->state.hosts[h] = std::move(handle);
+      },
+      [=](atom::rebind, std::uint32_t v, vm_actor handle) {
+        if (v < self->state.vms.size()) self->state.vms[v] = std::move(handle);
+      },
+      [=](atom::rebind, std::uint32_t h, agent_actor handle) {
         auto& st = self->state;
-        if (kind == "host" && key < st.hosts.size()) st.hosts[key] = caf::actor_cast<host_actor>(handle);
-        if (kind == "vm" && key < st.vms.size()) st.vms[key] = caf::actor_cast<vm_actor>(handle);
-        if (kind == "planner") st.planner = caf::actor_cast<planner_actor>(handle);
-        if (kind == "agent" && key < st.hosts.size()) {
-          if (st.agents.size() < st.hosts.size()) st.agents.resize(st.hosts.size());
-          st.agents[key] = caf::actor_cast<agent_actor>(handle);
-        }
+        if (h >= st.hosts.size()) return;
+        if (st.agents.size() < st.hosts.size()) st.agents.resize(st.hosts.size());
+        st.agents[h] = std::move(handle);
       },
       [=](atom::shutdown) {
         self->state.stopped = true;

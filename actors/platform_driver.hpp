@@ -47,6 +47,6 @@ struct driver_state {
 driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<driver_state> self, DriverConfig config,
                                             std::shared_ptr<platform::Platform> platform, std::size_t hosts,
                                             std::vector<RemoteState> start, supervisor_actor supervisor,
-                                            sink_actor sink);
+                                            sink_actor sink, planner_actor planner);
 
 }  // namespace memlend

@@ -35,8 +35,8 @@ bool take_nonce(self_ptr self, const std::string& nonce) {
 void add_lease_secrets(std::vector<LeaseInfo>& leases, const DataPlane& plane,
                        const std::vector<std::string>& host_names) {
   for (auto& l : leases)
-    if (l.data_secret.empty() && l.data_id != 0 && l.donor < host_names.size())
-      l.data_secret = plane.lease_secret_hex(host_names[l.donor], l.data_id, l.data_epoch);
+    if (l.data.secret.empty() && l.data.id != 0 && l.donor < host_names.size())
+      l.data.secret = plane.lease_secret_hex(host_names[l.donor], l.data.id, l.data.epoch);
 }
 
 registrar_actor::behavior_type registrar(registrar_actor::stateful_pointer<registrar_state> self,
@@ -110,8 +110,10 @@ registrar_actor::behavior_type registrar(registrar_actor::stateful_pointer<regis
                             }
                             auto proxy = caf::actor_cast<host_proxy_actor>(host_handle);
                             self->send(proxy, atom::bind::value, agent, hello.incarnation);
-                            self->send(st.driver, atom::rebind::value, std::string("agent"), std::uint64_t{h},
-                                       agent);
+                            // The join carries the agent's handle untyped (its wire
+                            // type); here, where it arrives, it becomes an agent's.
+                            self->send(st.driver, atom::rebind::value, h,
+                                       caf::actor_cast<agent_actor>(agent));
                             note(self, "agent for " + hello.host + " joined (incarnation " +
                                            std::to_string(hello.incarnation) + ", data path " + hello.data_addr +
                                            ")");

@@ -33,16 +33,42 @@ T state_or(const caf::message& m, T fallback) {
   return fallback;
 }
 
-// Spawns one restartable child from its last state.
-caf::actor spawn_child(self_ptr self, const std::string& kind, std::uint64_t key, const caf::message& last) {
+// Those who hold a child's handle get the new one, typed, after a restart.
+void rebind(self_ptr self, std::uint32_t h, const host_proxy_actor& child) {
+  auto& st = self->state;
+  if (st.planner) self->send(st.planner, atom::rebind::value, h, child);
+  if (st.driver) self->send(st.driver, atom::rebind::value, h, host_actor{child});
+}
+
+void rebind(self_ptr self, std::uint32_t v, const vm_actor& child) {
+  auto& st = self->state;
+  if (st.planner) self->send(st.planner, atom::rebind::value, v, child);
+  if (st.driver) self->send(st.driver, atom::rebind::value, v, child);
+}
+
+void rebind(self_ptr self, std::uint64_t id, const lease_actor& child) {
+  if (self->state.planner) self->send(self->state.planner, atom::rebind::value, id, child);
+}
+
+void rebind(self_ptr self, std::uint32_t v, const mirror_actor& child) {
+  if (self->state.planner) self->send(self->state.planner, atom::rebind::value, v, child);
+}
+
+// Spawns one restartable child from its last state; `tell`: and rebinds it.
+caf::actor spawn_child(self_ptr self, const std::string& kind, std::uint64_t key, const caf::message& last,
+                       bool tell) {
   auto& st = self->state;
   auto& sc = st.config.scenario;
   auto sup = handle_of(self);
+  auto started = [&](auto id, auto child) {
+    if (tell) rebind(self, id, child);
+    return caf::actor_cast<caf::actor>(child);
+  };
   if (kind == "host") {
     HostCheckpoint cp = state_or(last, HostCheckpoint{});
     HostOptions opts{st.config.cluster.enabled, st.clock, static_cast<double>(sc.settings.sample_period_s),
                      st.config.cluster.heartbeat_misses};
-    return caf::actor_cast<caf::actor>(self->spawn(host, sc.hosts[key], cp, opts, st.planner, sup, st.driver));
+    return started(static_cast<std::uint32_t>(key), self->spawn(host, sc.hosts[key], cp, opts, st.planner, sup, st.driver));
   }
   if (kind == "vm") {
     VmConfig cfg;
@@ -51,7 +77,7 @@ caf::actor spawn_child(self_ptr self, const std::string& kind, std::uint64_t key
     cfg.settings = sc.settings;
     cfg.clock = st.clock;
     VmCheckpoint cp = state_or(last, VmCheckpoint{});
-    return caf::actor_cast<caf::actor>(self->spawn(vm, cfg, cp, st.planner, st.config.sink, sup));
+    return started(static_cast<std::uint32_t>(key), self->spawn(vm, cfg, cp, st.planner, st.config.sink, sup));
   }
   if (kind == "lease") {
     LeaseConfig lc;
@@ -61,12 +87,11 @@ caf::actor spawn_child(self_ptr self, const std::string& kind, std::uint64_t key
     for (const auto& v : sc.vms) lc.vm_names.push_back(v.name);
     lc.clock = st.clock;
     lc.metrics = st.config.metrics;
-    return caf::actor_cast<caf::actor>(
-        self->spawn(lease, state_or(last, LeaseInfo{}), lc, sup, st.config.sink, st.driver, st.planner));
+    return started(key, self->spawn(lease, state_or(last, LeaseInfo{}), lc, sup, st.config.sink, st.driver, st.planner));
   }
   if (kind == "mirror")
-    return caf::actor_cast<caf::actor>(
-        self->spawn(mirror_writer, state_or(last, MirrorInfo{}), st.config.plane, sup, st.config.sink));
+    return started(static_cast<std::uint32_t>(key),
+                   self->spawn(mirror_writer, state_or(last, MirrorInfo{}), st.config.plane, sup, st.config.sink));
   return {};
 }
 
@@ -77,12 +102,6 @@ void adopt(self_ptr self, const std::string& kind, std::uint64_t key, caf::actor
   auto& c = st.children[{kind, key}];
   c.handle = child;
   c.last = std::move(last);
-}
-
-void rebind(self_ptr self, const std::string& kind, std::uint64_t key, const caf::actor& child) {
-  auto& st = self->state;
-  if (st.planner) self->send(st.planner, atom::rebind::value, kind, key, child);
-  if (st.driver && (kind == "host" || kind == "vm")) self->send(st.driver, atom::rebind::value, kind, key, child);
 }
 
 void stop_all(self_ptr self, caf::error reason) {
@@ -186,12 +205,10 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
   for (policy::VmId v = 0; v < sc.vms.size(); ++v) start[v] = {v, sc.vms[v].host, {}};
   for (const auto& l : st.config.start.leases)
     if (l.state == LeaseState::active) start[l.vm].leases.push_back(l);
-  st.driver = self->spawn(platform_driver, dc, st.config.platform, sc.hosts.size(), start, sup, st.config.sink);
+  st.driver = self->spawn(platform_driver, dc, st.config.platform, sc.hosts.size(), start, sup, st.config.sink,
+                          st.planner);
   adopt(self, "driver", 0, caf::actor_cast<caf::actor>(st.driver), {});
-  self->send(st.planner, atom::rebind::value, std::string("driver"), std::uint64_t{0},
-             caf::actor_cast<caf::actor>(st.driver));
-  self->send(st.driver, atom::rebind::value, std::string("planner"), std::uint64_t{0},
-             caf::actor_cast<caf::actor>(st.planner));
+  self->send(st.planner, atom::rebind::value, st.driver);
 
   const std::vector<LeaseInfo>& leases = st.config.start.leases;
   for (policy::HostId h = 0; h < sc.hosts.size(); ++h) {
@@ -204,9 +221,8 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
         cp.lease_mib.push_back(l.mib);
       }
     auto msg = caf::make_message(cp);
-    auto child = spawn_child(self, "host", h, msg);
+    auto child = spawn_child(self, "host", h, msg, true);
     adopt(self, "host", h, child, msg);
-    rebind(self, "host", h, child);
   }
   for (policy::VmId v = 0; v < sc.vms.size(); ++v) {
     VmCheckpoint cp;
@@ -219,15 +235,13 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
       cp.recommended = st.config.start.recommended.count(v) > 0;
     }
     auto msg = caf::make_message(cp);
-    auto child = spawn_child(self, "vm", v, msg);
+    auto child = spawn_child(self, "vm", v, msg, true);
     adopt(self, "vm", v, child, msg);
-    rebind(self, "vm", v, child);
   }
   for (const auto& l : leases) {
     auto msg = caf::make_message(l);
-    auto child = spawn_child(self, "lease", l.id, msg);
+    auto child = spawn_child(self, "lease", l.id, msg, true);
     adopt(self, "lease", l.id, child, msg);
-    rebind(self, "lease", l.id, child);
   }
   for (policy::VmId v = 0; v < sc.vms.size(); ++v) {
     std::int64_t mib = 0;
@@ -235,9 +249,8 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
       if (l.vm == v) mib += l.mib;
     if (mib == 0) continue;
     auto msg = caf::make_message(MirrorInfo{v, mib, rdma::mirror_path(st.config.datastore, sc.vms[v].name), MirrorState::writing});
-    auto child = spawn_child(self, "mirror", v, msg);
+    auto child = spawn_child(self, "mirror", v, msg, true);
     adopt(self, "mirror", v, child, msg);
-    rebind(self, "mirror", v, child);
   }
   if (st.config.cluster.enabled) {
     std::vector<std::string> names;
@@ -252,13 +265,13 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
   return {
       [=](atom::spawn, const LeaseInfo& info) {
         auto msg = caf::make_message(info);
-        auto child = spawn_child(self, "lease", info.id, msg);
+        auto child = spawn_child(self, "lease", info.id, msg, false);
         adopt(self, "lease", info.id, child, msg);
         return caf::actor_cast<lease_actor>(child);
       },
       [=](atom::spawn, const MirrorInfo& info) {
         auto msg = caf::make_message(info);
-        auto child = spawn_child(self, "mirror", info.vm, msg);
+        auto child = spawn_child(self, "mirror", info.vm, msg, false);
         adopt(self, "mirror", info.vm, child, msg);
         return caf::actor_cast<mirror_actor>(child);
       },
@@ -271,13 +284,12 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
         auto it = st.children.find({kind, key});
         if (st.stopping || it == st.children.end()) return;
         caf::message last = it->second.last;
-        auto child = spawn_child(self, kind, key, last);
+        auto child = spawn_child(self, kind, key, last, true);
         self->monitor(child);
         st.by_addr[child.address()] = {kind, key};
         it->second.handle = child;
         ++st.restarts_total;
         if (st.config.metrics) st.config.metrics->actor_restarts(kind).inc();
-        rebind(self, kind, key, child);
       },
       [=](atom::get, const std::string& kind, std::uint64_t key) {
         // The registrar is asked for by name too, so the controller can publish it.

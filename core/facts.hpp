@@ -3,11 +3,14 @@
 // (journal/), the actors pass them in messages (actors/messages.hpp).
 // inspect() lets CAF print and serialise them; the type names are wire names
 // and must not change. A state that arrives off the wire as a number out of
-// range is refused when it is loaded, so no peer can slip one in.
+// range, or a lease secret that is not one, is refused when it is loaded, so
+// no peer can slip one in.
 #pragma once
 
+#include "core/lease_access.hpp"
 #include "core/vocabulary.hpp"
 
+#include <caf/detail/stringification_inspector.hpp>
 #include <caf/error.hpp>
 #include <caf/meta/load_callback.hpp>
 #include <caf/meta/type_name.hpp>
@@ -15,6 +18,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 namespace memlend {
 
@@ -41,12 +45,7 @@ struct LeaseInfo {
   std::uint64_t epoch = 0;
   Transport transport = Transport::rdma;
   std::uint64_t replaces = 0;  // a re-homed lease: the failed one whose contents it takes
-  // The data path's side, once the donor granted it: where to reach the
-  // lease, its id and epoch there, and its secret (hex).
-  std::string data_addr;
-  std::uint64_t data_id = 0;
-  std::uint64_t data_epoch = 0;
-  std::string data_secret;
+  LeaseAccess data;  // the data path's side, once the donor granted it (id 0 until then)
 };
 
 // The copy of one VM's remote memory on the shared datastore.
@@ -62,13 +61,27 @@ typename Inspector::result_type inspect(Inspector& f, LogEvent& x) {
   return f(caf::meta::type_name("memlend.log_event"), x.t_s, x.event, x.vm, x.host, x.donor, x.mib, x.text);
 }
 
+// Printing a lease (a log line, a test's failure) shows whether it has a
+// secret, never the secret.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, LeaseAccess& x) {
+  if constexpr (std::is_same<Inspector, caf::detail::stringification_inspector>::value) {
+    std::string shown = x.secret.empty() ? "" : "<secret>";
+    return f(caf::meta::type_name("memlend.lease_access"), x.addr, x.id, x.epoch, shown);
+  } else {
+    auto check = caf::meta::load_callback(
+        [&]() -> caf::error { return valid_secret(x.secret) ? caf::error{} : caf::make_error(caf::sec::invalid_argument); });
+    return f(caf::meta::type_name("memlend.lease_access"), x.addr, x.id, x.epoch, x.secret, check);
+  }
+}
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, LeaseInfo& x) {
   auto check = caf::meta::load_callback([&]() -> caf::error {
     return valid(x.state) && valid(x.transport) ? caf::error{} : caf::make_error(caf::sec::invalid_argument);
   });
   return f(caf::meta::type_name("memlend.lease"), x.id, x.vm, x.donor, x.recipient, x.mib, x.state, x.epoch,
-           x.transport, x.replaces, x.data_addr, x.data_id, x.data_epoch, x.data_secret, check);
+           x.transport, x.replaces, x.data, check);
 }
 
 template <class Inspector>

@@ -10,44 +10,6 @@ namespace memlend {
 
 namespace {
 
-std::string to_hex(const rdma::Secret& s) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (auto b : s) {
-    out += digits[b >> 4];
-    out += digits[b & 15];
-  }
-  return out;
-}
-
-std::optional<rdma::Secret> from_hex(const std::string& hex) {
-  rdma::Secret s{};
-  if (hex.size() != s.size() * 2) return std::nullopt;
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    s[i] = static_cast<std::uint8_t>(hi << 4 | lo);
-  }
-  return s;
-}
-
-Expected<rdma::LeaseAccess> access_of(const DataLease& d, std::uint64_t bytes) {
-  auto secret = from_hex(d.secret_hex);
-  if (!secret) return Error{"lease " + std::to_string(d.id) + " at " + d.addr + ": no usable secret"};
-  rdma::LeaseAccess a;
-  a.donor = d.addr;
-  a.lease_id = d.id;
-  a.epoch = d.epoch;
-  a.bytes = bytes;
-  a.secret = *secret;
-  return a;
-}
-
 // The guest's pattern: every 8 bytes name the VM's lease, the round and the
 // offset, so a byte in the wrong place, from another lease or from an older
 // round is caught.
@@ -249,21 +211,21 @@ std::vector<std::uint64_t> DataPlane::pool_leases(const std::string& host) const
   return pool->lease_ids();
 }
 
-Expected<DataLease> DataPlane::grant(const std::string& donor_host, const std::string& addr, std::int64_t mib) {
+Expected<LeaseAccess> DataPlane::grant(const std::string& donor_host, const std::string& addr, std::int64_t mib) {
   auto key = pool_secret(donor_host);
   if (!key) return Error{"no pool secret for " + donor_host + ": its agent has not joined"};
   auto client = rdma::DonorClient::connect(addr, *key, options_.timeouts);
   if (!client) return Error{"cannot reach " + donor_host + "'s data path at " + addr + ": " + client.error().message};
   auto access = (*client)->grant(bytes(mib));
   if (!access) return Error{donor_host + " refused a lease: " + access.error().message};
-  return DataLease{access->donor, access->lease_id, access->epoch, to_hex(access->secret)};
+  return rdma::access_of(*access);
 }
 
-void DataPlane::release(const std::string& donor_host, const DataLease& lease) {
+void DataPlane::release(const std::string& donor_host, const LeaseAccess& lease) {
   // The store keeps no secret: after a restart the lease's is derived again.
-  DataLease known = lease;
-  if (known.secret_hex.empty()) known.secret_hex = lease_secret_hex(donor_host, lease.id, lease.epoch);
-  auto a = access_of(known, 0);
+  LeaseAccess known = lease;
+  if (known.secret.empty()) known.secret = lease_secret_hex(donor_host, lease.id, lease.epoch);
+  auto a = rdma::target_of(known, 0);
   auto key = pool_secret(donor_host);
   if (lease.addr.empty() || !a || !key) return;
   auto client = rdma::DonorClient::connect(lease.addr, *key, options_.timeouts);
@@ -292,8 +254,8 @@ rdma::RegionConfig DataPlane::region_config(Vm& v, const std::string& vm, std::u
   return c;
 }
 
-rdma::Status DataPlane::attach(const std::string& vm, std::uint64_t lease, std::int64_t mib, const DataLease& access) {
-  auto a = access_of(access, bytes(mib));
+rdma::Status DataPlane::attach(const std::string& vm, std::uint64_t lease, std::int64_t mib, const LeaseAccess& access) {
+  auto a = rdma::target_of(access, bytes(mib));
   if (!a) return Error{a.error().message};
   auto link = rdma::connect_link(*a, options_.transport, options_.timeouts);
   if (!link) return Error{"connecting to " + access.addr + ": " + link.error().message};
@@ -334,7 +296,7 @@ void DataPlane::fail_over(const std::string& vm, std::uint64_t lease, const std:
 }
 
 rdma::Status DataPlane::rehome(const std::string& vm, std::uint64_t old_lease, std::uint64_t lease,
-                               const DataLease& access) {
+                               const LeaseAccess& access) {
   std::shared_ptr<Region> r;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -342,7 +304,7 @@ rdma::Status DataPlane::rehome(const std::string& vm, std::uint64_t old_lease, s
     if (it == regions_.end()) return Error{"no region for lease " + std::to_string(old_lease)};
     r = it->second;
   }
-  auto a = access_of(access, r->region->size());
+  auto a = rdma::target_of(access, r->region->size());
   if (!a) return Error{a.error().message};
   auto link = rdma::connect_link(*a, options_.transport, options_.timeouts);
   if (!link) return Error{"connecting to " + access.addr + ": " + link.error().message};

@@ -11,6 +11,7 @@
 #pragma once
 
 #include "core/expected.hpp"
+#include "core/lease_access.hpp"
 #include "rdma/common.hpp"
 #include "rdma/donor.hpp"
 #include "rdma/mirror.hpp"
@@ -65,16 +66,6 @@ struct DataPathTotals {
   std::map<std::string, std::uint64_t> mirror_lag;
 };
 
-// The data path's access to a granted lease. The secret is the control
-// plane's to hand to the lease's two parties; it is never stored or shown
-// (empty after a restart, until the donor's pool secret is known again).
-struct DataLease {
-  std::string addr;
-  std::uint64_t id = 0;
-  std::uint64_t epoch = 0;
-  std::string secret_hex;
-};
-
 class DataPlane {
  public:
   explicit DataPlane(DataPlaneOptions options);
@@ -120,16 +111,16 @@ class DataPlane {
   // ---- control plane (worker thread) ----
   // A lease of `mib` at the donor at `addr` (with the donor's pool secret:
   // its own pool here, or what its agent said).
-  Expected<DataLease> grant(const std::string& donor_host, const std::string& addr, std::int64_t mib);
-  void release(const std::string& donor_host, const DataLease& lease);
+  Expected<LeaseAccess> grant(const std::string& donor_host, const std::string& addr, std::int64_t mib);
+  void release(const std::string& donor_host, const LeaseAccess& lease);
 
   // ---- recipient side (worker thread) ----
   // A region for control-plane lease `lease` of `vm`, reaching `access`.
-  rdma::Status attach(const std::string& vm, std::uint64_t lease, std::int64_t mib, const DataLease& access);
+  rdma::Status attach(const std::string& vm, std::uint64_t lease, std::int64_t mib, const LeaseAccess& access);
   // The control plane knows the donor is gone: read the mirror from now on.
   void fail_over(const std::string& vm, std::uint64_t lease, const std::string& why);
   // The failed lease `old_lease` goes to `access` (new control-plane id `lease`).
-  rdma::Status rehome(const std::string& vm, std::uint64_t old_lease, std::uint64_t lease, const DataLease& access);
+  rdma::Status rehome(const std::string& vm, std::uint64_t old_lease, std::uint64_t lease, const LeaseAccess& access);
   // Ends a region (its lease is released by the caller).
   void detach(const std::string& vm, std::uint64_t lease);
   // The recipient is gone or borrows nothing: its mirror goes too.

@@ -42,7 +42,7 @@ store::LeaseRecord lease_record(const LeaseInfo& l) {
   // into support bundles): a restarted controller derives it again from the
   // donor's pool secret once the donor's agent has joined.
   nlohmann::json key;
-  if (!l.data_addr.empty()) key = {{"addr", l.data_addr}, {"id", l.data_id}, {"epoch", l.data_epoch}};
+  if (!l.data.addr.empty()) key = {{"addr", l.data.addr}, {"id", l.data.id}, {"epoch", l.data.epoch}};
   if (l.replaces) key["replaces"] = l.replaces;
   r.datapath_key = key.is_null() ? std::string() : key.dump();
   return r;
@@ -61,9 +61,9 @@ LeaseInfo lease_info(const store::LeaseRecord& r) {
   l.transport = parse_transport(r.transport).value_or(Transport::tcp);
   auto key = nlohmann::json::parse(r.datapath_key.empty() ? "{}" : r.datapath_key, nullptr, false);
   if (key.is_object()) {
-    l.data_addr = key.value("addr", "");
-    l.data_id = key.value("id", std::uint64_t{0});
-    l.data_epoch = key.value("epoch", std::uint64_t{0});
+    l.data.addr = key.value("addr", "");
+    l.data.id = key.value("id", std::uint64_t{0});
+    l.data.epoch = key.value("epoch", std::uint64_t{0});
     l.replaces = key.value("replaces", std::uint64_t{0});
   }
   return l;

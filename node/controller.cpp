@@ -212,7 +212,7 @@ int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane) {
   sc.sink = sink;
   sc.metrics = options.metrics.registry.get();
   auto sup = sys.spawn(supervisor, sc);
-  bind_metrics(metrics, "supervisor", caf::actor_cast<caf::actor>(sup));
+  bind_metrics(metrics, sup);
   caf::scoped_actor waiter{sys};
   waiter->monitor(sup);
   // This process maps the VMs' memory (the simulated platform): what its
@@ -318,8 +318,7 @@ int run_agent_actors(const AgentOptions& options, std::shared_ptr<DataPlane> pla
   std::random_device rd;
   ac.incarnation = (std::uint64_t{rd()} << 32 | rd()) | 1;
   auto a = sys.spawn(agent, ac);
-  bind_metrics(spawn_metrics(sys, options.metrics, options.scenario, 1, 0, plane, false), "agent",
-               caf::actor_cast<caf::actor>(a));
+  bind_metrics(spawn_metrics(sys, options.metrics, options.scenario, 1, 0, plane, false), a);
   // What this host's regions find wrong with a mirror goes to the controller
   // through the agent.
   ListenToRegions listen;

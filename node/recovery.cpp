@@ -125,9 +125,7 @@ Expected<Resumed> open_run(const Scenario& scenario, const ResumeOptions& option
     LeaseInfo l = lease_info(r);
     // The grant pointed into the process that died: the lease is granted again.
     if (options.data_path_in_process) {
-      l.data_addr.clear();
-      l.data_id = l.data_epoch = 0;
-      l.data_secret.clear();
+      l.data = {};
       l.replaces = 0;
     }
     start.leases.push_back(l);

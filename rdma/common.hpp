@@ -4,6 +4,7 @@
 #pragma once
 
 #include "core/expected.hpp"
+#include "core/lease_access.hpp"
 
 #include <array>
 #include <chrono>
@@ -53,7 +54,7 @@ std::string to_string(const Endpoint& e);
 // A 256-bit key. The pool secret authenticates requests for new leases; each
 // lease has its own secret derived from it, so a recipient holds the key of
 // its lease only and a replayed or guessed lease id is worth nothing.
-using Secret = std::array<std::uint8_t, 32>;
+using Secret = std::array<std::uint8_t, secret_bytes>;
 
 // The file's bytes, hashed to 256 bits (any passphrase length works). An
 // empty or unreadable file is an error rather than a silently weak key.

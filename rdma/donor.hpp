@@ -183,8 +183,8 @@ class DonorClient {
   static Expected<std::unique_ptr<DonorClient>> connect(const std::string& donor, const Secret& pool_secret,
                                                         const Timeouts& timeouts = {});
   virtual ~DonorClient() = default;
-  virtual Expected<LeaseAccess> grant(std::uint64_t bytes) = 0;
-  virtual Status release(const LeaseAccess& lease) = 0;
+  virtual Expected<LeaseTarget> grant(std::uint64_t bytes) = 0;
+  virtual Status release(const LeaseTarget& lease) = 0;
   virtual Expected<PoolStats> stats() = 0;
 };
 

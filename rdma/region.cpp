@@ -42,7 +42,7 @@ const char* region_event_name(RegionEvent::Kind k) {
   return "?";
 }
 
-Expected<DonorLink> connect_link(const LeaseAccess& lease, TransportKind kind, const Timeouts& timeouts) {
+Expected<DonorLink> connect_link(const LeaseTarget& lease, TransportKind kind, const Timeouts& timeouts) {
   auto fetch = connect_lease(lease, kind, timeouts);
   if (!fetch) return fetch.error();
   auto writeback = connect_lease(lease, kind, timeouts);

@@ -96,7 +96,7 @@ struct DonorLink {
   std::unique_ptr<Transport> fetch;
   std::unique_ptr<Transport> writeback;
 };
-Expected<DonorLink> connect_link(const LeaseAccess& lease, TransportKind kind, const Timeouts& timeouts);
+Expected<DonorLink> connect_link(const LeaseTarget& lease, TransportKind kind, const Timeouts& timeouts);
 
 struct RegionStats {
   RegionState state = RegionState::remote;

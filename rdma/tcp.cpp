@@ -75,8 +75,8 @@ class ClientConnection {
 
 class TcpTransport final : public Transport {
  public:
-  TcpTransport(ClientConnection conn, const LeaseAccess& lease)
-      : conn_(std::move(conn)), lease_(lease), mac_(lease.secret) {}
+  TcpTransport(ClientConnection conn, const LeaseTarget& lease)
+      : conn_(std::move(conn)), lease_(lease), mac_(lease.key) {}
 
   Status wait(Ticket ticket) override {
     while (done_ < ticket) {
@@ -105,7 +105,7 @@ class TcpTransport final : public Transport {
   TransportKind kind() const override { return TransportKind::tcp; }
   std::uint64_t lease_bytes() const override { return lease_.bytes; }
   std::string describe() const override {
-    return "tcp " + lease_.donor + " lease " + std::to_string(lease_.lease_id);
+    return "tcp " + lease_.where.addr + " lease " + std::to_string(lease_.where.id);
   }
 
  private:
@@ -127,7 +127,7 @@ class TcpTransport final : public Transport {
     }
     wire::Request r;
     r.op = d == Direction::read ? Op::read : Op::write;
-    r.lease = lease_.lease_id;
+    r.lease = lease_.where.id;
     r.offset = offset;
     r.length = length;
     if (auto s = conn_.send(r, mac_, r.op == Op::write ? data : nullptr); !s) return fail(s.error().message).error();
@@ -144,7 +144,7 @@ class TcpTransport final : public Transport {
   }
 
   ClientConnection conn_;
-  LeaseAccess lease_;
+  LeaseTarget lease_;
   wire::Mac mac_;
   std::deque<Pending> pending_;
   Ticket next_ticket_ = 0;
@@ -159,21 +159,21 @@ class TcpDonorClient final : public DonorClient {
   TcpDonorClient(ClientConnection conn, std::string donor, const Secret& pool_secret)
       : conn_(std::move(conn)), donor_(std::move(donor)), pool_secret_(pool_secret), pool_mac_(pool_secret) {}
 
-  Expected<LeaseAccess> grant(std::uint64_t bytes) override {
+  Expected<LeaseTarget> grant(std::uint64_t bytes) override {
     wire::Request r;
     r.op = Op::grant;
     r.offset = bytes;
     auto resp = conn_.call(r, pool_mac_);
     if (!resp) return Error{"donor " + donor_ + ": grant: " + resp.error().message};
     if (resp->code == wire::Code::no_space) return Error{"donor " + donor_ + ": no room for " + std::to_string(bytes) + " bytes"};
-    return LeaseAccess{donor_, resp->value, resp->value2, bytes, lease_secret(pool_secret_, resp->value, resp->value2)};
+    return LeaseTarget{{donor_, resp->value, resp->value2, {}}, bytes, lease_secret(pool_secret_, resp->value, resp->value2)};
   }
 
-  Status release(const LeaseAccess& lease) override {
+  Status release(const LeaseTarget& lease) override {
     wire::Request r;
     r.op = Op::release;
-    r.lease = lease.lease_id;
-    wire::Mac mac(lease.secret);
+    r.lease = lease.where.id;
+    wire::Mac mac(lease.key);
     auto resp = conn_.call(r, mac);
     if (!resp) return Error{"donor " + donor_ + ": release: " + resp.error().message};
     return ok();
@@ -199,18 +199,18 @@ class TcpDonorClient final : public DonorClient {
 
 }  // namespace
 
-Expected<std::unique_ptr<Transport>> connect_tcp_lease(const LeaseAccess& lease, const Timeouts& timeouts) {
-  auto conn = ClientConnection::open(lease.donor, timeouts);
+Expected<std::unique_ptr<Transport>> connect_tcp_lease(const LeaseTarget& lease, const Timeouts& timeouts) {
+  auto conn = ClientConnection::open(lease.where.addr, timeouts);
   if (!conn) return conn.error();
   wire::Request attach;
   attach.op = Op::attach;
-  attach.lease = lease.lease_id;
-  wire::Mac mac(lease.secret);
+  attach.lease = lease.where.id;
+  wire::Mac mac(lease.key);
   auto resp = conn->call(attach, mac);
-  std::string name = "lease " + std::to_string(lease.lease_id) + " on " + lease.donor;
+  std::string name = "lease " + std::to_string(lease.where.id) + " on " + lease.where.addr;
   if (!resp) return Error{name + ": " + resp.error().message};
-  if (resp->value2 != lease.epoch) return Error{name + ": granted again since (epoch changed)"};
-  LeaseAccess known = lease;
+  if (resp->value2 != lease.where.epoch) return Error{name + ": granted again since (epoch changed)"};
+  LeaseTarget known = lease;
   if (known.bytes == 0) known.bytes = resp->value;
   if (known.bytes != resp->value)
     return Error{name + ": the donor says " + std::to_string(resp->value) + " bytes, not " + std::to_string(lease.bytes)};

@@ -59,7 +59,21 @@ Expected<TransportChoice> choose_transport(TransportKind asked) {
   return Error{"unknown transport"};
 }
 
-Expected<std::unique_ptr<Transport>> connect_lease(const LeaseAccess& lease, TransportKind kind,
+Expected<LeaseTarget> target_of(const LeaseAccess& access, std::uint64_t bytes) {
+  auto key = from_hex<secret_bytes>(access.secret);
+  if (!key) return Error{"lease " + std::to_string(access.id) + " at " + access.addr + ": no usable secret"};
+  LeaseTarget t{access, bytes, *key};
+  t.where.secret.clear();
+  return t;
+}
+
+LeaseAccess access_of(const LeaseTarget& target) {
+  LeaseAccess a = target.where;
+  a.secret = to_hex(target.key);
+  return a;
+}
+
+Expected<std::unique_ptr<Transport>> connect_lease(const LeaseTarget& lease, TransportKind kind,
                                                    const Timeouts& timeouts) {
   auto choice = choose_transport(kind);
   if (!choice) return choice.error();

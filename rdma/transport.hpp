@@ -5,6 +5,7 @@
 // operations as framed, authenticated requests served by a donor thread).
 #pragma once
 
+#include "core/lease_access.hpp"
 #include "rdma/common.hpp"
 
 #include <cstddef>
@@ -14,16 +15,20 @@
 
 namespace memlend::rdma {
 
-// What a recipient needs to reach a lease: where the donor is, which lease,
-// how large, and the lease's own secret. The lease actor gets this from the
-// donor's grant (in-process) or from DonorClient::grant (over the network).
-struct LeaseAccess {
-  std::string donor;  // "host:port"
-  std::uint64_t lease_id = 0;
-  std::uint64_t epoch = 0;
-  std::uint64_t bytes = 0;
-  Secret secret{};
+// A lease as a transport reaches it: the control plane's LeaseAccess
+// (core/lease_access.hpp) with what only this edge needs, the size the
+// recipient maps and the secret as the key a handshake signs with. The key is
+// held once, decoded: `where.secret` stays empty.
+struct LeaseTarget {
+  LeaseAccess where;
+  std::uint64_t bytes = 0;  // 0 while unknown: as large as the donor says
+  Secret key{};
 };
+
+// `access` as a target of `bytes`; an error if it has no usable secret.
+Expected<LeaseTarget> target_of(const LeaseAccess& access, std::uint64_t bytes);
+// What the control plane hands on of a target: its secret as hex again.
+LeaseAccess access_of(const LeaseTarget& target);
 
 // Transfers complete in the order they were posted; a ticket names one.
 using Ticket = std::uint64_t;
@@ -72,7 +77,7 @@ class Transport {
 // Connects to the lease with the transport asked for. `automatic` picks verbs
 // where an RDMA device exists and TCP elsewhere; verbs without a device is a
 // clear error, never a crash.
-Expected<std::unique_ptr<Transport>> connect_lease(const LeaseAccess& lease, TransportKind kind,
+Expected<std::unique_ptr<Transport>> connect_lease(const LeaseTarget& lease, TransportKind kind,
                                                    const Timeouts& timeouts);
 
 // `automatic` resolved for this machine, with the reason, for the log:

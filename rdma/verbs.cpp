@@ -113,7 +113,7 @@ Expected<addrinfo*> resolve(const std::string& host, std::uint16_t port) {
 
 class VerbsTransport final : public Transport {
  public:
-  VerbsTransport(const LeaseAccess& lease, const Timeouts& t) : lease_(lease), t_(t) {}
+  VerbsTransport(const LeaseTarget& lease, const Timeouts& t) : lease_(lease), t_(t) {}
 
   ~VerbsTransport() override {
     if (id_ && connected_) rdma_disconnect(id_);
@@ -127,7 +127,7 @@ class VerbsTransport final : public Transport {
   }
 
   Status connect(std::uint16_t port) {
-    auto ep = parse_endpoint(lease_.donor);
+    auto ep = parse_endpoint(lease_.where.addr);
     if (!ep) return ep.error();
     auto res = resolve(ep->host, port);
     if (!res) return res.error();
@@ -163,12 +163,12 @@ class VerbsTransport final : public Transport {
     if (rdma_create_qp(id_, pd_, &qa) != 0) return fail_sys("rdma_create_qp");
 
     ConnectData cd;
-    cd.lease = lease_.lease_id;
-    cd.epoch = lease_.epoch;
+    cd.lease = lease_.where.id;
+    cd.epoch = lease_.where.epoch;
     RAND_bytes(cd.nonce.data(), static_cast<int>(cd.nonce.size()));
     std::uint8_t pd[connect_size];
     encode_connect(cd, pd);
-    cd.tag = wire::Mac(lease_.secret).tag(pd, zero_nonce);
+    cd.tag = wire::Mac(lease_.key).tag(pd, zero_nonce);
     encode_connect(cd, pd);
     rdma_conn_param param{};
     param.private_data = pd;
@@ -241,7 +241,7 @@ class VerbsTransport final : public Transport {
   }
   TransportKind kind() const override { return TransportKind::verbs; }
   std::uint64_t lease_bytes() const override { return lease_.bytes; }
-  std::string describe() const override { return "verbs " + lease_.donor + " lease " + std::to_string(lease_.lease_id); }
+  std::string describe() const override { return "verbs " + lease_.where.addr + " lease " + std::to_string(lease_.where.id); }
 
  private:
   ibv_mr* find_mr(void* p, std::size_t n) const {
@@ -289,7 +289,7 @@ class VerbsTransport final : public Transport {
   }
   Status fail_sys(const char* what) { return fail(std::string(what) + ": " + std::strerror(errno)); }
 
-  LeaseAccess lease_;
+  LeaseTarget lease_;
   Timeouts t_;
   rdma_event_channel* ch_ = nullptr;
   rdma_cm_id* id_ = nullptr;
@@ -504,10 +504,10 @@ std::optional<std::string> first_rdma_device() {
   return name;
 }
 
-Expected<std::unique_ptr<Transport>> connect_verbs_lease(const LeaseAccess& lease, const Timeouts& timeouts) {
-  auto port = donor_verbs_port(lease.donor, timeouts);
+Expected<std::unique_ptr<Transport>> connect_verbs_lease(const LeaseTarget& lease, const Timeouts& timeouts) {
+  auto port = donor_verbs_port(lease.where.addr, timeouts);
   if (!port) return port.error();
-  if (*port == 0) return Error{"donor " + lease.donor + " serves TCP only (no RDMA device there)"};
+  if (*port == 0) return Error{"donor " + lease.where.addr + " serves TCP only (no RDMA device there)"};
   auto t = std::make_unique<VerbsTransport>(lease, timeouts);
   if (auto s = t->connect(*port); !s) return s.error();
   return std::unique_ptr<Transport>(std::move(t));

@@ -216,7 +216,7 @@ std::unique_ptr<RemoteRegion> open_region(Donor& d, const Options& o, std::uint6
                                           std::shared_ptr<MirrorFile> mirror, std::chrono::microseconds busy_poll,
                                           RegionBacking backing) {
   auto g = d.pool->grant(o.region);
-  LeaseAccess lease{d.server->address(), g->id, g->epoch, g->bytes, g->secret};
+  LeaseTarget lease{{d.server->address(), g->id, g->epoch, {}}, g->bytes, g->secret};
   Timeouts t;
   t.busy_poll = busy_poll;
   RegionConfig cfg;

@@ -53,7 +53,7 @@ class ControllerFixture {
     c.sink = sink;
     c.metrics = registry;
     sup = sys.spawn(supervisor, c);
-    bind_metrics(so.metrics, "supervisor", caf::actor_cast<caf::actor>(sup));
+    bind_metrics(so.metrics, sup);
     sched.run();
     start = sched.clock().current_time;
   }

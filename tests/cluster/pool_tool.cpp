@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
       std::cerr << "pool_tool: " << g.error().message << '\n';
       return 1;
     }
-    std::cout << "granted " << g->lease_id << std::endl;
+    std::cout << "granted " << g->where.id << std::endl;
     return 0;
   }
   if (op == "stats") {

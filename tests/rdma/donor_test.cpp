@@ -80,7 +80,7 @@ BOOST_AUTO_TEST_CASE(new_lease_reads_zeros_whatever_the_pool_held) {
     BOOST_TEST_REQUIRE(bool((*t)->write(0, junk.data(), junk.size())));
   }
   BOOST_TEST(donor.pool->stats().resident_bytes >= (4u << 20));
-  BOOST_TEST_REQUIRE(bool(donor.pool->revoke(first.lease_id)));
+  BOOST_TEST_REQUIRE(bool(donor.pool->revoke(first.where.id)));
   BOOST_TEST(donor.pool->stats().resident_bytes == 0u);  // given back to the OS
   auto second = donor.lease(3 << 20);
   auto t = connect_lease(second, TransportKind::tcp, {});
@@ -115,14 +115,14 @@ BOOST_AUTO_TEST_CASE(out_of_bounds_request_is_refused_and_dropped) {
   test::LocalDonor donor(1 << 20);
   auto lease = donor.lease(64 << 10);
   RawClient c(donor.server->address());
-  c.send(request(wire::Op::read, lease.lease_id, (64 << 10) - 8, 16, 1), lease.secret);
+  c.send(request(wire::Op::read, lease.where.id, (64 << 10) - 8, 16, 1), lease.key);
   auto r = c.response();
   BOOST_TEST_REQUIRE(bool(r));
   BOOST_TEST((r->code == wire::Code::refused));
   BOOST_TEST(c.dropped());
   // Offsets that wrap around 2^64 are out of bounds too.
   RawClient d(donor.server->address());
-  d.send(request(wire::Op::write, lease.lease_id, ~0ull - 3, 8, 1), lease.secret);
+  d.send(request(wire::Op::write, lease.where.id, ~0ull - 3, 8, 1), lease.key);
   r = d.response();
   BOOST_TEST_REQUIRE(bool(r));
   BOOST_TEST((r->code == wire::Code::refused));
@@ -135,14 +135,14 @@ BOOST_AUTO_TEST_CASE(another_leases_memory_is_out_of_reach) {
   auto theirs = donor.lease(64 << 10);
   // My secret, their lease id: refused.
   RawClient c(donor.server->address());
-  c.send(request(wire::Op::read, theirs.lease_id, 0, 16, 1), mine.secret);
+  c.send(request(wire::Op::read, theirs.where.id, 0, 16, 1), mine.key);
   auto r = c.response();
   BOOST_TEST_REQUIRE(bool(r));
   BOOST_TEST((r->code == wire::Code::refused));
   BOOST_TEST(c.dropped());
   // And the transport refuses to even attach with a wrong secret.
-  LeaseAccess forged = theirs;
-  forged.secret = mine.secret;
+  LeaseTarget forged = theirs;
+  forged.key = mine.key;
   auto t = connect_lease(forged, TransportKind::tcp, {});
   BOOST_TEST(!t);
   if (!t) BOOST_TEST(t.error().message.find("refused") != std::string::npos);
@@ -170,13 +170,13 @@ BOOST_AUTO_TEST_CASE(replayed_request_is_refused) {
   test::LocalDonor donor(1 << 20);
   auto lease = donor.lease(64 << 10);
   RawClient c(donor.server->address());
-  c.send(request(wire::Op::read, lease.lease_id, 0, 8, 5), lease.secret);
+  c.send(request(wire::Op::read, lease.where.id, 0, 8, 5), lease.key);
   auto r = c.response();
   BOOST_TEST_REQUIRE(bool(r));
   BOOST_TEST((r->code == wire::Code::ok));
   std::uint8_t data[8];
   BOOST_TEST_REQUIRE(bool(net::recv_exact(c.fd.get(), data, 8, Millis(2000))));
-  c.send(request(wire::Op::read, lease.lease_id, 0, 8, 5), lease.secret);  // same sequence number
+  c.send(request(wire::Op::read, lease.where.id, 0, 8, 5), lease.key);  // same sequence number
   r = c.response();
   BOOST_TEST_REQUIRE(bool(r));
   BOOST_TEST((r->code == wire::Code::refused));
@@ -200,9 +200,9 @@ BOOST_AUTO_TEST_CASE(revoking_cuts_the_connections_of_the_lease) {
   BOOST_TEST_REQUIRE(bool(t));
   std::uint8_t b[8];
   BOOST_TEST_REQUIRE(bool((*t)->read(0, b, 8)));
-  BOOST_TEST_REQUIRE(bool(donor.pool->revoke(lease.lease_id)));
+  BOOST_TEST_REQUIRE(bool(donor.pool->revoke(lease.where.id)));
   BOOST_TEST(!(*t)->read(0, b, 8));
-  BOOST_TEST(!donor.pool->revoke(lease.lease_id));  // twice is a bug upstream
+  BOOST_TEST(!donor.pool->revoke(lease.where.id));  // twice is a bug upstream
 }
 
 BOOST_AUTO_TEST_CASE(a_lease_whose_connections_all_close_is_reported_orphaned) {
@@ -226,9 +226,9 @@ BOOST_AUTO_TEST_CASE(a_lease_whose_connections_all_close_is_reported_orphaned) {
   }
   std::unique_lock<std::mutex> lock(mu);
   BOOST_TEST_REQUIRE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return !orphans.empty(); }));
-  BOOST_TEST(orphans == std::vector<std::uint64_t>{lost.lease_id});
-  BOOST_TEST(donor.pool->find(lost.lease_id) == nullptr);  // reclaimed
-  BOOST_TEST(donor.pool->find(kept.lease_id) != nullptr);
+  BOOST_TEST(orphans == std::vector<std::uint64_t>{lost.where.id});
+  BOOST_TEST(donor.pool->find(lost.where.id) == nullptr);  // reclaimed
+  BOOST_TEST(donor.pool->find(kept.where.id) != nullptr);
 }
 
 BOOST_AUTO_TEST_CASE(control_plane_names_its_leases) {

@@ -26,13 +26,13 @@ LocalDonor::LocalDonor(std::uint64_t pool_bytes, rdma::ServerOptions options) : 
   server = std::move(*s);
 }
 
-rdma::LeaseAccess LocalDonor::lease(std::uint64_t bytes) {
+rdma::LeaseTarget LocalDonor::lease(std::uint64_t bytes) {
   auto g = pool->grant(bytes);
   if (!g) throw std::runtime_error(g.error().message);
-  return rdma::LeaseAccess{server->address(), g->id, g->epoch, g->bytes, g->secret};
+  return rdma::LeaseTarget{{server->address(), g->id, g->epoch, {}}, g->bytes, g->secret};
 }
 
-rdma::DonorLink LocalDonor::link(const rdma::LeaseAccess& lease, rdma::Timeouts t) {
+rdma::DonorLink LocalDonor::link(const rdma::LeaseTarget& lease, rdma::Timeouts t) {
   auto l = rdma::connect_link(lease, rdma::TransportKind::tcp, t);
   if (!l) throw std::runtime_error(l.error().message);
   return std::move(*l);

@@ -26,8 +26,8 @@ class TempDir {
 // A donor pool and server in this process, on a loopback port.
 struct LocalDonor {
   explicit LocalDonor(std::uint64_t pool_bytes, rdma::ServerOptions options = {});
-  rdma::LeaseAccess lease(std::uint64_t bytes);
-  rdma::DonorLink link(const rdma::LeaseAccess& lease, rdma::Timeouts t = {});
+  rdma::LeaseTarget lease(std::uint64_t bytes);
+  rdma::DonorLink link(const rdma::LeaseTarget& lease, rdma::Timeouts t = {});
 
   rdma::Secret secret;
   std::shared_ptr<rdma::DonorPool> pool;

@@ -39,7 +39,7 @@ struct DonorProcess {
     secret = *load_secret_file(secret_file);
   }
 
-  LeaseAccess grant(std::uint64_t bytes) {
+  LeaseTarget grant(std::uint64_t bytes) {
     auto c = DonorClient::connect(address, secret);
     BOOST_TEST_REQUIRE(bool(c));
     auto l = (*c)->grant(bytes);

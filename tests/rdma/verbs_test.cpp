@@ -45,7 +45,7 @@ BOOST_AUTO_TEST_CASE(without_a_device_verbs_is_a_clear_error, *utf::precondition
   o.transport = TransportKind::verbs;
   auto server = DonorServer::start(*pool, o);
   BOOST_TEST(!server);
-  LeaseAccess lease{"127.0.0.1:1", 1, 1, 4096, random_secret()};
+  LeaseTarget lease{{"127.0.0.1:1", 1, 1, {}}, 4096, random_secret()};
   auto t = connect_lease(lease, TransportKind::verbs, {});
   BOOST_TEST(!t);
 }
@@ -59,7 +59,7 @@ BOOST_AUTO_TEST_CASE(region_over_verbs_keeps_every_byte, *utf::precondition(HasD
   BOOST_TEST_REQUIRE(bool(server), (server ? "" : server.error().message));
   auto g = (*pool)->grant(8 << 20);
   BOOST_TEST_REQUIRE(bool(g));
-  LeaseAccess lease{(*server)->address(), g->id, g->epoch, g->bytes, g->secret};
+  LeaseTarget lease{{(*server)->address(), g->id, g->epoch, {}}, g->bytes, g->secret};
   auto link = connect_link(lease, TransportKind::verbs, {});
   BOOST_TEST_REQUIRE(bool(link), (link ? "" : link.error().message));
   RegionConfig cfg;
@@ -82,6 +82,6 @@ BOOST_AUTO_TEST_CASE(verbs_refuses_a_wrong_secret, *utf::precondition(HasDevice(
   BOOST_TEST_REQUIRE(bool(server));
   auto g = (*pool)->grant(4096);
   BOOST_TEST_REQUIRE(bool(g));
-  LeaseAccess lease{(*server)->address(), g->id, g->epoch, g->bytes, random_secret()};
+  LeaseTarget lease{{(*server)->address(), g->id, g->epoch, {}}, g->bytes, random_secret()};
   BOOST_TEST(!connect_lease(lease, TransportKind::verbs, {}));
 }

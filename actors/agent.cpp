@@ -206,11 +206,11 @@ double phase(const agent_state& st) {
 // while the host runs, not only when it stops.
 void say_guest_progress(self_ptr self) {
   auto& st = self->state;
-  if (!st.config.plane || !st.platform) return;
+  if (!st.config.guest || !st.platform) return;
   for (std::uint32_t v = 0; v < st.config.scenario.vms.size(); ++v) {
     if (st.platform->host_of(v) != st.host) continue;
     const std::string& name = st.config.scenario.vms[v].name;
-    GuestStats g = st.config.plane->guest(name);
+    demo::GuestStats g = st.config.guest->stats(name);
     auto& said = st.guest_passes[v];
     if (g.passes <= said) continue;
     said = g.passes;

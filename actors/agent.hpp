@@ -10,6 +10,7 @@
 #include "actors/actors.hpp"
 #include "identity/cluster_auth.hpp"
 #include "dataplane/data_plane.hpp"
+#include "demo/guest_workload.hpp"
 #include "core/sim_clock.hpp"
 #include "firmware_hooks/platform.hpp"
 
@@ -48,6 +49,7 @@ struct AgentConfig {
   std::shared_ptr<AgentProbe> probe;
   // Its host's memory, served on data_addr, and its VMs' remote regions.
   std::shared_ptr<DataPlane> plane;
+  std::shared_ptr<const demo::GuestWorkload> guest;  // what checks its VMs' remote memory
 };
 
 struct agent_state {

@@ -7,6 +7,7 @@
 #include "cli/config_file.hpp"
 #include "cli/logging.hpp"
 #include "cli/metrics_option.hpp"
+#include "demo/demo_scenario.hpp"
 #include "scenario/scenario.hpp"
 
 #include <filesystem>
@@ -101,7 +102,7 @@ Action add_run(CLI::App& app) {
     std::string text;
     std::string origin = f->scenario;
     if (f->scenario.empty()) {
-      text = std::string(platform::builtin_demo_scenario());
+      text = std::string(demo::builtin_demo_scenario());
       origin = "built-in demo";
     } else {
       auto read = platform::read_scenario_file(f->scenario);

@@ -1,24 +1,11 @@
 #include "dataplane/data_plane.hpp"
 
 #include <chrono>
-#include <csetjmp>
-#include <csignal>
-#include <cstring>
 #include <vector>
 
 namespace memlend {
 
 namespace {
-
-// The guest's pattern: every 8 bytes name the VM's lease, the round and the
-// offset, so a byte in the wrong place, from another lease or from an older
-// round is caught.
-std::uint64_t word(std::uint64_t lease, std::uint64_t generation, std::uint64_t offset) {
-  std::uint64_t x = lease * 0x9e3779b97f4a7c15ULL ^ (generation + 1) * 0xc2b2ae3d27d4eb4fULL ^ offset;
-  x ^= x >> 31;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  return x ^ (x >> 29);
-}
 
 void add_region(DataPathTotals& t, const rdma::RegionStats& s) {
   t.faults += s.faults + s.write_faults;
@@ -27,19 +14,15 @@ void add_region(DataPathTotals& t, const rdma::RegionStats& s) {
   t.fault_latency.merge(s.fault_latency);
 }
 
-// The guest touches this much at a time, then lets the others have a turn.
-constexpr std::uint64_t step_bytes = 256 * 1024;
-
 }  // namespace
 
 DataPlane::DataPlane(DataPlaneOptions options) : options_(std::move(options)) {
   worker_ = std::thread([this] { worker_loop(); });
-  if (options_.guest) guest_ = std::thread([this] { guest_loop(); });
 }
 
 // Nothing here waits without an end: a stop must end the process in
-// seconds even if a job is stuck. The guest goes first (its next step would
-// touch memory about to go), then the regions, whose detach ends a re-home
+// seconds even if a job is stuck. The regions go first (a workload touching
+// them was stopped before), whose detach ends a re-home
 // in progress, then the servers, which ends a grant or a connect; only then
 // is the worker joined. Jobs not yet started are dropped: the store keeps
 // what they were for, and the next start takes it up.
@@ -55,7 +38,6 @@ void DataPlane::shutdown() {
     stopping_ = true;
   }
   jobs_cv_.notify_all();
-  if (guest_.joinable()) guest_.join();
   auto detach_all = [this] {
     std::map<std::pair<std::string, std::uint64_t>, std::shared_ptr<Region>> regions;
     {
@@ -366,12 +348,6 @@ std::vector<std::uint64_t> DataPlane::regions_of(const std::string& vm) const {
   return out;
 }
 
-GuestStats DataPlane::guest(const std::string& vm) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = guests_.find(vm);
-  return it == guests_.end() ? GuestStats{} : it->second;
-}
-
 rdma::RegionStats DataPlane::region_stats(const std::string& vm, std::uint64_t lease) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = regions_.find({vm, lease});
@@ -389,139 +365,18 @@ DataPathTotals DataPlane::totals() const {
   return t;
 }
 
-namespace {
-
-// One step of the guest over [from, to) of a region: plain values only, so
-// that leaving it by siglongjmp skips no destructor.
-struct GuestStep {
-  std::uint64_t* base;
-  std::uint64_t from, to;
-  std::uint64_t origin, generation;
-  bool verifying;
-  std::uint64_t bad;
-};
-
-__attribute__((noinline)) void touch(GuestStep& s) {
-  for (std::uint64_t off = s.from; off < s.to; off += 8) {
-    std::uint64_t want = word(s.origin, s.generation, off);
-    if (!s.verifying)
-      s.base[off / 8] = want;
-    else if (s.base[off / 8] != want)
-      ++s.bad;
+bool DataPlane::touch_region(std::size_t n, const std::function<void(const Touch&)>& visit) {
+  std::shared_ptr<Region> r;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (regions_.empty()) return false;
+    auto it = regions_.begin();
+    std::advance(it, static_cast<std::ptrdiff_t>(n % regions_.size()));
+    r = it->second;
   }
-}
-
-// Remote memory nobody can serve is poisoned: touching it raises SIGBUS, as
-// a hardware memory error would. A VMM turns that into an error its guest
-// sees; this guest notes the memory as lost and leaves it alone, rather
-// than the whole process dying of it.
-thread_local sigjmp_buf* guest_jump = nullptr;
-
-void on_sigbus(int sig, siginfo_t*, void*) {
-  if (guest_jump) siglongjmp(*guest_jump, 1);
-  // Not the guest's: what SIGBUS would have done without us.
-  ::signal(sig, SIG_DFL);
-  ::raise(sig);
-}
-
-// Each time a guest starts: another handler (a test harness's) may have
-// taken SIGBUS since.
-void catch_sigbus() {
-  static std::mutex mu;
-  std::lock_guard<std::mutex> lock(mu);
-  struct sigaction now {};
-  ::sigaction(SIGBUS, nullptr, &now);
-  if ((now.sa_flags & SA_SIGINFO) && now.sa_sigaction == on_sigbus) return;
-  struct sigaction sa {};
-  sa.sa_sigaction = on_sigbus;
-  sa.sa_flags = SA_SIGINFO;
-  sigemptyset(&sa.sa_mask);
-  ::sigaction(SIGBUS, &sa, nullptr);
-}
-
-// False: the step took SIGBUS.
-bool touch_guarded(GuestStep& s) {
-  sigjmp_buf jump;
-  if (sigsetjmp(jump, 1)) {
-    guest_jump = nullptr;
-    return false;
-  }
-  guest_jump = &jump;
-  touch(s);
-  guest_jump = nullptr;
+  std::lock_guard<std::mutex> touching(r->touch);
+  visit(Touch{r->vm, r->origin, *r->region});
   return true;
-}
-
-}  // namespace
-
-// The guest: round after round, writes its pattern over each region and then
-// reads it all back, a step at a time, so that blocks are evicted, written
-// back to donor and mirror, and fetched again. A mismatch is memory lost.
-void DataPlane::guest_loop() {
-  catch_sigbus();
-  std::size_t next = 0;
-  while (!stopping_) {
-    std::shared_ptr<Region> r;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!regions_.empty()) {
-        auto it = regions_.begin();
-        std::advance(it, static_cast<std::ptrdiff_t>(next++ % regions_.size()));
-        r = it->second;
-      }
-    }
-    if (!r) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      continue;
-    }
-    std::uint64_t written = 0, verified = 0, bad = 0, lost = 0;
-    bool round_done = false, skip = false;
-    {
-      std::lock_guard<std::mutex> touching(r->touch);
-      skip = r->lost || r->region->state() == rdma::RegionState::detached;
-    }
-    if (skip) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      continue;
-    }
-    {
-      std::lock_guard<std::mutex> touching(r->touch);
-      if (r->lost || r->region->state() == rdma::RegionState::detached) continue;
-      std::uint64_t size = r->region->size() / 8 * 8;
-      std::uint64_t end = std::min(size, r->cursor + step_bytes);
-      GuestStep step{static_cast<std::uint64_t*>(r->region->data()), r->cursor, end, r->origin, r->generation,
-                     r->verifying, 0};
-      // A failed region's blocks that could not be poisoned read as zeros
-      // (the region says its data is lost): memory lost, not words wrong.
-      if (!touch_guarded(step) ||
-          (step.bad > 0 && r->region->state() == rdma::RegionState::failed)) {
-        r->lost = true;
-        lost = size;
-      }
-      bad = r->lost ? 0 : step.bad;
-      if (!r->lost) (r->verifying ? verified : written) += end - r->cursor;
-      r->cursor = end;
-      if (r->cursor >= size) {
-        r->cursor = 0;
-        if (r->verifying) {
-          ++r->generation;
-          round_done = true;
-        }
-        r->verifying = !r->verifying;
-      }
-    }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto& g = guests_[r->vm];
-      g.bytes_written += written;
-      g.bytes_verified += verified;
-      g.mismatches += bad;
-      g.lost_bytes += lost;
-      if (round_done) ++g.passes;
-    }
-    // A guest, not a benchmark: leave the CPU to the rest.
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
 }
 
 }  // namespace memlend

@@ -1,8 +1,8 @@
 // The data path as one process sees it: the donor pools and servers of the
 // hosts it stands for (every simulated host in `memlend run`, its own host in
 // `memlend agent`), and, on the recipient side, the remote regions of the VMs
-// running there with their mirrors and a guest workload that writes a known
-// pattern over that memory and checks it.
+// running there with their mirrors, which a workload (the demo's guest) may
+// touch region by region.
 //
 // Plain C++ (no CAF). Every call that may block (connecting, granting,
 // re-homing, detaching) runs on the plane's own worker thread: actors post()
@@ -39,19 +39,7 @@ struct DataPlaneOptions {
   std::uint64_t buffer_bytes = 1 << 20; // the local buffer per lease
   std::string datastore;                // where mirror files go
   rdma::TransportKind transport = rdma::TransportKind::tcp;
-  bool guest = true;                    // run the guest workload
   rdma::Timeouts timeouts;
-};
-
-// What the guest workload has checked on one VM's remote memory.
-struct GuestStats {
-  std::uint64_t bytes_written = 0;
-  std::uint64_t bytes_verified = 0;
-  std::uint64_t mismatches = 0;
-  std::uint64_t passes = 0;  // whole write-then-verify rounds over all its regions
-  // Remote memory the guest touched and nobody could serve (its donor died
-  // with no usable mirror): it got SIGBUS, as a VMM would, and left it alone.
-  std::uint64_t lost_bytes = 0;
 };
 
 // What the data path has done since the plane started, over every region it
@@ -83,7 +71,7 @@ class DataPlane {
   // false then, and busy_with() says what is still going on.
   bool drain_for(std::chrono::milliseconds limit);
   std::string busy_with() const;
-  // Stops the guest, detaches the regions, stops the servers and joins the
+  // Detaches the regions (stop a workload touching them first), stops the servers and joins the
   // worker, dropping jobs not started; bounded, idempotent. Call it holding
   // a reference (see the destructor).
   void shutdown();
@@ -128,7 +116,17 @@ class DataPlane {
   bool has_region(const std::string& vm, std::uint64_t lease) const;
   std::vector<std::uint64_t> regions_of(const std::string& vm) const;
 
-  GuestStats guest(const std::string& vm) const;
+  // A region as a workload touches it: its VM, the lease it was made for
+  // (re-homing keeps it), and its memory.
+  struct Touch {
+    const std::string& vm;
+    std::uint64_t origin;
+    rdma::RemoteRegion& region;
+  };
+  // Runs `visit` on the n-th region (counted modulo their number) holding
+  // its touch lock, so that it is not detached meanwhile; false if there is
+  // no region.
+  bool touch_region(std::size_t n, const std::function<void(const Touch&)>& visit);
   rdma::RegionStats region_stats(const std::string& vm, std::uint64_t lease) const;
   DataPathTotals totals() const;
   // Told (on the regions' threads) what a region reports; set or cleared
@@ -140,13 +138,9 @@ class DataPlane {
   struct Region {
     std::string vm;
     std::uint64_t lease = 0;
-    std::uint64_t origin = 0;  // the lease it was made for; re-homing keeps its pattern
+    std::uint64_t origin = 0;  // the lease it was made for; re-homing keeps it
     std::unique_ptr<rdma::RemoteRegion> region;
-    std::mutex touch;  // held by the guest while it reads or writes the memory
-    std::uint64_t generation = 0;
-    std::uint64_t cursor = 0;
-    bool verifying = false;
-    bool lost = false;  // the guest took SIGBUS here: it touches it no more
+    std::mutex touch;  // held by a workload while it reads or writes the memory
   };
   struct Vm {
     std::shared_ptr<rdma::MirrorFile> mirror;
@@ -160,7 +154,6 @@ class DataPlane {
 
   std::optional<rdma::Secret> pool_secret(const std::string& host) const;
   rdma::RegionConfig region_config(Vm& v, const std::string& vm, std::uint64_t lease, std::uint64_t bytes);
-  void guest_loop();
   void worker_loop();
 
   DataPlaneOptions options_;
@@ -169,7 +162,6 @@ class DataPlane {
   std::map<std::string, std::string> book_;  // other hosts' data path addresses
   std::map<std::string, rdma::Secret> keys_;  // other hosts' pool secrets
   std::map<std::string, Vm> vms_;
-  std::map<std::string, GuestStats> guests_;  // kept after a VM's memory is given back
   DataPathTotals ended_;  // what detached regions did (no mirror_lag)
   std::map<std::pair<std::string, std::uint64_t>, std::shared_ptr<Region>> regions_;
 
@@ -183,7 +175,6 @@ class DataPlane {
   std::condition_variable idle_cv_;
   std::atomic<bool> stopping_{false};
   std::thread worker_;
-  std::thread guest_;
 };
 
 }  // namespace memlend

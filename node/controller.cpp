@@ -2,6 +2,7 @@
 
 #include "actors/agent.hpp"
 #include "actors/metrics_actor.hpp"
+#include "demo/guest_workload.hpp"
 #include "core/stop_signals.hpp"
 #include "actors/supervisor.hpp"
 
@@ -39,7 +40,8 @@ void register_types(caf::actor_system_config& cfg) {
 }
 
 int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane);
-int run_agent_actors(const AgentOptions& options, std::shared_ptr<DataPlane> plane, const std::string& data_addr);
+int run_agent_actors(const AgentOptions& options, std::shared_ptr<DataPlane> plane,
+                     std::shared_ptr<const demo::GuestWorkload> guest, const std::string& data_addr);
 
 // Peers of another application are refused, and a silent peer is noticed
 // within seconds.
@@ -125,18 +127,20 @@ class ListenToRegions {
 // The actors are gone; what they asked of the data path gets a few seconds
 // to finish. The stop signals are blocked by now, so a wait without an end
 // here could only be ended by SIGKILL; the store keeps what was not done.
-void finish_data_plane(DataPlane& plane) {
+// The guest goes before the plane: its next step would touch memory about to go.
+void finish_data_plane(DataPlane& plane, demo::GuestWorkload* guest) {
   constexpr std::chrono::seconds grace{5};
   if (!plane.drain_for(grace))
     std::cerr << "memlend: stopping without waiting longer for the data path (" << plane.busy_with()
               << "); the store keeps it for the next start\n";
+  if (guest) guest->stop();
   plane.shutdown();
 }
 
-void report_guest(const RunOptions& o, DataPlane& plane) {
+void report_guest(const RunOptions& o, const demo::GuestWorkload& guest) {
   if (!o.sink.console) return;
   for (const auto& v : o.scenario.vms) {
-    GuestStats g = plane.guest(v.name);
+    demo::GuestStats g = guest.stats(v.name);
     if (g.bytes_written == 0) continue;
     std::cout << "memlend: the guest workload of " << v.name << " wrote " << g.bytes_written / 1024 << " KiB of "
               << "its remote memory and read back " << g.bytes_verified / 1024 << " KiB: " << g.mismatches
@@ -157,12 +161,12 @@ int run_controller(const RunOptions& options) {
     return 2;
   }
   std::shared_ptr<DataPlane> plane;
+  std::unique_ptr<demo::GuestWorkload> guest;  // the controller's own VMs' (memlend run)
   if (options.data.enabled && options.network.enabled) {
     // The agents serve memory and map it; the controller only grants and releases.
     DataPlaneOptions d;
     d.bytes_per_mib = options.data.bytes_per_mib;
     d.datastore = options.datastore;
-    d.guest = false;
     plane = std::make_shared<DataPlane>(d);
   } else if (options.data.enabled) {
     auto p = start_data_plane(options);
@@ -171,13 +175,14 @@ int run_controller(const RunOptions& options) {
       return 1;
     }
     plane = *p;
+    guest = std::make_unique<demo::GuestWorkload>(*plane);
   }
   int status = run_actors(options, plane);
-  if (plane) {
-    finish_data_plane(*plane);
-    report_guest(options, *plane);
+  if (plane) finish_data_plane(*plane, guest.get());
+  if (guest) {
+    report_guest(options, *guest);
     for (const auto& v : options.scenario.vms)
-      if (plane->guest(v.name).mismatches > 0) status = status ? status : 1;
+      if (guest->stats(v.name).mismatches > 0) status = status ? status : 1;
   }
   return status;
 }
@@ -262,6 +267,7 @@ int run_agent(const AgentOptions& options) {
     return 2;
   }
   std::shared_ptr<DataPlane> plane;
+  std::shared_ptr<demo::GuestWorkload> guest;
   std::string data_addr = options.data_addr;
   if (options.data.enabled) {
     DataPlaneOptions d;
@@ -278,13 +284,14 @@ int run_agent(const AgentOptions& options) {
       return 2;
     }
     data_addr = *addr;
+    guest = std::make_shared<demo::GuestWorkload>(*plane);
   }
-  int status = run_agent_actors(options, plane, data_addr);
+  int status = run_agent_actors(options, plane, guest, data_addr);
   if (plane) {
-    finish_data_plane(*plane);
+    finish_data_plane(*plane, guest.get());
     if (options.console)
       for (const auto& v : options.scenario.vms) {
-        GuestStats g = plane->guest(v.name);
+        demo::GuestStats g = guest->stats(v.name);
         if (g.bytes_written == 0) continue;
         std::cout << "memlend agent " << options.host << ": the guest workload of " << v.name << " wrote "
                   << g.bytes_written / 1024 << " KiB of its remote memory and read back " << g.bytes_verified / 1024
@@ -297,7 +304,8 @@ int run_agent(const AgentOptions& options) {
   return status;
 }
 
-int run_agent_actors(const AgentOptions& options, std::shared_ptr<DataPlane> plane, const std::string& data_addr) {
+int run_agent_actors(const AgentOptions& options, std::shared_ptr<DataPlane> plane,
+                     std::shared_ptr<const demo::GuestWorkload> guest, const std::string& data_addr) {
   caf::actor_system_config cfg;
   register_types(cfg);
   configure_network(cfg, options.tls);
@@ -309,6 +317,7 @@ int run_agent_actors(const AgentOptions& options, std::shared_ptr<DataPlane> pla
   ac.host = options.host;
   ac.data_addr = data_addr;
   ac.plane = plane;
+  ac.guest = std::move(guest);
   ac.controller_host = options.controller_host;
   ac.controller_port = options.controller_port;
   ac.scenario = options.scenario;

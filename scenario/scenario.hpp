@@ -21,11 +21,6 @@ Expected<policy::Scenario> load_scenario(const std::string& path);
 // MiB (read_input_file).
 Expected<std::string> read_scenario_file(const std::string& path);
 
-// The embedded demo: the clusters of the patent's FIG. 2 and FIG. 3 side by
-// side (one fabric each), a VM whose demand grows, a donor that fails and
-// comes back, and a demand that falls back.
-std::string_view builtin_demo_scenario();
-
 // Limits a scenario may not pass: beyond them a number is a typo, not a cluster.
 inline constexpr std::int64_t max_mib = std::int64_t{1} << 30;  // 1 PiB
 inline constexpr std::int64_t max_mhz = 100'000'000;           // 100 THz

@@ -5,6 +5,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "dataplane/data_plane.hpp"
+#include "demo/guest_workload.hpp"
 #include "tests/persistence/support.hpp"
 
 #include <chrono>
@@ -69,6 +70,7 @@ BOOST_AUTO_TEST_CASE(a_full_datastore_is_told_and_a_lost_donor_kills_nothing, *b
   auto heard = std::make_shared<Heard>();
   {
     DataPlane plane(o);
+    demo::GuestWorkload guest(plane);  // stopped before the plane goes
     plane.set_region_listener([heard](const std::string& vm, std::uint64_t lease, const rdma::RegionEvent& e) {
       (*heard)(vm, lease, e);
     });
@@ -84,8 +86,8 @@ BOOST_AUTO_TEST_CASE(a_full_datastore_is_told_and_a_lost_donor_kills_nothing, *b
     BOOST_TEST_REQUIRE(failed.has_value());
     BOOST_TEST(failed->find("No space left on device") != std::string::npos, *failed);
     BOOST_TEST(plane.region_stats("VM4", 1).mirror_failed);
-    BOOST_TEST(eventually([&] { return plane.guest("VM4").passes > 0; }, std::chrono::seconds(60)));
-    BOOST_TEST(plane.guest("VM4").mismatches == 0u);
+    BOOST_TEST(eventually([&] { return guest.stats("VM4").passes > 0; }, std::chrono::seconds(60)));
+    BOOST_TEST(guest.stats("VM4").mismatches == 0u);
 
     // The donor dies: no failover to a mirror that is not there.
     plane.stop_serving("B");
@@ -96,7 +98,7 @@ BOOST_AUTO_TEST_CASE(a_full_datastore_is_told_and_a_lost_donor_kills_nothing, *b
     BOOST_TEST(!heard->wait_for(rdma::RegionEvent::Kind::failover_to_mirror, std::chrono::seconds(0)));
     // The guest touches memory nobody holds: a memory error, noted, and the
     // process goes on.
-    BOOST_TEST(eventually([&] { return plane.guest("VM4").lost_bytes > 0; }, std::chrono::seconds(60)));
-    BOOST_TEST(plane.guest("VM4").mismatches == 0u);
+    BOOST_TEST(eventually([&] { return guest.stats("VM4").lost_bytes > 0; }, std::chrono::seconds(60)));
+    BOOST_TEST(guest.stats("VM4").mismatches == 0u);
   }
 }

@@ -1,6 +1,6 @@
-#include "scenario/scenario.hpp"
+#include "demo/demo_scenario.hpp"
 
-namespace memlend::platform {
+namespace memlend::demo {
 
 // Fabric fig2 is the patent's FIG. 2 (A 16 GiB/32 GHz, B 128 GiB/8 GHz,
 // N 16 GiB/8 GHz); fabric fig3 is FIG. 3 (three 16 GiB/8 GHz hosts).
@@ -48,4 +48,4 @@ std::string_view builtin_demo_scenario() {
 )";
 }
 
-}  // namespace memlend::platform
+}  // namespace memlend::demo

@@ -135,9 +135,9 @@ using planner_actor = caf::typed_actor<
 using supervisor_actor = caf::typed_actor<
     replies_to<atom::spawn, LeaseInfo>::with<lease_actor>,
     replies_to<atom::spawn, MirrorInfo>::with<mirror_actor>,
-    reacts_to<atom::checkpoint, std::string, std::uint64_t, caf::message>,  // kind, key, state
-    reacts_to<atom::restart, std::string, std::uint64_t>,                   // backoff timer
-    replies_to<atom::get, std::string, std::uint64_t>::with<caf::actor>,    // a child's handle
+    reacts_to<atom::checkpoint, ChildKind, std::uint64_t, caf::message>,  // kind, key, state
+    reacts_to<atom::restart, ChildKind, std::uint64_t>,                   // backoff timer
+    replies_to<atom::get, ChildKind, std::uint64_t>::with<caf::actor>,    // a child's handle
     reacts_to<atom::shutdown>>;
 
 // Cluster mode: the controller's door. An agent joins with its hello and its

@@ -56,7 +56,7 @@ host_proxy_actor::behavior_type host(host_proxy_actor::stateful_pointer<host_act
   st.supervisor = supervisor;
   st.driver = driver;
   auto save = [self] {
-    self->send(self->state.supervisor, atom::checkpoint::value, std::string("host"),
+    self->send(self->state.supervisor, atom::checkpoint::value, ChildKind::host,
                std::uint64_t{self->state.ledger.host}, caf::make_message(self->state.ledger));
   };
   return {

@@ -11,7 +11,7 @@ namespace {
 using self_ptr = lease_actor::stateful_pointer<lease_state>;
 
 void save(self_ptr self) {
-  self->send(self->state.supervisor, atom::checkpoint::value, std::string("lease"), self->state.info.id,
+  self->send(self->state.supervisor, atom::checkpoint::value, ChildKind::lease, self->state.info.id,
              caf::make_message(self->state.info));
 }
 

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace memlend {
@@ -78,6 +79,25 @@ inline std::vector<LeaseInfo> leases_of_host(const std::vector<LeaseInfo>& lease
   for (const auto& l : leases)
     if (l.donor == host || l.recipient == host) out.push_back(l);
   return out;
+}
+
+// The supervisor's children, in the order a stop ends them: the registrar and
+// the driver first, so that no new telemetry or join starts work.
+enum class ChildKind : std::uint8_t { registrar, driver, vm, host, planner, lease, mirror };
+inline constexpr ChildKind child_kinds[] = {ChildKind::registrar, ChildKind::driver, ChildKind::vm,   ChildKind::host,
+                                            ChildKind::planner,   ChildKind::lease,  ChildKind::mirror};
+
+inline std::string_view to_string(ChildKind k) {
+  switch (k) {
+    case ChildKind::registrar: return "registrar";
+    case ChildKind::driver: return "driver";
+    case ChildKind::vm: return "vm";
+    case ChildKind::host: return "host";
+    case ChildKind::planner: return "planner";
+    case ChildKind::lease: return "lease";
+    case ChildKind::mirror: return "mirror";
+  }
+  return "unknown";
 }
 
 // Where a VM runs now, for an agent rebuilding its view of the platform.

@@ -133,7 +133,7 @@ void sample(self_ptr self) {
   if (st.planner) return ask_view(self);
   if (!st.supervisor) return;
   // The planner is never restarted on its own, so one answer is enough.
-  self->request(st.supervisor, defaults::request_timeout, atom::get::value, std::string("planner"), std::uint64_t{0})
+  self->request(st.supervisor, defaults::request_timeout, atom::get::value, ChildKind::planner, std::uint64_t{0})
       .then(
           [=](caf::actor a) {
             self->state.planner = caf::actor_cast<planner_actor>(a);

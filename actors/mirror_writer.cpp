@@ -33,7 +33,7 @@ mirror_actor::behavior_type mirror_writer(mirror_actor::stateful_pointer<mirror_
   st.supervisor = supervisor;
   st.sink = sink;
   auto save = [self] {
-    self->send(self->state.supervisor, atom::checkpoint::value, std::string("mirror"),
+    self->send(self->state.supervisor, atom::checkpoint::value, ChildKind::mirror,
                std::uint64_t{self->state.info.vm}, caf::make_message(self->state.info));
   };
   auto complain = [self](const std::string& what) {

@@ -87,7 +87,7 @@ registrar_actor::behavior_type registrar(registrar_actor::stateful_pointer<regis
           rp.deliver(std::move(r), caf::actor{});
         };
         // The host actor's handle is asked for now: it may have been restarted.
-        self->request(st.supervisor, defaults::request_timeout, atom::get::value, std::string("host"),
+        self->request(st.supervisor, defaults::request_timeout, atom::get::value, ChildKind::host,
                       std::uint64_t{h})
             .then(
                 [=](caf::actor host_handle) mutable {

@@ -55,7 +55,7 @@ void rebind(self_ptr self, std::uint32_t v, const mirror_actor& child) {
 }
 
 // Spawns one restartable child from its last state; `tell`: and rebinds it.
-caf::actor spawn_child(self_ptr self, const std::string& kind, std::uint64_t key, const caf::message& last,
+caf::actor spawn_child(self_ptr self, ChildKind kind, std::uint64_t key, const caf::message& last,
                        bool tell) {
   auto& st = self->state;
   auto& sc = st.config.scenario;
@@ -64,13 +64,13 @@ caf::actor spawn_child(self_ptr self, const std::string& kind, std::uint64_t key
     if (tell) rebind(self, id, child);
     return caf::actor_cast<caf::actor>(child);
   };
-  if (kind == "host") {
+  if (kind == ChildKind::host) {
     HostCheckpoint cp = state_or(last, HostCheckpoint{});
     HostOptions opts{st.config.cluster.enabled, st.clock, static_cast<double>(sc.settings.sample_period_s),
                      st.config.cluster.heartbeat_misses};
     return started(static_cast<std::uint32_t>(key), self->spawn(host, sc.hosts[key], cp, opts, st.planner, sup, st.driver));
   }
-  if (kind == "vm") {
+  if (kind == ChildKind::vm) {
     VmConfig cfg;
     cfg.name = sc.vms[key].name;
     for (const auto& h : sc.hosts) cfg.host_names.push_back(h.name);
@@ -79,7 +79,7 @@ caf::actor spawn_child(self_ptr self, const std::string& kind, std::uint64_t key
     VmCheckpoint cp = state_or(last, VmCheckpoint{});
     return started(static_cast<std::uint32_t>(key), self->spawn(vm, cfg, cp, st.planner, st.config.sink, sup));
   }
-  if (kind == "lease") {
+  if (kind == ChildKind::lease) {
     LeaseConfig lc;
     lc.plane = st.config.plane;
     lc.local_recipient = !st.config.cluster.enabled;
@@ -89,13 +89,13 @@ caf::actor spawn_child(self_ptr self, const std::string& kind, std::uint64_t key
     lc.metrics = st.config.metrics;
     return started(key, self->spawn(lease, state_or(last, LeaseInfo{}), lc, sup, st.config.sink, st.driver, st.planner));
   }
-  if (kind == "mirror")
+  if (kind == ChildKind::mirror)
     return started(static_cast<std::uint32_t>(key),
                    self->spawn(mirror_writer, state_or(last, MirrorInfo{}), st.config.plane, sup, st.config.sink));
   return {};
 }
 
-void adopt(self_ptr self, const std::string& kind, std::uint64_t key, caf::actor child, caf::message last) {
+void adopt(self_ptr self, ChildKind kind, std::uint64_t key, caf::actor child, caf::message last) {
   auto& st = self->state;
   self->monitor(child);
   st.by_addr[child.address()] = {kind, key};
@@ -109,8 +109,7 @@ void stop_all(self_ptr self, caf::error reason) {
   if (st.stopping) return;
   st.stopping = true;
   // The driver first, so no new telemetry starts work; then the rest.
-  const char* order[] = {"registrar", "driver", "vm", "host", "planner", "lease", "mirror"};
-  for (const char* kind : order)
+  for (ChildKind kind : child_kinds)
     for (auto& [k, c] : st.children)
       if (k.first == kind) self->send_exit(c.handle, caf::exit_reason::user_shutdown);
   // Twice: events the store made durable during the first flush reach the
@@ -148,11 +147,11 @@ void on_down(self_ptr self, const caf::down_msg& dm) {
     return;
   }
   const auto& [kind, id] = key;
-  std::string who_text = kind + " actor " + std::to_string(id);
-  if (kind == "planner" || kind == "driver" || kind == "registrar") {
-    note(self, "error: the " + kind + " crashed (" + caf::to_string(dm.reason) +
+  std::string who_text = std::string(to_string(kind)) + " actor " + std::to_string(id);
+  if (kind == ChildKind::planner || kind == ChildKind::driver || kind == ChildKind::registrar) {
+    note(self, "error: the " + std::string(to_string(kind)) + " crashed (" + caf::to_string(dm.reason) +
                    "); stopping so the controller restarts whole and recovers from its store");
-    return stop_all(self, caf::make_error(caf::sec::runtime_error, "the " + kind + " crashed"));
+    return stop_all(self, caf::make_error(caf::sec::runtime_error, "the " + std::string(to_string(kind)) + " crashed"));
   }
   auto& c = it->second;
   auto now = self->clock().now();
@@ -194,7 +193,7 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
   if (!st.config.cluster.enabled) pc.plane = st.config.plane;
   pc.metrics = st.config.metrics;
   st.planner = self->spawn(planner, pc, sup, st.config.sink);
-  adopt(self, "planner", 0, caf::actor_cast<caf::actor>(st.planner), {});
+  adopt(self, ChildKind::planner, 0, caf::actor_cast<caf::actor>(st.planner), {});
   DriverConfig dc{st.config.cluster.enabled, st.clock, static_cast<double>(sc.settings.sample_period_s),
                   st.config.until_s};
   if (st.config.cluster.enabled) {
@@ -207,7 +206,7 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
     if (l.state == LeaseState::active) start[l.vm].leases.push_back(l);
   st.driver = self->spawn(platform_driver, dc, st.config.platform, sc.hosts.size(), start, sup, st.config.sink,
                           st.planner);
-  adopt(self, "driver", 0, caf::actor_cast<caf::actor>(st.driver), {});
+  adopt(self, ChildKind::driver, 0, caf::actor_cast<caf::actor>(st.driver), {});
   self->send(st.planner, atom::rebind::value, st.driver);
 
   const std::vector<LeaseInfo>& leases = st.config.start.leases;
@@ -221,8 +220,8 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
         cp.lease_mib.push_back(l.mib);
       }
     auto msg = caf::make_message(cp);
-    auto child = spawn_child(self, "host", h, msg, true);
-    adopt(self, "host", h, child, msg);
+    auto child = spawn_child(self, ChildKind::host, h, msg, true);
+    adopt(self, ChildKind::host, h, child, msg);
   }
   for (policy::VmId v = 0; v < sc.vms.size(); ++v) {
     VmCheckpoint cp;
@@ -235,13 +234,13 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
       cp.recommended = st.config.start.recommended.count(v) > 0;
     }
     auto msg = caf::make_message(cp);
-    auto child = spawn_child(self, "vm", v, msg, true);
-    adopt(self, "vm", v, child, msg);
+    auto child = spawn_child(self, ChildKind::vm, v, msg, true);
+    adopt(self, ChildKind::vm, v, child, msg);
   }
   for (const auto& l : leases) {
     auto msg = caf::make_message(l);
-    auto child = spawn_child(self, "lease", l.id, msg, true);
-    adopt(self, "lease", l.id, child, msg);
+    auto child = spawn_child(self, ChildKind::lease, l.id, msg, true);
+    adopt(self, ChildKind::lease, l.id, child, msg);
   }
   for (policy::VmId v = 0; v < sc.vms.size(); ++v) {
     std::int64_t mib = 0;
@@ -249,8 +248,8 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
       if (l.vm == v) mib += l.mib;
     if (mib == 0) continue;
     auto msg = caf::make_message(MirrorInfo{v, mib, rdma::mirror_path(st.config.datastore, sc.vms[v].name), MirrorState::writing});
-    auto child = spawn_child(self, "mirror", v, msg, true);
-    adopt(self, "mirror", v, child, msg);
+    auto child = spawn_child(self, ChildKind::mirror, v, msg, true);
+    adopt(self, ChildKind::mirror, v, child, msg);
   }
   if (st.config.cluster.enabled) {
     std::vector<std::string> names;
@@ -258,28 +257,28 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
     RegistrarConfig rc{st.config.cluster.name, st.config.cluster.secret, names, st.clock, st.config.plane,
                        st.config.cluster.ca};
     st.registrar = self->spawn(registrar, rc, sup, st.planner, st.driver, st.config.sink);
-    adopt(self, "registrar", 0, caf::actor_cast<caf::actor>(st.registrar), {});
+    adopt(self, ChildKind::registrar, 0, caf::actor_cast<caf::actor>(st.registrar), {});
   }
   self->send(st.driver, atom::tick::value);
 
   return {
       [=](atom::spawn, const LeaseInfo& info) {
         auto msg = caf::make_message(info);
-        auto child = spawn_child(self, "lease", info.id, msg, false);
-        adopt(self, "lease", info.id, child, msg);
+        auto child = spawn_child(self, ChildKind::lease, info.id, msg, false);
+        adopt(self, ChildKind::lease, info.id, child, msg);
         return caf::actor_cast<lease_actor>(child);
       },
       [=](atom::spawn, const MirrorInfo& info) {
         auto msg = caf::make_message(info);
-        auto child = spawn_child(self, "mirror", info.vm, msg, false);
-        adopt(self, "mirror", info.vm, child, msg);
+        auto child = spawn_child(self, ChildKind::mirror, info.vm, msg, false);
+        adopt(self, ChildKind::mirror, info.vm, child, msg);
         return caf::actor_cast<mirror_actor>(child);
       },
-      [=](atom::checkpoint, const std::string& kind, std::uint64_t key, caf::message& state) {
+      [=](atom::checkpoint, ChildKind kind, std::uint64_t key, caf::message& state) {
         auto it = self->state.children.find({kind, key});
         if (it != self->state.children.end()) it->second.last = std::move(state);
       },
-      [=](atom::restart, const std::string& kind, std::uint64_t key) {
+      [=](atom::restart, ChildKind kind, std::uint64_t key) {
         auto& st = self->state;
         auto it = st.children.find({kind, key});
         if (st.stopping || it == st.children.end()) return;
@@ -289,9 +288,9 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
         st.by_addr[child.address()] = {kind, key};
         it->second.handle = child;
         ++st.restarts_total;
-        if (st.config.metrics) st.config.metrics->actor_restarts(kind).inc();
+        if (st.config.metrics) st.config.metrics->actor_restarts(to_string(kind)).inc();
       },
-      [=](atom::get, const std::string& kind, std::uint64_t key) {
+      [=](atom::get, ChildKind kind, std::uint64_t key) {
         // The registrar is asked for by name too, so the controller can publish it.
         auto it = self->state.children.find({kind, key});
         return it == self->state.children.end() ? caf::actor{} : it->second.handle;

@@ -60,8 +60,8 @@ struct supervisor_state {
   };
   SupervisorConfig config;
   SimClock clock;
-  std::map<std::pair<std::string, std::uint64_t>, Child> children;
-  std::map<caf::actor_addr, std::pair<std::string, std::uint64_t>> by_addr;
+  std::map<std::pair<ChildKind, std::uint64_t>, Child> children;
+  std::map<caf::actor_addr, std::pair<ChildKind, std::uint64_t>> by_addr;
   planner_actor planner;
   driver_actor driver;
   registrar_actor registrar;

@@ -25,7 +25,7 @@ void save(self_ptr self) {
   st.cp.need_streak = st.need.streak();
   st.cp.surplus_active = st.spare.active();
   st.cp.surplus_streak = st.spare.streak();
-  self->send(st.supervisor, atom::checkpoint::value, std::string("vm"), std::uint64_t{st.cp.vm},
+  self->send(st.supervisor, atom::checkpoint::value, ChildKind::vm, std::uint64_t{st.cp.vm},
              caf::make_message(st.cp));
 }
 

@@ -37,6 +37,7 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<std::uint64_t>>("memlend.ids");
   cfg.add_message_type<NeedAnswer>("memlend.need_answer");
   cfg.add_message_type<PlannerView>("memlend.planner_view");
+  cfg.add_message_type<ChildKind>("memlend.child_kind");
 }
 
 int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane);
@@ -225,7 +226,7 @@ int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane) {
   ListenToRegions listen;
   if (plane && !options.network.enabled && !options.dry_run) {
     caf::actor planner;
-    waiter->request(sup, caf::infinite, atom::get::value, std::string("planner"), std::uint64_t{0})
+    waiter->request(sup, caf::infinite, atom::get::value, ChildKind::planner, std::uint64_t{0})
         .receive([&](caf::actor a) { planner = a; }, [](caf::error&) {});
     auto to = caf::actor_cast<planner_actor>(planner);
     listen.start(plane.get(), [to](const std::string& vm, std::uint64_t, const rdma::RegionEvent& e) {
@@ -235,7 +236,7 @@ int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane) {
   }
   if (options.network.enabled) {
     caf::actor registrar;
-    waiter->request(sup, caf::infinite, atom::get::value, std::string("registrar"), std::uint64_t{0})
+    waiter->request(sup, caf::infinite, atom::get::value, ChildKind::registrar, std::uint64_t{0})
         .receive([&](caf::actor a) { registrar = a; }, [](caf::error&) {});
     const auto& net = options.network;
     auto port = caf::openssl::publish(registrar, net.listen_port, net.listen_host.c_str(), true);

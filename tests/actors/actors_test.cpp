@@ -21,7 +21,7 @@ const char* fig2_growth = R"({
 })";
 
 PlannerView view(ControllerFixture& f) {
-  auto planner = f.child("planner", 0);
+  auto planner = f.child(ChildKind::planner, 0);
   return f.ask<PlannerView>(caf::actor_cast<planner_actor>(planner), atom::get::value);
 }
 
@@ -78,7 +78,7 @@ BOOST_AUTO_TEST_CASE(two_needy_vms_are_never_lent_the_same_megabyte) {
   auto v = view(f);
   BOOST_TEST(v.hosts[1].lent_mib == 8192);
   // The donor's own ledger agrees with the planner's view.
-  auto ledger = f.ask<HostCheckpoint>(caf::actor_cast<host_actor>(f.child("host", 1)), atom::get::value);
+  auto ledger = f.ask<HostCheckpoint>(caf::actor_cast<host_actor>(f.child(ChildKind::host, 1)), atom::get::value);
   BOOST_TEST(ledger.lease_mib.size() == 1u);
   BOOST_TEST(ledger.pending_ids.empty());
 }
@@ -86,12 +86,12 @@ BOOST_AUTO_TEST_CASE(two_needy_vms_are_never_lent_the_same_megabyte) {
 BOOST_AUTO_TEST_CASE(a_crashed_vm_actor_comes_back_with_its_last_state) {
   ControllerFixture f(fig2_growth);
   f.run_until(30);  // two needy samples seen (20, 30)
-  auto before = f.child("vm", 0);
+  auto before = f.child(ChildKind::vm, 0);
   auto cp = f.ask<VmCheckpoint>(caf::actor_cast<vm_actor>(before), atom::get::value);
   BOOST_TEST(cp.need_streak == 2);
   caf::anon_send_exit(before, caf::exit_reason::kill);
   f.run_until(31);  // past the restart backoff
-  auto after = f.child("vm", 0);
+  auto after = f.child(ChildKind::vm, 0);
   BOOST_TEST_REQUIRE(static_cast<bool>(after));
   BOOST_TEST((after != before));
   auto restored = f.ask<VmCheckpoint>(caf::actor_cast<vm_actor>(after), atom::get::value);
@@ -105,10 +105,10 @@ BOOST_AUTO_TEST_CASE(a_crashed_vm_actor_comes_back_with_its_last_state) {
 BOOST_AUTO_TEST_CASE(a_crashed_host_actor_keeps_its_ledger) {
   ControllerFixture f(fig2_growth);
   f.run_until(40);
-  auto donor = f.child("host", 1);
+  auto donor = f.child(ChildKind::host, 1);
   caf::anon_send_exit(donor, caf::exit_reason::kill);
   f.run_until(41);
-  auto back = f.child("host", 1);
+  auto back = f.child(ChildKind::host, 1);
   BOOST_TEST((back != donor));
   auto ledger = f.ask<HostCheckpoint>(caf::actor_cast<host_actor>(back), atom::get::value);
   BOOST_TEST_REQUIRE(ledger.lease_mib.size() == 1u);
@@ -202,7 +202,7 @@ BOOST_AUTO_TEST_CASE(a_failed_mirror_is_said_and_a_donor_failure_then_loses_memo
   f.run_until(50);
   BOOST_TEST_REQUIRE(f.named("lease_granted").size() == 2u);
   auto report = [&](std::uint64_t host) {
-    caf::anon_send(caf::actor_cast<host_proxy_actor>(f.child("host", host)), atom::mirrorfail::value,
+    caf::anon_send(caf::actor_cast<host_proxy_actor>(f.child(ChildKind::host, host)), atom::mirrorfail::value,
                    std::string("VM4"), std::string("No space left on device"));
   };
   report(0);  // A's agent cannot speak for a VM on B
@@ -300,11 +300,11 @@ BOOST_AUTO_TEST_CASE(a_vm_gives_back_a_lease_once_its_host_has_room_for_it) {
 BOOST_AUTO_TEST_CASE(a_crashed_lease_actor_comes_back_with_its_lease) {
   ControllerFixture f(fig2_growth);
   f.run_until(40);
-  auto before = f.child("lease", 1);
+  auto before = f.child(ChildKind::lease, 1);
   BOOST_TEST_REQUIRE(static_cast<bool>(before));
   caf::anon_send_exit(before, caf::exit_reason::kill);
   f.run_until(41);
-  auto after = f.child("lease", 1);
+  auto after = f.child(ChildKind::lease, 1);
   BOOST_TEST_REQUIRE(static_cast<bool>(after));
   BOOST_TEST((after != before));
   auto info = f.ask<LeaseInfo>(caf::actor_cast<lease_actor>(after), atom::get::value);
@@ -322,7 +322,7 @@ BOOST_AUTO_TEST_CASE(a_child_that_keeps_crashing_stops_the_controller) {
   watcher->monitor(f.sup);
   f.run_until(1);
   for (int i = 0; i < 7; ++i) {
-    auto h = f.child("host", 0);
+    auto h = f.child(ChildKind::host, 0);
     if (!h) break;
     caf::anon_send_exit(h, caf::exit_reason::kill);
     f.run_until(f.now() + 10);  // past any backoff
@@ -348,13 +348,13 @@ BOOST_AUTO_TEST_CASE(a_donor_refusing_cancels_what_the_donors_before_it_reserved
     "events": [ { "at_s": 15, "vm": "VM1", "memory_mib": 40960 } ]
   })");
   f.run_until(30);
-  auto c = caf::actor_cast<host_actor>(f.child("host", 2));
+  auto c = caf::actor_cast<host_actor>(f.child(ChildKind::host, 2));
   std::int64_t free_at_c = view(f).hosts[2].lendable_mib;
   BOOST_TEST_REQUIRE(f.ask<bool>(c, atom::reserve::value, std::uint64_t{999}, free_at_c));
   f.run_until(41);
   BOOST_TEST(f.named("need_detected").size() == 1u);
   BOOST_TEST(f.named("lease_granted").empty());
-  auto b = f.ask<HostCheckpoint>(caf::actor_cast<host_actor>(f.child("host", 1)), atom::get::value);
+  auto b = f.ask<HostCheckpoint>(caf::actor_cast<host_actor>(f.child(ChildKind::host, 1)), atom::get::value);
   BOOST_TEST(b.pending_ids.empty());
   BOOST_TEST(b.lease_ids.empty());
   auto at_c = f.ask<HostCheckpoint>(c, atom::get::value);

@@ -91,7 +91,7 @@ class ControllerFixture {
   }
 
   // A child's handle, from the supervisor's registry.
-  caf::actor child(const std::string& kind, std::uint64_t key) {
+  caf::actor child(ChildKind kind, std::uint64_t key) {
     caf::scoped_actor self{sys};
     self->send(sup, atom::get::value, kind, key);
     sched.run();

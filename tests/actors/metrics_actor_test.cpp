@@ -174,7 +174,7 @@ BOOST_AUTO_TEST_CASE(a_recommendation_is_outstanding_while_the_vm_borrows) {
 BOOST_AUTO_TEST_CASE(a_restarted_actor_is_counted_by_its_kind) {
   Metered m(fig2_growth);
   m.f.run_until(40);
-  caf::anon_send_exit(m.f.child("lease", 1), caf::exit_reason::kill);
+  caf::anon_send_exit(m.f.child(ChildKind::lease, 1), caf::exit_reason::kill);
   m.f.run_until(41);
   BOOST_TEST(m.at("memlend_actor_restarts_total{kind=\"lease\"}") == 1);
   BOOST_TEST(m.at("memlend_actor_restarts_total{kind=\"vm\"}") == 0);

@@ -205,7 +205,7 @@ class Region final : public RemoteRegion {
   Status init_common();
   static constexpr std::uint64_t copy_chunk = 1 << 20;
   using CopyBuffers = std::array<std::vector<std::uint8_t>, 2>;
-  Status copy_from_mirror(Transport& to, CopyBuffers& buf, std::uint64_t from, std::uint64_t len);
+  Status copy_from_mirror(LeaseConnection& to, CopyBuffers& buf, std::uint64_t from, std::uint64_t len);
   Status fail_rehome(const Error& e);
 
   RegionCore r_;
@@ -252,7 +252,7 @@ Status Region::init_common() {
 
 // Copies [from, from+len) of the lease from the mirror to the new donor, two
 // chunks in flight.
-Status Region::copy_from_mirror(Transport& to, CopyBuffers& buf, std::uint64_t from, std::uint64_t len) {
+Status Region::copy_from_mirror(LeaseConnection& to, CopyBuffers& buf, std::uint64_t from, std::uint64_t len) {
   Ticket prev = 0;
   int i = 0;
   for (std::uint64_t at = from; at < from + len; at += copy_chunk, i ^= 1) {

@@ -93,8 +93,8 @@ struct RegionConfig {
 // The two connections a region uses: faults read on one, write-back writes on
 // the other, so a fault never queues behind a megabyte being written back.
 struct DonorLink {
-  std::unique_ptr<Transport> fetch;
-  std::unique_ptr<Transport> writeback;
+  std::unique_ptr<LeaseConnection> fetch;
+  std::unique_ptr<LeaseConnection> writeback;
 };
 Expected<DonorLink> connect_link(const LeaseTarget& lease, TransportKind kind, const Timeouts& timeouts);
 

@@ -52,8 +52,8 @@ class MemfdBacking final : public Backing {
     plan.reserve = reserve_for(plan.capacity, plan.depth, 4);
     return plan;
   }
-  Status register_memory(Transport& t) override { return t.register_memory(alias_, space_.mapped); }
-  Status accepts(const Transport&) const override { return ok(); }
+  Status register_memory(LeaseConnection& t) override { return t.register_memory(alias_, space_.mapped); }
+  Status accepts(const LeaseConnection&) const override { return ok(); }
 
   std::uint8_t* landing(std::uint64_t b) const override { return alias_ + space_.offset(b); }
   const std::uint8_t* contents(std::uint64_t b, bool) const override { return landing(b); }
@@ -162,8 +162,8 @@ class AnonymousBacking final : public Backing {
     for (std::uint64_t i = slots_; i > 0; --i) free_slots_.push_back(static_cast<std::uint32_t>(i - 1));
     return plan;
   }
-  Status register_memory(Transport& t) override { return t.register_memory(staging_, slots_ * space_.block); }
-  Status accepts(const Transport& t) const override {
+  Status register_memory(LeaseConnection& t) override { return t.register_memory(staging_, slots_ * space_.block); }
+  Status accepts(const LeaseConnection& t) const override {
     if (t.kind() != TransportKind::tcp) return Error{"a region with the anonymous backing moves over tcp only"};
     return ok();
   }

@@ -42,9 +42,9 @@ class Backing {
   // After registration: maps the buffer and shares out its `total` blocks.
   virtual Expected<BufferPlan> prepare(std::uint64_t total, unsigned prefetch) = 0;
   // A connection reads into and writes from the buffer.
-  virtual Status register_memory(Transport& t) = 0;
+  virtual Status register_memory(LeaseConnection& t) = 0;
   // Whether a new donor's connection can serve this backing.
-  virtual Status accepts(const Transport& t) const = 0;
+  virtual Status accepts(const LeaseConnection& t) const = 0;
 
   // Where a fetch of block b lands.
   virtual std::uint8_t* landing(std::uint64_t b) const = 0;

@@ -73,7 +73,7 @@ class ClientConnection {
   std::uint16_t verbs_port_ = 0;
 };
 
-class TcpTransport final : public Transport {
+class TcpTransport final : public LeaseConnection {
  public:
   TcpTransport(ClientConnection conn, const LeaseTarget& lease)
       : conn_(std::move(conn)), lease_(lease), mac_(lease.key) {}
@@ -199,7 +199,7 @@ class TcpDonorClient final : public DonorClient {
 
 }  // namespace
 
-Expected<std::unique_ptr<Transport>> connect_tcp_lease(const LeaseTarget& lease, const Timeouts& timeouts) {
+Expected<std::unique_ptr<LeaseConnection>> connect_tcp_lease(const LeaseTarget& lease, const Timeouts& timeouts) {
   auto conn = ClientConnection::open(lease.where.addr, timeouts);
   if (!conn) return conn.error();
   wire::Request attach;
@@ -214,7 +214,7 @@ Expected<std::unique_ptr<Transport>> connect_tcp_lease(const LeaseTarget& lease,
   if (known.bytes == 0) known.bytes = resp->value;
   if (known.bytes != resp->value)
     return Error{name + ": the donor says " + std::to_string(resp->value) + " bytes, not " + std::to_string(lease.bytes)};
-  return std::unique_ptr<Transport>(new TcpTransport(std::move(*conn), known));
+  return std::unique_ptr<LeaseConnection>(new TcpTransport(std::move(*conn), known));
 }
 
 Expected<std::uint16_t> donor_verbs_port(const std::string& donor, const Timeouts& timeouts) {

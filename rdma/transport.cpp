@@ -6,15 +6,15 @@
 
 namespace memlend::rdma {
 
-Expected<Ticket> Transport::post_read(std::uint64_t offset, void* dst, std::size_t length) {
+Expected<Ticket> LeaseConnection::post_read(std::uint64_t offset, void* dst, std::size_t length) {
   return post(Direction::read, offset, dst, length);
 }
 
-Expected<Ticket> Transport::post_write(std::uint64_t offset, const void* src, std::size_t length) {
+Expected<Ticket> LeaseConnection::post_write(std::uint64_t offset, const void* src, std::size_t length) {
   return post(Direction::write, offset, const_cast<void*>(src), length);
 }
 
-Expected<Ticket> Transport::post(Direction d, std::uint64_t offset, void* data, std::size_t length) {
+Expected<Ticket> LeaseConnection::post(Direction d, std::uint64_t offset, void* data, std::size_t length) {
   if (!wire::in_bounds(offset, length, lease_bytes()))
     return Error{describe() + ": bytes " + std::to_string(offset) + "+" + std::to_string(length) +
                  " are outside the lease"};
@@ -31,13 +31,13 @@ Expected<Ticket> Transport::post(Direction d, std::uint64_t offset, void* data, 
   return last;
 }
 
-Status Transport::read(std::uint64_t offset, void* dst, std::size_t length) {
+Status LeaseConnection::read(std::uint64_t offset, void* dst, std::size_t length) {
   auto t = post_read(offset, dst, length);
   if (!t) return t.error();
   return wait(*t);
 }
 
-Status Transport::write(std::uint64_t offset, const void* src, std::size_t length) {
+Status LeaseConnection::write(std::uint64_t offset, const void* src, std::size_t length) {
   auto t = post_write(offset, src, length);
   if (!t) return t.error();
   return wait(*t);
@@ -73,7 +73,7 @@ LeaseAccess access_of(const LeaseTarget& target) {
   return a;
 }
 
-Expected<std::unique_ptr<Transport>> connect_lease(const LeaseTarget& lease, TransportKind kind,
+Expected<std::unique_ptr<LeaseConnection>> connect_lease(const LeaseTarget& lease, TransportKind kind,
                                                    const Timeouts& timeouts) {
   auto choice = choose_transport(kind);
   if (!choice) return choice.error();

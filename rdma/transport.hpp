@@ -33,9 +33,11 @@ LeaseAccess access_of(const LeaseTarget& target);
 // Transfers complete in the order they were posted; a ticket names one.
 using Ticket = std::uint64_t;
 
-class Transport {
+// One lease at a donor, reached over one transport (verbs or TCP): the name
+// keeps it apart from memlend::Transport, the enum saying which one a lease uses.
+class LeaseConnection {
  public:
-  virtual ~Transport() = default;
+  virtual ~LeaseConnection() = default;
 
   // Posting starts a transfer and returns at once (or when the connection has
   // room for it), so a fault handler can fetch the next block while it maps
@@ -77,7 +79,7 @@ class Transport {
 // Connects to the lease with the transport asked for. `automatic` picks verbs
 // where an RDMA device exists and TCP elsewhere; verbs without a device is a
 // clear error, never a crash.
-Expected<std::unique_ptr<Transport>> connect_lease(const LeaseTarget& lease, TransportKind kind,
+Expected<std::unique_ptr<LeaseConnection>> connect_lease(const LeaseTarget& lease, TransportKind kind,
                                                    const Timeouts& timeouts);
 
 // `automatic` resolved for this machine, with the reason, for the log:

@@ -111,7 +111,7 @@ Expected<addrinfo*> resolve(const std::string& host, std::uint16_t port) {
   return res;
 }
 
-class VerbsTransport final : public Transport {
+class VerbsTransport final : public LeaseConnection {
  public:
   VerbsTransport(const LeaseTarget& lease, const Timeouts& t) : lease_(lease), t_(t) {}
 
@@ -504,13 +504,13 @@ std::optional<std::string> first_rdma_device() {
   return name;
 }
 
-Expected<std::unique_ptr<Transport>> connect_verbs_lease(const LeaseTarget& lease, const Timeouts& timeouts) {
+Expected<std::unique_ptr<LeaseConnection>> connect_verbs_lease(const LeaseTarget& lease, const Timeouts& timeouts) {
   auto port = donor_verbs_port(lease.where.addr, timeouts);
   if (!port) return port.error();
   if (*port == 0) return Error{"donor " + lease.where.addr + " serves TCP only (no RDMA device there)"};
   auto t = std::make_unique<VerbsTransport>(lease, timeouts);
   if (auto s = t->connect(*port); !s) return s.error();
-  return std::unique_ptr<Transport>(std::move(t));
+  return std::unique_ptr<LeaseConnection>(std::move(t));
 }
 
 Expected<std::unique_ptr<VerbsListener>> start_verbs_listener(std::shared_ptr<DonorPool> pool,

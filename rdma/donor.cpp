@@ -150,7 +150,34 @@ PoolStats DonorPool::stats() const {
   s.granted_bytes = granted_;
   s.resident_bytes = static_cast<std::uint64_t>(st.st_blocks) * 512;
   s.leases = leases_.size();
+  s.discarded_bytes = discarded_;
   return s;
+}
+
+Status DonorPool::discard(const Lease& lease, std::uint64_t offset, std::uint64_t length) {
+  if (!wire::in_bounds(offset, length, lease.bytes()))
+    return Error{"discard of bytes " + std::to_string(offset) + "+" + std::to_string(length) + " outside lease " +
+                 std::to_string(lease.id())};
+  if (lease.revoked()) return Error{"discard in lease " + std::to_string(lease.id()) + ", revoked"};
+  std::uint64_t begin = lease.offset() + offset;
+  std::uint64_t end = begin + length;
+  // The extent's tail past the lease's last byte is this lease's and nobody
+  // reads it, so a range that reaches the end may free that last page whole.
+  if (length > 0 && offset + length == lease.bytes()) end = lease.offset() + lease.extent();
+  std::uint64_t whole_begin = round_up(begin, page_);
+  std::uint64_t whole_end = end / page_ * page_;
+  if (whole_begin >= whole_end) {
+    std::memset(base_ + begin, 0, end - begin);
+  } else {
+    // The edges by hand: hugetlbfs punches whole pages only and leaves a
+    // partial one as it was.
+    std::memset(base_ + begin, 0, whole_begin - begin);
+    erase(whole_begin, whole_end - whole_begin);
+    std::memset(base_ + whole_end, 0, end - whole_end);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  discarded_ += length;
+  return ok();
 }
 
 void DonorPool::erase(std::uint64_t offset, std::uint64_t length) {

@@ -4,7 +4,8 @@
 // The pool is one memfd (hugetlbfs-backed where configured). A lease is an
 // extent of it. Granting punches the extent out first, so a new lease reads
 // zeros whatever the pool held; revoking punches it out again, which both
-// erases the data and gives the memory back to the OS at once.
+// erases the data and gives the memory back to the OS at once. A recipient
+// may do the same to part of its lease while it holds it (discard).
 #pragma once
 
 #include "rdma/common.hpp"
@@ -40,7 +41,8 @@ struct PoolStats {
   std::uint64_t pool_bytes = 0;
   std::uint64_t granted_bytes = 0;   // sum of live leases' sizes
   std::uint64_t resident_bytes = 0;  // memory the pool really holds now
-  std::uint64_t leases = 0;
+  std::uint64_t leases = 0;          // not known to DonorClient::stats()
+  std::uint64_t discarded_bytes = 0; // the ranges recipients discarded, summed
 };
 
 // One lease's extent of the pool. Connections hold a reference while they
@@ -64,6 +66,12 @@ class DonorPool : public std::enable_shared_from_this<DonorPool> {
   // (then as soon as it lets go; at most ~10 s are spent waiting here).
   // Unknown ids are an error (a double release is a bug upstream).
   Status revoke(std::uint64_t lease_id);
+
+  // The range of the lease reads zeros afterwards: its whole pages are
+  // punched out of the pool (their memory goes back to the OS), the partial
+  // pages at its ends zeroed. An error, touching nothing, if the range is not
+  // within the lease or the lease was revoked.
+  Status discard(const Lease& lease, std::uint64_t offset, std::uint64_t length);
 
   PoolStats stats() const;
   const Secret& pool_secret() const { return pool_secret_; }
@@ -100,6 +108,7 @@ class DonorPool : public std::enable_shared_from_this<DonorPool> {
   std::map<std::uint64_t, std::shared_ptr<Lease>> leases_;
   std::uint64_t next_id_ = 1;
   std::uint64_t granted_ = 0;
+  std::uint64_t discarded_ = 0;
   std::vector<RevokeHook> revoke_hooks_;
 };
 
@@ -112,6 +121,7 @@ class Lease {
   std::uint64_t epoch() const { return epoch_; }
   std::uint64_t offset() const { return offset_; }  // in the pool
   std::uint64_t bytes() const { return bytes_; }
+  std::uint64_t extent() const { return extent_; }  // bytes() rounded up to the pool's page
   const Secret& secret() const { return secret_; }
   const wire::Mac& mac() const { return mac_; }
   bool revoked() const { return revoked_.load(); }

@@ -28,7 +28,7 @@ T get(const std::uint8_t*& p) {
   return static_cast<T>(v);
 }
 
-bool known_op(std::uint8_t op) { return op >= 1 && op <= 6; }
+bool known_op(std::uint8_t op) { return op >= 1 && op <= static_cast<std::uint8_t>(Op::usage); }
 
 Error malformed(const char* what, const std::string& why) { return Error{std::string("malformed ") + what + ": " + why}; }
 
@@ -111,8 +111,12 @@ Expected<Request> decode_request(const std::uint8_t* in, std::size_t size) {
   r.seq = get<std::uint64_t>(p);
   std::memcpy(r.tag.data(), p, tag_size);
   if (r.length > max_transfer) return malformed("request", "length over the limit");
-  bool carries_length = r.op == Op::read || r.op == Op::write;
-  if (!carries_length && r.length != 0) return malformed("request", "length on an op without data");
+  bool has_range = r.op == Op::read || r.op == Op::write || r.op == Op::discard;
+  if (!has_range && r.length != 0) return malformed("request", "length on an op without a byte range");
+  // A range that wraps around 2^64 lies in no lease; the donor checks the
+  // lease's own bounds.
+  if (r.op == Op::discard && !in_bounds(r.offset, r.length, ~std::uint64_t{0}))
+    return malformed("request", "discard range wraps around");
   return r;
 }
 

@@ -10,10 +10,17 @@
 //
 // The tag is HMAC-SHA256 (truncated to 128 bits) over the request's first 40
 // bytes and the connection's nonce, keyed with the lease's secret (the pool
-// secret for grant and stats). With the nonce and a sequence number that must
-// grow, a recorded request cannot be replayed, on this connection or another.
+// secret for grant, stats and usage). With the nonce and a sequence number
+// that must grow, a recorded request cannot be replayed, on this connection or
+// another.
 // Payloads are not authenticated, as with RDMA itself: the tag decides who may
 // touch which bytes; privacy on an untrusted network is IPsec's or TLS's job.
+//
+// Versions: the version stays 1 while ops are only added, each with a new
+// number; an op's number and fields never change. A donor that predates an
+// op cannot decode it and drops the connection, so a client sends a newer op
+// only for what only it does (LeaseConnection::discard, DonorClient::stats),
+// never to set up a connection, which thus still works with older donors.
 #pragma once
 
 #include "rdma/common.hpp"
@@ -31,8 +38,8 @@ inline constexpr std::size_t signed_size = 40;  // the part of a request the tag
 inline constexpr std::size_t response_size = 40;
 inline constexpr std::size_t tag_size = 16;
 inline constexpr std::size_t nonce_size = 16;
-// One transfer at most; larger ones are split by the client. Bounds what a
-// donor buffers for one request.
+// One transfer (or discard) at most; larger ones are split by the client.
+// Bounds what a donor buffers, and the time it spends, for one request.
 inline constexpr std::uint32_t max_transfer = 64u << 20;
 
 enum class Op : std::uint8_t {
@@ -42,7 +49,13 @@ enum class Op : std::uint8_t {
   release = 4,  // lease → ack
   stats = 5,    // → value = granted bytes, value2 = pool bytes (pool secret)
   attach = 6,   // lease: this connection works for it → value = lease bytes
+  // Added in version 1 after the ops above (see "Versions").
+  discard = 7,  // lease, offset, length → ack; the range reads zeros, whole pool pages in it are freed
+  usage = 8,    // → value = resident bytes, value2 = bytes discarded so far (pool secret)
 };
+
+// The ops signed with the pool secret rather than a lease's.
+inline bool pool_op(Op op) { return op == Op::grant || op == Op::stats || op == Op::usage; }
 
 enum class Code : std::uint8_t {
   ok = 0,

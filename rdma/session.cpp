@@ -37,8 +37,7 @@ Status DonorSession::serve_one(Channel& channel) {
 
   std::shared_ptr<Lease> lease;
   const wire::Mac* mac = &pool_.pool_mac();
-  bool pool_op = r->op == Op::grant || r->op == Op::stats;
-  if (!pool_op) {
+  if (!wire::pool_op(r->op)) {
     lease = pool_.find(r->lease);
     // The same answer for "no such lease" and "wrong tag" below: nothing to
     // learn about other leases from the difference.
@@ -52,11 +51,16 @@ Status DonorSession::serve_one(Channel& channel) {
 
   switch (r->op) {
     case Op::read:
-    case Op::write: {
+    case Op::write:
+    case Op::discard: {
       if (!wire::in_bounds(r->offset, r->length, lease->bytes()))
         return refuse(channel, *r, "bytes " + std::to_string(r->offset) + "+" + std::to_string(r->length) +
                                        " outside lease " + std::to_string(r->lease));
       if (lease->revoked()) return refuse(channel, *r, "lease revoked");
+      if (r->op == Op::discard) {
+        if (auto s = pool_.discard(*lease, r->offset, r->length); !s) return refuse(channel, *r, s.error().message);
+        return respond(channel, *r, Code::ok);
+      }
       std::uint8_t* at = pool_.base() + lease->offset() + r->offset;
       if (r->op == Op::read) return respond(channel, *r, Code::ok, 0, 0, at, r->length);
       // Straight into the lease's memory: the tag and bounds were checked
@@ -84,6 +88,10 @@ Status DonorSession::serve_one(Channel& channel) {
     case Op::stats: {
       auto s = pool_.stats();
       return respond(channel, *r, Code::ok, s.granted_bytes, s.pool_bytes);
+    }
+    case Op::usage: {
+      auto s = pool_.stats();
+      return respond(channel, *r, Code::ok, s.resident_bytes, s.discarded_bytes);
     }
   }
   return refuse(channel, *r, "unknown op");

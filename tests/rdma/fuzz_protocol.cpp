@@ -78,10 +78,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     at += sizeof header;
     if (flags & 2) wire::store_le64(header + 32, ++seq);
     if (flags & 1) {
-      std::uint8_t op = header[5];
+      auto op = static_cast<wire::Op>(header[5]);
       std::uint64_t lease = wire::load_le64(header + 8);
       const Secret* key = &pool_secret;
-      if (op != static_cast<std::uint8_t>(wire::Op::grant) && op != static_cast<std::uint8_t>(wire::Op::stats))
+      if (!wire::pool_op(op))
         for (const auto& g : leases)
           if (g.id == lease) key = &g.secret;
       wire::Tag tag = wire::Mac(*key).tag(header, nonce);

@@ -90,7 +90,7 @@ class TcpTransport final : public LeaseConnection {
         if (auto s = net::recv_exact(conn_.fd(), p.data, p.length, conn_.timeouts().io, conn_.timeouts().busy_poll); !s)
           return fail(s.error().message);
       } else if (resp->length != 0) {
-        return fail("donor sent data with a write acknowledgement");
+        return fail("donor sent data with an acknowledgement");
       }
       pending_.pop_front();
       done_ = p.ticket;
@@ -121,17 +121,25 @@ class TcpTransport final : public LeaseConnection {
   static constexpr std::size_t max_pending = 64;
 
   Expected<Ticket> post_one(Direction d, std::uint64_t offset, void* data, std::uint32_t length) override {
+    return post_request(d == Direction::read ? Op::read : Op::write, offset, data, length);
+  }
+
+  Expected<Ticket> post_discard(std::uint64_t offset, std::uint32_t length) override {
+    return post_request(Op::discard, offset, nullptr, length);
+  }
+
+  Expected<Ticket> post_request(Op op, std::uint64_t offset, void* data, std::uint32_t length) {
     if (broken_) return Error{error_};
     if (pending_.size() >= max_pending) {
       if (auto s = wait(pending_.front().ticket); !s) return s.error();
     }
     wire::Request r;
-    r.op = d == Direction::read ? Op::read : Op::write;
+    r.op = op;
     r.lease = lease_.where.id;
     r.offset = offset;
     r.length = length;
-    if (auto s = conn_.send(r, mac_, r.op == Op::write ? data : nullptr); !s) return fail(s.error().message).error();
-    pending_.push_back({++next_ticket_, r.op, conn_.seq(), data, length});
+    if (auto s = conn_.send(r, mac_, op == Op::write ? data : nullptr); !s) return fail(s.error().message).error();
+    pending_.push_back({++next_ticket_, op, conn_.seq(), data, length});
     return next_ticket_;
   }
 
@@ -180,17 +188,35 @@ class TcpDonorClient final : public DonorClient {
   }
 
   Expected<PoolStats> stats() override {
-    wire::Request r;
-    r.op = Op::stats;
-    auto resp = conn_.call(r, pool_mac_);
-    if (!resp) return Error{"donor " + donor_ + ": stats: " + resp.error().message};
+    auto counts = pool_call(Op::stats, "stats");
+    if (!counts) return counts.error();
+    auto usage = pool_call(Op::usage, "usage");
+    if (!usage) return Error{usage.error().message + " (a donor older than the usage op drops the connection on it)"};
     PoolStats s;
-    s.granted_bytes = resp->value;
-    s.pool_bytes = resp->value2;
+    s.granted_bytes = counts->value;
+    s.pool_bytes = counts->value2;
+    s.resident_bytes = usage->value;
+    s.discarded_bytes = usage->value2;
     return s;
   }
 
+  // One signed request whose answer proves the donor took the pool secret;
+  // an op every donor knows, so that connecting works with older ones.
+  Status authenticate() {
+    auto resp = pool_call(Op::stats, "stats");
+    if (!resp) return resp.error();
+    return ok();
+  }
+
  private:
+  Expected<wire::Response> pool_call(Op op, const std::string& what) {
+    wire::Request r;
+    r.op = op;
+    auto resp = conn_.call(r, pool_mac_);
+    if (!resp) return Error{"donor " + donor_ + ": " + what + ": " + resp.error().message};
+    return resp;
+  }
+
   ClientConnection conn_;
   std::string donor_;
   Secret pool_secret_;
@@ -227,9 +253,9 @@ Expected<std::unique_ptr<DonorClient>> DonorClient::connect(const std::string& d
                                                             const Timeouts& timeouts) {
   auto conn = ClientConnection::open(donor, timeouts);
   if (!conn) return conn.error();
-  std::unique_ptr<DonorClient> client(new TcpDonorClient(std::move(*conn), donor, pool_secret));
-  if (auto s = client->stats(); !s) return s.error();
-  return client;
+  auto client = std::make_unique<TcpDonorClient>(std::move(*conn), donor, pool_secret);
+  if (auto s = client->authenticate(); !s) return s.error();
+  return std::unique_ptr<DonorClient>(std::move(client));
 }
 
 }  // namespace memlend::rdma

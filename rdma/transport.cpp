@@ -4,6 +4,8 @@
 #include "rdma/tcp.hpp"
 #include "rdma/verbs.hpp"
 
+#include <algorithm>
+
 namespace memlend::rdma {
 
 Expected<Ticket> LeaseConnection::post_read(std::uint64_t offset, void* dst, std::size_t length) {
@@ -14,10 +16,13 @@ Expected<Ticket> LeaseConnection::post_write(std::uint64_t offset, const void* s
   return post(Direction::write, offset, const_cast<void*>(src), length);
 }
 
+Error LeaseConnection::outside_the_lease(std::uint64_t offset, std::uint64_t length) const {
+  return Error{describe() + ": bytes " + std::to_string(offset) + "+" + std::to_string(length) +
+               " are outside the lease"};
+}
+
 Expected<Ticket> LeaseConnection::post(Direction d, std::uint64_t offset, void* data, std::size_t length) {
-  if (!wire::in_bounds(offset, length, lease_bytes()))
-    return Error{describe() + ": bytes " + std::to_string(offset) + "+" + std::to_string(length) +
-                 " are outside the lease"};
+  if (!wire::in_bounds(offset, length, lease_bytes())) return outside_the_lease(offset, length);
   auto* p = static_cast<std::uint8_t*>(data);
   Expected<Ticket> last = Ticket{0};
   do {
@@ -41,6 +46,23 @@ Status LeaseConnection::write(std::uint64_t offset, const void* src, std::size_t
   auto t = post_write(offset, src, length);
   if (!t) return t.error();
   return wait(*t);
+}
+
+Status LeaseConnection::discard(std::uint64_t offset, std::uint64_t length) {
+  if (!wire::in_bounds(offset, length, lease_bytes())) return outside_the_lease(offset, length);
+  Expected<Ticket> last = Ticket{0};
+  do {
+    // Pieces end where the lease's offset is a multiple of max_transfer, a
+    // page boundary in the donor's pool too (a lease starts on one), so that
+    // splitting leaves no page straddling two pieces merely zeroed.
+    std::uint64_t to_boundary = wire::max_transfer - offset % wire::max_transfer;
+    auto piece = static_cast<std::uint32_t>(std::min(length, to_boundary));
+    last = post_discard(offset, piece);
+    if (!last) return last.error();
+    offset += piece;
+    length -= piece;
+  } while (length > 0);
+  return wait(*last);
 }
 
 Expected<TransportChoice> choose_transport(TransportKind asked) {

@@ -53,6 +53,14 @@ class LeaseConnection {
   Status read(std::uint64_t offset, void* dst, std::size_t length);
   Status write(std::uint64_t offset, const void* src, std::size_t length);
 
+  // The range is free: afterwards it reads zeros. Returns once the donor has
+  // done it, after every transfer posted before it, within the I/O timeout
+  // (per piece of wire::max_transfer). Over TCP the donor also gives the
+  // range's whole pool pages back to the OS. Over verbs, which keeps no
+  // control connection to the donor, it is RDMA WRITEs of zeros: erased, not
+  // freed, until the lease ends.
+  Status discard(std::uint64_t offset, std::uint64_t length);
+
   // Where transfers will land, so that verbs can register that memory once
   // instead of per transfer. TCP needs nothing.
   virtual Status register_memory(void* base, std::size_t length) { return ok(); }
@@ -71,9 +79,12 @@ class LeaseConnection {
   // One transfer within the lease, of at most wire::max_transfer bytes; the
   // base class checks bounds and splits larger ones.
   virtual Expected<Ticket> post_one(Direction d, std::uint64_t offset, void* data, std::uint32_t length) = 0;
+  // One discard within the lease, likewise checked and split by the base class.
+  virtual Expected<Ticket> post_discard(std::uint64_t offset, std::uint32_t length) = 0;
 
  private:
   Expected<Ticket> post(Direction d, std::uint64_t offset, void* data, std::size_t length);
+  Error outside_the_lease(std::uint64_t offset, std::uint64_t length) const;
 };
 
 // Connects to the lease with the transport asked for. `automatic` picks verbs

@@ -19,6 +19,7 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <atomic>
 #include <cerrno>
@@ -280,6 +281,26 @@ class VerbsTransport final : public LeaseConnection {
     return next_ticket_;
   }
 
+  // This transport keeps no control connection to the donor (the hello is
+  // read on a short-lived one, the rest is RDMA), so the donor cannot be
+  // asked to punch the range out: it is overwritten with zeros instead, which
+  // erases it but leaves the memory resident until the lease ends.
+  Expected<Ticket> post_discard(std::uint64_t offset, std::uint32_t length) override {
+    if (zeros_.empty()) {
+      zeros_.assign(zero_block, 0);
+      if (auto s = register_memory(zeros_.data(), zeros_.size()); !s) return s.error();
+    }
+    Expected<Ticket> last = Ticket{0};
+    do {
+      auto piece = std::min<std::uint32_t>(length, zero_block);
+      last = post_one(Direction::write, offset, zeros_.data(), piece);
+      if (!last) return last;
+      offset += piece;
+      length -= piece;
+    } while (length > 0);
+    return last;
+  }
+
   Status fail(const std::string& why) {
     if (!broken_) {
       broken_ = true;
@@ -297,6 +318,9 @@ class VerbsTransport final : public LeaseConnection {
   ibv_comp_channel* cc_ = nullptr;
   ibv_cq* cq_ = nullptr;
   std::vector<ibv_mr*> mrs_;
+  // The source of every discard's writes, never written after it is made.
+  static constexpr std::uint32_t zero_block = 1u << 20;
+  std::vector<std::uint8_t> zeros_;
   std::uint64_t remote_addr_ = 0;
   std::uint32_t rkey_ = 0;
   bool connected_ = false;

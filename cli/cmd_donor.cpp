@@ -84,7 +84,9 @@ Action add_donor(CLI::App& app) {
     sigwait(&stop, &sig);
     (*server)->stop();
     auto st = (*pool)->stats();
-    o.log("stopped by signal " + std::to_string(sig) + "; " + std::to_string(st.leases) + " leases were live");
+    o.log("stopped by signal " + std::to_string(sig) + "; " + std::to_string(st.leases) + " leases were live, " +
+          std::to_string(st.resident_bytes) + " bytes resident, " + std::to_string(st.discarded_bytes) +
+          " bytes discarded by recipients");
     return exit_ok;
   };
 }

@@ -1,5 +1,6 @@
 #include "rdma/mirror.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -149,6 +150,22 @@ Status MirrorFile::sync() {
 Status MirrorFile::resize(std::uint64_t bytes) {
   if (::ftruncate(fd_.get(), static_cast<off_t>(bytes)) != 0) return sys_error("mirror " + path_ + ": resize", errno);
   bytes_ = bytes;
+  return ok();
+}
+
+Status MirrorFile::punch(std::uint64_t offset, std::uint64_t length) {
+  if (length == 0) return ok();
+  if (::fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                  static_cast<off_t>(length)) == 0)
+    return ok();
+  if (errno != EOPNOTSUPP) return sys_error("mirror " + path_ + ": punch", errno);
+  // A datastore without holes: zeros, written, are just as good a copy.
+  static const std::vector<std::uint8_t> zeros(1 << 20);
+  for (std::uint64_t done = 0; done < length;) {
+    std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(length - done, zeros.size()));
+    if (auto s = write(offset + done, zeros.data(), n); !s) return s;
+    done += n;
+  }
   return ok();
 }
 

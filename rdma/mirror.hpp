@@ -42,6 +42,8 @@ class MirrorFile {
   Status write(std::uint64_t offset, const void* src, std::size_t length);
   Status read(std::uint64_t offset, void* dst, std::size_t length) const;
   Status resize(std::uint64_t bytes);
+  // The range reads as zeros and its blocks go back to the datastore.
+  Status punch(std::uint64_t offset, std::uint64_t length);
   // fdatasync now.
   Status sync();
   // Deletes the file (recipient gone, or the VM borrows nothing any more).

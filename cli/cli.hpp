@@ -20,6 +20,7 @@ using Action = std::function<int()>;
 Action add_donor(CLI::App& app);
 Action add_plan(CLI::App& app);
 Action add_probe(CLI::App& app);
+Action add_mount(CLI::App& app);
 Action add_run(CLI::App& app);
 Action add_state(CLI::App& app);
 Action add_version(CLI::App& app);

@@ -4,7 +4,10 @@
 
 #include "rdma/donor.hpp"
 #include "rdma/region.hpp"
+#include "tests/support/child.hpp"
 #include "tests/support/pattern.hpp"
+
+#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <filesystem>
@@ -33,5 +36,22 @@ struct LocalDonor {
   std::shared_ptr<rdma::DonorPool> pool;
   std::unique_ptr<rdma::DonorServer> server;
 };
+
+// A `memlend donor` child with its own secret file, on a loopback port.
+struct DonorProcess {
+  DonorProcess(const TempDir& dir, const std::string& name, int pool_mib = 64);
+  rdma::LeaseTarget grant(std::uint64_t bytes);
+  // The pool's figures, as any client asks for them.
+  rdma::PoolStats stats();
+
+  std::string secret_file;
+  std::string address;
+  rdma::Secret secret{};
+  std::unique_ptr<Child> child;
+  std::unique_ptr<rdma::DonorClient> client;  // keeps granted leases from looking orphaned
+};
+
+// The last line of a command's stdout, as JSON (what --json printed).
+nlohmann::json last_json_line(const std::string& out);
 
 }  // namespace memlend::test

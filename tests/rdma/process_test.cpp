@@ -18,48 +18,12 @@
 using namespace memlend;
 using namespace memlend::rdma;
 using std::chrono::seconds;
+using test::DonorProcess;
+using test::last_json_line;
 
 namespace {
 
 const std::string binary = MEMLEND_BINARY;
-
-// A `memlend donor` child with its own secret file.
-struct DonorProcess {
-  DonorProcess(const test::TempDir& dir, const std::string& name, int pool_mib = 64)
-      : secret_file(dir.path() + "/" + name + ".secret") {
-    std::ofstream(secret_file) << "pool secret of " << name << '\n';
-    ::chmod(secret_file.c_str(), 0600);
-    child = std::make_unique<test::Child>(std::vector<std::string>{
-        binary, "donor", "--listen", "127.0.0.1:0", "--pool-mib", std::to_string(pool_mib), "--transport", "tcp",
-        "--secret-file", secret_file});
-    std::string line = child->wait_stdout("listening on ", seconds(20));
-    BOOST_TEST_REQUIRE(!line.empty(), "donor did not start: " << child->err());
-    address = line.substr(std::string("listening on ").size());
-    address = address.substr(0, address.find(' '));
-    secret = *load_secret_file(secret_file);
-  }
-
-  LeaseTarget grant(std::uint64_t bytes) {
-    auto c = DonorClient::connect(address, secret);
-    BOOST_TEST_REQUIRE(bool(c));
-    auto l = (*c)->grant(bytes);
-    BOOST_TEST_REQUIRE(bool(l), (l ? "" : l.error().message));
-    client = std::move(*c);  // keeps the lease from looking orphaned
-    return *l;
-  }
-
-  std::string secret_file;
-  std::string address;
-  Secret secret{};
-  std::unique_ptr<test::Child> child;
-  std::unique_ptr<DonorClient> client;
-};
-
-nlohmann::json last_json_line(const std::string& out) {
-  auto end = out.find_last_not_of('\n');
-  auto start = out.rfind('\n', end);
-  return nlohmann::json::parse(out.substr(start == std::string::npos ? 0 : start + 1, end + 1));
-}
 
 // Waits (bounded) until `done` holds; false when it never did.
 template <class F>

@@ -60,7 +60,8 @@ class Client {
   // trying again while it is not there yet (QEMU makes it a moment after it
   // starts) until the timeout; then the greeting and qmp_capabilities.
   static Expected<Client> connect(const std::string& socket_path, Millis timeout, Limits limits = {});
-  // The same handshake over a socket already connected; the Client owns `fd`.
+  // The same handshake over a socket already connected. The Client owns `fd`
+  // from here, and closes it when the handshake fails too.
   static Expected<Client> over(int fd, Millis timeout, Limits limits = {});
 
   Client(Client&& other) noexcept;

@@ -50,9 +50,20 @@ if [[ ! -f $dir/done ]]; then
   rm -rf "$dir" && mkdir -p "$dir"
   # As root, apt would hand the download to its _apt user, who may not write
   # into a build tree; the fetch happens as whoever runs the build.
-  if ! (cd "$dir" && apt-get download -q -o APT::Sandbox::User="$(id -un)" "$package" >"$dir/download.log" 2>&1); then
-    unavailable "apt-get download $package failed: $(tail -n 1 "$dir/download.log")"
+  # A mirror out of reach must not hold every build for apt's retries.
+  if ! (cd "$dir" && apt-get download -q -o APT::Sandbox::User="$(id -un)" -o Acquire::Retries=0 \
+          -o Acquire::http::Timeout=15 "$package" >"$dir/download.log" 2>&1); then
+    why="apt-get download $package failed: $(tail -n 1 "$dir/download.log")"
+    rm -rf "$dir"
+    [[ -n $last ]] || unavailable "$why"
+    # A mirror out of reach is no reason to lose the kernel fetched before;
+    # apt is asked again in a day.
+    echo "guest image: $why; keeping $last" >&2
+    package=$last dir=$kernels/$last
+    touch "$dir/done"
   fi
+fi
+if [[ ! -f $dir/done ]]; then
   dpkg-deb -x "$dir"/*.deb "$dir/root" || unavailable "dpkg-deb -x of $package failed"
   rm -f "$dir"/*.deb
   touch "$dir/done"

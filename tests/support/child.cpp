@@ -63,7 +63,12 @@ Child::Child(const std::vector<std::string>& argv, Options options) {
     if (!options.cgroup_procs.empty()) {
       // "0" is the writer itself; only async-signal-safe calls between fork and exec.
       int cg = open(options.cgroup_procs.c_str(), O_WRONLY | O_CLOEXEC);
-      if (cg < 0 || write(cg, "0", 1) != 1) _exit(126);
+      if (cg < 0 || write(cg, "0", 1) != 1) {
+        static const char why[] = "Child: cannot join its cgroup\n";
+        ssize_t said = write(2, why, sizeof why - 1);
+        (void)said;
+        _exit(126);
+      }
       close(cg);
     }
     execv(args[0], args.data());

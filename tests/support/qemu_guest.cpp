@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -45,7 +46,10 @@ Expected<std::unique_ptr<QemuGuest>> QemuGuest::start(const GuestImage& image, c
   g->dir_ = make_temp_dir("qemu");
   Child::Options child_options(g->dir_ + "/qemu");  // qemu.out is the console
   if (options.cgroup_limit > 0) {
-    auto group = cgroup::MemoryCgroup::create("memlend-qemu-" + std::to_string(::getpid()), options.cgroup_limit);
+    // Unique on the machine, so that guests of one test or of tests side by side never share one.
+    static std::atomic<int> count{0};
+    auto group = cgroup::MemoryCgroup::create(
+        "memlend-qemu-" + std::to_string(::getpid()) + "-" + std::to_string(count++), options.cgroup_limit);
     if (!group) return group.error();
     g->cgroup_.emplace(std::move(*group));
     child_options.cgroup_procs = g->cgroup_->procs_file();

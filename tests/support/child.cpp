@@ -60,6 +60,17 @@ Child::Child(const std::vector<std::string>& argv, Options options) {
     if (null >= 0) dup2(null, 0);
     if (options.keep_fd >= 0) fcntl(options.keep_fd, F_SETFD, 0);
     if (!options.workdir.empty() && chdir(options.workdir.c_str()) != 0) _exit(127);
+    if (!options.cgroup_procs.empty()) {
+      // "0" is the writer itself; only async-signal-safe calls between fork and exec.
+      int cg = open(options.cgroup_procs.c_str(), O_WRONLY | O_CLOEXEC);
+      if (cg < 0 || write(cg, "0", 1) != 1) {
+        static const char why[] = "Child: cannot join its cgroup\n";
+        ssize_t said = write(2, why, sizeof why - 1);
+        (void)said;
+        _exit(126);
+      }
+      close(cg);
+    }
     execv(args[0], args.data());
     _exit(127);
   }

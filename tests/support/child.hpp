@@ -29,6 +29,9 @@ struct ChildOptions {
   std::string log_file;
   int keep_fd = -1;  // a descriptor that stays open in the child
   std::string workdir;
+  // A cgroup's cgroup.procs the child joins before exec, so that all it ever
+  // charges counts there (memory stays charged where it was first touched).
+  std::string cgroup_procs;
 };
 
 class Child {

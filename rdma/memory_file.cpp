@@ -171,7 +171,11 @@ struct MemoryFile::Impl {
   // With mu held: where block b lives now; nullopt if it has no slot.
   std::optional<Route> route_locked(std::uint64_t b) const {
     if (map[b] == no_slot) return std::nullopt;
-    std::uint64_t li = map[b] >> 32, slot = map[b] & 0xffffffffu;
+    return route_locked_slot(map[b] >> 32, map[b] & 0xffffffffu);
+  }
+
+  // With mu held: where slot `slot` of lease li is reached now.
+  Route route_locked_slot(std::uint64_t li, std::uint64_t slot) const {
     const FileLease& l = *leases[li];
     Route r{nullptr, li, slot * cfg.block_bytes};
     if (l.health == Health::active) r.donor = l.pool;
@@ -184,14 +188,23 @@ struct MemoryFile::Impl {
     return route_locked(b);
   }
 
-  // With mu held: takes a free slot of an active lease, or nullopt.
-  std::optional<Route> free_slot_locked() {
-    for (std::uint64_t li = 0; li < leases.size(); ++li) {
-      auto& l = leases[li];
-      if (!l || l->health != Health::active || l->draining || l->free.empty()) continue;
-      std::uint64_t slot = l->free.back();
-      l->free.pop_back();
-      return Route{l->pool, li, slot * cfg.block_bytes};
+  // With mu held: takes a free slot, or nullopt. An active lease's first; a
+  // degraded one's (the mirror alone holds the block until the lease is
+  // re-homed, and the re-home copies it) only when no donor has room: a guest
+  // that plugged memory before the donor died may still write any of it, and
+  // a write refused then would be data the kernel drops.
+  std::optional<Route> free_slot_locked(bool mirror_only_ok = true) {
+    for (Health want : {Health::active, Health::degraded}) {
+      if (want == Health::degraded && !mirror_only_ok) break;
+      for (std::uint64_t li = 0; li < leases.size(); ++li) {
+        auto& l = leases[li];
+        if (!l || l->health != want || l->draining || l->free.empty()) continue;
+        if (want == Health::degraded && (!cfg.mirror || mirror_broken)) continue;
+        std::uint64_t slot = l->free.back();
+        l->free.pop_back();
+        auto r = route_locked_slot(li, slot);
+        return r;
+      }
     }
     return std::nullopt;
   }
@@ -480,7 +493,7 @@ Status MemoryFile::remove_lease(std::uint64_t id) {
       std::lock_guard<std::mutex> lock(r.mu);
       from = r.route_locked(b);
       if (!from || from->lease != li) continue;  // punched meanwhile
-      to = r.free_slot_locked();
+      to = r.free_slot_locked(false);
     }
     if (!to) {
       stop_draining();

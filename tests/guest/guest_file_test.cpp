@@ -7,7 +7,7 @@
 // file here is a plain one in a temporary directory; the FUSE file memlend
 // serves takes its place later.
 
-#include "tests/support/qemu_guest.hpp"
+#include "tests/guest/guest_common.hpp"
 
 #include <fcntl.h>
 #include <sys/statfs.h>
@@ -21,39 +21,6 @@ using namespace memlend::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-constexpr std::uint64_t mib = 1 << 20;
-
-const GuestImage& image() {
-  static const GuestImage g = guest_image(MEMLEND_GUEST_DIR);
-  return g;
-}
-
-boost::test_tools::assertion_result can_boot(boost::unit_test::test_unit_id) {
-  boost::test_tools::assertion_result ok(true);
-  if (::geteuid() != 0) {
-    ok = false;
-    ok.message() << "booting a guest with its memory in a cgroup needs root";
-  } else if (qemu_binary().empty()) {
-    ok = false;
-    ok.message() << "no qemu-system-x86_64 (the qemu-system-x86 package)";
-  } else if (!image().unavailable.empty()) {
-    ok = false;
-    ok.message() << "no guest to boot: " << image().unavailable;
-  }
-  return ok;
-}
-
-boost::test_tools::assertion_result can_boot_in_a_cgroup(boost::unit_test::test_unit_id id) {
-  auto ok = can_boot(id);
-  if (!ok) return ok;
-  auto probe = cgroup::MemoryCgroup::create("memlend-probe-" + std::to_string(::getpid()), 64 * mib);
-  if (!probe) {
-    ok = false;
-    ok.message() << "no memory cgroup to be had: " << probe.error().message;
-  }
-  return ok;
-}
 
 // The temporary directory of one test, and the sparse file in it that the
 // guest's plugged memory lives on.
@@ -77,56 +44,13 @@ struct MemoryFile {
   std::string dir, path;
 };
 
-std::uint64_t field(const std::string& line, const std::string& key) {
-  std::smatch m;
-  std::regex re("\\b" + key + "=([0-9]+)");
-  return std::regex_search(line, m, re) ? std::stoull(m[1]) : ~0ull;
-}
-
-std::string tail(const std::string& text, std::size_t n = 3000) {
-  return text.size() <= n ? text : text.substr(text.size() - n);
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
-void report_rss(QemuGuest& g, const char* when) {
-  auto r = g.rss();
-  BOOST_TEST_MESSAGE("QEMU's memory " << when << ": anon " << r.anon_kib / 1024 << " MiB, file "
-                                      << r.file_kib / 1024 << " MiB, shmem " << r.shmem_kib / 1024
-                                      << " MiB, peak RSS " << r.peak_kib / 1024 << " MiB");
-}
-
-// Boots the guest on `file` and plugs `plug` through QMP, asked at once:
-// QEMU holds the request until the guest's driver comes up. The guest stays
-// up after its last line until the test ends it.
-std::unique_ptr<QemuGuest> boot_and_plug(const MemoryFile& file, std::uint64_t memdev, std::uint64_t plug,
-                                         const std::string& kernel_args, std::uint64_t cgroup_limit = 0) {
-  QemuGuestOptions o;
-  o.memory_file = file.path;
-  o.memdev_bytes = memdev;
-  o.base_bytes = 256 * mib;
-  o.cgroup_limit = cgroup_limit;
-  o.kernel_args = "memlend.plug_mib=" + std::to_string(plug / mib) + " memlend.passes=2 memlend.wait_s=120 " +
-                  "memlend.linger_s=300 " + kernel_args;
-  auto started = std::chrono::steady_clock::now();
-  auto guest = QemuGuest::start(image(), qemu_binary(), o);
-  BOOST_TEST_REQUIRE(static_cast<bool>(guest), (guest ? "" : guest.error().message));
-  auto& g = **guest;
-  auto plugged = g.qmp().set_requested_size(o.device_id, plug, 180s);
-  BOOST_TEST_REQUIRE(static_cast<bool>(plugged), (plugged ? "" : plugged.error().message) << "\n" << tail(g.console()));
-  BOOST_TEST_MESSAGE(plug / mib << " MiB plugged " << seconds_since(started) << " s after QEMU started");
-  return std::move(*guest);
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(a_guest_writes_every_byte_plugged_from_a_file_and_gives_it_back,
                      *boost::unit_test::precondition(can_boot)) {
   MemoryFile file(512 * mib);
   auto started = std::chrono::steady_clock::now();
-  auto guest = boot_and_plug(file, 512 * mib, 256 * mib, "memlend.unplug=1");
+  auto guest = boot_and_plug(file.path, 512 * mib, 256 * mib, "memlend.unplug=1");
   QemuGuest& g = *guest;
   const auto& o = g.options();
   auto size = g.qmp().memory_device_size(o.device_id);
@@ -175,7 +99,7 @@ BOOST_AUTO_TEST_CASE(a_memory_cgroup_smaller_than_the_plugged_memory_bounds_its_
     return;
   }
   auto started = std::chrono::steady_clock::now();
-  auto guest = boot_and_plug(file, 768 * mib, 640 * mib, "memlend.fill_mib=600", 384 * mib);
+  auto guest = boot_and_plug(file.path, 768 * mib, 640 * mib, "memlend.fill_mib=600", 384 * mib);
   QemuGuest& g = *guest;
   const auto& o = g.options();
   std::string result = g.wait_line("MEMLEND-GUEST ", 300s);

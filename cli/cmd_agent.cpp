@@ -1,5 +1,6 @@
 #include "node/controller.hpp"
 #include "cli/cli.hpp"
+#include "cli/guest_flags.hpp"
 #include "cli/cluster_flags.hpp"
 #include "cli/config_file.hpp"
 #include "cli/logging.hpp"
@@ -25,6 +26,7 @@ Action add_agent(CLI::App& app) {
     std::string datastore = "memlend-datastore";
     std::string data_path = "on";
     std::uint64_t data_kib_per_gib = 1024;
+    GuestFlags guests;
     std::string metrics;
     std::string log_level;
   };
@@ -42,8 +44,9 @@ Action add_agent(CLI::App& app) {
   cmd->add_option("--data-path", f->data_path,
                   "on: serve this host's memory on --listen and map its VMs' remote memory,\n"
                   "checked by a guest workload; off: the data path is only simulated (default on)");
-  cmd->add_option("--data-kib-per-gib", f->data_kib_per_gib,
+  auto* scale = cmd->add_option("--data-kib-per-gib", f->data_kib_per_gib,
                   "Real memory moved per GiB lent, in KiB; must equal the controller's (default 1024)");
+  add_guest_flags(cmd, f->guests, scale);
   add_cluster_flags(cmd, f->cluster);
   add_metrics_option(cmd, f->metrics, "nothing is served (the controller serves the cluster's metrics)");
   add_log_level(cmd, f->log_level, "info");
@@ -80,6 +83,9 @@ Action add_agent(CLI::App& app) {
       return bad_input("--data-path: \"" + f->data_path + "\" is neither on nor off");
     if (f->data_kib_per_gib < 4 || f->data_kib_per_gib > 1024 * 1024)
       return bad_input("--data-kib-per-gib: must be between 4 and 1048576");
+    auto guests = guest_options(f->guests, f->data_kib_per_gib, f->data_path == "on", *sc);
+    if (!guests) return bad_input(guests.error().message);
+    o.data.guests = *guests;
     o.data.enabled = f->data_path == "on";
     o.data.bytes_per_mib = f->data_kib_per_gib;
     auto wanted = metrics_request(f->metrics, "");

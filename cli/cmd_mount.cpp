@@ -135,7 +135,7 @@ Action add_mount(CLI::App& app) {
     cfg.block_bytes = block;
     cfg.mirror = mirror;
     cfg.transport = *kind;
-    cfg.on_event = [&log](const rdma::RegionEvent& e) { log(std::string(rdma::region_event_name(e.kind)) + ": " + e.detail); };
+    cfg.on_event = [&log](std::uint64_t, const rdma::RegionEvent& e) { log(std::string(rdma::region_event_name(e.kind)) + ": " + e.detail); };
     auto file = rdma::MemoryFile::create(cfg);
     rdma::Status added = file ? (*file)->add_lease(lease->where.id, *lease) : rdma::Status(file.error());
     if (!added) {

@@ -3,6 +3,7 @@
 #include "node/recovery.hpp"
 #include "persistence/store.hpp"
 #include "cli/cli.hpp"
+#include "cli/guest_flags.hpp"
 #include "cli/cluster_flags.hpp"
 #include "cli/config_file.hpp"
 #include "cli/logging.hpp"
@@ -31,6 +32,7 @@ struct RunFlags {
   ClusterFlags cluster;
   std::string data_path = "on";
   std::uint64_t data_kib_per_gib = 1024;
+  GuestFlags guests;
   std::string metrics;
   std::string log_level;
   std::string db = store::default_db_path;
@@ -82,8 +84,9 @@ Action add_run(CLI::App& app) {
                   "on: every simulated host serves its memory over TCP on loopback, leases are\n"
                   "really mapped (userfaultfd) and a guest workload writes and checks them;\n"
                   "off: the data path is only simulated (default on)");
-  cmd->add_option("--data-kib-per-gib", f->data_kib_per_gib,
+  auto* scale = cmd->add_option("--data-kib-per-gib", f->data_kib_per_gib,
                   "Real memory moved per GiB lent, in KiB (default 1024: 48 GiB lent is 48 MiB)");
+  add_guest_flags(cmd, f->guests, scale);
   cmd->add_flag("--quiet", f->quiet, "Print nothing as it goes (the event log is still written)");
   cmd->add_flag("--show-scenario", f->show_scenario, "Print the scenario that would run, and exit");
   cmd->add_option("--listen", f->listen,
@@ -151,6 +154,9 @@ Action add_run(CLI::App& app) {
       return bad_input("--data-path: \"" + f->data_path + "\" is neither on nor off");
     if (f->data_kib_per_gib < 4 || f->data_kib_per_gib > 1024 * 1024)
       return bad_input("--data-kib-per-gib: must be between 4 and 1048576");
+    auto guests = guest_options(f->guests, f->data_kib_per_gib, f->data_path == "on" && !f->dry_run, *sc);
+    if (!guests) return bad_input(guests.error().message);
+    o.data.guests = *guests;
     o.data.enabled = f->data_path == "on" && !f->dry_run;
     o.data.bytes_per_mib = f->data_kib_per_gib;  // KiB per GiB is bytes per MiB
     o.sink.console = !f->quiet;

@@ -1,5 +1,6 @@
 #include "dataplane/data_plane.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <vector>
 
@@ -47,6 +48,7 @@ void DataPlane::shutdown() {
     for (auto& [key, r] : regions) r->region->detach();
   };
   detach_all();
+  if (guests_) guests_->stop();
   std::vector<rdma::DonorServer*> servers;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -236,9 +238,25 @@ rdma::RegionConfig DataPlane::region_config(Vm& v, const std::string& vm, std::u
   return c;
 }
 
+rdma::Status DataPlane::serve_guests(GuestMemoryOptions options) {
+  if (guests_) return Error{"guest memory is served already"};
+  options.datastore = options_.datastore;
+  options.transport = options_.transport;
+  options.timeouts = options_.timeouts;
+  options.on_event = [this](const std::string& vm, std::uint64_t lease, const rdma::RegionEvent& e) {
+    std::lock_guard<std::mutex> lock(listener_mu_);
+    if (listener_) listener_(vm, lease, e);
+  };
+  auto g = GuestMemory::start(options);
+  if (!g) return g.error();
+  guests_ = std::move(*g);
+  return rdma::ok();
+}
+
 rdma::Status DataPlane::attach(const std::string& vm, std::uint64_t lease, std::int64_t mib, const LeaseAccess& access) {
   auto a = rdma::target_of(access, bytes(mib));
   if (!a) return Error{a.error().message};
+  if (guests_ && guests_->serves(vm)) return guests_->attach(vm, lease, *a);
   auto link = rdma::connect_link(*a, options_.transport, options_.timeouts);
   if (!link) return Error{"connecting to " + access.addr + ": " + link.error().message};
   rdma::RegionConfig config;
@@ -267,6 +285,7 @@ rdma::Status DataPlane::attach(const std::string& vm, std::uint64_t lease, std::
 }
 
 void DataPlane::fail_over(const std::string& vm, std::uint64_t lease, const std::string& why) {
+  if (guests_ && guests_->serves(vm)) return guests_->fail_over(vm, lease, why);
   std::shared_ptr<Region> r;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -279,6 +298,11 @@ void DataPlane::fail_over(const std::string& vm, std::uint64_t lease, const std:
 
 rdma::Status DataPlane::rehome(const std::string& vm, std::uint64_t old_lease, std::uint64_t lease,
                                const LeaseAccess& access) {
+  if (guests_ && guests_->serves(vm)) {
+    auto a = rdma::target_of(access, 0);
+    if (!a) return Error{a.error().message};
+    return guests_->rehome(vm, old_lease, lease, *a);
+  }
   std::shared_ptr<Region> r;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -305,6 +329,13 @@ rdma::Status DataPlane::rehome(const std::string& vm, std::uint64_t old_lease, s
 }
 
 void DataPlane::detach(const std::string& vm, std::uint64_t lease) {
+  if (guests_ && guests_->serves(vm)) {
+    // A guest that will not give the memory back keeps the lease's blocks
+    // in its file; the lease is released by the caller all the same, and
+    // those blocks then fail as a dead donor's would.
+    (void)guests_->detach(vm, lease);
+    return;
+  }
   std::shared_ptr<Region> r;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -336,11 +367,16 @@ void DataPlane::remove_mirror(const std::string& vm) {
 }
 
 bool DataPlane::has_region(const std::string& vm, std::uint64_t lease) const {
+  if (guests_ && guests_->serves(vm)) {
+    auto ids = guests_->leases_of(vm);
+    return std::find(ids.begin(), ids.end(), lease) != ids.end();
+  }
   std::lock_guard<std::mutex> lock(mu_);
   return regions_.count({vm, lease}) > 0;
 }
 
 std::vector<std::uint64_t> DataPlane::regions_of(const std::string& vm) const {
+  if (guests_ && guests_->serves(vm)) return guests_->leases_of(vm);
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<std::uint64_t> out;
   for (const auto& [key, r] : regions_)
@@ -349,6 +385,23 @@ std::vector<std::uint64_t> DataPlane::regions_of(const std::string& vm) const {
 }
 
 rdma::RegionStats DataPlane::region_stats(const std::string& vm, std::uint64_t lease) const {
+  if (guests_ && guests_->serves(vm)) {
+    // The VM's file as a whole: its leases share its counters.
+    auto f = guests_->stats(vm);
+    rdma::RegionStats r;
+    r.state = f.lost_leases ? rdma::RegionState::failed
+              : f.degraded_leases ? rdma::RegionState::degraded : rdma::RegionState::remote;
+    r.error = f.error;
+    r.bytes_read = f.bytes_fetched;
+    r.bytes_written = f.bytes_written_back;
+    r.mirror_bytes_read = f.mirror_bytes_read;
+    r.mirror_bytes_written = f.mirror_bytes_written;
+    r.failovers = f.failovers;
+    r.rehomes = f.rehomes;
+    r.mirror_failed = f.mirror_failed;
+    r.fault_latency = f.read_latency;
+    return r;
+  }
   std::lock_guard<std::mutex> lock(mu_);
   auto it = regions_.find({vm, lease});
   return it == regions_.end() ? rdma::RegionStats{} : it->second->region->stats();

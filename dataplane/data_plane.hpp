@@ -12,6 +12,7 @@
 
 #include "core/expected.hpp"
 #include "core/lease_access.hpp"
+#include "dataplane/guest_memory.hpp"
 #include "rdma/common.hpp"
 #include "rdma/donor.hpp"
 #include "rdma/mirror.hpp"
@@ -103,6 +104,12 @@ class DataPlane {
   void release(const std::string& donor_host, const LeaseAccess& lease);
 
   // ---- recipient side (worker thread) ----
+  // Serves the memory of real QEMU guests (guest_memory.hpp): leases of the
+  // VMs it names go to their memory files and are plugged through QMP,
+  // unscaled (the CLI allows them only at 1 MiB per MiB). Once, before any
+  // lease is attached.
+  rdma::Status serve_guests(GuestMemoryOptions options);
+  const GuestMemory* guests() const { return guests_.get(); }
   // A region for control-plane lease `lease` of `vm`, reaching `access`.
   rdma::Status attach(const std::string& vm, std::uint64_t lease, std::int64_t mib, const LeaseAccess& access);
   // The control plane knows the donor is gone: read the mirror from now on.
@@ -165,6 +172,7 @@ class DataPlane {
   DataPathTotals ended_;  // what detached regions did (no mirror_lag)
   std::map<std::pair<std::string, std::uint64_t>, std::shared_ptr<Region>> regions_;
 
+  std::unique_ptr<GuestMemory> guests_;  // set once, before any lease
   std::mutex listener_mu_;
   RegionListener listener_;
   mutable std::mutex jobs_mu_;

@@ -98,6 +98,8 @@ Expected<std::shared_ptr<DataPlane>> start_data_plane(const RunOptions& o) {
   d.datastore = o.datastore;
   // Each pool gets a random secret: it only needs to be unguessable for this one run.
   auto plane = std::make_shared<DataPlane>(d);
+  if (!o.data.guests.vms.empty())
+    if (auto s = plane->serve_guests(o.data.guests); !s) return Error{"--memory-dir: " + s.error().message};
   for (const auto& h : o.scenario.hosts) {
     if (!h.up) continue;
     auto addr = plane->serve(h.name, h.memory_mib, "127.0.0.1:0");
@@ -285,6 +287,12 @@ int run_agent(const AgentOptions& options) {
       return 2;
     }
     data_addr = *addr;
+    if (!options.data.guests.vms.empty()) {
+      if (auto s = plane->serve_guests(options.data.guests); !s) {
+        std::cerr << "memlend: --memory-dir: " << s.error().message << '\n';
+        return 2;
+      }
+    }
     guest = std::make_shared<demo::GuestWorkload>(*plane);
   }
   int status = run_agent_actors(options, plane, guest, data_addr);

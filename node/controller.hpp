@@ -41,6 +41,7 @@ struct ControllerNetwork {
 struct DataPathOptions {
   bool enabled = false;
   std::uint64_t bytes_per_mib = 1024;  // real bytes per MiB lent
+  GuestMemoryOptions guests;           // real QEMU guests, if any VMs are named
 };
 
 struct RunOptions {

@@ -1,4 +1,5 @@
 #include "rdma/memory_file.hpp"
+#include "rdma/connection_pool.hpp"
 #include "rdma/protocol.hpp"
 
 #include <algorithm>
@@ -16,98 +17,6 @@ namespace {
 
 constexpr std::uint64_t no_slot = ~std::uint64_t{0};
 constexpr std::size_t lock_stripes = 256;
-
-// The connections to one lease, lent to requests one at a time: a
-// connection carries one request's transfers in order, and a few of them let
-// requests for different blocks overlap.
-class ConnectionPool {
- public:
-  ConnectionPool(LeaseTarget target, TransportKind kind, Timeouts t, unsigned max)
-      : target_(std::move(target)), kind_(kind), t_(t), max_(std::max(1u, max)) {}
-  ~ConnectionPool() { interrupt(); }
-
-  class Lent {
-   public:
-    Lent(ConnectionPool& pool, std::unique_ptr<LeaseConnection> c) : pool_(&pool), c_(std::move(c)) {}
-    Lent(Lent&& o) noexcept : pool_(o.pool_), c_(std::move(o.c_)) {}
-    ~Lent() {
-      if (c_) pool_->give_back(std::move(c_), ok_);
-    }
-    LeaseConnection* operator->() const { return c_.get(); }
-    // A failed transfer breaks its connection for good (transport.hpp).
-    void broken() { ok_ = false; }
-
-   private:
-    ConnectionPool* pool_;
-    std::unique_ptr<LeaseConnection> c_;
-    bool ok_ = true;
-  };
-
-  Expected<Lent> take() {
-    std::unique_lock<std::mutex> lock(mu_);
-    auto deadline = Clock::now() + t_.connect + t_.io;
-    for (;;) {
-      if (interrupted_) return Error{"the lease's connections were cut", ErrorCode::unavailable};
-      if (!idle_.empty()) {
-        auto c = std::move(idle_.back());
-        idle_.pop_back();
-        lent_.push_back(c.get());
-        return Lent(*this, std::move(c));
-      }
-      if (open_ < max_) break;
-      if (cv_.wait_until(lock, deadline) == std::cv_status::timeout)
-        return Error{"no connection to the lease came free in time", ErrorCode::timed_out};
-    }
-    ++open_;
-    lock.unlock();
-    auto c = connect_lease(target_, kind_, t_);
-    std::lock_guard<std::mutex> relock(mu_);
-    if (!c) {
-      --open_;
-      cv_.notify_one();
-      return c.error();
-    }
-    if (interrupted_) (*c)->interrupt();
-    lent_.push_back(c->get());
-    return Lent(*this, std::move(*c));
-  }
-
-  // Cuts every connection, idle or lent, so that no request waits out a
-  // timeout on a donor already known to be gone.
-  void interrupt() {
-    std::lock_guard<std::mutex> lock(mu_);
-    interrupted_ = true;
-    for (auto& c : idle_) c->interrupt();
-    for (auto* c : lent_) c->interrupt();
-    cv_.notify_all();
-  }
-
-  const LeaseTarget& target() const { return target_; }
-
- private:
-  friend class Lent;
-  void give_back(std::unique_ptr<LeaseConnection> c, bool ok) {
-    std::lock_guard<std::mutex> lock(mu_);
-    lent_.erase(std::find(lent_.begin(), lent_.end(), c.get()));
-    if (ok && !interrupted_) {
-      idle_.push_back(std::move(c));
-    } else {
-      --open_;
-    }
-    cv_.notify_one();
-  }
-
-  LeaseTarget target_;
-  TransportKind kind_;
-  Timeouts t_;
-  unsigned max_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::unique_ptr<LeaseConnection>> idle_;
-  std::vector<LeaseConnection*> lent_;
-  unsigned open_ = 0;
-  bool interrupted_ = false;
-};
 
 enum class Health { active, degraded, lost };
 
@@ -158,8 +67,8 @@ struct MemoryFile::Impl {
     return std::min(cfg.block_bytes, cfg.bytes - block_start(b));
   }
 
-  void emit(RegionEvent::Kind k, const std::string& detail) {
-    if (cfg.on_event) cfg.on_event(RegionEvent{k, detail});
+  void emit(std::uint64_t lease, RegionEvent::Kind k, const std::string& detail) {
+    if (cfg.on_event) cfg.on_event(lease, RegionEvent{k, detail});
   }
 
   FileLease* find_locked(std::uint64_t id) {
@@ -235,6 +144,7 @@ struct MemoryFile::Impl {
   void donor_lost(std::uint64_t li, const std::shared_ptr<ConnectionPool>& pool, const std::string& why) {
     std::string detail;
     bool mirrored = false;
+    std::uint64_t id = 0;
     {
       std::lock_guard<std::mutex> lock(mu);
       FileLease* l = li < leases.size() ? leases[li].get() : nullptr;
@@ -244,14 +154,15 @@ struct MemoryFile::Impl {
         return;
       }
       mirrored = cfg.mirror && !mirror_broken;
+      id = l->id;
       l->health = mirrored ? Health::degraded : Health::lost;
       detail = pool->target().where.addr + " (lease " + std::to_string(l->id) + "): " + why;
       error = "donor " + detail;
     }
     pool->interrupt();
     counts.failovers++;
-    emit(RegionEvent::Kind::donor_failed, detail);
-    emit(mirrored ? RegionEvent::Kind::failover_to_mirror : RegionEvent::Kind::region_failed, detail);
+    emit(id, RegionEvent::Kind::donor_failed, detail);
+    emit(id, mirrored ? RegionEvent::Kind::failover_to_mirror : RegionEvent::Kind::region_failed, detail);
   }
 
   void mirror_lost(const std::string& why) {
@@ -261,7 +172,17 @@ struct MemoryFile::Impl {
       mirror_broken = true;
       error = "mirror: " + why;
     }
-    emit(RegionEvent::Kind::mirror_failed, why);
+    // The mirror is the file's, not one lease's: told once, for the first.
+    std::uint64_t first = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      for (auto& l : leases)
+        if (l) {
+          first = l->id;
+          break;
+        }
+    }
+    emit(first, RegionEvent::Kind::mirror_failed, why);
   }
 
   Status read_piece(std::uint64_t b, std::uint64_t in, std::uint8_t* dst, std::size_t n) {
@@ -533,7 +454,7 @@ void MemoryFile::fail_over(std::uint64_t id, const std::string& reason) {
   r.donor_lost(li, pool, reason);
 }
 
-Status MemoryFile::rehome(std::uint64_t id, const LeaseTarget& target) {
+Status MemoryFile::rehome(std::uint64_t id, std::uint64_t new_id, const LeaseTarget& target) {
   auto& r = *impl_;
   std::uint64_t li = 0;
   auto next = std::make_shared<ConnectionPool>(target, r.cfg.transport, r.cfg.timeouts, r.cfg.connections);
@@ -546,6 +467,8 @@ Status MemoryFile::rehome(std::uint64_t id, const LeaseTarget& target) {
     if (l->health == Health::active) return Error{"lease " + std::to_string(id) + " has its donor", ErrorCode::refused};
     if (l->health == Health::lost) return Error{"lease " + std::to_string(id) + " had no mirror: its blocks are gone", ErrorCode::lost};
     if (l->next) return Error{"lease " + std::to_string(id) + " is being re-homed already", ErrorCode::refused};
+    if (new_id != id && r.find_locked(new_id))
+      return Error{"lease " + std::to_string(new_id) + " is in the file already", ErrorCode::invalid_input};
     if (target.bytes < l->slots * r.cfg.block_bytes) return Error{"the new lease is smaller than the old one", ErrorCode::invalid_input};
     while (r.leases[li].get() != l) ++li;
     l->next = next;
@@ -574,6 +497,7 @@ Status MemoryFile::rehome(std::uint64_t id, const LeaseTarget& target) {
     std::lock_guard<std::mutex> lock(r.mu);
     auto& l = *r.leases[li];
     l.pool = std::move(l.next);
+    l.id = new_id;
     l.moved.clear();
     l.health = Health::active;
     // Slots freed while the donor was gone were never discarded there; the
@@ -581,7 +505,7 @@ Status MemoryFile::rehome(std::uint64_t id, const LeaseTarget& target) {
     r.error.clear();
   }
   r.counts.rehomes++;
-  r.emit(RegionEvent::Kind::rehomed, "lease " + std::to_string(id) + " now at " + target.where.addr);
+  r.emit(new_id, RegionEvent::Kind::rehomed, "lease " + std::to_string(id) + " now at " + target.where.addr + " as lease " + std::to_string(new_id));
   return ok();
 }
 
@@ -640,6 +564,14 @@ Status MemoryFile::flush() {
     return s;
   }
   return ok();
+}
+
+std::vector<std::uint64_t> MemoryFile::lease_ids() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  std::vector<std::uint64_t> out;
+  for (auto& l : impl_->leases)
+    if (l) out.push_back(l->id);
+  return out;
 }
 
 std::uint64_t MemoryFile::size() const {

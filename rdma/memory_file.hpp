@@ -33,6 +33,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace memlend::rdma {
 
@@ -44,8 +45,9 @@ struct MemoryFileConfig {
   Timeouts timeouts;
   // Connections per lease, taken by requests in flight; more requests wait.
   unsigned connections = 4;
-  // Called from request threads; must not call back into the file.
-  std::function<void(const RegionEvent&)> on_event;
+  // Called from request threads, with the lease's id; must not call back
+  // into the file.
+  std::function<void(std::uint64_t lease, const RegionEvent&)> on_event;
 };
 
 struct MemoryFileStats {
@@ -87,8 +89,11 @@ class MemoryFile {
   // The control plane knows the lease's donor is gone.
   void fail_over(std::uint64_t id, const std::string& reason);
   // A degraded lease's blocks go from the mirror to `target` (same size,
-  // fresh), which replaces it. Requests go on meanwhile.
-  Status rehome(std::uint64_t id, const LeaseTarget& target);
+  // fresh), which replaces it and is named `new_id` from then on. Requests
+  // go on meanwhile.
+  Status rehome(std::uint64_t id, std::uint64_t new_id, const LeaseTarget& target);
+  // The leases' ids, in the order they were added.
+  std::vector<std::uint64_t> lease_ids() const;
 
   // Zeros where the file holds nothing. Errors: refused (out of range),
   // lost (the donor is gone and there is no mirror), io.

@@ -51,6 +51,16 @@ inline boost::test_tools::assertion_result can_boot_in_a_cgroup(boost::unit_test
   return ok;
 }
 
+// And with a FUSE mount for its memory file.
+inline boost::test_tools::assertion_result can_boot_on_fuse(boost::unit_test::test_unit_id id) {
+  auto ok = can_boot_in_a_cgroup(id);
+  if (ok && ::access("/dev/fuse", R_OK | W_OK) != 0) {
+    ok = false;
+    ok.message() << "no /dev/fuse";
+  }
+  return ok;
+}
+
 inline std::uint64_t field(const std::string& line, const std::string& key) {
   std::smatch m;
   std::regex re("\\b" + key + "=([0-9]+)");

@@ -21,14 +21,6 @@ using namespace memlend::test;
 
 namespace {
 
-boost::test_tools::assertion_result can_lend(boost::unit_test::test_unit_id id) {
-  auto ok = can_boot_in_a_cgroup(id);
-  if (ok && ::access("/dev/fuse", R_OK | W_OK) != 0) {
-    ok = false;
-    ok.message() << "no /dev/fuse";
-  }
-  return ok;
-}
 
 // A donor and a mount of `memdev` bytes of it, mirrored beside them, in a
 // directory on disk (a mirror on tmpfs would hold the guest's memory in RAM).
@@ -71,7 +63,7 @@ void quit(QemuGuest& g) {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(a_guest_writes_more_than_its_cgroup_holds_onto_lent_memory_and_gives_it_back,
-                     *boost::unit_test::precondition(can_lend)) {
+                     *boost::unit_test::precondition(can_boot_on_fuse)) {
   Lent lent(768 * mib);
   auto started = std::chrono::steady_clock::now();
   auto guest = boot_and_plug(lent.file(), 768 * mib, 640 * mib, "memlend.fill_mib=600 memlend.unplug=1", 384 * mib);
@@ -110,7 +102,7 @@ BOOST_AUTO_TEST_CASE(a_guest_writes_more_than_its_cgroup_holds_onto_lent_memory_
 }
 
 BOOST_AUTO_TEST_CASE(the_donor_killed_while_the_guest_works_costs_nothing_with_a_mirror,
-                     *boost::unit_test::precondition(can_lend)) {
+                     *boost::unit_test::precondition(can_boot_on_fuse)) {
   Lent lent(768 * mib);
   auto guest = boot_and_plug(lent.file(), 768 * mib, 640 * mib, "memlend.fill_mib=600", 384 * mib);
   QemuGuest& g = *guest;

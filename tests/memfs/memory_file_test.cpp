@@ -141,7 +141,7 @@ BOOST_AUTO_TEST_CASE(a_dead_donor_is_served_from_the_mirror_and_rehoming_moves_i
   cfg.block_bytes = block;
   cfg.mirror = *mirror;
   cfg.transport = TransportKind::tcp;
-  cfg.on_event = [&](const RegionEvent& e) {
+  cfg.on_event = [&](std::uint64_t, const RegionEvent& e) {
     std::lock_guard<std::mutex> lock(mu);
     events.push_back(e.kind);
   };
@@ -166,7 +166,7 @@ BOOST_AUTO_TEST_CASE(a_dead_donor_is_served_from_the_mirror_and_rehoming_moves_i
   // takes it along.
   write_pattern(f, 9 * block, 4096, 3);
 
-  auto s = f.rehome(7, second.lease(8 * block));
+  auto s = f.rehome(7, 8, second.lease(8 * block));
   BOOST_TEST_REQUIRE(bool(s), (s ? "" : s.error().message));
   auto fetched = f.stats().bytes_fetched;
   auto mirror_read = f.stats().mirror_bytes_read;
@@ -178,6 +178,7 @@ BOOST_AUTO_TEST_CASE(a_dead_donor_is_served_from_the_mirror_and_rehoming_moves_i
   BOOST_TEST(f.stats().mirror_bytes_read == mirror_read);
   BOOST_TEST(f.stats().degraded_leases == 0u);
   BOOST_TEST(f.stats().rehomes == 1u);
+  BOOST_TEST((f.lease_ids() == std::vector<std::uint64_t>{8}));
   std::lock_guard<std::mutex> lock(mu);
   BOOST_TEST((std::find(events.begin(), events.end(), RegionEvent::Kind::failover_to_mirror) != events.end()));
   BOOST_TEST((std::find(events.begin(), events.end(), RegionEvent::Kind::rehomed) != events.end()));
@@ -196,7 +197,7 @@ BOOST_AUTO_TEST_CASE(without_a_mirror_a_dead_donors_blocks_are_lost_not_invented
   BOOST_TEST(f->stats().lost_leases == 1u);
   // Blocks never written still read as zeros: nothing of them was lost.
   BOOST_TEST(all_zero(*f, 4 * block, block));
-  BOOST_TEST(!f->rehome(1, donor.lease(8 * block)));
+  BOOST_TEST(!f->rehome(1, 2, donor.lease(8 * block)));
 }
 
 BOOST_AUTO_TEST_CASE(a_lease_taken_back_has_its_blocks_moved_to_the_others_first) {

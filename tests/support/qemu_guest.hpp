@@ -40,6 +40,8 @@ struct QemuGuestOptions {
   // the guest in a QEMU's memory (and in its cgroup).
   unsigned tb_mib = 64;
   std::uint64_t cgroup_limit = 0;  // > 0: QEMU runs in a memory cgroup this large
+  // A second QMP socket, for memlend: QEMU serves one client per socket.
+  std::string extra_qmp;
 };
 
 class QemuGuest {

@@ -1,3 +1,4 @@
+#include "core/stop_signals.hpp"
 #include "node/controller.hpp"
 #include "journal/journal.hpp"
 #include "node/recovery.hpp"
@@ -181,6 +182,10 @@ Action add_run(CLI::App& app) {
       o.network.tls = {f->cluster.cert, f->cluster.key, f->cluster.ca};
     }
     o.platform = platform::make_sim(*sc);
+    // The metrics server's threads inherit this thread's mask: made before
+    // the stop signals were blocked, one of them could take a SIGTERM and die
+    // of it, taking the process with it, instead of the controller stopping in order.
+    StopSignalsBlocked blocked;
     // Before the store is opened: a metrics address that is taken is bad input,
     // and bad input leaves no store behind.
     auto exposer = start_metrics_server(o.metrics);

@@ -32,7 +32,7 @@ const char* const usage =
     "  loopback TCP, (c) the same as (b) in a memory cgroup; prints the guest's MB/s\n"
     "  (first write, rewrite, verify: medians over the rounds) and lent/local.\n"
     "  --rounds N      rounds (3)\n"
-    "  --plug-mib N    virtio-mem memory plugged, in whole 2 MiB blocks (640)\n"
+    "  --plug-mib N    virtio-mem memory plugged, a multiple of 128 (640)\n"
     "  --fill-mib N    what the guest writes, at most the plugged memory (600)\n"
     "  --cgroup-mib N  (c)'s memory cgroup; 0: no (c) (384: QEMU's own ~280 MiB\n"
     "                  leaves ~100 MiB of page cache)\n"
@@ -87,7 +87,8 @@ Options parse(int argc, char** argv) {
     }
   }
   if (o.rounds < 1) bad_flag("--rounds must be at least 1");
-  if (o.plug == 0 || o.plug % (2 * mib) != 0) bad_flag("--plug-mib must be a positive multiple of 2");
+  // The guest's kernel adds memory in 128 MiB sections: a device smaller than one is never plugged.
+  if (o.plug == 0 || o.plug % (128 * mib) != 0) bad_flag("--plug-mib must be a positive multiple of 128");
   if (o.fill == 0 || o.fill > o.plug) bad_flag("--fill-mib must be from 1 to --plug-mib");
   return o;
 }

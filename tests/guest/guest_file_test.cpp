@@ -9,48 +9,15 @@
 
 #include "tests/guest/guest_common.hpp"
 
-#include <fcntl.h>
-#include <sys/statfs.h>
-#include <unistd.h>
-
-#include <filesystem>
-#include <regex>
-
 using namespace memlend;
 using namespace memlend::test;
 using namespace std::chrono_literals;
 
-namespace {
-
-// The temporary directory of one test, and the sparse file in it that the
-// guest's plugged memory lives on.
-struct MemoryFile {
-  explicit MemoryFile(std::uint64_t bytes) : dir(make_temp_dir("guest")), path(dir + "/lent-memory") {
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    BOOST_TEST_REQUIRE(fd >= 0);
-    BOOST_TEST_REQUIRE(::ftruncate(fd, static_cast<off_t>(bytes)) == 0);
-    ::close(fd);
-  }
-  ~MemoryFile() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
-  // Whether the file is in RAM itself (tmpfs): its pages can then go nowhere
-  // but swap, unlike those of a file a server or a disk holds.
-  bool in_ram() const {
-    struct statfs s {};
-    return ::statfs(dir.c_str(), &s) == 0 && s.f_type == 0x01021994;  // TMPFS_MAGIC
-  }
-  std::string dir, path;
-};
-
-}  // namespace
-
 BOOST_AUTO_TEST_CASE(a_guest_writes_every_byte_plugged_from_a_file_and_gives_it_back,
                      *boost::unit_test::precondition(can_boot)) {
-  MemoryFile file(512 * mib);
+  LocalMemory file(512 * mib);
   auto started = std::chrono::steady_clock::now();
-  auto guest = boot_and_plug(file.path, 512 * mib, 256 * mib, "memlend.unplug=1");
+  auto guest = boot_and_plug(file.file(), 512 * mib, 256 * mib, "memlend.unplug=1");
   QemuGuest& g = *guest;
   const auto& o = g.options();
   auto size = g.qmp().memory_device_size(o.device_id);
@@ -74,10 +41,7 @@ BOOST_AUTO_TEST_CASE(a_guest_writes_every_byte_plugged_from_a_file_and_gives_it_
   BOOST_TEST(*size == 0u);
   std::string after = g.wait_line("MEMLEND-GUEST-UNPLUG", 60s);
   BOOST_TEST(after.find("MEMLEND-GUEST-UNPLUG ok") != std::string::npos, tail(g.console()));
-  // QEMU may close the connection before its answer to quit is read.
-  auto quit = g.qmp().execute("quit");
-  BOOST_TEST((quit || quit.error().code == ErrorCode::unavailable), (quit ? "" : quit.error().message));
-  BOOST_TEST(g.wait_exit(30s) == 0);
+  require_quit(g);
   BOOST_TEST_MESSAGE("boot, plug, workload, unplug and quit took " << seconds_since(started) << " s");
 }
 
@@ -91,15 +55,15 @@ BOOST_AUTO_TEST_CASE(a_guest_writes_every_byte_plugged_from_a_file_and_gives_it_
 // the guest boots); the limit is that plus about 100 MiB of page cache.
 BOOST_AUTO_TEST_CASE(a_memory_cgroup_smaller_than_the_plugged_memory_bounds_its_page_cache,
                      *boost::unit_test::precondition(can_boot_in_a_cgroup)) {
-  MemoryFile file(768 * mib);
+  LocalMemory file(768 * mib);
   if (file.in_ram()) {
     // tmpfs pages go nowhere but swap: QEMU is OOM-killed, which is tmpfs's
     // nature and no finding about memlend.
-    BOOST_TEST_MESSAGE("skipped: the temporary directory " << file.dir << " is a tmpfs");
+    BOOST_TEST_MESSAGE("skipped: the temporary directory " << file.dir.path() << " is a tmpfs");
     return;
   }
   auto started = std::chrono::steady_clock::now();
-  auto guest = boot_and_plug(file.path, 768 * mib, 640 * mib, "memlend.fill_mib=600", 384 * mib);
+  auto guest = boot_and_plug(file.file(), 768 * mib, 640 * mib, "memlend.fill_mib=600", 384 * mib);
   QemuGuest& g = *guest;
   const auto& o = g.options();
   std::string result = g.wait_line("MEMLEND-GUEST ", 300s);

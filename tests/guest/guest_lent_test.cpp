@@ -9,10 +9,6 @@
 // goes back to the donor's pool.
 
 #include "tests/guest/guest_common.hpp"
-#include "tests/rdma/fixture.hpp"
-
-#include <sys/stat.h>
-#include <sys/statfs.h>
 
 #include <thread>
 
@@ -21,50 +17,22 @@ using namespace memlend::test;
 
 namespace {
 
-
-// A donor and a mount of `memdev` bytes of it, mirrored beside them, in a
-// directory on disk (a mirror on tmpfs would hold the guest's memory in RAM).
-struct Lent {
-  explicit Lent(std::uint64_t memdev)
-      : dir("guest-lent"), donor(dir, "donor", static_cast<int>(memdev / mib) + 64), mnt(dir.path() + "/mnt") {
-    ::mkdir(mnt.c_str(), 0755);
-    mount = std::make_unique<Child>(
-        std::vector<std::string>{MEMLEND_BINARY, "mount", "--donor", donor.address, "--mib",
-                                 std::to_string(memdev / mib), "--mountpoint", mnt, "--secret-file",
-                                 donor.secret_file, "--mirror-dir", dir.path(), "--json"},
-        dir.path() + "/mount");
-    BOOST_TEST_REQUIRE(!mount->wait_stderr("serving ", 30s).empty(), mount->err());
-  }
-  std::string file() const { return mnt + "/memory"; }
-  // Stops the mount (the guest must be gone) and returns its counters.
-  nlohmann::json counters() {
-    BOOST_TEST_REQUIRE(mount->stop() == 0, mount->err());
-    BOOST_TEST_MESSAGE("memlend mount: " << mount->out());
-    return last_json_line(mount->out());
-  }
-
-  TempDir dir;
-  DonorProcess donor;
-  std::string mnt;
-  std::unique_ptr<Child> mount;
-};
-
 void require_ok(QemuGuest& g, const std::string& result) {
   BOOST_TEST_MESSAGE("guest: " << result);
   BOOST_TEST_REQUIRE(result.find("MEMLEND-GUEST ok ") != std::string::npos, tail(g.console()));
 }
 
-void quit(QemuGuest& g) {
-  auto q = g.qmp().execute("quit");
-  BOOST_TEST((q || q.error().code == ErrorCode::unavailable), (q ? "" : q.error().message));
-  BOOST_TEST(g.wait_exit(30s) == 0);
+nlohmann::json mount_counters(LentMemory& lent) {
+  auto j = lent.counters();
+  BOOST_TEST_MESSAGE("memlend mount: " << j.dump());
+  return j;
 }
 
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(a_guest_writes_more_than_its_cgroup_holds_onto_lent_memory_and_gives_it_back,
-                     *boost::unit_test::precondition(can_boot_on_fuse)) {
-  Lent lent(768 * mib);
+                     *boost::unit_test::precondition(can_lend)) {
+  LentMemory lent(768 * mib);
   auto started = std::chrono::steady_clock::now();
   auto guest = boot_and_plug(lent.file(), 768 * mib, 640 * mib, "memlend.fill_mib=600 memlend.unplug=1", 384 * mib);
   QemuGuest& g = *guest;
@@ -89,9 +57,9 @@ BOOST_AUTO_TEST_CASE(a_guest_writes_more_than_its_cgroup_holds_onto_lent_memory_
                                                          << back.discarded_bytes / mib << " MiB given back");
   BOOST_TEST(back.resident_bytes <= held.resident_bytes / 4);
   BOOST_TEST(back.discarded_bytes >= 400 * mib);
-  quit(g);
+  require_quit(g);
 
-  auto j = lent.counters();
+  auto j = mount_counters(lent);
   // Pages went out and came back in: written back under the cgroup's limit,
   // fetched again by the guest's check.
   BOOST_TEST(j["bytes_written_back"].get<std::uint64_t>() >= 400 * mib);
@@ -102,8 +70,8 @@ BOOST_AUTO_TEST_CASE(a_guest_writes_more_than_its_cgroup_holds_onto_lent_memory_
 }
 
 BOOST_AUTO_TEST_CASE(the_donor_killed_while_the_guest_works_costs_nothing_with_a_mirror,
-                     *boost::unit_test::precondition(can_boot_on_fuse)) {
-  Lent lent(768 * mib);
+                     *boost::unit_test::precondition(can_lend)) {
+  LentMemory lent(768 * mib);
   auto guest = boot_and_plug(lent.file(), 768 * mib, 640 * mib, "memlend.fill_mib=600", 384 * mib);
   QemuGuest& g = *guest;
   // Once the donor holds a good part of what the guest writes, it dies.
@@ -115,8 +83,8 @@ BOOST_AUTO_TEST_CASE(the_donor_killed_while_the_guest_works_costs_nothing_with_a
                      "the guest finished before the donor held 200 MiB: " << tail(g.console()));
   lent.donor.child->kill9();
   require_ok(g, g.wait_line("MEMLEND-GUEST ", 600s));
-  quit(g);
-  auto j = lent.counters();
+  require_quit(g);
+  auto j = mount_counters(lent);
   BOOST_TEST(j["failovers"].get<std::uint64_t>() == 1u);
   BOOST_TEST(j["mirror_bytes_read"].get<std::uint64_t>() > 0u);
   BOOST_TEST(j["errors"].get<std::uint64_t>() == 0u);

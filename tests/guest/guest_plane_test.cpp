@@ -15,7 +15,7 @@ using namespace memlend;
 using namespace memlend::test;
 
 BOOST_AUTO_TEST_CASE(leases_attached_are_plugged_into_the_guest_and_detached_ones_unplugged_first,
-                     *boost::unit_test::precondition(can_boot_on_fuse)) {
+                     *boost::unit_test::precondition(can_lend)) {
   std::string dir = make_temp_dir("guest-plane");
   struct Cleanup {
     std::string dir;

@@ -5,7 +5,14 @@
 // it found in one line on the console, the only thing the host reads:
 //
 //   MEMLEND-GUEST ok bytes=N passes=P mib_plugged=M mib_on_plugged=K mem_total_mib=T ms=D
+//                    first_write_ms=F write_ms=W verify_ms=V
 //   MEMLEND-GUEST fail reason=WHY ...
+//
+// (the ok line wrapped here). ms counts from the start, the wait for the plug
+// included, so a figure of throughput takes the loops' own times: write_ms and
+// verify_ms, summed over the passes, and first_write_ms, the first pass's
+// writes: the first touch of every page, dearest where the host serves the
+// memory from elsewhere.
 //
 // With memlend.unplug=1 it then frees its memory and waits for the host to
 // unplug it all: `MEMLEND-GUEST-UNPLUG ok mib_plugged=0` (or fail).
@@ -185,12 +192,17 @@ int main() {
   auto* words = static_cast<std::uint64_t*>(mem);
   std::uint64_t count = fill / sizeof(std::uint64_t);
   std::uint64_t on_plugged = 0;
+  Clock::duration first_write{}, write{}, verify{};
   for (std::uint64_t pass = 0; pass < passes; ++pass) {
+    auto t = Clock::now();
     for (std::uint64_t i = 0; i < count; ++i) words[i] = pattern(i, pass);
+    write += Clock::now() - t;
     if (pass == 0) {
+      first_write = write;
       Movable m = movable_zone();
       on_plugged = m.managed - m.free;
     }
+    t = Clock::now();
     for (std::uint64_t i = 0; i < count; ++i) {
       if (words[i] == pattern(i, pass)) continue;
       say(fmt("MEMLEND-GUEST fail reason=mismatch pass=%" PRIu64 " offset=%" PRIu64 " got=%016" PRIx64
@@ -198,11 +210,15 @@ int main() {
               pass, i * 8, words[i], pattern(i, pass)));
       return 1;
     }
+    verify += Clock::now() - t;
   }
-  long ms = static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count());
+  auto ms = [](Clock::duration d) {
+    return static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
+  };
   say(fmt("MEMLEND-GUEST ok bytes=%" PRIu64 " passes=%" PRIu64 " mib_plugged=%" PRIu64 " mib_on_plugged=%" PRIu64
-          " mem_total_mib=%" PRIu64 " ms=%ld",
-          fill, passes, movable_zone().managed / mib, on_plugged / mib, meminfo("MemTotal") / mib, ms));
+          " mem_total_mib=%" PRIu64 " ms=%ld first_write_ms=%ld write_ms=%ld verify_ms=%ld",
+          fill, passes, movable_zone().managed / mib, on_plugged / mib, meminfo("MemTotal") / mib,
+          ms(Clock::now() - started), ms(first_write), ms(write), ms(verify)));
   if (!unplug) {
     std::this_thread::sleep_for(std::chrono::seconds(linger_s));
     return 0;

@@ -397,6 +397,8 @@ Expected<std::unique_ptr<MemoryFs>> MemoryFs::mount(const MountOptions& options)
   for (auto& a : argv_s) argv.push_back(a.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   impl->se = fuse_session_new(&args, &ops, sizeof ops, impl.get());
+  // The session may have copied our arguments into storage of its own.
+  fuse_opt_free_args(&args);
   if (!impl->se) return Error{"FUSE: cannot create a session (is /dev/fuse there?)", ErrorCode::failed};
   if (fuse_session_mount(impl->se, options.mountpoint.c_str()) != 0) {
     fuse_session_destroy(impl->se);

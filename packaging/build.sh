@@ -97,7 +97,7 @@ case "$what" in
     # The fuzzers are built with ASan and UBSan in every build and run in `test`
     # (-LE fuzz leaves out fuzz-explore too). guest_file_test runs no memlend
     # code but QEMU's, which the sanitizers do not see: once, in `test`, is enough.
-    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 LSAN_OPTIONS=suppressions="$root/packaging/lsan.supp" \
       ctest --test-dir "$root/build-sanitize" --output-on-failure -j "$jobs" -LE 'fuzz|soak' -E '^guest_file_test$' "$@"
     ;;
   bench)

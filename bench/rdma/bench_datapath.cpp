@@ -6,9 +6,8 @@
 // printed as a table next to the targets of issue 5.
 //   bench_datapath [--region-mib N] [--buffer-mib N] [--samples N] [--spin-us N] [--rounds N]
 //                  [--seq-rounds N]
-#include "rdma/donor.hpp"
+#include "bench/rdma/measure.hpp"
 #include "rdma/net.hpp"
-#include "rdma/region.hpp"
 
 #include <linux/userfaultfd.h>
 
@@ -36,7 +35,7 @@
 
 using namespace memlend;
 using namespace memlend::rdma;
-using Clock = std::chrono::steady_clock;
+using namespace memlend::bench;
 
 namespace {
 
@@ -48,58 +47,6 @@ struct Options {
   int rounds = 3;
   int seq_rounds = 0;  // > 0: only sequential throughput at 1 MiB blocks, this many rounds
 };
-
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-struct Latency {
-  double p50 = 0, p99 = 0;
-};
-
-Latency percentiles(std::vector<double> v) {
-  if (v.empty()) return {};
-  std::sort(v.begin(), v.end());
-  return {v[v.size() / 2], v[std::min(v.size() - 1, v.size() * 99 / 100)]};
-}
-
-// Sums the region 8 bytes at a time: a sequential read that really reads.
-double read_all(const std::uint8_t* p, std::uint64_t bytes) {
-  auto t = Clock::now();
-  std::uint64_t sum = 0;
-  for (std::uint64_t off = 0; off + 8 <= bytes; off += 8) {
-    std::uint64_t w;
-    std::memcpy(&w, p + off, 8);
-    sum += w;
-  }
-  double s = seconds_since(t);
-  asm volatile("" : : "r"(sum));
-  return static_cast<double>(bytes) / s / 1e9;
-}
-
-double write_all(std::uint8_t* p, std::uint64_t bytes, std::uint64_t seed) {
-  auto t = Clock::now();
-  for (std::uint64_t off = 0; off + 8 <= bytes; off += 8) {
-    std::uint64_t w = off * 0x9E3779B97F4A7C15ull + seed;
-    std::memcpy(p + off, &w, 8);
-  }
-  return static_cast<double>(bytes) / seconds_since(t) / 1e9;
-}
-
-// Touches `samples` random pages (first touch of each: a fault), timing each.
-Latency random_touch(const std::uint8_t* p, std::uint64_t bytes, int samples, unsigned seed) {
-  std::uint64_t pages = bytes / 4096;
-  std::vector<std::uint64_t> order(pages);
-  for (std::uint64_t i = 0; i < pages; ++i) order[i] = i;
-  std::shuffle(order.begin(), order.end(), std::mt19937_64(seed));
-  std::vector<double> us;
-  us.reserve(static_cast<std::size_t>(samples));
-  for (int i = 0; i < samples && static_cast<std::uint64_t>(i) < pages; ++i) {
-    auto t = Clock::now();
-    volatile std::uint8_t b = p[order[static_cast<std::size_t>(i)] * 4096];
-    (void)b;
-    us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t).count());
-  }
-  return percentiles(std::move(us));
-}
 
 // ---- (b) a bare userfaultfd round trip -------------------------------------
 
@@ -197,42 +144,18 @@ struct Remote {
   double degraded_read_gbs = 0;
 };
 
-struct Donor {
-  std::shared_ptr<DonorPool> pool;
-  std::unique_ptr<DonorServer> server;
-};
-
-Donor start_donor(std::uint64_t bytes, std::chrono::microseconds busy_poll) {
-  Donor d;
-  d.pool = *DonorPool::create(bytes, random_secret());
-  ServerOptions so;
-  so.transport = TransportKind::tcp;
-  so.timeouts.busy_poll = busy_poll;
-  d.server = std::move(*DonorServer::start(d.pool, so));
-  return d;
-}
-
 std::unique_ptr<RemoteRegion> open_region(Donor& d, const Options& o, std::uint64_t block,
                                           std::shared_ptr<MirrorFile> mirror, std::chrono::microseconds busy_poll,
                                           RegionBacking backing) {
-  auto g = d.pool->grant(o.region);
-  LeaseTarget lease{{d.server->address(), g->id, g->epoch, {}}, g->bytes, g->secret};
-  Timeouts t;
-  t.busy_poll = busy_poll;
   RegionConfig cfg;
   cfg.bytes = o.region;
   cfg.block_bytes = block;
   cfg.buffer_bytes = std::max(o.buffer, 2 * block);
   cfg.mirror = std::move(mirror);
   cfg.spin = busy_poll;
-  cfg.timeouts = t;
+  cfg.timeouts.busy_poll = busy_poll;
   cfg.backing = backing;
-  auto region = RemoteRegion::create(cfg, std::move(*connect_link(lease, TransportKind::tcp, t)));
-  if (!region) {
-    std::fprintf(stderr, "bench_datapath: %s\n", region.error().message.c_str());
-    std::exit(1);
-  }
-  return std::move(*region);
+  return bench::open_region(d.lease(o.region), cfg);
 }
 
 Remote remote(const Options& o, std::uint64_t block, const std::string& mirror_dir, bool degraded,
@@ -340,10 +263,6 @@ int main(int argc, char** argv) {
     c50.push_back(at4k.random4k.p50);
     c99.push_back(at4k.random4k.p99);
   }
-  auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  };
   Bare b4k;
   b4k.random4k = {median(b50), median(b99)};
   at4k.random4k = {median(c50), median(c99)};

@@ -476,26 +476,33 @@ Status MemoryFile::rehome(std::uint64_t id, std::uint64_t new_id, const LeaseTar
     blocks = r.blocks_on_locked(li);
   }
   std::vector<std::uint8_t> buf;
-  for (std::uint64_t b : blocks) {
-    std::unique_lock<std::shared_mutex> block_lock(r.lock_of(b));
-    std::optional<Route> from;
-    {
+  // Blocks first written while the copy runs land on the mirror alone: each
+  // pass copies what the last one did not see, and the switch happens only
+  // under the same lock that finds nothing left to copy.
+  for (;;) {
+    for (std::uint64_t b : blocks) {
+      std::unique_lock<std::shared_mutex> block_lock(r.lock_of(b));
+      std::optional<Route> from;
+      {
+        std::lock_guard<std::mutex> lock(r.mu);
+        from = r.route_locked(b);
+        if (!from || from->lease != li || r.leases[li]->moved[from->offset / r.cfg.block_bytes]) continue;
+      }
+      if (auto s = r.copy_block(b, *from, *next, from->offset, buf); !s) {
+        std::lock_guard<std::mutex> lock(r.mu);
+        r.leases[li]->next.reset();
+        r.leases[li]->moved.clear();
+        return Error{"re-homing lease " + std::to_string(id) + ": " + s.error().message, s.error().code};
+      }
       std::lock_guard<std::mutex> lock(r.mu);
-      from = r.route_locked(b);
-      if (!from || from->lease != li) continue;  // punched meanwhile
+      r.leases[li]->moved[from->offset / r.cfg.block_bytes] = true;
     }
-    if (auto s = r.copy_block(b, *from, *next, from->offset, buf); !s) {
-      std::lock_guard<std::mutex> lock(r.mu);
-      r.leases[li]->next.reset();
-      r.leases[li]->moved.clear();
-      return Error{"re-homing lease " + std::to_string(id) + ": " + s.error().message, s.error().code};
-    }
-    std::lock_guard<std::mutex> lock(r.mu);
-    r.leases[li]->moved[from->offset / r.cfg.block_bytes] = true;
-  }
-  {
     std::lock_guard<std::mutex> lock(r.mu);
     auto& l = *r.leases[li];
+    blocks.clear();
+    for (std::uint64_t b : r.blocks_on_locked(li))
+      if (!l.moved[(r.map[b] & 0xffffffffu)]) blocks.push_back(b);
+    if (!blocks.empty()) continue;
     l.pool = std::move(l.next);
     l.id = new_id;
     l.moved.clear();
@@ -503,6 +510,7 @@ Status MemoryFile::rehome(std::uint64_t id, std::uint64_t new_id, const LeaseTar
     // Slots freed while the donor was gone were never discarded there; the
     // new lease is fresh, so every free slot holds zeros again.
     r.error.clear();
+    break;
   }
   r.counts.rehomes++;
   r.emit(new_id, RegionEvent::Kind::rehomed, "lease " + std::to_string(id) + " now at " + target.where.addr + " as lease " + std::to_string(new_id));

@@ -353,6 +353,9 @@ void DataPlane::detach(const std::string& vm, std::uint64_t lease) {
 }
 
 void DataPlane::remove_mirror(const std::string& vm) {
+  // A guest's memory file keeps its mirror for as long as it is served: the
+  // file outlives its leases.
+  if (guests_ && guests_->serves(vm)) return;
   std::shared_ptr<rdma::MirrorFile> m;
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -25,6 +25,7 @@ Action add_run(CLI::App& app);
 Action add_state(CLI::App& app);
 Action add_version(CLI::App& app);
 Action add_agent(CLI::App& app);
+Action add_inspect(CLI::App& app);
 
 // Prints "memlend: <message>" on stderr and returns exit_bad_input.
 int bad_input(const std::string& message);

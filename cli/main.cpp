@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   add(add_donor);
   add(add_probe);
   add(add_mount);
+  add(add_inspect);
   add(add_version);
   // CLI11 says only that a subcommand is required; name the one it did not know.
   if (argc > 1 && argv[1][0] != '-') {

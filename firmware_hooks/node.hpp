@@ -12,6 +12,7 @@
 #pragma once
 
 #include "core/expected.hpp"
+#include "policy/model.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -111,5 +112,14 @@ class NodePlatform {
   // back to the host). ErrorCode::refused where the VM has no balloon.
   virtual Expected<void> set_balloon(const std::string& vm, std::int64_t mib) = 0;
 };
+
+// One host of a scenario seen as a real node, at scenario time `at_s`: for
+// `inspect --platform sim` and the tests. Its guests report what a guest
+// would: available memory of what they have beyond their demand plus the
+// estimator's default margin, and faults while short, so that the demand
+// estimator (demand.hpp) finds the scenario's demand. ErrorCode::invalid_input
+// when the scenario has no such host.
+Expected<std::unique_ptr<NodePlatform>> make_sim_node(const policy::Scenario& s, const std::string& host,
+                                                      double at_s);
 
 }  // namespace memlend::platform

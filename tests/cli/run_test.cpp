@@ -205,3 +205,41 @@ BOOST_AUTO_TEST_CASE(a_768_kib_block_carries_through_the_data_path) {
   auto line = r.out.substr(at, r.out.find('\n', at) - at);
   BOOST_TEST(line.find(": 0 words wrong") != std::string::npos, line);
 }
+
+// inspect through the sim platform: one host of a scenario as a node sees it,
+// its VM short by what the scenario says, and the demand with its reason.
+BOOST_AUTO_TEST_CASE(inspect_shows_a_node_and_the_demand_it_infers) {
+  const std::string fig2 = std::string(MEMLEND_SOURCE_DIR) + "/examples/fig2.json";
+  auto r = run_process({bin, "inspect", "--platform", "sim", "--scenario", fig2, "--host", "A", "--interval", "0.05s",
+                        "--json"},
+                       60);
+  BOOST_TEST_REQUIRE(r.status == 0, r.err);
+  auto j = nlohmann::json::parse(r.out);
+  BOOST_TEST(j["backend"] == "sim");
+  BOOST_TEST(j["host"]["name"] == "A");
+  BOOST_TEST(j["host"]["memory_mib"] == 16384);
+  BOOST_TEST_REQUIRE(j["vms"].size() == 1u);
+  const auto& vm = j["vms"][0];
+  BOOST_TEST(vm["name"] == "VM2");
+  BOOST_TEST(vm["memory_mib"] == 16384);
+  // Its host gives it all it has; its guest is out of memory and faulting,
+  // so it wants one step more than it has (a real guest shows no more).
+  BOOST_TEST(vm["demand"]["memory_mib"] == 16384 + 256);
+  BOOST_TEST(vm["demand"]["reason"].get<std::string>().find("short 2 readings") != std::string::npos);
+
+  auto text = run_process({bin, "inspect", "--platform", "sim", "--scenario", fig2, "--host", "B", "--interval", "0"},
+                          60);
+  BOOST_TEST_REQUIRE(text.status == 0, text.err);
+  BOOST_TEST(text.out.find("host B (sim): 131072 MiB") != std::string::npos, text.out);
+  BOOST_TEST(text.out.find("(no VMs)") != std::string::npos, text.out);
+}
+
+BOOST_AUTO_TEST_CASE(inspect_refuses_what_it_cannot_reach_in_one_line) {
+  const std::string fig2 = std::string(MEMLEND_SOURCE_DIR) + "/examples/fig2.json";
+  expect_bad_input({"inspect"}, "--platform: required");
+  expect_bad_input({"inspect", "--platform", "xen"}, "--platform: 'xen'");
+  expect_bad_input({"inspect", "--platform", "sim"}, "needs --scenario FILE and --host NAME");
+  expect_bad_input({"inspect", "--platform", "sim", "--scenario", fig2, "--host", "Z"}, "no host named Z");
+  expect_bad_input({"inspect", "--platform", "sim", "--scenario", fig2, "--host", "A", "--interval", "soon"},
+                   "--interval");
+}

@@ -44,6 +44,10 @@ int main(int argc, char** argv) {
   app.name("memlend");
   app.require_subcommand(1);
   app.fallthrough(false);
+#ifndef MEMLEND_VERSION
+#define MEMLEND_VERSION "0.0.0"
+#endif
+  app.set_version_flag("--version", "memlend " MEMLEND_VERSION, "Print the version of memlend and exit");
   std::vector<std::pair<CLI::App*, Action>> commands;
   auto add = [&](Action (*adder)(CLI::App&)) {
     std::size_t before = app.get_subcommands({}).size();
@@ -70,6 +74,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::string what = e.what();

@@ -243,3 +243,12 @@ BOOST_AUTO_TEST_CASE(inspect_refuses_what_it_cannot_reach_in_one_line) {
   expect_bad_input({"inspect", "--platform", "sim", "--scenario", fig2, "--host", "A", "--interval", "soon"},
                    "--interval");
 }
+
+BOOST_AUTO_TEST_CASE(version_as_a_flag_and_as_a_command_say_the_same) {
+  auto flag = run_process({bin, "--version"}, 30);
+  auto command = run_process({bin, "version"}, 30);
+  BOOST_TEST(flag.status == 0);
+  BOOST_TEST(command.status == 0);
+  BOOST_TEST(flag.out.rfind("memlend ", 0) == 0, flag.out);
+  BOOST_TEST(flag.out == command.out);
+}

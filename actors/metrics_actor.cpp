@@ -88,7 +88,8 @@ void set_sets(self_ptr self) {
 void apply_view(self_ptr self, const PlannerView& view) {
   auto& st = self->state;
   auto& reg = *st.config.registry;
-  std::map<std::string, std::int64_t> borrowed, leases, lag;
+  std::map<std::string, std::int64_t> borrowed, lag;
+  std::map<std::pair<std::string, LeaseState>, std::int64_t> leases;
   std::map<std::string, std::string> host_of;
   for (const auto& v : view.vms) {
     host_of[v.name] = v.host;
@@ -99,8 +100,7 @@ void apply_view(self_ptr self, const PlannerView& view) {
     bool met = v.demand_mib <= v.local_mib + v.borrowed_mib && v.demand_cpu_mhz <= v.local_cpu_mhz;
     if (met) st.unsatisfied.erase(v.name);
   }
-  for (const auto& l : view.leases)
-    if (l.state == LeaseState::active) ++leases[l.donor];
+  for (const auto& l : view.leases) ++leases[{l.donor, l.state}];
   for (const auto& [vm, bytes] : st.mirror_lag)
     if (auto h = host_of.find(vm); h != host_of.end()) lag[h->second] += static_cast<std::int64_t>(bytes);
   for (const auto& h : view.hosts) {
@@ -112,7 +112,8 @@ void apply_view(self_ptr self, const PlannerView& view) {
     m.memory_lent_bytes.set_mib(h.lent_mib);
     m.cpu_used_hertz.set_mhz(h.used_cpu_mhz);
     m.memory_borrowed_bytes.set_mib(borrowed[it->first]);
-    m.leases_active.set(static_cast<double>(leases[it->first]));
+    for (auto s : metrics::lease_gauge_states)
+      m.leases_in(s).set(static_cast<double>(leases[{it->first, s}]));
     m.mirror_lag_bytes.set(static_cast<double>(lag[it->first]));
   }
   reg.mirrors_active().set(static_cast<double>(view.mirrors.size()));
@@ -174,7 +175,6 @@ void count(self_ptr self, const LogEvent& e) {
   } else if (e.event == "memory_lost") {
     reg.memory_lost().inc();
   } else if (e.event == "unsatisfied") {
-    reg.unsatisfied().inc();
     st.unsatisfied.insert(e.vm);
   } else if (e.event == "migration_recommended") {
     // Needs are counted as decisions by the planner; recommendations come by another road.

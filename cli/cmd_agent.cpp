@@ -91,7 +91,7 @@ Action add_agent(CLI::App& app) {
     auto wanted = metrics_request(f->metrics, "");
     if (!wanted) return bad_input(wanted.error().message);
     if (!wanted->address.empty()) {
-      o.metrics.registry = std::make_shared<metrics::Registry>(MEMLEND_VERSION);
+      o.metrics.registry = std::make_shared<metrics::Registry>(MEMLEND_VERSION, "agent");
       o.metrics.serve = [r = o.metrics.registry, w = *wanted] { return serve_metrics(*r, w); };
     }
     std::error_code ec;

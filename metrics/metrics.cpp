@@ -113,7 +113,7 @@ struct Registry::Families {
   pm::Family<pm::Gauge>* memory_borrowed;
   pm::Family<pm::Gauge>* cpu_capacity;
   pm::Family<pm::Gauge>* cpu_used;
-  pm::Family<pm::Gauge>* leases_active;
+  pm::Family<pm::Gauge>* leases;
   pm::Family<pm::Gauge>* mirror_lag;
   pm::Family<pm::Counter>* actor_restarts;
 
@@ -126,7 +126,6 @@ struct Registry::Families {
   Counter memory_lost;
   Counter detections;
   std::array<Counter, all_kinds.size()> decisions;
-  Counter unsatisfied;
   Gauge vms_unsatisfied;
   Counter recommendations;
   Gauge recommendations_outstanding;
@@ -135,7 +134,7 @@ struct Registry::Families {
   std::array<DataPathMetrics, all_transports.size()> data_path;
 };
 
-Registry::Registry(std::string_view version)
+Registry::Registry(std::string_view version, std::string_view role)
     : registry_(std::make_shared<pm::Registry>()), f_(std::make_unique<Families>()) {
   auto& r = *registry_;
   auto gauge = [&](const std::string& name, const std::string& help) {
@@ -149,8 +148,10 @@ Registry::Registry(std::string_view version)
   };
   auto& f = *f_;
 
-  f.build_info = gauge("memlend_build_info", "Always 1; the version label says which memlend is running.");
-  f.build_info->Add({{"version", std::string(version)}}).Set(1);
+  f.build_info = gauge("memlend_build_info",
+                       "Always 1; the version label says which memlend is running, role whether it is the "
+                       "controller or an agent.");
+  f.build_info->Add({{"version", std::string(version)}, {"role", std::string(role)}}).Set(1);
 
   f.host_up = gauge("memlend_host_up", "1 when the host is up, 0 when it is down.");
   f.memory_capacity = gauge("memlend_host_memory_capacity_bytes", "Memory the host has for VMs, after the hypervisor.");
@@ -160,7 +161,8 @@ Registry::Registry(std::string_view version)
       gauge("memlend_host_memory_borrowed_bytes", "Memory the VMs on the host borrow from other hosts.");
   f.cpu_capacity = gauge("memlend_host_cpu_capacity_hertz", "CPU the host has for VMs.");
   f.cpu_used = gauge("memlend_host_cpu_used_hertz", "CPU the host's VMs use.");
-  f.leases_active = gauge("memlend_leases_active", "Active leases the host lends, as the donor.");
+  f.leases = gauge("memlend_leases",
+                   "Leases the host lends, as the donor, by state (reserving, active, draining, failed).");
   f.mirror_lag = gauge("memlend_mirror_lag_bytes",
                        "Remote memory of the host's VMs written to donors but not yet to their mirrors.");
 
@@ -188,7 +190,6 @@ Registry::Registry(std::string_view version)
   auto* decisions = counter("memlend_decisions_total", "Decisions made, by kind.");
   for (auto k : all_kinds)
     f.decisions[static_cast<std::size_t>(k)] = Counter(&decisions->Add({{"kind", std::string(policy::to_string(k))}}));
-  f.unsatisfied = Counter(&counter("memlend_unsatisfied_total", "Needs that no donor or target could meet.")->Add({}));
   f.vms_unsatisfied = Gauge(&gauge("memlend_vms_unsatisfied", "VMs whose latest need could not be met.")->Add({}));
   f.recommendations = Counter(&counter("memlend_recommendations_total",
                                        "Recommendations to migrate a VM to its donor.")->Add({}));
@@ -223,9 +224,14 @@ HostMetrics Registry::host(std::string_view name) {
   if (auto it = hosts_.find(name); it != hosts_.end()) return it->second;
   pm::Labels l{{"host", std::string(name)}};
   auto& f = *f_;
-  HostMetrics m{Gauge(&f.host_up->Add(l)),         Gauge(&f.memory_capacity->Add(l)), Gauge(&f.memory_used->Add(l)),
-                Gauge(&f.memory_lent->Add(l)),     Gauge(&f.memory_borrowed->Add(l)), Gauge(&f.cpu_capacity->Add(l)),
-                Gauge(&f.cpu_used->Add(l)),        Gauge(&f.leases_active->Add(l)),   Gauge(&f.mirror_lag->Add(l))};
+  HostMetrics m{Gauge(&f.host_up->Add(l)),     Gauge(&f.memory_capacity->Add(l)), Gauge(&f.memory_used->Add(l)),
+                Gauge(&f.memory_lent->Add(l)), Gauge(&f.memory_borrowed->Add(l)), Gauge(&f.cpu_capacity->Add(l)),
+                Gauge(&f.cpu_used->Add(l)),    {},                                Gauge(&f.mirror_lag->Add(l))};
+  for (auto s : lease_gauge_states) {
+    pm::Labels ls = l;
+    ls.emplace("state", std::string(to_string(s)));
+    m.leases_in(s) = Gauge(&f.leases->Add(ls));
+  }
   hosts_.emplace(std::string(name), m);
   return m;
 }
@@ -239,7 +245,6 @@ Counter Registry::mirror_failures() const { return f_->mirror_failures; }
 Counter Registry::memory_lost() const { return f_->memory_lost; }
 Counter Registry::detections() const { return f_->detections; }
 Counter Registry::decisions(policy::DecisionKind k) const { return f_->decisions.at(static_cast<std::size_t>(k)); }
-Counter Registry::unsatisfied() const { return f_->unsatisfied; }
 Gauge Registry::vms_unsatisfied() const { return f_->vms_unsatisfied; }
 Counter Registry::recommendations() const { return f_->recommendations; }
 Gauge Registry::recommendations_outstanding() const { return f_->recommendations_outstanding; }

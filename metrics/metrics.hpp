@@ -12,6 +12,7 @@
 
 #include "policy/model.hpp"
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -109,6 +110,15 @@ std::string_view to_string(LeaseRelease r);
 std::string_view to_string(LeaseFailure f);
 
 // One host's series, labelled host="<name>".
+// The lease states a donor's gauge counts; a released lease is gone.
+inline constexpr std::array<LeaseState, 4> lease_gauge_states{LeaseState::reserving, LeaseState::active,
+                                                              LeaseState::draining, LeaseState::failed};
+constexpr std::size_t lease_gauge_index(LeaseState s) {
+  for (std::size_t i = 0; i < lease_gauge_states.size(); ++i)
+    if (lease_gauge_states[i] == s) return i;
+  return 0;
+}
+
 struct HostMetrics {
   Gauge up;                     // 1 up, 0 down
   Gauge memory_capacity_bytes;  // what the host has for VMs
@@ -117,7 +127,12 @@ struct HostMetrics {
   Gauge memory_borrowed_bytes;  // borrowed by its VMs from other hosts
   Gauge cpu_capacity_hertz;
   Gauge cpu_used_hertz;
-  Gauge leases_active;          // leases this host lends as the donor
+  // Leases this host lends as the donor, by state (LeaseState but released):
+  // a donor that goes down has its leases failed at once, so an alert on a
+  // dead donor's leases must see the failed ones.
+  std::array<Gauge, 4> leases;
+  Gauge& leases_in(LeaseState s) { return leases[lease_gauge_index(s)]; }
+  const Gauge& leases_in(LeaseState s) const { return leases[lease_gauge_index(s)]; }
   Gauge mirror_lag_bytes;       // written to remote memory, not yet in the mirror, of its VMs
 };
 
@@ -134,7 +149,9 @@ inline constexpr std::string_view restartable_actor_kinds[] = {"host", "vm", "le
 
 class Registry {
  public:
-  explicit Registry(std::string_view version = "0.0.0");
+  // `role` labels memlend_build_info: "controller" or "agent", so that a
+  // dashboard can list controllers alone.
+  explicit Registry(std::string_view version = "0.0.0", std::string_view role = "controller");
   ~Registry();
   Registry(const Registry&) = delete;
   Registry& operator=(const Registry&) = delete;
@@ -152,7 +169,6 @@ class Registry {
 
   Counter detections() const;  // a VM was found to need memory or CPU (after hysteresis)
   Counter decisions(policy::DecisionKind k) const;
-  Counter unsatisfied() const;
   Gauge vms_unsatisfied() const;  // VMs whose last need could not be met
   Counter recommendations() const;
   Gauge recommendations_outstanding() const;  // issued and not yet acted on or withdrawn

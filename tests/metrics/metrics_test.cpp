@@ -37,16 +37,17 @@ const char* const every_family[] = {
     "memlend_host_memory_borrowed_bytes",
     "memlend_host_cpu_capacity_hertz",
     "memlend_host_cpu_used_hertz",
-    "memlend_leases_active",
+    "memlend_leases",
     "memlend_mirror_lag_bytes",
     "memlend_lease_grants_total",
     "memlend_lease_releases_total",
     "memlend_lease_failures_total",
     "memlend_mirrors_active",
     "memlend_failovers_total",
+    "memlend_mirror_failures_total",
+    "memlend_memory_lost_total",
     "memlend_detections_total",
     "memlend_decisions_total",
-    "memlend_unsatisfied_total",
     "memlend_vms_unsatisfied",
     "memlend_recommendations_total",
     "memlend_recommendations_outstanding",
@@ -75,12 +76,12 @@ void fill(metrics::Registry& r) {
   a.cpu_capacity_hertz.set_mhz(32000);
   b.memory_lent_bytes.set_mib(49152);
   a.memory_borrowed_bytes.set_mib(49152);
-  b.leases_active.inc();
+  b.leases_in(memlend::LeaseState::active).inc();
+  a.leases_in(memlend::LeaseState::failed).inc(2);
   a.mirror_lag_bytes.set(4096);
   r.lease_grants(Transport::rdma).inc();
   r.decisions(DecisionKind::remote_memory).inc();
   r.decisions(DecisionKind::unsatisfied).inc(2);
-  r.unsatisfied().inc(2);
   r.vms_unsatisfied().set(1);
   r.lease_failures(metrics::LeaseFailure::donor_refused).inc();
   r.lease_releases(metrics::LeaseRelease::demand_fell).inc(3);
@@ -110,14 +111,15 @@ void expect_filled_values(const std::map<std::string, double>& s) {
   BOOST_TEST(at("memlend_host_memory_lent_bytes{host=\"B\"}") == 51539607552.0);
   BOOST_TEST(at("memlend_host_memory_lent_bytes{host=\"A\"}") == 0);
   BOOST_TEST(at("memlend_host_memory_borrowed_bytes{host=\"A\"}") == 51539607552.0);
-  BOOST_TEST(at("memlend_leases_active{host=\"B\"}") == 1);
+  BOOST_TEST(at("memlend_leases{host=\"B\",state=\"active\"}") == 1);
+  BOOST_TEST(at("memlend_leases{host=\"A\",state=\"failed\"}") == 2);
+  BOOST_TEST(at("memlend_leases{host=\"B\",state=\"draining\"}") == 0);
   BOOST_TEST(at("memlend_mirror_lag_bytes{host=\"A\"}") == 4096);
   BOOST_TEST(at("memlend_lease_grants_total{transport=\"rdma\"}") == 1);
   BOOST_TEST(at("memlend_lease_grants_total{transport=\"tcp\"}") == 0);
   BOOST_TEST(at("memlend_decisions_total{kind=\"remote_memory\"}") == 1);
   BOOST_TEST(at("memlend_decisions_total{kind=\"unsatisfied\"}") == 2);
   BOOST_TEST(at("memlend_decisions_total{kind=\"migrate\"}") == 0);
-  BOOST_TEST(at("memlend_unsatisfied_total") == 2);
   BOOST_TEST(at("memlend_vms_unsatisfied") == 1);
   BOOST_TEST(at("memlend_lease_failures_total{reason=\"donor_refused\"}") == 1);
   BOOST_TEST(at("memlend_lease_releases_total{reason=\"demand_fell\"}") == 3);
@@ -148,7 +150,7 @@ BOOST_AUTO_TEST_CASE(every_family_exists_from_the_start) {
   for (const char* name : every_family)
     BOOST_TEST(text.find("# TYPE " + std::string(name) + " ") != std::string::npos, name << " is declared");
   auto s = test::samples(text);
-  BOOST_TEST(s.at("memlend_build_info{version=\"1.2.3\"}") == 1);
+  BOOST_TEST(s.at("memlend_build_info{role=\"controller\",version=\"1.2.3\"}") == 1);
   // Labelled by a fixed set of words: every series is there at 0, so rate()
   // and alerts see a zero rather than no data.
   BOOST_TEST(s.at("memlend_decisions_total{kind=\"recommend_migration\"}") == 0);

@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -112,6 +114,7 @@ BOOST_AUTO_TEST_CASE(the_package_holds_the_files_with_their_modes) {
                                          {"/usr/share/doc/memlend/changelog.gz", 0644},
                                          {"/usr/share/memlend/memlend-alerts.yml", 0644},
                                          {"/usr/share/memlend/memlend-dashboard.json", 0644},
+                                         {"/usr/share/memlend/runbooks.md", 0644},
                                          {"/usr/share/lintian/overrides/memlend", 0644}})
     BOOST_TEST(mode_of(p.root + w.path) == w.mode, w.path << std::oct << ": mode " << mode_of(p.root + w.path));
   BOOST_TEST(fs::is_directory(p.root + "/var/lib/memlend"));
@@ -301,4 +304,29 @@ BOOST_AUTO_TEST_CASE(the_deb_installs_runs_and_purges, *boost::unit_test::precon
   BOOST_TEST(!fs::exists("/usr/bin/memlend"));
   BOOST_TEST(!fs::exists("/etc/memlend/memlend.conf"));
   BOOST_TEST(!fs::exists("/var/lib/memlend"));  // purging takes the store with it, as postrm says
+}
+
+// Every alert points at a runbook section the package ships, and every
+// section belongs to an alert: an operator paged at night follows the link.
+BOOST_AUTO_TEST_CASE(every_alert_has_its_runbook_and_every_runbook_its_alert) {
+  std::set<std::string> alerts, urls, sections;
+  std::istringstream rules(slurp(source_dir + "/packaging/memlend-alerts.yml"));
+  std::string line;
+  const std::string prefix = "file:///usr/share/memlend/runbooks.md#";
+  while (std::getline(rules, line)) {
+    if (auto at = line.find("- alert: "); at != std::string::npos) alerts.insert(line.substr(at + 9));
+    if (auto at = line.find(prefix); at != std::string::npos)
+      urls.insert(line.substr(at + prefix.size(), line.find('"', at) - at - prefix.size()));
+  }
+  std::istringstream book(slurp(source_dir + "/packaging/runbooks.md"));
+  while (std::getline(book, line))
+    if (line.rfind("## ", 0) == 0) sections.insert(line.substr(3));
+  BOOST_TEST(alerts.size() >= 7u);
+  BOOST_TEST(alerts == sections);
+  std::set<std::string> anchors;
+  for (auto a : alerts) {
+    std::transform(a.begin(), a.end(), a.begin(), [](unsigned char c) { return std::tolower(c); });
+    anchors.insert(a);
+  }
+  BOOST_TEST(urls == anchors);
 }

@@ -22,6 +22,7 @@ packages=(
   libcaf-dev libboost-test-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   libsqlite3-dev sqlite3 prometheus-cpp-dev libssl-dev
   libibverbs-dev librdmacm-dev
+  libvirt-dev libxml2-dev
   clang libclang-rt-14-dev
   iproute2 procps
 )

@@ -181,7 +181,7 @@ class QemuPlatform final : public NodePlatform {
     for (;;) {
       auto status = status_of(q);
       if (!status) return broken(name, status.error(), "query-migrate");
-      std::string s = status->value("status", std::string());
+      std::string s = text_at(*status, "status");
       if (s == "completed") return {};
       if (s == "failed" || s == "cancelled") {
         why = "QEMU says " + s + (status->contains("error-desc") ? ": " + text_at(*status, "error-desc") : "");
@@ -300,14 +300,16 @@ class QemuPlatform final : public NodePlatform {
     o_.log(message);
   }
 
+  // A string member, or "" (json's value() would throw on another type).
   static std::string text_at(const json& object, const char* key) {
+    if (!object.is_object()) return "";
     auto it = object.find(key);
     return it != object.end() && it->is_string() ? one_line(it->get<std::string>()) : std::string();
   }
 
   static bool is_active(const json& status) {
     static const std::set<std::string> done = {"", "none", "completed", "failed", "cancelled"};
-    return done.count(status.value("status", std::string())) == 0;
+    return done.count(text_at(status, "status")) == 0;
   }
 
   Expected<json> status_of(qmp::Client& q) {
@@ -325,8 +327,7 @@ class QemuPlatform final : public NodePlatform {
       if (!children || !children->is_array()) continue;
       for (const json& c : *children) {
         if (!c.is_object()) continue;
-        std::string type = c.value("type", json()).is_string() ? c["type"].get<std::string>() : "";
-        std::string child = c.value("name", json()).is_string() ? c["name"].get<std::string>() : "";
+        std::string type = text_at(c, "type"), child = text_at(c, "name");
         if (type.rfind("child<virtio-balloon-pci", 0) != 0 || child.empty()) continue;
         std::string path = std::string(dir) + "/" + child + "/virtio-backend";
         auto set = vm.qmp.execute(

@@ -16,6 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <map>
 #include <thread>
 
 using namespace memlend;
@@ -154,6 +155,85 @@ BOOST_AUTO_TEST_CASE(a_socket_that_never_greets_costs_one_wait) {
   BOOST_TEST_REQUIRE(static_cast<bool>(node->read()));
   BOOST_TEST(seconds_since(t1) < 0.25);
   ::close(fd);
+}
+
+// A "QEMU" the test plays on a socket: greets, then answers each command with
+// what `answers` holds for it (a QMP error for the rest), wrong as it may be.
+struct FakeQemu {
+  FakeQemu(const std::string& path, std::map<std::string, nlohmann::json> answers) : answers(std::move(answers)) {
+    fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    BOOST_TEST_REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    BOOST_TEST_REQUIRE(::listen(fd, 4) == 0);
+    thread = std::thread([this] { serve(); });
+  }
+  ~FakeQemu() {
+    ::shutdown(fd, SHUT_RDWR);
+    thread.join();
+    ::close(fd);
+  }
+  void serve() {
+    int c = ::accept(fd, nullptr, nullptr);
+    if (c < 0) return;
+    std::string out = R"({"QMP": {"version": {}, "capabilities": []}})" "\n", in;
+    char buf[4096];
+    for (;;) {
+      if (!out.empty() && ::write(c, out.data(), out.size()) < 0) break;
+      out.clear();
+      ssize_t n = ::read(c, buf, sizeof buf);
+      if (n <= 0) break;
+      in.append(buf, static_cast<std::size_t>(n));
+      for (auto end = in.find('\n'); end != std::string::npos; end = in.find('\n')) {
+        auto request = nlohmann::json::parse(in.substr(0, end));
+        in.erase(0, end + 1);
+        std::string command = request["execute"];
+        auto it = answers.find(command);
+        nlohmann::json reply = it != answers.end()
+                                   ? nlohmann::json{{"return", it->second}}
+                                   : nlohmann::json{{"error", {{"class", "GenericError"}, {"desc", "no " + command}}}};
+        reply["id"] = request["id"];
+        out += reply.dump() + "\n";
+      }
+    }
+    ::close(c);
+  }
+  std::map<std::string, nlohmann::json> answers;
+  int fd = -1;
+  std::thread thread;
+};
+
+BOOST_AUTO_TEST_CASE(answers_of_the_wrong_shape_leave_a_vm_out_or_its_readings_absent) {
+  TempDir dir("qemu-platform");
+  using nlohmann::json;
+  json ok = json::object();
+  FakeQemu wrong(dir.path() + "/wrong.qmp", {{"qmp_capabilities", ok}, {"query-status", {{"running", "yes"}}}});
+  FakeQemu odd(dir.path() + "/odd.qmp",
+               {{"qmp_capabilities", ok},
+                {"query-status", {{"running", true}, {"status", 7}}},
+                {"query-memory-size-summary", {{"base-memory", 1u << 30}}},
+                {"query-cpus-fast", "many"},
+                {"query-memory-devices", json::array({json{{"type", "virtio-mem"}, {"data", {{"id", 5}}}}, 3})},
+                {"query-balloon", {{"actual", -1}}},
+                {"qom-list", json::array({json{{"name", 1}, {"type", "child<virtio-balloon-pci>"}}})},
+                {"query-migrate", {{"status", json::array()}}}});
+  Node node(dir.path());
+  auto r = node.read();
+  BOOST_TEST_REQUIRE(r.vms.size() == 1u, names(r));
+  const VmReading& v = r.vms[0];
+  BOOST_TEST(v.name == "odd");
+  BOOST_TEST(v.memory_mib == 1024);
+  BOOST_TEST(v.vcpus == 0);
+  BOOST_TEST(v.plugged_mib == 0);
+  BOOST_TEST(!v.balloon_mib.has_value());
+  BOOST_TEST(node.logged.find("'wrong' left out") != std::string::npos, node.logged);
+  auto a = node.platform->attach("odd", platform::LentMemory{"l", "d", "", 128});
+  BOOST_TEST_REQUIRE(!a);
+  BOOST_TEST((a.error().code == ErrorCode::refused), a.error().message);
+  auto m = node.platform->migrate("odd", MigrationTarget{"x", "tcp:127.0.0.1:1"});
+  BOOST_TEST_REQUIRE(!m);
+  BOOST_TEST_MESSAGE("migrate: " << m.error().message);
 }
 
 BOOST_AUTO_TEST_CASE(a_node_of_real_guests_is_read_plugged_and_migrated, *boost::unit_test::precondition(can_boot)) {

@@ -78,6 +78,8 @@ Expected<std::unique_ptr<QemuGuest>> QemuGuest::start(const GuestImage& image, c
     argv.push_back("-qmp");
     argv.push_back("unix:" + options.extra_qmp + ",server=on,wait=off");
   }
+  if (options.balloon) argv.insert(argv.end(), {"-device", "virtio-balloon-pci,id=balloon0"});
+  if (!options.incoming.empty()) argv.insert(argv.end(), {"-incoming", options.incoming});
   try {
     g->child_ = std::make_unique<Child>(argv, child_options);
   } catch (const std::exception& e) {

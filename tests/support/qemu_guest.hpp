@@ -42,6 +42,11 @@ struct QemuGuestOptions {
   std::uint64_t cgroup_limit = 0;  // > 0: QEMU runs in a memory cgroup this large
   // A second QMP socket, for memlend: QEMU serves one client per socket.
   std::string extra_qmp;
+  // A virtio-balloon device (id balloon0), as Proxmox gives its VMs.
+  bool balloon = false;
+  // QEMU waits for a migration on this URI (-incoming tcp:HOST:PORT) instead
+  // of booting; the guest's devices must be the source's.
+  std::string incoming;
 };
 
 class QemuGuest {

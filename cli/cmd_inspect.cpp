@@ -5,6 +5,7 @@
 // host, each VM and the demand memlend infers for it, and exits.
 #include "cli/cli.hpp"
 #include "cli/config_file.hpp"
+#include "cli/logging.hpp"
 #include "cli/platform_flags.hpp"
 #include "firmware_hooks/demand.hpp"
 
@@ -25,6 +26,7 @@ struct InspectFlags {
   std::string host;
   std::string interval = "1s";
   bool json = false;
+  std::string log_level;
 };
 
 template <typename T>
@@ -105,7 +107,9 @@ Action add_inspect(CLI::App& app) {
   cmd->add_option("--interval", f->interval, "Time between the two readings, e.g. 1s (0: one reading)")
       ->capture_default_str();
   cmd->add_flag("--json", f->json, "Print one JSON document instead of tables");
+  add_log_level(cmd, f->log_level, "warn");
   return with_config_file(cmd, [f] {
+    setup_logging(f->log_level);
     auto interval = parse_duration(f->interval);
     if (!interval || *interval < 0 || *interval > 3600)
       return bad_input("--interval: '" + f->interval + "' is not a duration of at most an hour");
@@ -117,7 +121,11 @@ Action add_inspect(CLI::App& app) {
     for (int round = 0; round < (*interval > 0 ? 2 : 1); ++round) {
       if (round > 0) std::this_thread::sleep_for(std::chrono::duration<double>(*interval));
       auto r = (*node)->read();
-      if (!r) return bad_input("inspect: " + std::string((*node)->backend()) + ": " + r.error().message);
+      if (!r) {
+        std::string backend((*node)->backend()), why = r.error().message;
+        if (why.rfind(backend + ": ", 0) != 0) why = backend + ": " + why;
+        return bad_input("inspect: " + why);
+      }
       demand.clear();
       for (const auto& vm : r->vms) demand.push_back(estimator.update(vm, r->host, r->at));
       reading = std::move(*r);

@@ -252,3 +252,43 @@ BOOST_AUTO_TEST_CASE(version_as_a_flag_and_as_a_command_say_the_same) {
   BOOST_TEST(flag.out.rfind("memlend ", 0) == 0, flag.out);
   BOOST_TEST(flag.out == command.out);
 }
+
+// inspect through libvirt's own test driver (the real library, a fake
+// hypervisor in the process) and through a vendor's hooks.
+BOOST_AUTO_TEST_CASE(inspect_reads_libvirt_and_vendor_hooks) {
+  auto lv = run_process({bin, "inspect", "--platform", "libvirt", "--libvirt-uri", "test:///default", "--interval",
+                         "0.05s", "--json"},
+                        60);
+  BOOST_TEST_REQUIRE(lv.status == 0, lv.err);
+  auto j = nlohmann::json::parse(lv.out);
+  BOOST_TEST(j["backend"] == "libvirt");
+  BOOST_TEST_REQUIRE(j["vms"].size() == 1u, lv.out);
+  BOOST_TEST(j["vms"][0]["name"] == "test");
+  BOOST_TEST(j["vms"][0]["demand"]["memory_mib"] == j["vms"][0]["memory_mib"]);
+
+  TempDir dir;
+  std::string hooks = dir.path + "/hooks";
+  std::filesystem::create_directory(hooks);
+  ::chmod(hooks.c_str(), 0755);
+  std::ofstream(hooks + "/telemetry")
+      << "#!/bin/sh\n"
+         "echo '{\"version\": 1, \"host\": {\"name\": \"pve-1\", \"memory_mib\": 65536, \"available_mib\": 1024,"
+         " \"cpus\": 8, \"cpu_mhz\": 16000}, \"vms\": [{\"name\": \"101\", \"memory_mib\": 4096, \"vcpus\": 2,"
+         " \"plugged_mib\": 0, \"pluggable_mib\": 8192, \"guest_available_mib\": 50, \"major_faults\": 0}]}'\n";
+  ::chmod((hooks + "/telemetry").c_str(), 0755);
+  auto ex = run_process({bin, "inspect", "--platform", "exec", "--hooks-dir", hooks, "--interval", "0.05s"}, 60);
+  BOOST_TEST_REQUIRE(ex.status == 0, ex.err);
+  BOOST_TEST(ex.out.find("host pve-1 (exec): 65536 MiB, 1024 MiB available") != std::string::npos, ex.out);
+  // 50 MiB available is under half the margin: short, one step more.
+  BOOST_TEST(ex.out.find("101: guest has 50 MiB available") != std::string::npos, ex.out);
+  BOOST_TEST(ex.out.find("wants 4352 MiB (has 4096)") != std::string::npos, ex.out);
+
+  // Garbage from the hook, a hook dir anyone may write, an unreachable libvirt: one line, exit 2.
+  std::ofstream(hooks + "/telemetry") << "#!/bin/sh\necho not json\n";
+  expect_bad_input({"inspect", "--platform", "exec", "--hooks-dir", hooks}, "inspect: exec: telemetry: not JSON");
+  ::chmod(hooks.c_str(), 0777);
+  expect_bad_input({"inspect", "--platform", "exec", "--hooks-dir", hooks}, "--hooks-dir " + hooks);
+  expect_bad_input({"inspect", "--platform", "libvirt", "--libvirt-uri", "qemu+unix:///system?socket=/nonexistent"},
+                   "cannot connect");
+  expect_bad_input({"inspect", "--platform", "qemu", "--qmp-dir", dir.path + "/none"}, "inspect: qemu:");
+}

@@ -10,6 +10,9 @@
 
 #include "firmware_hooks/qemu.hpp"
 #include "tests/guest/guest_common.hpp"
+#include "tests/support/child.hpp"
+
+#include <nlohmann/json.hpp>
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -249,6 +252,25 @@ BOOST_AUTO_TEST_CASE(a_node_of_real_guests_is_read_plugged_and_migrated, *boost:
   std::string line = ga.wait_line("MEMLEND-GUEST ", 300s);
   BOOST_TEST_REQUIRE(line.find("MEMLEND-GUEST ok") != std::string::npos, tail(ga.console()));
   BOOST_TEST_MESSAGE("guest a up " << seconds_since(started) << " s after QEMU started");
+
+  // An operator's first command on the node, before the platform below
+  // takes the VM's QMP socket (QEMU serves one client on it).
+  auto inspect = run_process({MEMLEND_BINARY, "inspect", "--platform", "qemu", "--qmp-dir", dir.path(), "--interval",
+                              "0.5s", "--json"},
+                             120);
+  BOOST_TEST_REQUIRE(inspect.status == 0, inspect.err);
+  auto seen = nlohmann::json::parse(inspect.out);
+  BOOST_TEST(seen["backend"] == "qemu");
+  BOOST_TEST(seen["host"]["memory_mib"].get<std::int64_t>() > 0);
+  BOOST_TEST_REQUIRE(seen["vms"].size() == 1u, inspect.out);
+  BOOST_TEST(seen["vms"][0]["name"] == "a");
+  BOOST_TEST(seen["vms"][0]["memory_mib"] == 256);
+  BOOST_TEST(seen["vms"][0]["pluggable_mib"] == 512);
+  // No balloon statistics from this guest: memlend holds it at what it has, and says so.
+  BOOST_TEST(seen["vms"][0]["demand"]["memory_mib"] == 256);
+  BOOST_TEST(seen["vms"][0]["demand"]["reason"].get<std::string>().find("no guest memory statistics") !=
+             std::string::npos);
+  BOOST_TEST(inspect.err.find("stale") != std::string::npos, inspect.err);
 
   // Read: its memory, its device, its balloon, its QEMU's CPU time growing.
   auto r1 = node.read();

@@ -160,7 +160,7 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
         rec.reason = r.reason;
         txn->batch.put(rec);
         emit(self, txn, "migration_recommended", vm, r.target, std::nullopt, st.view->vm(vm).demand_mem,
-             "recommend migrating " + st.vm_name(vm) + " to " + st.host_name(r.target) + ": " + r.reason);
+             "recommend migrating " + st.vm_name(vm) + " to " + st.host_name(r.target) + ": " + r.reason, r.reason);
         auto rp = self->make_response_promise<bool>();
         persist(self, txn, [=]() mutable { rp.deliver(true); });
         return rp;

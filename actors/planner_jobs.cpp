@@ -108,7 +108,7 @@ Job lend_job(self_ptr self, Decision d, Reply reply) {
     commit_reserved(self, txn, r);
     st.view->apply(d);
     note(self, st.vm_name(d.vm) + " on " + st.host_name(d.host) + ": " + d.reason);
-    start_leases(self, txn, d.vm, *r, "lease_granted", "");
+    start_leases(self, txn, d.vm, *r, "lease_granted", d.reason);
     sync_mirror(self, txn, d.vm);
     txn->batch.put(vm_record(self, d.vm));
     persist(self, txn, [=]() mutable {
@@ -135,7 +135,8 @@ void record_migration(self_ptr self, const TxnPtr& txn, const Decision& d, HostI
   emit(self, txn, "vm_migrated", d.vm, d.target, std::nullopt, d.local_mib,
        st.vm_name(d.vm) + " migrated from " + st.host_name(from) + " to " + st.host_name(d.target) +
            " for its CPU; " + st.host_name(d.target) + " gives it " + fmt_mib(d.local_mib) + " of memory" +
-           (d.leases.empty() ? std::string() : " and the rest is lent to it there"));
+           (d.leases.empty() ? std::string() : " and the rest is lent to it there"),
+       d.reason);
   for (auto& [id, rec] : st.leases)
     if (rec.info.vm == d.vm) {
       rec.info.recipient = d.target;
@@ -145,7 +146,7 @@ void record_migration(self_ptr self, const TxnPtr& txn, const Decision& d, HostI
         if (actor) self->send(actor, atom::moved::value, std::uint32_t{d.target});
       });
     }
-  if (!r->grants.empty()) start_leases(self, txn, d.vm, *r, "lease_granted", "");
+  if (!r->grants.empty()) start_leases(self, txn, d.vm, *r, "lease_granted", d.reason);
   sync_mirror(self, txn, d.vm);
   txn->batch.put(vm_record(self, d.vm));
 }
@@ -209,7 +210,7 @@ Job unsatisfied_job(self_ptr self, Decision d, Reply reply) {
     auto& st = self->state;
     auto txn = begin(self);
     emit(self, txn, "unsatisfied", d.vm, d.host, std::nullopt, d.extra_memory_mib,
-         st.vm_name(d.vm) + " on " + st.host_name(d.host) + " cannot be helped: " + d.reason);
+         st.vm_name(d.vm) + " on " + st.host_name(d.host) + " cannot be helped: " + d.reason, d.reason);
     persist(self, txn, [=]() mutable {
       reply(NeedOutcome::unsatisfied);
       done();
@@ -313,7 +314,7 @@ JobPlan rehome_job(self_ptr self, Lost lost, HostId failed) {
       std::uint64_t epoch = st.leases[lost.lease].info.epoch + 1;
       end_leases(self, txn, lost.vm, failed, nullptr, true, lost.lease, true);
       st.view->rehome(lost.vm, failed, r->grants);
-      start_leases(self, txn, lost.vm, *r, "lease_rehomed", " (" + c.reason + ")", lost.lease, epoch);
+      start_leases(self, txn, lost.vm, *r, "lease_rehomed", c.reason, lost.lease, epoch);
       if (st.mirror_mib.count(lost.vm))
         txn->batch.put(mirror_record(self, lost.vm, st.mirror_mib[lost.vm], store::MirrorState::writing));
       persist(self, txn, done);

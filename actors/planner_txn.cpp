@@ -20,7 +20,7 @@ void note(self_ptr self, std::string text) {
 TxnPtr begin(self_ptr self) { return std::make_shared<Txn>(now(self)); }
 
 void emit(self_ptr self, const TxnPtr& txn, std::string event, std::uint32_t vm, std::optional<std::uint32_t> host,
-          std::optional<std::uint32_t> donor, std::int64_t mib, std::string text) {
+          std::optional<std::uint32_t> donor, std::int64_t mib, std::string text, std::string reason) {
   auto& st = self->state;
   LogEvent e;
   e.t_s = txn->batch.t_s();
@@ -30,6 +30,7 @@ void emit(self_ptr self, const TxnPtr& txn, std::string event, std::uint32_t vm,
   if (donor) e.donor = st.host_name(*donor);
   e.mib = mib;
   e.text = std::move(text);
+  e.reason = std::move(reason);
   txn->batch.event(event_record(e));
   txn->events.push_back(std::move(e));
 }
@@ -161,7 +162,7 @@ void sync_mirror(self_ptr self, const TxnPtr& txn, std::uint32_t vm) {
 }
 
 void start_leases(self_ptr self, const TxnPtr& txn, std::uint32_t vm, const Reserved& r, const char* event,
-                  const std::string& why, std::uint64_t replaces, std::uint64_t epoch) {
+                  const std::string& reason, std::uint64_t replaces, std::uint64_t epoch) {
   auto& st = self->state;
   HostId recipient = st.view->vm(vm).host;
   std::int64_t per_lease_kib = buffer_kib_per_lease(st.config.scenario.settings);
@@ -183,12 +184,12 @@ void start_leases(self_ptr self, const TxnPtr& txn, std::uint32_t vm, const Rese
     txn->batch.put(lease_record(info));
     std::string text = std::string(event) == "lease_rehomed"
                            ? st.vm_name(vm) + "'s " + fmt_mib(g.mib) + " now lent by " + st.host_name(g.donor) +
-                                 " (lease " + std::to_string(info.id) + "), filled from its mirror" + why
+                                 " (lease " + std::to_string(info.id) + "), filled from its mirror (" + reason + ")"
                            : st.host_name(g.donor) + " lends " + st.vm_name(vm) + " " + fmt_mib(g.mib) + " over " +
                                  (g.transport == Transport::rdma ? "RDMA" : "TCP") + " (lease " +
                                  std::to_string(info.id) + "), with a local buffer of " +
                                  std::to_string(per_lease_kib) + " KiB on " + st.host_name(recipient);
-    emit(self, txn, event, vm, recipient, g.donor, g.mib, std::move(text));
+    emit(self, txn, event, vm, recipient, g.donor, g.mib, std::move(text), reason);
     act(txn, [self, info] {
       auto& st = self->state;
       self->request(st.supervisor, defaults::request_timeout, atom::spawn::value, info)

@@ -32,8 +32,9 @@ struct Txn {
 using TxnPtr = std::shared_ptr<Txn>;
 
 TxnPtr begin(self_ptr self);
+// `reason`: the decision's sentence, for an event that carries one out.
 void emit(self_ptr self, const TxnPtr& txn, std::string event, std::uint32_t vm, std::optional<std::uint32_t> host,
-          std::optional<std::uint32_t> donor, std::int64_t mib, std::string text);
+          std::optional<std::uint32_t> donor, std::int64_t mib, std::string text, std::string reason = {});
 void act(const TxnPtr& txn, std::function<void()> f);
 // Writes the transaction; once durable, its events go out and its actions
 // run, then `then`.
@@ -58,10 +59,10 @@ using ReservedPtr = std::shared_ptr<Reserved>;
 
 // Phase two at the donors, once the transaction is durable.
 void commit_reserved(self_ptr self, const TxnPtr& txn, const ReservedPtr& r);
-// Records reserved leases as granted and, once durable, starts their lease
-// actors and attaches the memory.
+// Records reserved leases as granted, each event with the decision's reason,
+// and, once durable, starts their lease actors and attaches the memory.
 void start_leases(self_ptr self, const TxnPtr& txn, std::uint32_t vm, const Reserved& r, const char* event,
-                  const std::string& why, std::uint64_t replaces = 0, std::uint64_t epoch = 1);
+                  const std::string& reason, std::uint64_t replaces = 0, std::uint64_t epoch = 1);
 // Records the end of the VM's leases from `donor` (`event` names why, none
 // for a failed lease that simply goes) and, once durable, releases them.
 // `only`: that lease alone; `replaced`: a new lease takes its contents, so its

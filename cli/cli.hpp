@@ -23,6 +23,7 @@ Action add_probe(CLI::App& app);
 Action add_mount(CLI::App& app);
 Action add_run(CLI::App& app);
 Action add_state(CLI::App& app);
+Action add_why(CLI::App& app);
 Action add_version(CLI::App& app);
 Action add_agent(CLI::App& app);
 Action add_inspect(CLI::App& app);

@@ -38,7 +38,14 @@ struct RunFlags {
   std::string log_level;
   std::string db = store::default_db_path;
   bool no_db = false;
+  std::uint32_t events_keep_days = 30;
+  std::uint64_t events_keep_rows = 1000000;
 };
+
+// A century of days, and as many rows as a year of a busy cluster's events
+// many times over: past these a limit is a typo.
+constexpr std::uint32_t most_keep_days = 36500;
+constexpr std::uint64_t most_keep_rows = 1000000000;
 
 std::optional<std::string> empty_events_file(const std::string& path) {
   auto fd = open_events_file(path, EventsFile::empty);
@@ -81,6 +88,10 @@ Action add_run(CLI::App& app) {
                   "The store: every transition is recorded here before it is carried out, and a\n"
                   "restarted run resumes from it (default: memlend.db in the working directory)");
   cmd->add_flag("--no-db", f->no_db, "Keep nothing: no store, no resuming");
+  cmd->add_option("--events-keep-days", f->events_keep_days,
+                  "Drop the store's events older than DAYS, oldest first (default 30; 0: no age limit)");
+  cmd->add_option("--events-keep-rows", f->events_keep_rows,
+                  "Keep at most N events in the store, dropping the oldest (default 1000000; 0: no limit)");
   cmd->add_option("--data-path", f->data_path,
                   "on: every simulated host serves its memory over TCP on loopback, leases are\n"
                   "really mapped (userfaultfd) and a guest workload writes and checks them;\n"
@@ -151,6 +162,10 @@ Action add_run(CLI::App& app) {
       ::close(*fd);
       o.sink.events_out = f->events_out;
     }
+    if (f->events_keep_days > most_keep_days)
+      return bad_input("--events-keep-days: must be from 0 to " + std::to_string(most_keep_days));
+    if (f->events_keep_rows > most_keep_rows)
+      return bad_input("--events-keep-rows: must be from 0 to " + std::to_string(most_keep_rows));
     if (f->data_path != "on" && f->data_path != "off")
       return bad_input("--data-path: \"" + f->data_path + "\" is neither on nor off");
     if (f->data_kib_per_gib < 4 || f->data_kib_per_gib > 1024 * 1024)
@@ -198,6 +213,8 @@ Action add_run(CLI::App& app) {
       ro.until_s = o.until_s;
       ro.data_path_in_process = !o.network.enabled;
       ro.datastore = o.datastore;
+      ro.events_keep_days = f->events_keep_days;
+      ro.events_keep_rows = f->events_keep_rows;
       if (o.metrics.registry)
         ro.on_commit = [h = o.metrics.registry->store_commit_duration()](double s) { h.observe(s); };
       auto resumed = open_run(*sc, ro);

@@ -2,14 +2,12 @@
 // database read-only (it works while the controller runs, and never changes
 // the file) and prints the support views of README.md ("Store").
 #include "cli/cli.hpp"
+#include "cli/store_rows.hpp"
 #include "persistence/store.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
-#include <cstdio>
 #include <iostream>
-#include <set>
+#include <map>
 
 namespace memlend::cli {
 
@@ -18,47 +16,6 @@ namespace {
 using store::Table;
 using store::Value;
 using store::View;
-
-// Columns that are 0/1 in SQL and true/false in JSON.
-const std::set<std::string> flags{"up", "rdma", "data_path"};
-
-nlohmann::ordered_json to_json(const std::string& column, const Value& v) {
-  if (std::holds_alternative<std::monostate>(v)) return nullptr;
-  if (const auto* i = std::get_if<std::int64_t>(&v)) {
-    if (flags.count(column)) return *i != 0;
-    return *i;
-  }
-  if (const auto* d = std::get_if<double>(&v)) return *d;
-  return std::get<std::string>(v);
-}
-
-nlohmann::ordered_json rows_json(const Table& t) {
-  auto out = nlohmann::ordered_json::array();
-  for (const auto& row : t.rows) {
-    nlohmann::ordered_json o;
-    for (std::size_t i = 0; i < t.columns.size(); ++i) o[t.columns[i]] = to_json(t.columns[i], row[i]);
-    out.push_back(std::move(o));
-  }
-  return out;
-}
-
-std::string cell(const std::string& column, const Value& v) {
-  if (std::holds_alternative<std::monostate>(v)) return "-";
-  if (const auto* i = std::get_if<std::int64_t>(&v)) {
-    if (flags.count(column)) return *i ? "yes" : "no";
-    return std::to_string(*i);
-  }
-  if (const auto* d = std::get_if<double>(&v)) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%g", *d);
-    return buf;
-  }
-  return std::get<std::string>(v);
-}
-
-std::size_t column_index(const Table& t, const std::string& name) {
-  return static_cast<std::size_t>(std::find(t.columns.begin(), t.columns.end(), name) - t.columns.begin());
-}
 
 // An aligned table of the chosen columns; `keep` picks rows.
 template <class Keep>
@@ -97,8 +54,24 @@ void print_table(std::ostream& out, const std::string& title, const Table& t, co
 }
 
 struct Views {
-  Table controller, hosts, vms, leases, mirrors, recommendations, events;
+  Table controller, hosts, vms, leases, mirrors, recommendations, events, decisions;
 };
+
+// Each VM's object gains its last decision (v_vm_decisions), or null: a key
+// added to the vms rows, whose own columns stay as they are.
+nlohmann::ordered_json with_last_decisions(const Table& decisions, nlohmann::ordered_json vms) {
+  std::map<std::int64_t, nlohmann::ordered_json> last;
+  for (auto& d : rows_json(decisions)) {
+    if (d["last_decision"].is_null()) continue;
+    last[d["id"].get<std::int64_t>()] = {{"event", d["last_decision"]}, {"reason", d["reason"]}, {"t_s", d["t_s"]},
+                                         {"seq", d["seq"]},          {"recorded_at", d["recorded_at"]}};
+  }
+  for (auto& vm : vms) {
+    auto it = vm["id"].is_number_integer() ? last.find(vm["id"].get<std::int64_t>()) : last.end();
+    vm["last_decision"] = it == last.end() ? nlohmann::ordered_json(nullptr) : it->second;
+  }
+  return vms;
+}
 
 int print_text(const std::string& path, const Views& v) {
   auto& out = std::cout;
@@ -128,6 +101,10 @@ int print_text(const std::string& path, const Views& v) {
   if (released) out << "  (" << released << " released leases kept as history: memlend state --json lists them)\n";
   print_table(out, "mirrors", v.mirrors, {"vm", "path", "mib", "watermark_bytes", "state"});
   print_table(out, "recommendations", v.recommendations, {"vm", "target", "reason", "t_s"});
+  std::size_t decided = column_index(v.decisions, "last_decision");
+  if (decided < v.decisions.columns.size())
+    print_table(out, "last decisions", v.decisions, {"vm", "last_decision", "t_s", "reason"},
+                [decided](const std::vector<Value>& row) { return !std::holds_alternative<std::monostate>(row[decided]); });
   print_table(out, "recent events", v.events, {"seq", "t_s", "event", "vm", "host", "donor", "mib"});
   return exit_ok;
 }
@@ -138,7 +115,7 @@ int print_json(const std::string& path, const Views& v) {
   auto controller = rows_json(v.controller);
   j["controller"] = controller.empty() ? nlohmann::ordered_json(nullptr) : controller[0];
   j["hosts"] = rows_json(v.hosts);
-  j["vms"] = rows_json(v.vms);
+  j["vms"] = with_last_decisions(v.decisions, rows_json(v.vms));
   j["leases"] = rows_json(v.leases);
   j["mirrors"] = rows_json(v.mirrors);
   j["recommendations"] = rows_json(v.recommendations);
@@ -162,11 +139,7 @@ Action add_state(CLI::App& app) {
                 "Print one JSON object with the arrays hosts, vms, leases, mirrors, recommendations\n"
                 "and recent_events");
   return [db, as_json] {
-    // The one line of a refusal says it all; SQLite's own log would repeat it.
-    store::set_log_sink([](store::LogLevel, const std::string&) {});
-    store::Options options;
-    options.access = store::Access::read_only;
-    auto s = store::Store::open(*db, options);
+    auto s = open_store_for_reading(*db);
     if (!s) return bad_input(s.error().message);
     Views v;
     std::pair<View, Table*> wanted[] = {
@@ -177,6 +150,12 @@ Action add_state(CLI::App& app) {
       auto t = (*s)->read(view);
       if (!t) return bad_input(t.error().message);
       *table = std::move(*t);
+    }
+    // A file the controller has not migrated yet keeps no decisions.
+    if ((*s)->schema_version() >= 4) {
+      auto t = (*s)->read(View::vm_decisions);
+      if (!t) return bad_input(t.error().message);
+      v.decisions = std::move(*t);
     }
     return *as_json ? print_json(*db, v) : print_text(*db, v);
   };

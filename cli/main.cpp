@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   add(add_plan);
   add(add_run);
   add(add_state);
+  add(add_why);
   add(add_agent);
   add(add_donor);
   add(add_probe);

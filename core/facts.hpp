@@ -32,6 +32,9 @@ struct LogEvent {
   std::string donor;
   std::int64_t mib = -1;
   std::string text;
+  // Why, for an event a decision made: kept in the store and the JSON line,
+  // so a person can ask later (`memlend why`). Empty for other events.
+  std::string reason;
 };
 
 // A donor's loan to one VM.
@@ -58,7 +61,7 @@ struct MirrorInfo {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, LogEvent& x) {
-  return f(caf::meta::type_name("memlend.log_event"), x.t_s, x.event, x.vm, x.host, x.donor, x.mib, x.text);
+  return f(caf::meta::type_name("memlend.log_event"), x.t_s, x.event, x.vm, x.host, x.donor, x.mib, x.text, x.reason);
 }
 
 // Printing a lease (a log line, a test's failure) shows whether it has a

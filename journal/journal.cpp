@@ -25,6 +25,7 @@ std::string event_json_line(const LogEvent& e) {
   if (!e.host.empty()) j["host"] = e.host;
   if (!e.donor.empty()) j["donor"] = e.donor;
   if (e.mib >= 0) j["mib"] = e.mib;
+  if (!e.reason.empty()) j["reason"] = e.reason;
   return j.dump();
 }
 
@@ -77,6 +78,7 @@ store::EventRecord event_record(const LogEvent& e) {
   r.host = e.host;
   r.donor = e.donor;
   if (e.mib >= 0) r.mib = e.mib;
+  r.reason = e.reason;
   return r;
 }
 
@@ -88,6 +90,7 @@ LogEvent log_event(const store::EventRecord& r) {
   e.host = r.host;
   e.donor = r.donor;
   e.mib = r.mib.value_or(-1);
+  e.reason = r.reason;
   return e;
 }
 

@@ -64,6 +64,8 @@ Expected<Resumed> open_run(const Scenario& scenario, const ResumeOptions& option
   Resumed out;
   store::Options so;
   so.on_commit = options.on_commit;
+  so.events_keep_days = options.events_keep_days;
+  so.events_keep_rows = options.events_keep_rows;
   auto opened = store::Store::open(options.db, so);
   if (!opened) return Error{opened.error().message};
   std::shared_ptr<store::Store> db(std::move(*opened));

@@ -38,6 +38,9 @@ struct ResumeOptions {
   bool data_path_in_process = true;
   std::string datastore;  // where mirror files go, for their records
   std::function<void(double seconds)> on_commit;  // each group commit's duration; may be empty
+  // Event retention (store::Options): days and rows of events kept, 0 for no limit.
+  std::uint32_t events_keep_days = 30;
+  std::uint64_t events_keep_rows = 1000000;
 };
 
 // Every error names the database and what to do; nothing is changed then.

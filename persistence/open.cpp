@@ -219,6 +219,42 @@ Expected<std::int64_t> inspect(sqlite3* db, const std::string& path, int known, 
   return version.value;
 }
 
+// A copy of the file as it is, beside it and named with its schema version
+// (memlend.db.v3.bak), made before a migration touches it: a migrated file
+// cannot be opened by the memlend it came from, and the copy can. VACUUM INTO
+// reads through the connection, so what a -wal holds is in the copy too.
+// Written under a temporary name and renamed once synced, so a copy that did
+// not finish never looks like one that did. The copy's path, or why not.
+Expected<std::string> copy_before_migrating(sqlite3* db, const std::string& path, std::int64_t from) {
+  std::string name = path + ".v" + std::to_string(from) + ".bak";
+  // An older copy of the same version is an operator's to remove, never ours.
+  if (exists(name)) name = path + ".v" + std::to_string(from) + "-" + std::to_string(unix_ms_now() / 1000) + ".bak";
+  const std::string partial = name + ".partial";
+  auto refused = [&](const std::string& detail) {
+    ::unlink(partial.c_str());
+    return Error{path + ": cannot copy it to " + name + " before migrating from schema version " +
+                 std::to_string(from) + " (" + detail + "); free space beside it or give memlend write access " +
+                 "to its directory" + left_alone};
+  };
+  if (::unlink(partial.c_str()) != 0 && errno != ENOENT) return refused(partial + ": " + errno_text());
+  // Made here with 0600: the copy holds what the store holds.
+  int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return refused(errno_text());
+  ::close(fd);
+  int rc = exec_all(db, "VACUUM INTO " + quoted(file_uri(partial, "")));
+  if (rc != SQLITE_OK) return refused(sql::Connection::describe(db));
+  fd = ::open(partial.c_str(), O_RDONLY | O_CLOEXEC);
+  bool synced = fd >= 0 && ::fsync(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  if (!synced || ::rename(partial.c_str(), name.c_str()) != 0) return refused(errno_text());
+  int dfd = ::open(directory_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return name;
+}
+
 // Runs every migration above `from` in one transaction, so that a file is
 // either at the newest version or exactly as it was. Foreign keys are off
 // while migrating (a table rebuild needs that) and checked before commit.
@@ -236,11 +272,21 @@ Expected<std::int64_t> migrate(sqlite3* db, const std::string& path, const std::
   if (to == from) return from;
   if (from == 0) script += "PRAGMA application_id = " + std::to_string(application_id) + ";\n";
   script += "PRAGMA user_version = " + std::to_string(to) + ";\n";
+  std::string copy;
   auto failed = [&](int rc, const std::string& detail) {
     if (!sqlite3_get_autocommit(db)) sql::exec(db, "ROLLBACK");
+    // The file is as it was, so the copy is one of it: it goes too.
+    if (!copy.empty()) ::unlink(copy.c_str());
     return Error{failure_message(path, rc, detail) + " (migrating from schema version " + std::to_string(from) +
                  " to " + std::to_string(to) + ")" + left_alone};
   };
+  if (from > 0) {
+    auto copied = copy_before_migrating(db, path, from);
+    if (!copied) return copied.error();
+    copy = *copied;
+    log(LogLevel::notice, path + ": copied to " + copy + " (schema version " + std::to_string(from) +
+                              ") before migrating it");
+  }
   int rc = sql::exec(db, "BEGIN IMMEDIATE");
   if (rc != SQLITE_OK) return failed(rc, sql::Connection::describe(db));
   rc = exec_all(db, script);
@@ -251,7 +297,8 @@ Expected<std::int64_t> migrate(sqlite3* db, const std::string& path, const std::
   rc = sql::exec(db, "COMMIT");
   if (rc != SQLITE_OK) return failed(rc, sql::Connection::describe(db));
   if (from > 0)
-    log(LogLevel::notice, path + ": migrated from schema version " + std::to_string(from) + " to " + std::to_string(to));
+    log(LogLevel::notice, path + ": migrated from schema version " + std::to_string(from) + " to " +
+                              std::to_string(to) + "; the file as it was is " + copy);
   return to;
 }
 
@@ -262,6 +309,7 @@ Expected<void> Store::Impl::prepare_statements() {
     Sql id;
     const char* sql;
     bool write;
+    int since = 1;  // the first schema version it runs on; a later entry for the same id takes over
   };
   static const Text texts[] = {
       {Sql::begin, "BEGIN IMMEDIATE", true},
@@ -316,6 +364,17 @@ Expected<void> Store::Impl::prepare_statements() {
       {Sql::event_insert,
        "INSERT INTO events (t_s, event, vm, host, donor, mib, recorded_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
        true},
+      {Sql::event_insert,
+       "INSERT INTO events (t_s, event, vm, host, donor, mib, recorded_unix_ms, reason) "
+       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+       true, 4},
+      {Sql::events_bounds, "SELECT COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM events", true, 4},
+      {Sql::events_first_recent,
+       "SELECT seq FROM events WHERE seq BETWEEN ?1 AND ?2 AND recorded_unix_ms >= ?3 ORDER BY seq LIMIT 1", true, 4},
+      {Sql::retention_mark,
+       "UPDATE event_retention SET dropped_through = ?1, updated_unix_ms = ?2 WHERE id = 1 AND dropped_through < ?1",
+       true, 4},
+      {Sql::events_drop, "DELETE FROM events WHERE seq <= ?1", true, 4},
       {Sql::scenario_set, "UPDATE controller SET scenario = ?1 WHERE id = 1", true},
       {Sql::controller_advance,
        "UPDATE controller SET clock_s = MAX(clock_s, ?1), next_lease_id = MAX(next_lease_id, ?2), "
@@ -343,7 +402,14 @@ Expected<void> Store::Impl::prepare_statements() {
        false},
       {Sql::load_recommendations, "SELECT vm, target, reason, t_s FROM recommendations ORDER BY vm", false},
       {Sql::load_events,
-       "SELECT seq, t_s, event, vm, host, donor, mib FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2", false},
+       "SELECT seq, t_s, event, vm, host, donor, mib, NULL FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2", false},
+      {Sql::load_events,
+       "SELECT seq, t_s, event, vm, host, donor, mib, reason FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2", false,
+       4},
+      {Sql::vm_known, "SELECT 1 FROM vms WHERE name = ?1", false},
+      // One more than an error lists, so that it can say there are more.
+      {Sql::vm_names, "SELECT name FROM vms ORDER BY id LIMIT 11", false},
+      {Sql::decisions_of_vm, "SELECT * FROM v_decisions WHERE vm = ?1 ORDER BY seq DESC LIMIT ?2", false, 4},
       {Sql::view_hosts, "SELECT * FROM v_host_lending", false},
       {Sql::view_vms, "SELECT * FROM v_vm_memory", false},
       {Sql::view_leases, "SELECT * FROM v_leases", false},
@@ -351,11 +417,12 @@ Expected<void> Store::Impl::prepare_statements() {
       {Sql::view_recommendations, "SELECT * FROM v_recommendations", false},
       {Sql::view_recent_events, "SELECT * FROM v_recent_events", false},
       {Sql::view_controller, "SELECT * FROM v_controller", false},
+      {Sql::view_vm_decisions, "SELECT * FROM v_vm_decisions", false, 4},
   };
   stmts.clear();
   stmts.resize(static_cast<std::size_t>(Sql::count_));
   for (const auto& t : texts) {
-    if (t.write && !writable()) continue;
+    if ((t.write && !writable()) || t.since > schema_version) continue;
     int rc = stmts[static_cast<std::size_t>(t.id)].prepare(db.get(), t.sql);
     if (rc != SQLITE_OK)
       return Error{failure_message(path, rc, db.error() + " preparing \"" + std::string(t.sql).substr(0, 60) + "\"")};

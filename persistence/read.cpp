@@ -3,6 +3,8 @@
 // even while a controller writes the same file from another process.
 #include "persistence/store_impl.hpp"
 
+#include <algorithm>
+
 namespace memlend::store {
 
 namespace {
@@ -60,6 +62,7 @@ std::string_view view_name(View v) {
     case View::recommendations: return "v_recommendations";
     case View::recent_events: return "v_recent_events";
     case View::controller: return "v_controller";
+    case View::vm_decisions: return "v_vm_decisions";
   }
   return "";
 }
@@ -193,22 +196,18 @@ Expected<std::vector<EventRecord>> Store::events(std::uint64_t after, std::size_
     e.host = r.text(4);
     e.donor = r.text(5);
     if (!r.is_null(6)) e.mib = r.int64(6);
+    e.reason = r.text(7);
     out.push_back(std::move(e));
   });
   if (rc != SQLITE_OK) return Error{failure_message(im.path, rc, im.db.error())};
   return out;
 }
 
-Expected<Table> Store::read(View v) const {
-  static const Sql by_view[] = {Sql::view_hosts,           Sql::view_vms,           Sql::view_leases,
-                                Sql::view_mirrors,         Sql::view_recommendations, Sql::view_recent_events,
-                                Sql::view_controller};
-  const Impl& im = *impl_;
-  std::lock_guard<std::mutex> g(im.db_mutex);
-  ReadTransaction tx(im);
-  if (!tx.ok()) return Error{tx.error()};
+namespace {
+
+// The rows of a query as values, column names and all.
+Expected<Table> table_of(const Store::Impl& im, sql::Cursor& c) {
   Table t;
-  sql::Cursor c(im.stmt(by_view[static_cast<std::size_t>(v)]));
   for (int i = 0; i < c.columns(); ++i) t.columns.push_back(c.column_name(i));
   int rc = each_row(c, [&](const sql::Cursor& r) {
     std::vector<Value> row;
@@ -225,6 +224,57 @@ Expected<Table> Store::read(View v) const {
   });
   if (rc != SQLITE_OK) return Error{failure_message(im.path, rc, im.db.error())};
   return t;
+}
+
+Error needs_version(const Store::Impl& im, const char* what) {
+  return Error{im.path + ": schema version " + std::to_string(im.schema_version) + " keeps no " + what +
+               " (version 4 does); the controller migrates the file when it next starts"};
+}
+
+}  // namespace
+
+Expected<Table> Store::read(View v) const {
+  static const Sql by_view[] = {Sql::view_hosts,           Sql::view_vms,           Sql::view_leases,
+                                Sql::view_mirrors,         Sql::view_recommendations, Sql::view_recent_events,
+                                Sql::view_controller,      Sql::view_vm_decisions};
+  const Impl& im = *impl_;
+  Sql s = by_view[static_cast<std::size_t>(v)];
+  if (!im.has(s)) return needs_version(im, "decisions");
+  std::lock_guard<std::mutex> g(im.db_mutex);
+  ReadTransaction tx(im);
+  if (!tx.ok()) return Error{tx.error()};
+  sql::Cursor c(im.stmt(s));
+  return table_of(im, c);
+}
+
+Expected<Table> Store::decisions(const std::string& vm, std::size_t limit) const {
+  const Impl& im = *impl_;
+  if (!im.has(Sql::decisions_of_vm)) return needs_version(im, "reasons for its decisions");
+  std::lock_guard<std::mutex> g(im.db_mutex);
+  ReadTransaction tx(im);
+  if (!tx.ok()) return Error{tx.error()};
+  sql::Cursor c(im.stmt(Sql::decisions_of_vm));
+  std::int64_t most = limit > static_cast<std::size_t>(INT64_MAX) ? INT64_MAX : static_cast<std::int64_t>(limit);
+  c.bind(vm).bind(most);
+  auto t = table_of(im, c);
+  if (!t || !t->rows.empty()) return t;
+  // No decision: a VM that has none yet, or a name the store does not know.
+  {
+    sql::Cursor found(im.stmt(Sql::vm_known));
+    int rc = found.bind(vm).step();
+    if (rc == SQLITE_ROW) return t;
+    if (rc != SQLITE_DONE) return Error{failure_message(im.path, rc, im.db.error())};
+  }
+  sql::Cursor names(im.stmt(Sql::vm_names));
+  std::string list;
+  int shown = 0;
+  int rc = each_row(names, [&](const sql::Cursor& r) {
+    if (shown++) list += ", ";
+    list += shown > 10 ? std::string("...") : r.text(0);
+  });
+  if (rc != SQLITE_OK) return Error{failure_message(im.path, rc, im.db.error())};
+  return Error{im.path + ": no VM named \"" + vm + "\" (" +
+               (shown ? "its VMs: " + list : std::string("it holds no VMs yet")) + ")"};
 }
 
 }  // namespace memlend::store

@@ -89,6 +89,9 @@ struct EventRecord {
   std::string host;
   std::string donor;
   std::optional<std::int64_t> mib;
+  // The sentence of the decision this event carries out (what `memlend plan`
+  // prints); empty for an event that is no decision (schema version 4 on).
+  std::string reason;
 };
 
 // The event names of DESIGN.md; the store refuses any other.

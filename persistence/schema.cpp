@@ -318,11 +318,56 @@ INSERT INTO event_kinds VALUES
   ('memory_lost', 'a donor went down while the VM''s mirror was failed: what it lent is gone');
 )sql") + view_vm_memory + view_mirrors;
 
+// Version 4: each event a decision made keeps that decision's reason, and
+// the oldest events may go (retention; persistence/retention.cpp). Only a
+// prefix of the log is ever dropped, through event_retention's mark, so what
+// is kept stays numbered without a gap. The index finds a VM's decisions
+// (`memlend why`, v_vm_decisions) without reading the whole log.
+const char* const v4 = R"sql(
+ALTER TABLE events ADD COLUMN reason TEXT;
+CREATE INDEX events_decisions_by_vm ON events (vm, seq) WHERE reason IS NOT NULL;
+
+CREATE TABLE event_retention (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  dropped_through INTEGER NOT NULL DEFAULT 0 CHECK (dropped_through >= 0),
+  updated_unix_ms INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO event_retention (id) VALUES (1);
+CREATE TRIGGER event_retention_goes_forward BEFORE UPDATE OF dropped_through ON event_retention
+WHEN NEW.dropped_through < OLD.dropped_through
+BEGIN SELECT RAISE(ABORT, 'dropped events do not come back'); END;
+DROP TRIGGER events_are_append_only_delete;
+CREATE TRIGGER events_drop_only_the_oldest BEFORE DELETE ON events
+WHEN OLD.seq > (SELECT dropped_through FROM event_retention WHERE id = 1)
+BEGIN SELECT RAISE(ABORT, 'the event log is append-only: only retention drops its oldest events'); END;
+
+DROP VIEW v_recent_events;
+CREATE VIEW v_recent_events AS
+SELECT * FROM (
+  SELECT seq, t_s, event, vm, host, donor, mib,
+         strftime('%Y-%m-%dT%H:%M:%SZ', recorded_unix_ms / 1000, 'unixepoch') AS recorded_at, reason
+  FROM events ORDER BY seq DESC LIMIT 100)
+ORDER BY seq;
+
+CREATE VIEW v_decisions AS
+SELECT seq, t_s, event, vm, host, donor, mib, reason,
+       strftime('%Y-%m-%dT%H:%M:%SZ', recorded_unix_ms / 1000, 'unixepoch') AS recorded_at
+FROM events WHERE reason IS NOT NULL;
+
+CREATE VIEW v_vm_decisions AS
+SELECT v.id, v.name AS vm, e.event AS last_decision, e.reason, e.t_s, e.seq,
+       strftime('%Y-%m-%dT%H:%M:%SZ', e.recorded_unix_ms / 1000, 'unixepoch') AS recorded_at
+FROM vms v
+LEFT JOIN events e ON e.seq = (SELECT MAX(seq) FROM events WHERE vm = v.name AND reason IS NOT NULL)
+ORDER BY v.id;
+)sql";
+
 const std::vector<Migration>& builtin_migrations() {
   static const std::vector<Migration> all{
       {1, "hosts, VMs, leases, mirrors, recommendations, event log, clock, support views", v1},
       {2, "no lease secret in the store or the support views", v2},
       {3, "mirrors that could not be written: state failed, events mirror_failed and memory_lost", v3},
+      {4, "each decision's reason with its event; retention may drop the oldest events", v4},
   };
   return all;
 }

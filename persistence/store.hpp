@@ -101,6 +101,15 @@ struct Options {
   std::function<void(double seconds)> on_commit;
   // Tests only: the migrations to know instead of the built-in ones.
   const std::vector<Migration>* migrations = nullptr;
+  // Event retention: the writer drops the oldest events once they are older
+  // than keep_days or beyond the newest keep_rows (0: no limit of that kind),
+  // at most drop_batch in one transaction, a pass every drop_every (and at
+  // once again while a pass finds a full batch). The newest event is always
+  // kept, so numbering goes on from it.
+  std::uint32_t events_keep_days = 30;
+  std::uint64_t events_keep_rows = 1000000;
+  std::size_t events_drop_batch = 5000;
+  std::chrono::milliseconds events_drop_every{60000};
 };
 
 // Everything the controller needs to rebuild itself after a restart.
@@ -126,7 +135,7 @@ struct Table {
   std::vector<std::string> columns;
   std::vector<std::vector<Value>> rows;
 };
-enum class View { hosts, vms, leases, mirrors, recommendations, recent_events, controller };
+enum class View { hosts, vms, leases, mirrors, recommendations, recent_events, controller, vm_decisions };
 // The SQL name of a view (v_host_lending, ...).
 std::string_view view_name(View v);
 
@@ -163,6 +172,12 @@ class Store {
   Expected<Table> read(View v) const;
   // Event log entries with seq > after, in order (at most `limit`).
   Expected<std::vector<EventRecord>> events(std::uint64_t after = 0, std::size_t limit = SIZE_MAX) const;
+  // The VM's decisions (v_decisions rows), newest first, at most `limit`; an
+  // error names a VM the store does not know, or a file without reasons.
+  Expected<Table> decisions(const std::string& vm, std::size_t limit) const;
+  // One retention pass now, as the writer makes them (Options::events_keep_*);
+  // how many events it dropped. Judges age against `now_unix_ms`.
+  Expected<std::uint64_t> drop_old_events(std::int64_t now_unix_ms);
 
   const std::string& path() const;
   int schema_version() const;

@@ -22,11 +22,14 @@ enum class Sql {
   lease_get, lease_insert, lease_update,
   mirror_upsert, recommendation_upsert, recommendation_delete,
   event_insert, scenario_set, controller_advance,
+  // retention (retention.cpp)
+  events_bounds, events_first_recent, retention_mark, events_drop,
   // reads
   read_begin, read_end,
   load_controller, load_last_seq, load_hosts, load_vms, load_leases, load_mirrors, load_recommendations,
-  load_events,
+  load_events, vm_known, vm_names, decisions_of_vm,
   view_hosts, view_vms, view_leases, view_mirrors, view_recommendations, view_recent_events, view_controller,
+  view_vm_decisions,
   count_
 };
 
@@ -60,6 +63,9 @@ struct Store::Impl {
 
   ~Impl();
   const sql::Statement& stmt(Sql s) const { return stmts[static_cast<std::size_t>(s)]; }
+  // A statement of a later schema than the file's (a read-only look at a file
+  // the controller has not migrated yet) is not prepared.
+  bool has(Sql s) const { return stmt(s).get() != nullptr; }
   bool writable() const { return options.access == Access::read_write; }
 
   // open.cpp
@@ -68,6 +74,8 @@ struct Store::Impl {
   void run_writer();
   std::vector<Outcome> write_group(std::vector<Unit>& units);
   void stop_writer();
+  // retention.cpp: one bounded pass; the number of events dropped.
+  Expected<std::uint64_t> drop_old_events(std::int64_t now_unix_ms);
 };
 
 // The one line for an SQLite failure on `path`: what is wrong and what to do.

@@ -193,6 +193,9 @@ class Writer {
     text_or_null(c, e.host);
     text_or_null(c, e.donor);
     c.bind(e.mib).bind(now_);
+    // A file held at an older schema (tests only: the controller migrates)
+    // has no column for it.
+    if (im_.schema_version >= 4) text_or_null(c, e.reason);
     Result r = done(c.step(), [&] { return "event " + e.event; });
     // No AUTOINCREMENT: a rolled-back row's number is used again, so the log has no gaps.
     if (r.ok()) seqs.push_back(static_cast<std::uint64_t>(sqlite3_last_insert_rowid(im_.db.get())));
@@ -294,12 +297,33 @@ std::vector<Outcome> Store::Impl::write_group(std::vector<Unit>& units) {
 }
 
 void Store::Impl::run_writer() {
+  using clock = std::chrono::steady_clock;
+  auto next_drop = clock::now();
   for (;;) {
     std::vector<Unit> units;
+    bool due = false, working = false;
     {
       std::unique_lock<std::mutex> l(queue_mutex);
-      queue_cv.wait(l, [&] { return stopping || !queue.empty(); });
-      if (queue.empty()) return;  // stopping, and everything submitted is written
+      queue_cv.wait_until(l, next_drop, [&] { return stopping || !queue.empty(); });
+      if (queue.empty() && stopping) return;  // everything submitted is written
+      due = clock::now() >= next_drop;
+      working = broken.empty();
+    }
+    if (due) {
+      // Between group commits, never inside one: a batch waits one short
+      // transaction at most. A pause of its own keeps an idle writer idle.
+      bool more = false;
+      if (working) {
+        auto dropped = drop_old_events(unix_ms_now());
+        if (!dropped) log(LogLevel::warning, dropped.error().message);
+        more = dropped && *dropped > 0 && *dropped >= options.events_drop_batch;
+      }
+      auto pause = std::max<clock::duration>(options.events_drop_every, std::chrono::milliseconds(10));
+      next_drop = clock::now() + (more ? clock::duration::zero() : pause);
+    }
+    {
+      std::unique_lock<std::mutex> l(queue_mutex);
+      if (queue.empty()) continue;
       std::size_t n = std::min(queue.size(), std::max<std::size_t>(1, options.max_group));
       units.reserve(n);
       for (std::size_t i = 0; i < n; ++i) {

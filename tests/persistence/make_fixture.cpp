@@ -23,7 +23,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    memlend::test::write_sample_v1(path);
+    // Each version's sample on top of the older ones, as a file of it would hold.
+    if (version >= 4)
+      memlend::test::write_sample_v4(path);
+    else
+      memlend::test::write_sample_v1(path);
     // One self-contained file in rollback-journal mode: no -wal to carry along.
     memlend::test::raw_sql(path, "PRAGMA journal_mode = DELETE; VACUUM;");
     std::remove((path + "-lock").c_str());

@@ -7,6 +7,9 @@
 #include "persistence/store.hpp"
 #include "tests/persistence/support.hpp"
 
+#include <algorithm>
+#include <filesystem>
+
 using namespace memlend::store;
 using memlend::test::file_exists;
 using memlend::test::read_file;
@@ -59,6 +62,33 @@ memlend::Expected<std::unique_ptr<Store>> open_with(const std::string& path, con
   Options o;
   o.migrations = &known;
   return Store::open(path, o);
+}
+
+// The migrations of the memlend that shipped `version`.
+std::vector<Migration> up_to(int version) {
+  std::vector<Migration> out;
+  for (const auto& m : builtin_migrations())
+    if (m.to_version <= version) out.push_back(m);
+  return out;
+}
+
+// What the store logs while the test runs.
+struct CapturedLog {
+  std::vector<std::string> lines;
+  CapturedLog() {
+    set_log_sink([this](LogLevel, const std::string& m) { lines.push_back(m); });
+  }
+  ~CapturedLog() { set_log_sink({}); }
+  bool mentions(const std::string& text) const {
+    for (const auto& l : lines)
+      if (l.find(text) != std::string::npos) return true;
+    return false;
+  }
+};
+
+std::string decision_reason(const Table& t, std::size_t row) {
+  auto at = std::find(t.columns.begin(), t.columns.end(), "reason") - t.columns.begin();
+  return std::get<std::string>(t.rows.at(row).at(static_cast<std::size_t>(at)));
 }
 
 }  // namespace
@@ -196,6 +226,8 @@ BOOST_AUTO_TEST_CASE(a_migration_that_fails_leaves_the_file_as_it_was) {
   BOOST_TEST((read_file(path) == before));
   BOOST_TEST(!file_exists(path + "-wal"));
   BOOST_TEST(!file_exists(path + "-shm"));
+  // The copy made before it is one of a file that did not change: it goes.
+  BOOST_TEST(!file_exists(path + ".v1.bak"));
   auto again = Store::open(path);
   BOOST_TEST_REQUIRE(bool(again), (again ? "" : again.error().message));
   BOOST_TEST((*again)->schema_version() == builtin_migrations().back().to_version);
@@ -211,4 +243,122 @@ BOOST_AUTO_TEST_CASE(a_migration_that_leaves_dangling_rows_is_rolled_back) {
   BOOST_TEST(s.error().message.find("rows refer to rows that are not there") != std::string::npos,
              s.error().message);
   BOOST_TEST((read_file(path) == before));
+}
+
+// Version 4: an event a decision made keeps its reason. The file as it was
+// is copied beside it first, named with its version, and that copy is what
+// the memlend of before opens, data and all.
+BOOST_AUTO_TEST_CASE(the_v3_fixture_migrates_after_a_copy_of_itself_that_version_3_opens) {
+  TempDir dir("migrate");
+  std::string path = copy_of(dir, 3);
+  const std::string copy = path + ".v3.bak";
+  {
+    CapturedLog log;
+    auto s = Store::open(path);
+    BOOST_TEST_REQUIRE(bool(s), (s ? "" : s.error().message));
+    BOOST_TEST((*s)->schema_version() >= 4);
+    BOOST_TEST(log.mentions("copied to " + copy), "the log names the copy");
+    auto snap = (*s)->load();
+    BOOST_TEST_REQUIRE(bool(snap));
+    check_sample_v1(*snap);
+    // The events of before keep no reason, and are no decisions.
+    auto none = (*s)->decisions("VM2", 10);
+    BOOST_TEST_REQUIRE(bool(none), (none ? "" : none.error().message));
+    BOOST_TEST(none->rows.empty());
+    BOOST_TEST((*s)->commit(std::move(Batch(700).event(
+                                EventRecord{0, 700, "unsatisfied", "VM1", "A", "", 4096, "no host can lend it"})))
+                   .ok());
+    auto decided = (*s)->decisions("VM1", 10);
+    BOOST_TEST_REQUIRE(bool(decided), (decided ? "" : decided.error().message));
+    BOOST_TEST_REQUIRE(decided->rows.size() == 1u);
+    BOOST_TEST(decision_reason(*decided, 0) == "no host can lend it");
+  }
+  BOOST_TEST(memlend::test::raw_value(path, "SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = 'reason'") ==
+             "1");
+  BOOST_TEST(memlend::test::raw_value(path, "SELECT reason FROM events WHERE seq = 8") == "no host can lend it");
+  BOOST_TEST_REQUIRE(file_exists(copy));
+  BOOST_TEST(!file_exists(copy + ".partial"));
+  BOOST_TEST(memlend::test::raw_value(copy, "PRAGMA user_version") == "3");
+  // The memlend of version 3 takes the copy back, as it was.
+  auto v3 = up_to(3);
+  auto older = open_with(copy, v3);
+  BOOST_TEST_REQUIRE(bool(older), (older ? "" : older.error().message));
+  BOOST_TEST((*older)->schema_version() == 3);
+  auto snap = (*older)->load();
+  BOOST_TEST_REQUIRE(bool(snap));
+  check_sample_v1(*snap);
+}
+
+BOOST_AUTO_TEST_CASE(a_copy_that_cannot_be_made_stops_the_migration_with_the_file_as_it_was) {
+  TempDir dir("migrate");
+  std::string path = copy_of(dir, 3);
+  std::string before = read_file(path);
+  // Where the copy is written first, something that is not to be removed.
+  std::filesystem::create_directory(path + ".v3.bak.partial");
+  memlend::test::write_file(path + ".v3.bak.partial/keep", "an operator's file");
+  auto s = Store::open(path);
+  BOOST_TEST_REQUIRE(!s);
+  const std::string& m = s.error().message;
+  BOOST_TEST(m.find(path + ": cannot copy it to " + path + ".v3.bak") == 0u, m);
+  BOOST_TEST(m.find("the file was left as it is") != std::string::npos, m);
+  BOOST_TEST(std::count(m.begin(), m.end(), '\n') == 0);
+  BOOST_TEST((read_file(path) == before));
+  BOOST_TEST(!file_exists(path + ".v3.bak"));
+  BOOST_TEST(!file_exists(path + "-wal"));
+  BOOST_TEST(file_exists(path + ".v3.bak.partial/keep"));
+  BOOST_TEST(memlend::test::raw_value(path, "PRAGMA user_version") == "3");
+}
+
+BOOST_AUTO_TEST_CASE(a_new_file_and_one_at_the_newest_version_are_not_copied) {
+  TempDir dir("migrate");
+  std::string path = dir.file("memlend.db");
+  BOOST_TEST_REQUIRE(bool(Store::open(path)));
+  BOOST_TEST_REQUIRE(bool(Store::open(path)));
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path))
+    BOOST_TEST(entry.path().filename().string().find(".bak") == std::string::npos, entry.path());
+}
+
+// An older copy of the same version is never overwritten.
+BOOST_AUTO_TEST_CASE(an_earlier_copy_stays_and_the_new_one_takes_another_name) {
+  TempDir dir("migrate");
+  std::string path = copy_of(dir, 3);
+  memlend::test::write_file(path + ".v3.bak", "an earlier copy");
+  CapturedLog log;
+  BOOST_TEST_REQUIRE(bool(Store::open(path)));
+  BOOST_TEST(read_file(path + ".v3.bak") == "an earlier copy");
+  int copies = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path)) {
+    std::string name = entry.path().filename().string();
+    if (name.rfind("memlend.db.v3-", 0) == 0 && name.size() > 4 && name.substr(name.size() - 4) == ".bak") {
+      ++copies;
+      BOOST_TEST(log.mentions(entry.path().string()));
+      BOOST_TEST(memlend::test::raw_value(entry.path().string(), "PRAGMA user_version") == "3");
+    }
+  }
+  BOOST_TEST(copies == 1);
+}
+
+BOOST_AUTO_TEST_CASE(the_v4_fixture_keeps_its_decisions_and_their_reasons) {
+  TempDir dir("migrate");
+  std::string path = copy_of(dir, 4);
+  auto s = Store::open(path);
+  BOOST_TEST_REQUIRE(bool(s), (s ? "" : s.error().message));
+  auto snap = (*s)->load();
+  BOOST_TEST_REQUIRE(bool(snap));
+  BOOST_TEST(snap->last_event_seq == 10u);
+  auto vm3 = (*s)->decisions("VM3", 10);
+  BOOST_TEST_REQUIRE(bool(vm3), (vm3 ? "" : vm3.error().message));
+  // mirror_created is no decision: only the grant is listed.
+  BOOST_TEST_REQUIRE(vm3->rows.size() == 1u);
+  BOOST_TEST(decision_reason(*vm3, 0) == "N has 1024 MiB free for it and B lends the other 2048 MiB");
+  auto vm1 = (*s)->decisions("VM1", 10);
+  BOOST_TEST_REQUIRE(bool(vm1));
+  BOOST_TEST_REQUIRE(vm1->rows.size() == 1u);
+  BOOST_TEST(decision_reason(*vm1, 0) == "no host can lend 4096 MiB");
+  auto events = (*s)->events(7);
+  BOOST_TEST_REQUIRE(bool(events));
+  BOOST_TEST_REQUIRE(events->size() == 3u);
+  BOOST_TEST((*events)[0].reason == "N has 1024 MiB free for it and B lends the other 2048 MiB");
+  BOOST_TEST((*events)[1].reason.empty());
+  BOOST_TEST((*events)[2].reason == "no host can lend 4096 MiB");
 }

@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -146,13 +147,51 @@ std::vector<store::Batch> sample_v1() {
   return out;
 }
 
-void write_sample_v1(const std::string& path) {
+namespace {
+
+void write_batches(const std::string& path, std::vector<store::Batch> batches) {
   auto s = store::Store::open(path);
   if (!s) throw std::runtime_error(s.error().message);
-  for (auto& b : sample_v1()) {
+  for (auto& b : batches) {
     auto o = (*s)->commit(std::move(b));
     if (!o.ok()) throw std::runtime_error(o.error);
   }
+}
+
+}  // namespace
+
+void write_sample_v1(const std::string& path) { write_batches(path, sample_v1()); }
+
+std::string bad_input_answer(const std::vector<std::string>& argv, const std::string& names, const std::string& what) {
+  auto r = run_process(argv, 60);
+  std::string wrong;
+  if (r.status != 2) wrong += "exit status " + std::to_string(r.status) + ", not 2; ";
+  if (!r.out.empty()) wrong += "stdout not empty; ";
+  if (std::count(r.err.begin(), r.err.end(), '\n') != 1) wrong += "not one line on stderr; ";
+  if (r.err.find("memlend: " + names) != 0) wrong += "stderr does not start with \"memlend: " + names + "\"; ";
+  if (r.err.find(what) == std::string::npos) wrong += "stderr does not say \"" + what + "\"; ";
+  return wrong.empty() ? wrong : wrong + "stderr: " + r.err;
+}
+
+std::vector<store::Batch> sample_v4() {
+  using namespace memlend::store;
+  std::vector<Batch> out;
+  Batch grant(700);
+  grant.put(LeaseRecord{3, 2, 1, 2, 2048, LeaseState::active, "tcp", "", 1, 0, 0});
+  grant.event(EventRecord{0, 700, "lease_granted", "VM3", "N", "B", 2048,
+                          "N has 1024 MiB free for it and B lends the other 2048 MiB"});
+  grant.event(EventRecord{0, 700, "mirror_created", "VM3", "N", "", 2048, ""});
+  out.push_back(std::move(grant));
+  Batch nothing(710);
+  nothing.event(EventRecord{0, 710, "unsatisfied", "VM1", "A", "", 4096, "no host can lend 4096 MiB"});
+  out.push_back(std::move(nothing));
+  return out;
+}
+
+void write_sample_v4(const std::string& path) {
+  auto all = sample_v1();
+  for (auto& b : sample_v4()) all.push_back(std::move(b));
+  write_batches(path, std::move(all));
 }
 
 }  // namespace memlend::test

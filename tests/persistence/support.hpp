@@ -61,10 +61,19 @@ void raw_sql(const std::string& db_path, const std::string& sql);
 // The first column of the first row, as text ("" when there is none).
 std::string raw_value(const std::string& db_path, const std::string& sql);
 
+// Runs memlend's support tooling and checks its answer to bad input: exit
+// status 2, nothing on stdout, one line on stderr that starts with `names`
+// and says `what`. What is wrong with the answer, "" when nothing is.
+std::string bad_input_answer(const std::vector<std::string>& argv, const std::string& names, const std::string& what);
+
 // The sample data of schema version 1, as the batches that write it. Its
 // contents must not change: fixtures/v1.sqlite holds it.
 std::vector<store::Batch> sample_v1();
 // Opens (creating) `path` and writes the sample; throws on any failure.
 void write_sample_v1(const std::string& path);
+// What schema version 4 adds after sample_v1(): decisions with their reasons
+// beside an event that is none. fixtures/v4.sqlite holds both samples.
+std::vector<store::Batch> sample_v4();
+void write_sample_v4(const std::string& path);
 
 }  // namespace memlend::test

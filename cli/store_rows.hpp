@@ -1,0 +1,27 @@
+// What `memlend state` and `memlend why` share: the store opened as support
+// tooling opens it, and a support view's rows as JSON or as table cells.
+#pragma once
+
+#include "persistence/store.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <string>
+
+namespace memlend::cli {
+
+// Read-only, without a lock and without SQLite's own log (the one line of a
+// refusal says it all): works while the controller runs, changes nothing.
+Expected<std::unique_ptr<store::Store>> open_store_for_reading(const std::string& db);
+
+// A view's value as JSON (0/1 flag columns as true/false) and as a cell of a
+// printed table ("-" for null).
+nlohmann::ordered_json value_json(const std::string& column, const store::Value& v);
+std::string cell(const std::string& column, const store::Value& v);
+// Each row an object with the view's columns.
+nlohmann::ordered_json rows_json(const store::Table& t);
+// The column's index; t.columns.size() when it has none by that name.
+std::size_t column_index(const store::Table& t, const std::string& name);
+
+}  // namespace memlend::cli

@@ -1,3 +1,4 @@
+#include "core/health.hpp"
 #include "core/stop_signals.hpp"
 #include "node/controller.hpp"
 #include "journal/journal.hpp"
@@ -140,7 +141,10 @@ RunCheck check_run(RunFlags& f, bool speed_given, bool start) {
   if (!wanted && problem("metrics", wanted.error().message)) return c;
   if (wanted && !wanted->address.empty()) {
     o.metrics.registry = std::make_shared<metrics::Registry>(MEMLEND_VERSION);
-    o.metrics.serve = [r = o.metrics.registry, w = *wanted] { return serve_metrics(*r, w); };
+    o.health = std::make_shared<Health>();
+    o.metrics.serve = [r = o.metrics.registry, w = *wanted, h = o.health] {
+      return serve_metrics(*r, w, [h] { return h->not_ready(Health::Clock::now()); });
+    };
   }
   o.datastore = f.datastore.empty() ? "memlend-datastore" : f.datastore;
   if (start) {
@@ -294,6 +298,7 @@ RunCommand make_run(CLI::App& app) {
         ro.on_commit = [h = o.metrics.registry->store_commit_duration()](double s) { h.observe(s); };
       auto resumed = open_run(*sc, ro);
       if (!resumed) return bad_input(resumed.error().message);
+      if (o.health) o.health->set_store(Health::Store::open);
       o.store = resumed->store;
       o.scenario = resumed->scenario;
       o.start = resumed->start;
@@ -305,8 +310,10 @@ RunCommand make_run(CLI::App& app) {
         if (auto err = empty_events_file(f->events_out)) return bad_input("--events-out: " + *err);
       if (resumed->resumed && !f->events_out.empty())
         if (auto err = catch_up_events_file(f->events_out, *resumed->store)) return bad_input("--events-out: " + *err);
-    } else if (!f->events_out.empty()) {
-      if (auto err = empty_events_file(f->events_out)) return bad_input("--events-out: " + *err);
+    } else {
+      if (o.health) o.health->set_store(Health::Store::none);
+      if (!f->events_out.empty())
+        if (auto err = empty_events_file(f->events_out)) return bad_input("--events-out: " + *err);
     }
     if (!f->quiet) {
       for (const auto& n : resume_notes) std::cout << "memlend: " << n << '\n';

@@ -167,7 +167,9 @@ pulse_actor start_pulse(caf::actor_system& sys, const supervisor_actor& sup, boo
   // Twice per watchdog interval, as systemd advises, and at least once a
   // second, so that /readyz is never more than a few seconds behind.
   pc.period = std::chrono::seconds(1);
-  if (watchdog) pc.period = std::min<caf::timespan>(pc.period, *watchdog / 2);
+  // A floor, so that a tiny WatchdogSec= cannot turn the pulse into a busy loop.
+  if (watchdog) pc.period = std::max<caf::timespan>(std::min<caf::timespan>(pc.period, *watchdog / 2),
+                                                    std::chrono::milliseconds(50));
   struct Told {
     bool ready = false;
     std::string status;

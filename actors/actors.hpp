@@ -8,6 +8,7 @@
 //           ──attach/detach/migrate──> platform driver
 //   everyone ──event──> event sink (event log, console, store) ──event──> metrics
 //   metrics ──get──> planner (its view, each sample period)
+//   pulse ──get──> supervisor ──> planner (its view: the actors answer; systemd's watchdog)
 #pragma once
 
 #include "actors/atoms.hpp"
@@ -145,6 +146,12 @@ using supervisor_actor = caf::typed_actor<
 using registrar_actor = caf::typed_actor<
     replies_to<atom::challenge>::with<std::string>,  // a fresh nonce, good for one join
     replies_to<atom::join, AgentHello, caf::actor>::with<JoinReply, caf::actor>>;
+
+// The controller's pulse: each period it asks the supervisor for the planner
+// and the planner for its view; an answer through both is what keeps the
+// systemd watchdog fed and /readyz ready, so a wedged actor shows as silence.
+using pulse_actor = caf::typed_actor<
+    reacts_to<atom::tick>>;  // its timer
 
 // Keeps the Prometheus registry true: counts the events of the log, and each
 // sample period sets the gauges from the planner's view and the data path.

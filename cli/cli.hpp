@@ -7,6 +7,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace memlend::cli {
 
@@ -27,6 +28,23 @@ Action add_why(CLI::App& app);
 Action add_version(CLI::App& app);
 Action add_agent(CLI::App& app);
 Action add_inspect(CLI::App& app);
+Action add_check_config(CLI::App& app);
+
+// A problem `run` finds with its options: the option's long name (its key in
+// a config file) and the line bad_input prints.
+struct RunProblem {
+  std::string key;
+  std::string message;
+};
+
+// `run` as check-config needs it too: besides the action, its checks of the
+// options as they stand (scenario, durations, addresses, paths, TLS files),
+// every problem they find, touching nothing.
+struct RunCommand {
+  Action action;
+  std::function<std::vector<RunProblem>()> check;
+};
+RunCommand make_run(CLI::App& app);
 
 // Prints "memlend: <message>" on stderr and returns exit_bad_input.
 int bad_input(const std::string& message);

@@ -1,3 +1,4 @@
+#include "core/health.hpp"
 #include "core/stop_signals.hpp"
 #include "node/controller.hpp"
 #include "journal/journal.hpp"
@@ -14,6 +15,9 @@
 
 #include <filesystem>
 #include <iostream>
+#include <cerrno>
+#include <cstring>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace memlend::cli {
@@ -58,9 +62,174 @@ std::optional<std::string> empty_events_file(const std::string& path) {
 // half hour of scenario time passes in under twenty seconds.
 constexpr double demo_speed = 100;
 
+// A datastore directory run could make, touching nothing: the path is one,
+// or its nearest existing ancestor is a directory.
+std::optional<std::string> could_make_directory(const std::filesystem::path& dir) {
+  std::error_code ec;
+  for (auto p = dir; !p.empty(); p = p.parent_path()) {
+    auto st = std::filesystem::status(p, ec);
+    if (std::filesystem::exists(st)) {
+      if (std::filesystem::is_directory(st)) return std::nullopt;
+      return p.string() + " is not a directory";
+    }
+    if (p == p.parent_path()) break;
+  }
+  return std::nullopt;  // relative, and nothing of it exists yet: made in the working directory
+}
+
+// An events file open_events_file would take, touching nothing; its words.
+std::optional<std::string> could_open_events_file(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (S_ISLNK(st.st_mode)) return path + ": is a symbolic link; name the file itself";
+    if (!S_ISREG(st.st_mode)) return path + ": not a regular file; the event log is written to one";
+    if (::access(path.c_str(), W_OK) != 0) return path + ": cannot write (" + std::strerror(errno) + ")";
+    return std::nullopt;
+  }
+  auto parent = std::filesystem::path(path).parent_path();
+  if (parent.empty()) parent = ".";
+  if (::access(parent.c_str(), W_OK) != 0) return path + ": cannot write (" + std::strerror(errno) + ")";
+  return std::nullopt;
+}
+
+// What run makes of its options before it starts anything but the store.
+struct RunCheck {
+  std::string text;  // the scenario, read once: the text parsed is the text fingerprinted for the store
+  std::string origin;
+  std::optional<policy::Scenario> scenario;
+  RunOptions options;
+  std::vector<RunProblem> problems;
+};
+
+// Run's checks of its options, in the order it makes them. `start`: as run
+// starts, the first problem ends them, and the datastore is made and the
+// events file opened; else (check-config) they go on wherever a later check
+// does not rest on an earlier one, and touch nothing.
+RunCheck check_run(RunFlags& f, bool speed_given, bool start) {
+  RunCheck c;
+  RunOptions& o = c.options;
+  // True when the checks end here.
+  auto problem = [&](const std::string& key, const std::string& message) {
+    c.problems.push_back({key, message});
+    return start;
+  };
+  c.origin = f.scenario;
+  bool have_text = true;
+  if (f.scenario.empty()) {
+    c.text = std::string(demo::builtin_demo_scenario());
+    c.origin = "built-in demo";
+  } else {
+    auto read = platform::read_scenario_file(f.scenario);
+    if (!read && problem("scenario", read.error().message)) return c;
+    have_text = static_cast<bool>(read);
+    if (read) c.text = std::move(*read);
+  }
+  if (start && f.show_scenario) return c;
+  if (have_text) {
+    auto sc = platform::parse_scenario(c.text, c.origin);
+    if (!sc && problem("scenario", sc.error().message)) return c;
+    if (sc) c.scenario = std::move(*sc);
+  }
+  const auto& sc = c.scenario;
+  if (speed_given && !(f.speed > 0 && f.speed <= 1e6) &&
+      problem("speed", "--speed: must be more than 0 and at most 1000000"))
+    return c;
+  o.speed = speed_given ? f.speed : (f.scenario.empty() ? demo_speed : 1.0);
+  if (!f.for_text.empty()) {
+    auto d = parse_duration(f.for_text);
+    if (!d && problem("for", "--for: \"" + f.for_text + "\" is not a duration (examples: 1200, 1200s, 20m, 1h)"))
+      return c;
+    o.until_s = d;
+  } else if (sc) {
+    auto platform_end = platform::make_sim(*sc)->last_change_s();
+    o.until_s = platform_end + static_cast<double>(sc->settings.migrate_after_s) + 60;
+  }
+  auto wanted = metrics_request(f.metrics, f.scenario.empty() ? metrics::default_address : "");
+  if (!wanted && problem("metrics", wanted.error().message)) return c;
+  if (wanted && !wanted->address.empty()) {
+    o.metrics.registry = std::make_shared<metrics::Registry>(MEMLEND_VERSION);
+    o.health = std::make_shared<Health>();
+    o.metrics.serve = [r = o.metrics.registry, w = *wanted, h = o.health] {
+      return serve_metrics(*r, w, [h] { return h->not_ready(Health::Clock::now()); });
+    };
+  }
+  o.datastore = f.datastore.empty() ? "memlend-datastore" : f.datastore;
+  if (start) {
+    std::error_code ec;
+    std::filesystem::create_directories(o.datastore, ec);
+    if (ec || !std::filesystem::is_directory(o.datastore))
+      if (problem("datastore", "--datastore: " + o.datastore + ": cannot make the directory" +
+                                   (ec ? " (" + ec.message() + ")" : std::string())))
+        return c;
+  } else if (auto why = could_make_directory(o.datastore)) {
+    problem("datastore", "--datastore: " + o.datastore + ": cannot make the directory (" + *why + ")");
+  }
+  if (!f.events_out.empty()) {
+    if (start) {
+      // Kept as it is: a resumed run adds to the log it left; a fresh one empties it later.
+      auto fd = open_events_file(f.events_out, EventsFile::keep);
+      if (!fd && problem("events-out", "--events-out: " + fd.error().message)) return c;
+      if (fd) ::close(*fd);
+    } else if (auto why = could_open_events_file(f.events_out)) {
+      problem("events-out", "--events-out: " + *why);
+    }
+    o.sink.events_out = f.events_out;
+  }
+  if (f.events_keep_days > most_keep_days &&
+      problem("events-keep-days", "--events-keep-days: must be from 0 to " + std::to_string(most_keep_days)))
+    return c;
+  if (f.events_keep_rows > most_keep_rows &&
+      problem("events-keep-rows", "--events-keep-rows: must be from 0 to " + std::to_string(most_keep_rows)))
+    return c;
+  if (f.data_path != "on" && f.data_path != "off" &&
+      problem("data-path", "--data-path: \"" + f.data_path + "\" is neither on nor off"))
+    return c;
+  if ((f.data_kib_per_gib < 4 || f.data_kib_per_gib > 1024 * 1024) &&
+      problem("data-kib-per-gib", "--data-kib-per-gib: must be between 4 and 1048576"))
+    return c;
+  if (sc) {
+    auto guests = guest_options(f.guests, f.data_kib_per_gib, f.data_path == "on" && !f.dry_run, *sc);
+    if (!guests && problem("qemu-vm", guests.error().message)) return c;
+    if (guests) o.data.guests = *guests;
+  }
+  o.data.enabled = f.data_path == "on" && !f.dry_run;
+  o.data.bytes_per_mib = f.data_kib_per_gib;  // KiB per GiB is bytes per MiB
+  o.sink.console = !f.quiet;
+  o.dry_run = f.dry_run;
+  if (sc) {
+    o.scenario = *sc;
+    o.start = fresh_start(*sc, 0);
+  }
+  if (!f.listen.empty()) {
+    auto addr = parse_address(f.listen);
+    if (!addr && problem("listen", "--listen: \"" + f.listen + "\" is not HOST:PORT")) return c;
+    if (auto bad = check_tls(f.cluster)) {
+      // Its message names the flag; the key is the flag without its dashes.
+      auto key = bad->substr(2, bad->find(':') - 2);
+      if (problem(key, *bad)) return c;
+    }
+    if (!start && f.cluster.secret_file.empty())
+      problem("cluster-secret-file", "--cluster-secret-file: required with --listen");
+    auto secret = read_secret(f.cluster.secret_file);
+    if (!secret && (start || !f.cluster.secret_file.empty()) && problem("cluster-secret-file", secret.error().message)) return c;
+    auto ca = ClusterCa::load(f.cluster.ca);
+    if (!ca && !f.cluster.ca.empty() && problem("tls-ca", ca.error().message)) return c;
+    if (addr && secret && ca) {
+      o.network.ca = *ca;
+      o.network.enabled = true;
+      o.network.listen_host = addr->first;
+      o.network.listen_port = addr->second;
+      o.network.cluster = f.cluster.cluster;
+      o.network.secret = *secret;
+      o.network.tls = {f.cluster.cert, f.cluster.key, f.cluster.ca};
+    }
+  }
+  return c;
+}
+
 }  // namespace
 
-Action add_run(CLI::App& app) {
+RunCommand make_run(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "run",
       "Run the controller on the simulated cluster of a scenario file (or the\n"
@@ -111,91 +280,20 @@ Action add_run(CLI::App& app) {
                      "the built-in demo serves " + std::string(metrics::default_address) +
                          " (and runs without metrics if that is taken); a scenario file, nothing");
   add_log_level(cmd, f->log_level, "info");
-  return with_config_file(cmd, [f, speed] {
+  auto check = [f, speed](bool start) { return check_run(*f, speed->count() > 0, start); };
+  return {with_config_file(cmd, [f, check] {
     setup_logging(f->log_level);
-    // Read once: the text parsed is the text fingerprinted for the store.
-    std::string text;
-    std::string origin = f->scenario;
-    if (f->scenario.empty()) {
-      text = std::string(demo::builtin_demo_scenario());
-      origin = "built-in demo";
-    } else {
-      auto read = platform::read_scenario_file(f->scenario);
-      if (!read) return bad_input(read.error().message);
-      text = std::move(*read);
-    }
+    RunCheck c = check(true);
+    if (!c.problems.empty()) return bad_input(c.problems.front().message);
     if (f->show_scenario) {
-      std::cout << text;
+      std::cout << c.text;
       return exit_ok;
     }
-    auto sc = platform::parse_scenario(text, origin);
-    if (!sc) return bad_input(sc.error().message);
-
-    RunOptions o;
-    if (speed->count() > 0 && !(f->speed > 0 && f->speed <= 1e6))
-      return bad_input("--speed: must be more than 0 and at most 1000000");
-    o.speed = speed->count() > 0 ? f->speed : (f->scenario.empty() ? demo_speed : 1.0);
-    if (!f->for_text.empty()) {
-      auto d = parse_duration(f->for_text);
-      if (!d) return bad_input("--for: \"" + f->for_text + "\" is not a duration (examples: 1200, 1200s, 20m, 1h)");
-      o.until_s = *d;
-    } else {
-      auto platform_end = platform::make_sim(*sc)->last_change_s();
-      o.until_s = platform_end + static_cast<double>(sc->settings.migrate_after_s) + 60;
-    }
-    auto wanted = metrics_request(f->metrics, f->scenario.empty() ? metrics::default_address : "");
-    if (!wanted) return bad_input(wanted.error().message);
-    if (!wanted->address.empty()) {
-      o.metrics.registry = std::make_shared<metrics::Registry>(MEMLEND_VERSION);
-      o.metrics.serve = [r = o.metrics.registry, w = *wanted] { return serve_metrics(*r, w); };
-    }
-    o.datastore = f->datastore.empty() ? "memlend-datastore" : f->datastore;
-    std::error_code ec;
-    std::filesystem::create_directories(o.datastore, ec);
-    if (ec || !std::filesystem::is_directory(o.datastore))
-      return bad_input("--datastore: " + o.datastore + ": cannot make the directory" +
-                       (ec ? " (" + ec.message() + ")" : std::string()));
-    if (!f->events_out.empty()) {
-      // Kept as it is: a resumed run adds to the log it left; a fresh one empties it below.
-      auto fd = open_events_file(f->events_out, EventsFile::keep);
-      if (!fd) return bad_input("--events-out: " + fd.error().message);
-      ::close(*fd);
-      o.sink.events_out = f->events_out;
-    }
-    if (f->events_keep_days > most_keep_days)
-      return bad_input("--events-keep-days: must be from 0 to " + std::to_string(most_keep_days));
-    if (f->events_keep_rows > most_keep_rows)
-      return bad_input("--events-keep-rows: must be from 0 to " + std::to_string(most_keep_rows));
-    if (f->data_path != "on" && f->data_path != "off")
-      return bad_input("--data-path: \"" + f->data_path + "\" is neither on nor off");
-    if (f->data_kib_per_gib < 4 || f->data_kib_per_gib > 1024 * 1024)
-      return bad_input("--data-kib-per-gib: must be between 4 and 1048576");
-    auto guests = guest_options(f->guests, f->data_kib_per_gib, f->data_path == "on" && !f->dry_run, *sc);
-    if (!guests) return bad_input(guests.error().message);
-    o.data.guests = *guests;
-    o.data.enabled = f->data_path == "on" && !f->dry_run;
-    o.data.bytes_per_mib = f->data_kib_per_gib;  // KiB per GiB is bytes per MiB
-    o.sink.console = !f->quiet;
-    o.dry_run = f->dry_run;
-    o.scenario = *sc;
-    o.start = fresh_start(*sc, 0);
+    RunOptions& o = c.options;
+    const std::string& text = c.text;
+    const std::string& origin = c.origin;
+    const policy::Scenario* sc = &*c.scenario;
     std::vector<std::string> resume_notes;
-    if (!f->listen.empty()) {
-      auto addr = parse_address(f->listen);
-      if (!addr) return bad_input("--listen: \"" + f->listen + "\" is not HOST:PORT");
-      if (auto bad = check_tls(f->cluster)) return bad_input(*bad);
-      auto secret = read_secret(f->cluster.secret_file);
-      if (!secret) return bad_input(secret.error().message);
-      auto ca = ClusterCa::load(f->cluster.ca);
-      if (!ca) return bad_input(ca.error().message);
-      o.network.ca = *ca;
-      o.network.enabled = true;
-      o.network.listen_host = addr->first;
-      o.network.listen_port = addr->second;
-      o.network.cluster = f->cluster.cluster;
-      o.network.secret = *secret;
-      o.network.tls = {f->cluster.cert, f->cluster.key, f->cluster.ca};
-    }
     o.platform = platform::make_sim(*sc);
     // The metrics server's threads inherit this thread's mask: made before
     // the stop signals were blocked, one of them could take a SIGTERM and die
@@ -219,6 +317,7 @@ Action add_run(CLI::App& app) {
         ro.on_commit = [h = o.metrics.registry->store_commit_duration()](double s) { h.observe(s); };
       auto resumed = open_run(*sc, ro);
       if (!resumed) return bad_input(resumed.error().message);
+      if (o.health) o.health->set_store(Health::Store::open);
       o.store = resumed->store;
       o.scenario = resumed->scenario;
       o.start = resumed->start;
@@ -230,8 +329,10 @@ Action add_run(CLI::App& app) {
         if (auto err = empty_events_file(f->events_out)) return bad_input("--events-out: " + *err);
       if (resumed->resumed && !f->events_out.empty())
         if (auto err = catch_up_events_file(f->events_out, *resumed->store)) return bad_input("--events-out: " + *err);
-    } else if (!f->events_out.empty()) {
-      if (auto err = empty_events_file(f->events_out)) return bad_input("--events-out: " + *err);
+    } else {
+      if (o.health) o.health->set_store(Health::Store::none);
+      if (!f->events_out.empty())
+        if (auto err = empty_events_file(f->events_out)) return bad_input("--events-out: " + *err);
     }
     if (!f->quiet) {
       for (const auto& n : resume_notes) std::cout << "memlend: " << n << '\n';
@@ -242,7 +343,9 @@ Action add_run(CLI::App& app) {
                   << f->data_kib_per_gib << " KiB for every GiB lent; a guest workload writes and checks it\n";
     }
     return run_controller(o);
-  });
+  }), [check] { return check(false).problems; }};
 }
+
+Action add_run(CLI::App& app) { return make_run(app).action; }
 
 }  // namespace memlend::cli

@@ -106,32 +106,74 @@ std::string attribute_to_config_file(const std::string& message) {
   return a.path + ":" + std::to_string(it->second) + ": key " + it->first + message.substr(colon);
 }
 
-namespace {
-
-std::optional<Error> apply_lines(CLI::App& cmd, const std::string& path, std::map<std::string, int>* applied) {
+Expected<std::vector<ConfigLine>> read_config_lines(const std::string& path) {
   auto text = read_input_file(path, "config file", max_config_bytes);
   if (!text) return text.error();
   std::istringstream in(*text);
   std::map<std::string, int> seen;  // key → line
+  std::vector<ConfigLine> out;
   std::string raw;
   int line_no = 0;
-  std::string command = "memlend " + cmd.get_name();
   while (std::getline(in, raw)) {
     ++line_no;
-    std::string where = path + ":" + std::to_string(line_no) + ": ";
     std::string line = trim(raw);
     if (line.empty() || line.front() == '#') continue;
-    if (line.front() == '[')
-      return Error{where + "sections are not used: every key is a long option of a memlend command"};
+    ConfigLine& l = out.emplace_back();
+    l.line = line_no;
+    if (line.front() == '[') {
+      l.problem = "sections are not used: every key is a long option of a memlend command";
+      continue;
+    }
     auto eq = line.find('=');
-    if (eq == std::string::npos) return Error{where + "expected key = value, found \"" + clip(line) + "\""};
+    if (eq == std::string::npos) {
+      l.problem = "expected key = value, found \"" + clip(line) + "\"";
+      continue;
+    }
     std::string key = trim(line.substr(0, eq));
-    if (!is_key(key)) return Error{where + "\"" + clip(key) + "\" is not a key (lower-case letters, digits and '-')"};
-    std::string value;
-    if (auto bad = parse_value(trim(line.substr(eq + 1)), value)) return Error{where + "key " + clip(key) + ": " + *bad};
-    if (auto [it, fresh] = seen.emplace(key, line_no); !fresh)
-      return Error{where + "key " + clip(key) + " is set twice (first on line " + std::to_string(it->second) + ")"};
+    if (!is_key(key)) {
+      l.problem = "\"" + clip(key) + "\" is not a key (lower-case letters, digits and '-')";
+      continue;
+    }
+    if (auto bad = parse_value(trim(line.substr(eq + 1)), l.value)) {
+      l.problem = "key " + clip(key) + ": " + *bad;
+      continue;
+    }
+    if (auto [it, fresh] = seen.emplace(key, line_no); !fresh) {
+      l.problem = "key " + clip(key) + " is set twice (first on line " + std::to_string(it->second) + ")";
+      continue;
+    }
+    l.key = std::move(key);
+  }
+  return out;
+}
 
+std::optional<std::string> set_from_config_file(CLI::Option& opt, const std::string& value) {
+  try {
+    if (opt.get_expected_min() == 0) {
+      if (value == "false") return std::nullopt;  // the same as leaving the flag out
+      if (value != "true") return std::string("a flag is true or false");
+      opt.add_result(opt.get_flag_value(opt.get_lnames().front(), "true"));
+    } else {
+      opt.add_result(value);
+    }
+    opt.run_callback();
+  } catch (const CLI::Error& e) {
+    // CLI11 repeats the value in its message.
+    return clip(e.what(), 200);
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+std::optional<Error> apply_lines(CLI::App& cmd, const std::string& path, std::map<std::string, int>* applied) {
+  auto lines = read_config_lines(path);
+  if (!lines) return lines.error();
+  std::string command = "memlend " + cmd.get_name();
+  for (const ConfigLine& l : *lines) {
+    std::string where = path + ":" + std::to_string(l.line) + ": ";
+    if (!l.problem.empty()) return Error{where + l.problem};
+    const std::string& key = l.key;
     std::string name = "--" + key;
     CLI::Option* opt = key == "config" || key == "help" ? nullptr : cmd.get_option_no_throw(name);
     if (!opt) {
@@ -144,21 +186,9 @@ std::optional<Error> apply_lines(CLI::App& cmd, const std::string& path, std::ma
       return Error{where + "unknown key " + clip(key) + " (" + command + " takes: " + keys_of(cmd) + ")"};
     }
     if (opt->count() > 0) continue;  // the command line wins
-    std::string bad_value = where + "key " + key + ": bad value \"" + clip(value) + "\"";
-    try {
-      if (opt->get_expected_min() == 0) {
-        if (value == "false") continue;  // the same as leaving the flag out
-        if (value != "true") return Error{bad_value + ": a flag is true or false"};
-        opt->add_result(opt->get_flag_value(opt->get_lnames().front(), "true"));
-      } else {
-        opt->add_result(value);
-      }
-      opt->run_callback();
-      if (applied) (*applied)[key] = line_no;
-    } catch (const CLI::Error& e) {
-      // CLI11 repeats the value in its message.
-      return Error{bad_value + ": " + clip(e.what(), 200)};
-    }
+    if (auto bad = set_from_config_file(*opt, l.value))
+      return Error{where + "key " + key + ": bad value \"" + clip(l.value) + "\": " + *bad};
+    if (applied) (*applied)[key] = l.line;
   }
   return std::nullopt;
 }

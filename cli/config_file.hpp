@@ -16,6 +16,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace memlend::cli {
 
@@ -32,6 +33,24 @@ Action with_config_file(CLI::App* cmd, Action action);
 // `applied`, when given, receives each key the file set (key → line).
 std::optional<Error> apply_config_file(CLI::App& cmd, const std::string& path,
                                        std::map<std::string, int>* applied = nullptr);
+
+// One line of a config file that says something: a key and its value, or
+// the problem that makes it neither (malformed, a bad quote, a key repeated).
+struct ConfigLine {
+  int line = 0;
+  std::string key;
+  std::string value;
+  std::string problem;  // empty: key and value hold
+};
+
+// Every such line of the file, in order; an error only when the file cannot
+// be read. Whether a command takes the key is the caller's question.
+Expected<std::vector<ConfigLine>> read_config_lines(const std::string& path);
+
+// Gives `opt` a file's value as the same value on the command line would
+// (a flag takes true or false; false leaves it unset). The reason, when the
+// option refuses it.
+std::optional<std::string> set_from_config_file(CLI::Option& opt, const std::string& value);
 
 // A value is checked by the command's action, whose error names the option
 // ("--metrics: ..."); when that option's value came from the config file the

@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   add(add_mount);
   add(add_inspect);
   add(add_version);
+  add(add_check_config);
   // CLI11 says only that a subcommand is required; name the one it did not know.
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;

@@ -21,17 +21,19 @@ Expected<MetricsRequest> metrics_request(const std::string& given, std::string_v
 }
 
 Expected<std::unique_ptr<metrics::HttpExposer>> serve_metrics(const metrics::Registry& registry,
-                                                             const std::string& address) {
-  auto e = metrics::HttpExposer::start(registry, address);
+                                                             const std::string& address,
+                                                             metrics::ReadinessCheck ready) {
+  auto e = metrics::HttpExposer::start(registry, address, {}, std::move(ready));
   if (!e) return Error{"--metrics: " + e.error().message};
   spdlog::info("serving metrics at http://{}/metrics", (*e)->address().text());
   return e;
 }
 
 Expected<std::unique_ptr<metrics::HttpExposer>> serve_metrics(const metrics::Registry& registry,
-                                                             const MetricsRequest& request) {
+                                                             const MetricsRequest& request,
+                                                             metrics::ReadinessCheck ready) {
   if (request.address.empty()) return std::unique_ptr<metrics::HttpExposer>{};
-  auto e = serve_metrics(registry, request.address);
+  auto e = serve_metrics(registry, request.address, std::move(ready));
   if (e || !request.implicit) return e;
   spdlog::warn("{}; running without metrics (--metrics ADDR serves them elsewhere)", e.error().message);
   return std::unique_ptr<metrics::HttpExposer>{};

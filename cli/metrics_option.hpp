@@ -30,13 +30,16 @@ Expected<MetricsRequest> metrics_request(const std::string& given, std::string_v
 
 // Serves `registry` at `address`; the error reads "--metrics: ..." so that
 // the command can hand it to bad_input (exit 2) as it is.
+// `ready`, when given, answers /readyz beside /metrics.
 Expected<std::unique_ptr<metrics::HttpExposer>> serve_metrics(const metrics::Registry& registry,
-                                                             const std::string& address);
+                                                             const std::string& address,
+                                                             metrics::ReadinessCheck ready = {});
 
 // The same for a request; a default address that cannot be listened on is
 // only a warning and no server: the demo should not fail because another
 // demo, or another program, holds the port that nobody asked for.
 Expected<std::unique_ptr<metrics::HttpExposer>> serve_metrics(const metrics::Registry& registry,
-                                                             const MetricsRequest& request);
+                                                             const MetricsRequest& request,
+                                                             metrics::ReadinessCheck ready = {});
 
 }  // namespace memlend::cli

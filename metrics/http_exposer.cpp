@@ -2,10 +2,15 @@
 
 #include <prometheus/exposer.h>
 
+#include <CivetServer.h>
+#include <civetweb.h>
+
 #include <arpa/inet.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -61,10 +66,58 @@ std::optional<std::string> bind_problem(const ListenAddress& a) {
   return problem;
 }
 
+// prometheus-cpp keeps its civetweb server to itself; civetweb's
+// begin_request callback, which it passes through, sees every request first
+// and may answer it. Callbacks carry no context of ours, so each server's
+// readiness check is found by the port the request came in on.
+struct Probes {
+  std::mutex mutex;
+  std::map<int, ReadinessCheck> by_port;
+};
+Probes& probes() {
+  static Probes p;
+  return p;
+}
+
+int answer(mg_connection* conn, int status, const char* reason, const std::string& body) {
+  mg_printf(conn,
+            "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
+            "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+            status, reason, body.size());
+  mg_write(conn, body.data(), body.size());
+  return status;  // non-zero: answered, civetweb goes no further
+}
+
+int begin_request(mg_connection* conn) {
+  const mg_request_info* info = mg_get_request_info(conn);
+  if (!info || !info->local_uri) return 0;
+  std::string_view uri = info->local_uri;
+  if (uri == "/healthz") return answer(conn, 200, "OK", "ok\n");
+  if (uri != "/readyz") return 0;
+  ReadinessCheck check;
+  {
+    std::lock_guard<std::mutex> lock(probes().mutex);
+    auto it = probes().by_port.find(info->server_port);
+    if (it == probes().by_port.end()) return 0;
+    check = it->second;
+  }
+  auto why = check();
+  return why ? answer(conn, 503, "Service Unavailable", *why + "\n") : answer(conn, 200, "OK", "ready\n");
+}
+
+const CivetCallbacks& callbacks() {
+  static const CivetCallbacks c = [] {
+    CivetCallbacks cb;
+    cb.begin_request = begin_request;
+    return cb;
+  }();
+  return c;
+}
+
 }  // namespace
 
 Expected<std::unique_ptr<HttpExposer>> HttpExposer::start(const Registry& registry, std::string_view address,
-                                                         const ExposerLimits& limits) {
+                                                         const ExposerLimits& limits, ReadinessCheck ready) {
   auto a = parse_listen_address(address);
   if (!a) return a.error();
   if (auto problem = bind_problem(*a)) return Error{"cannot listen on " + a->text() + ": " + *problem};
@@ -75,7 +128,7 @@ Expected<std::unique_ptr<HttpExposer>> HttpExposer::start(const Registry& regist
         "listening_ports", a->text(),
         "num_threads", std::to_string(std::max(1, limits.threads)),
         "request_timeout_ms", std::to_string(std::max<long long>(1, limits.request_timeout.count())),
-        "enable_keep_alive", "no"});
+        "enable_keep_alive", "no"}, &callbacks());
   } catch (const std::exception& x) {
     return Error{"cannot listen on " + a->text() + ": " + x.what()};
   }
@@ -83,9 +136,21 @@ Expected<std::unique_ptr<HttpExposer>> HttpExposer::start(const Registry& regist
   e->address_ = *a;
   auto ports = e->exposer_->GetListeningPorts();
   if (!ports.empty()) e->address_.port = static_cast<std::uint16_t>(ports.front());
+  if (ready) {
+    std::lock_guard<std::mutex> lock(probes().mutex);
+    probes().by_port[e->address_.port] = std::move(ready);
+    e->ready_port_ = e->address_.port;
+  }
   return e;
 }
 
-HttpExposer::~HttpExposer() = default;
+HttpExposer::~HttpExposer() {
+  // The server first: none of its threads may be in the check when it goes.
+  exposer_.reset();
+  if (ready_port_ >= 0) {
+    std::lock_guard<std::mutex> lock(probes().mutex);
+    probes().by_port.erase(ready_port_);
+  }
+}
 
 }  // namespace memlend::metrics

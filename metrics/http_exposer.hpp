@@ -1,6 +1,9 @@
 // Serves a Registry at http://ADDR/metrics (prometheus-cpp's pull library,
 // an embedded civetweb server on threads of its own, so no actor ever
-// blocks on a scrape).
+// blocks on a scrape), and beside it, on the same listener, the probes of a
+// service manager or a load balancer: /healthz (200 "ok" whenever this
+// process answers HTTP) and, given a readiness check, /readyz (200 "ready",
+// or 503 and the check's one-line reason).
 #pragma once
 
 #include "core/expected.hpp"
@@ -8,7 +11,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -46,12 +51,17 @@ struct ExposerLimits {
   std::chrono::milliseconds request_timeout{3000};
 };
 
+// Why the process is not ready, in one line; nothing when it is. Called on
+// the server's threads, once per /readyz request.
+using ReadinessCheck = std::function<std::optional<std::string>()>;
+
 class HttpExposer {
  public:
   // Listens at once; an address in use or not on this node is an error value
-  // that says so (errno's words), never an exception.
+  // that says so (errno's words), never an exception. Without `ready`,
+  // /readyz is not served (404).
   static Expected<std::unique_ptr<HttpExposer>> start(const Registry& registry, std::string_view address,
-                                                      const ExposerLimits& limits = {});
+                                                      const ExposerLimits& limits = {}, ReadinessCheck ready = {});
   ~HttpExposer();
   HttpExposer(const HttpExposer&) = delete;
   HttpExposer& operator=(const HttpExposer&) = delete;
@@ -63,6 +73,7 @@ class HttpExposer {
   HttpExposer() = default;
   std::unique_ptr<prometheus::Exposer> exposer_;
   ListenAddress address_;
+  int ready_port_ = -1;  // its readiness check's key, when it has one
 };
 
 }  // namespace memlend::metrics

@@ -5,6 +5,8 @@
 #include "demo/guest_workload.hpp"
 #include "core/stop_signals.hpp"
 #include "actors/supervisor.hpp"
+#include "actors/pulse.hpp"
+#include "node/systemd_notify.hpp"
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
@@ -154,6 +156,39 @@ void report_guest(const RunOptions& o, const demo::GuestWorkload& guest) {
   }
 }
 
+// The pulse's answers, told to /readyz and to systemd: READY=1 with the
+// first, WATCHDOG=1 with each when systemd watches, STATUS= when it changed.
+pulse_actor start_pulse(caf::actor_system& sys, const supervisor_actor& sup, bool cluster,
+                        std::shared_ptr<Health> health) {
+  auto watchdog = systemd::watchdog_interval();
+  PulseConfig pc;
+  pc.supervisor = sup;
+  pc.cluster = cluster;
+  // Twice per watchdog interval, as systemd advises, and at least once a
+  // second, so that /readyz is never more than a few seconds behind.
+  pc.period = std::chrono::seconds(1);
+  // A floor, so that a tiny WatchdogSec= cannot turn the pulse into a busy loop.
+  if (watchdog) pc.period = std::max<caf::timespan>(std::min<caf::timespan>(pc.period, *watchdog / 2),
+                                                    std::chrono::milliseconds(50));
+  struct Told {
+    bool ready = false;
+    std::string status;
+  };
+  auto told = std::make_shared<Told>();
+  pc.answered = [health, told, watched = watchdog.has_value()](const PulseReading& r) {
+    health->answered(r, Health::Clock::now());
+    std::string msg;
+    if (!told->ready) msg += "READY=1\n";
+    if (watched) msg += "WATCHDOG=1\n";
+    std::string status = health->status();
+    if (status != told->status) msg += "STATUS=" + status + "\n";
+    told->ready = true;
+    told->status = std::move(status);
+    if (!msg.empty()) systemd::notify(msg);
+  };
+  return sys.spawn(pulse, std::move(pc));
+}
+
 }  // namespace
 
 int run_controller(const RunOptions& options) {
@@ -252,13 +287,21 @@ int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane) {
     std::cout << "memlend: cluster " << net.cluster << " listening on " << net.listen_host << ":" << *port << '\n'
               << std::flush;
   }
-  SignalWatch signals([&sys, sup] { caf::anon_send(sup, atom::shutdown::value); });
+  auto health = options.health ? options.health : std::make_shared<Health>();
+  start_pulse(sys, sup, options.network.enabled, health);
+  SignalWatch signals([sup, health] {
+    health->stopping();
+    systemd::notify("STOPPING=1");
+    caf::anon_send(sup, atom::shutdown::value);
+  });
   waiter->receive([&](const caf::down_msg& dm) {
     if (dm.reason && dm.reason != caf::exit_reason::user_shutdown) {
       std::cerr << "memlend: stopped after an error: " << sys.render(dm.reason) << '\n';
       status = 1;
     }
   });
+  health->stopping();
+  systemd::notify("STOPPING=1");
   return status;
 }
 

@@ -8,6 +8,7 @@
 #include "actors/metrics_actor.hpp"
 #include "actors/planner.hpp"
 #include "firmware_hooks/platform.hpp"
+#include "core/health.hpp"
 
 #include <caf/actor_system_config.hpp>
 
@@ -61,6 +62,8 @@ struct RunOptions {
   std::string datastore;
   SinkOptions sink;
   MetricsOptions metrics;
+  // What /readyz reads and the pulse writes; none: one of its own, read by no one.
+  std::shared_ptr<Health> health;
 };
 
 // Registers memlend's message types, under the names other nodes expect.
@@ -70,7 +73,9 @@ void register_types(caf::actor_system_config& cfg);
 void configure_network(caf::actor_system_config& cfg, const TlsFiles& tls);
 
 // Runs until the scenario clock reaches until_s, SIGINT/SIGTERM, or a fatal
-// error; returns the process exit status (0, 1 after a fatal error, 2 when
+// error, telling systemd (when it started this process) READY=1 at the
+// actors' first answer to the pulse, STATUS= as it changes and WATCHDOG=1 at
+// each answer (see actors/pulse.hpp); returns the process exit status (0, 1 after a fatal error, 2 when
 // the cluster port or the metrics address cannot be opened).
 int run_controller(const RunOptions& options);
 

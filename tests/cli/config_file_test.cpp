@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <sys/stat.h>
 #include <fstream>
+#include <sstream>
 
 using namespace memlend;
 using memlend::test::make_temp_dir;
@@ -253,4 +254,73 @@ BOOST_AUTO_TEST_CASE(run_reads_the_packaged_keys_and_blames_the_file_for_a_bad_v
   r = run_process({bin, "run", "--config", bad, "--no-db", "--metrics", "x:y"}, 30);
   BOOST_TEST(r.status == 2);
   BOOST_TEST(r.err.rfind("memlend: --metrics: \"x:y\"", 0) == 0u, r.err);
+}
+
+namespace {
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(check_config_passes_the_packaged_file_and_starts_nothing) {
+  TempDir dir;
+  auto r = run_process({bin, "check-config", "--config", std::string(MEMLEND_SOURCE_DIR) + "/packaging/memlend.conf"},
+                       30, dir.path);
+  BOOST_TEST(r.status == 0, r.err);
+  BOOST_TEST(r.err == "");
+  // Nothing made: no datastore, no store.
+  BOOST_TEST(std::filesystem::is_empty(dir.path));
+}
+
+BOOST_AUTO_TEST_CASE(check_config_names_the_line_and_key_of_each_problem) {
+  TempDir dir;
+  struct Case {
+    std::string text;
+    std::string line;  // what stderr says, after "memlend: FILE"
+  };
+  std::vector<Case> cases{
+      {"# a comment\nlog-level = \"info\"\nbogus = 1\n", ":3: unknown key bogus"},
+      {"dry-run = maybe\n", ":1: key dry-run: bad value \"maybe\""},
+      {"metrics = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\n", ":2: key metrics is set twice (first on line 1)"},
+      {"\nmetrics = \"10.0.0.1.2:9464\"\n", ":2: key metrics: \"10.0.0.1.2:9464\" does not start with an IPv4"},
+      {"for = \"soon\"\n", ":1: key for: \"soon\" is not a duration"},
+      {"scenario = \"" + dir.path + "/none.json\"\n", ":1: key scenario: "},
+      // A key only another command takes is good in the shared file.
+      {"controller = \"127.0.0.1:4711\"\nspeed = -1\n", ":2: key speed: must be more than 0"},
+  };
+  for (const auto& c : cases) {
+    auto file = dir.write("c.conf", c.text);
+    auto r = run_process({bin, "check-config", "--config", file}, 30, dir.path);
+    BOOST_TEST(r.status == 2, c.text);
+    BOOST_TEST(r.out == "");
+    BOOST_TEST(lines_of(r.err).size() == 1u, r.err);
+    BOOST_TEST(r.err.rfind("memlend: " + file + c.line, 0) == 0u, r.err << " starts with " << file + c.line);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(check_config_reports_every_problem_in_line_order) {
+  TempDir dir;
+  auto file = dir.write("several.conf",
+                        "speed = 0\nbogus = 1\nlisten = \"nohost\"\ncluster = \"c\"\n"
+                        "cluster-secret-file = \"" + dir.path + "/secret\"\ntls-cert = \"" + dir.path + "/c.pem\"\n"
+                        "tls-key = \"" + dir.path + "/c.key\"\ntls-ca = \"" + dir.path + "/ca.pem\"\n"
+                        "[section]\nbogus = 2\n");
+  auto r = run_process({bin, "check-config", "--config", file}, 30, dir.path);
+  BOOST_TEST(r.status == 2);
+  auto lines = lines_of(r.err);
+  std::vector<std::string> starts{file + ":1: key speed:", file + ":2: unknown key bogus", file + ":3: key listen:",
+                                  file + ":5: key cluster-secret-file:", file + ":6: key tls-cert:",
+                                  file + ":8: key tls-ca:", file + ":9: sections are not used", file + ":10: key bogus is set twice"};
+  BOOST_TEST_REQUIRE(lines.size() == starts.size(), r.err);
+  for (std::size_t i = 0; i < starts.size(); ++i)
+    BOOST_TEST(lines[i].rfind("memlend: " + starts[i], 0) == 0u, lines[i] << " starts with " << starts[i]);
+  // The same file stops run at its first problem, in the same words.
+  r = run_process({bin, "run", "--config", file}, 30, dir.path);
+  BOOST_TEST(r.status == 2);
+  BOOST_TEST(lines_of(r.err).size() == 1u, r.err);
 }

@@ -270,6 +270,37 @@ BOOST_AUTO_TEST_CASE(idle_connections_beyond_the_threads_are_dropped_at_the_requ
   for (auto& c : s.idle) BOOST_TEST(c->closed_by_server(20000));
 }
 
+BOOST_AUTO_TEST_CASE(probes_are_served_beside_the_metrics) {
+  metrics::Registry r;
+  std::string reason = "starting: the store is not open yet";
+  auto e = metrics::HttpExposer::start(r, "127.0.0.1:0", {}, [&reason]() -> std::optional<std::string> {
+    if (reason.empty()) return std::nullopt;
+    return reason;
+  });
+  BOOST_TEST_REQUIRE(static_cast<bool>(e));
+  auto port = (*e)->address().port;
+  auto health = test::http_get("127.0.0.1", port, "/healthz");
+  BOOST_TEST(health.status == 200);
+  BOOST_TEST(health.body == "ok\n");
+  auto ready = test::http_get("127.0.0.1", port, "/readyz");
+  BOOST_TEST(ready.status == 503);
+  BOOST_TEST(ready.body == reason + "\n");
+  reason.clear();
+  ready = test::http_get("127.0.0.1", port, "/readyz");
+  BOOST_TEST(ready.status == 200);
+  BOOST_TEST(ready.body == "ready\n");
+  BOOST_TEST(test::http_get("127.0.0.1", port, "/metrics").status == 200);
+  BOOST_TEST(test::http_get("127.0.0.1", port, "/other").status == 404);
+
+  // Without a readiness check (an agent) there is no /readyz, and another
+  // server's check is not borrowed.
+  auto plain = metrics::HttpExposer::start(r, "127.0.0.1:0");
+  BOOST_TEST_REQUIRE(static_cast<bool>(plain));
+  auto other = (*plain)->address().port;
+  BOOST_TEST(test::http_get("127.0.0.1", other, "/healthz").status == 200);
+  BOOST_TEST(test::http_get("127.0.0.1", other, "/readyz").status == 404);
+}
+
 BOOST_AUTO_TEST_CASE(bad_addresses_are_clear_errors) {
   for (const char* text : {"", "9464", "127.0.0.1", "127.0.0.1:", ":9464", "127.0.0.1:99999", "127.0.0.1:94x",
                            "host.example:9464", "[::1]:9464", "1.2.3:9464"}) {

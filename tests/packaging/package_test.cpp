@@ -141,7 +141,9 @@ BOOST_AUTO_TEST_CASE(systemd_verifies_the_unit_against_the_unpacked_package) {
   std::string units = p.root + "/lib/systemd/system";
   std::string unit = slurp(units + "/memlend.service");
   for (const char* line : {"Restart=on-failure", "ProtectSystem=strict", "ReadWritePaths=/var/lib/memlend",
-                           "NoNewPrivileges=yes", "ExecStart=/usr/bin/memlend run --config /etc/memlend/memlend.conf"})
+                           "NoNewPrivileges=yes", "ExecStart=/usr/bin/memlend run --config /etc/memlend/memlend.conf",
+                           "ExecStartPre=/usr/bin/memlend check-config --config /etc/memlend/memlend.conf",
+                           "Type=notify", "WatchdogSec=30s", "RestartPreventExitStatus=2"})
     BOOST_TEST(unit.find(std::string(line) + "\n") != std::string::npos, line);
 
   // --root makes systemd check ExecStart's binary inside the scratch root;
@@ -195,6 +197,8 @@ BOOST_AUTO_TEST_CASE(the_packaged_binary_plans_a_sample_scenario) {
                   source_dir + "/examples/fig2.json"});
   BOOST_TEST(r.status == 0, r.err);
   BOOST_TEST(r.err == "");
+  r = p.packaged({"check-config", "--config", p.root + "/etc/memlend/memlend.conf"});
+  BOOST_TEST(r.status == 0, r.err);
 
   auto v = p.packaged({"version"});
   BOOST_TEST(v.out == "memlend " MEMLEND_VERSION "\n");
@@ -298,6 +302,9 @@ BOOST_AUTO_TEST_CASE(the_deb_installs_runs_and_purges, *boost::unit_test::precon
                            source_dir + "/examples/fig2.json", "--json"},
                           60);
   BOOST_TEST(plan.status == 0, plan.err);
+  // What the unit runs before it starts memlend, in the unit's working directory.
+  auto check = run_process({"/usr/bin/memlend", "check-config"}, 60, "/var/lib/memlend");
+  BOOST_TEST(check.status == 0, check.err);
 
   r = run_process({need("dpkg"), "--purge", "memlend"}, 300);
   BOOST_TEST(r.status == 0, "dpkg --purge:\n" << r.out << r.err);

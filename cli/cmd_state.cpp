@@ -134,11 +134,14 @@ Action add_state(CLI::App& app) {
       "read-only: it works while the controller runs and never changes the file.");
   auto db = std::make_shared<std::string>(store::default_db_path);
   auto as_json = std::make_shared<bool>(false);
-  cmd->add_option("--db", *db, "The controller's database (default: memlend.db in the working directory)");
   cmd->add_flag("--json", *as_json,
                 "Print one JSON object with the arrays hosts, vms, leases, mirrors, recommendations\n"
                 "and recent_events");
-  return [db, as_json] {
+  cmd->add_option("--db", *db,
+                  "FILE: the controller's database (default: the installed config's, else memlend.db in the working "
+                  "directory)");
+  return [cmd, db, as_json] {
+    if (auto found = find_installed_store(*cmd, *db); !found) return bad_input(found.error().message);
     auto s = open_store_for_reading(*db);
     if (!s) return bad_input(s.error().message);
     Views v;

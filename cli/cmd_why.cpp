@@ -52,10 +52,13 @@ Action add_why(CLI::App& app) {
       "Opens the database read-only: it works while the controller runs.");
   auto f = std::make_shared<WhyFlags>();
   cmd->add_option("VM", f->vm, "The VM's name, as in the scenario")->required();
-  cmd->add_option("--db", f->db, "The controller's database (default: memlend.db in the working directory)");
+  cmd->add_option("--db", f->db,
+                  "FILE: the controller's database (default: the installed config's, else memlend.db in the working "
+                  "directory)");
   cmd->add_flag("--json", f->json, "Print one JSON object: database, vm and the array decisions");
   cmd->add_option("--limit", f->limit, "Show the N newest decisions at most (default 20)");
-  return [f] {
+  return [cmd, f] {
+    if (auto found = find_installed_store(*cmd, f->db); !found) return bad_input(found.error().message);
     if (f->limit < 1 || f->limit > most_limit)
       return bad_input("--limit: must be from 1 to " + std::to_string(most_limit));
     auto s = open_store_for_reading(f->db);

@@ -1,7 +1,9 @@
 #include "cli/cli.hpp"
 #include "cli/config_file.hpp"
+#include "cli/logging.hpp"
 
 #include <iostream>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -65,6 +67,21 @@ int main(int argc, char** argv) {
   add(add_inspect);
   add(add_version);
   add(add_check_config);
+  // Every command takes --config and --log-level, so that one config file and
+  // one habit serve them all; commands that log nothing of their own still
+  // log what the libraries they use report.
+  for (auto& [sub, action] : commands) {
+    if (sub->get_name() == "version" || sub->get_name() == "check-config") continue;
+    if (!sub->get_option_no_throw("--log-level")) {
+      auto level = std::make_shared<std::string>();
+      add_log_level(sub, *level, "warn");
+      action = [level, inner = std::move(action)] {
+        setup_logging(*level);
+        return inner();
+      };
+    }
+    if (!sub->get_option_no_throw("--config")) action = with_config_file(sub, std::move(action));
+  }
   // CLI11 says only that a subcommand is required; name the one it did not know.
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;

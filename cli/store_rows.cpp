@@ -1,5 +1,9 @@
 #include "cli/store_rows.hpp"
 
+#include "cli/config_file.hpp"
+
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <set>
@@ -12,6 +16,22 @@ namespace {
 const std::set<std::string> flags{"up", "rdma", "data_path"};
 
 }  // namespace
+
+Expected<void> find_installed_store(CLI::App& cmd, std::string& db) {
+  // The package's paths (packaging/CMakeLists.txt, memlend.service).
+  static const std::string installed_config = "/etc/memlend/memlend.conf";
+  static const std::string state_dir = "/var/lib/memlend";
+  const CLI::Option* given_db = cmd.get_option_no_throw("--db");
+  const CLI::Option* given_config = cmd.get_option_no_throw("--config");
+  if ((given_db && given_db->count() > 0) || (given_config && given_config->count() > 0)) return {};
+  if (::access(installed_config.c_str(), F_OK) != 0) return {};
+  std::map<std::string, int> applied;
+  if (auto bad = apply_config_file(cmd, installed_config, &applied)) return *bad;
+  // The service runs in its state directory: a relative path, or none, is there.
+  if (!applied.count("db")) db = store::default_db_path;
+  if (db.empty() || db.front() != '/') db = state_dir + "/" + db;
+  return {};
+}
 
 Expected<std::unique_ptr<store::Store>> open_store_for_reading(const std::string& db) {
   store::set_log_sink([](store::LogLevel, const std::string&) {});

@@ -4,12 +4,22 @@
 
 #include "persistence/store.hpp"
 
+#include <CLI/CLI.hpp>
+
 #include <nlohmann/json.hpp>
 
 #include <memory>
 #include <string>
 
 namespace memlend::cli {
+
+// Where the store is when `cmd` was given neither --db nor --config: on a
+// node with memlend installed, what the installed config says, else the
+// package's state directory, so that support's first `memlend state` needs no
+// flags; elsewhere memlend.db in the working directory, as before. Sets `db`
+// (the --db option's variable); an installed config that cannot be read is
+// an error.
+Expected<void> find_installed_store(CLI::App& cmd, std::string& db);
 
 // Read-only, without a lock and without SQLite's own log (the one line of a
 // refusal says it all): works while the controller runs, changes nothing.

@@ -1,4 +1,5 @@
 #include "metrics/metrics.hpp"
+#include "metrics/process.hpp"
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -104,9 +105,26 @@ auto& make(Builder b, pm::Registry& r, const std::string& name, const std::strin
 
 }  // namespace
 
+namespace {
+
+class Served final : public pm::Collectable {
+ public:
+  explicit Served(std::shared_ptr<pm::Registry> r) : registry_(std::move(r)) {}
+  std::vector<pm::MetricFamily> Collect() const override {
+    auto out = registry_->Collect();
+    for (auto& f : process_families()) out.push_back(std::move(f));
+    return out;
+  }
+
+ private:
+  std::shared_ptr<pm::Registry> registry_;
+};
+
+}  // namespace
+
 struct Registry::Families {
-  pm::Family<pm::Gauge>* build_info;
-  pm::Family<pm::Gauge>* host_up;
+  pm::Family<pm::Gauge>* build_info = nullptr;
+  pm::Family<pm::Gauge>* host_up = nullptr;
   pm::Family<pm::Gauge>* memory_capacity;
   pm::Family<pm::Gauge>* memory_used;
   pm::Family<pm::Gauge>* memory_lent;
@@ -115,7 +133,7 @@ struct Registry::Families {
   pm::Family<pm::Gauge>* cpu_used;
   pm::Family<pm::Gauge>* leases;
   pm::Family<pm::Gauge>* mirror_lag;
-  pm::Family<pm::Counter>* actor_restarts;
+  pm::Family<pm::Counter>* actor_restarts = nullptr;
 
   std::array<Counter, all_transports.size()> lease_grants;
   std::array<Counter, all_releases.size()> lease_releases;
@@ -135,7 +153,9 @@ struct Registry::Families {
 };
 
 Registry::Registry(std::string_view version, std::string_view role)
-    : registry_(std::make_shared<pm::Registry>()), f_(std::make_unique<Families>()) {
+    : registry_(std::make_shared<pm::Registry>()),
+      served_(std::make_shared<Served>(registry_)),
+      f_(std::make_unique<Families>()) {
   auto& r = *registry_;
   auto gauge = [&](const std::string& name, const std::string& help) {
     return &make(pm::BuildGauge(), r, name, help);
@@ -152,6 +172,20 @@ Registry::Registry(std::string_view version, std::string_view role)
                        "Always 1; the version label says which memlend is running, role whether it is the "
                        "controller or an agent.");
   f.build_info->Add({{"version", std::string(version)}, {"role", std::string(role)}}).Set(1);
+
+  // The data path's families are every role's.
+  auto* faults = counter("memlend_datapath_page_faults_total", "Page faults on remote memory, by transport.");
+  auto* read = counter("memlend_datapath_read_bytes_total", "Bytes fetched from donors, by transport.");
+  auto* written = counter("memlend_datapath_written_bytes_total", "Bytes written back to donors, by transport.");
+  auto* fault_time = histogram("memlend_datapath_fault_duration_seconds",
+                               "Time to serve one page fault on remote memory, by transport.");
+  for (auto t : all_transports) {
+    pm::Labels l{{"transport", std::string(policy::to_string(t))}};
+    f.data_path[static_cast<std::size_t>(t)] = DataPathMetrics{Counter(&faults->Add(l)), Counter(&read->Add(l)),
+                                                               Counter(&written->Add(l)),
+                                                               Histogram(&fault_time->Add(l, fault_buckets))};
+  }
+  if (role == "agent") return;
 
   f.host_up = gauge("memlend_host_up", "1 when the host is up, 0 when it is down.");
   f.memory_capacity = gauge("memlend_host_memory_capacity_bytes", "Memory the host has for VMs, after the hypervisor.");
@@ -203,17 +237,6 @@ Registry::Registry(std::string_view version, std::string_view role)
                                            ->Add({}, commit_buckets));
   f.actor_restarts = counter("memlend_actor_restarts_total", "Actors restarted by the supervisor, by actor kind.");
 
-  auto* faults = counter("memlend_datapath_page_faults_total", "Page faults on remote memory, by transport.");
-  auto* read = counter("memlend_datapath_read_bytes_total", "Bytes fetched from donors, by transport.");
-  auto* written = counter("memlend_datapath_written_bytes_total", "Bytes written back to donors, by transport.");
-  auto* fault_time = histogram("memlend_datapath_fault_duration_seconds",
-                               "Time to serve one page fault on remote memory, by transport.");
-  for (auto t : all_transports) {
-    pm::Labels l{{"transport", std::string(policy::to_string(t))}};
-    f.data_path[static_cast<std::size_t>(t)] = DataPathMetrics{Counter(&faults->Add(l)), Counter(&read->Add(l)),
-                                                               Counter(&written->Add(l)),
-                                                               Histogram(&fault_time->Add(l, fault_buckets))};
-  }
   for (auto kind : restartable_actor_kinds) actor_restarts(kind);
 }
 
@@ -221,6 +244,7 @@ Registry::~Registry() = default;
 
 HostMetrics Registry::host(std::string_view name) {
   std::lock_guard<std::mutex> lock(mutex_);
+  if (!f_->host_up) return {};
   if (auto it = hosts_.find(name); it != hosts_.end()) return it->second;
   pm::Labels l{{"host", std::string(name)}};
   auto& f = *f_;
@@ -254,14 +278,15 @@ DataPathMetrics Registry::data_path(policy::Transport t) const { return f_->data
 
 Counter Registry::actor_restarts(std::string_view kind) {
   std::lock_guard<std::mutex> lock(mutex_);
+  if (!f_->actor_restarts) return {};
   if (auto it = restarts_.find(kind); it != restarts_.end()) return it->second;
   Counter c(&f_->actor_restarts->Add({{"kind", std::string(kind)}}));
   restarts_.emplace(std::string(kind), c);
   return c;
 }
 
-std::string Registry::exposition() const { return pm::TextSerializer().Serialize(registry_->Collect()); }
+std::string Registry::exposition() const { return pm::TextSerializer().Serialize(served_->Collect()); }
 
-std::weak_ptr<pm::Collectable> Registry::collectable() const { return registry_; }
+std::weak_ptr<pm::Collectable> Registry::collectable() const { return served_; }
 
 }  // namespace memlend::metrics

@@ -150,7 +150,10 @@ inline constexpr std::string_view restartable_actor_kinds[] = {"host", "vm", "le
 class Registry {
  public:
   // `role` labels memlend_build_info: "controller" or "agent", so that a
-  // dashboard can list controllers alone.
+  // dashboard can list controllers alone. An agent has only the families it
+  // owns (its data path, the process): the cluster's view is the
+  // controller's, and zeros from every agent would only blur sums. Handles of
+  // the families it lacks do nothing.
   explicit Registry(std::string_view version = "0.0.0", std::string_view role = "controller");
   ~Registry();
   Registry(const Registry&) = delete;
@@ -188,6 +191,8 @@ class Registry {
  private:
   struct Families;
   std::shared_ptr<prometheus::Registry> registry_;
+  // registry_'s families and the process's own, as served.
+  std::shared_ptr<prometheus::Collectable> served_;
   std::unique_ptr<Families> f_;
   std::mutex mutex_;  // guards the maps below; metric updates need no lock
   std::map<std::string, HostMetrics, std::less<>> hosts_;

@@ -292,3 +292,29 @@ BOOST_AUTO_TEST_CASE(inspect_reads_libvirt_and_vendor_hooks) {
                    "cannot connect");
   expect_bad_input({"inspect", "--platform", "qemu", "--qmp-dir", dir.path + "/none"}, "inspect: qemu:");
 }
+
+// One config file and one habit serve every command.
+BOOST_AUTO_TEST_CASE(every_command_takes_config_and_log_level) {
+  for (const char* command : {"plan", "run", "state", "why", "agent", "donor", "probe", "mount", "inspect"}) {
+    auto help = run_process({bin, command, "--help"}, 30);
+    BOOST_TEST(help.status == 0, command);
+    BOOST_TEST(help.out.find("--config") != std::string::npos, command);
+    BOOST_TEST(help.out.find("--log-level") != std::string::npos, command);
+  }
+  TempDir dir;
+  const std::string fig2 = std::string(MEMLEND_SOURCE_DIR) + "/examples/fig2.json";
+  auto ran = run_process({bin, "run", "--scenario", fig2, "--for", "30", "--speed", "100", "--quiet", "--metrics", "off",
+                          "--data-path", "off", "--db", dir.path + "/kept.db", "--datastore", dir.path + "/ds"},
+                         120);
+  BOOST_TEST_REQUIRE(ran.status == 0, ran.err);
+  // The service's file: state takes its db and skips the keys of run.
+  std::ofstream(dir.path + "/memlend.conf") << "db = \"" << dir.path << "/kept.db\"\nmetrics = \"off\"\n"
+                                            << "log-level = \"error\"\n";
+  auto state = run_process({bin, "state", "--config", dir.path + "/memlend.conf", "--json"}, 60);
+  BOOST_TEST_REQUIRE(state.status == 0, state.err);
+  BOOST_TEST(nlohmann::json::parse(state.out)["hosts"].size() == 3u);
+  std::ofstream(dir.path + "/bad.conf") << "no-such-key = 1\n";
+  expect_bad_input({"donor", "--config", dir.path + "/bad.conf", "--listen", "127.0.0.1:0", "--pool-mib", "4",
+                    "--insecure-test-bench"},
+                   "unknown key");
+}

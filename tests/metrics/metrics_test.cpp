@@ -4,11 +4,13 @@
 #include "cli/metrics_option.hpp"
 #include "metrics/http_exposer.hpp"
 #include "metrics/metrics.hpp"
+#include "metrics/process.hpp"
 #include "tests/metrics/exposition.hpp"
 #include "tests/support/http_get.hpp"
 #include "tests/support/child.hpp"
 
 #include <arpa/inet.h>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -158,8 +160,9 @@ BOOST_AUTO_TEST_CASE(every_family_exists_from_the_start) {
   BOOST_TEST(s.count("memlend_lease_failures_total{reason=\"store\"}") == 0u);
   BOOST_TEST(s.at("memlend_actor_restarts_total{kind=\"mirror\"}") == 0);
   BOOST_TEST(s.at("memlend_datapath_page_faults_total{transport=\"rdma\"}") == 0);
-  // Every name is memlend_*.
-  for (const auto& [series, value] : s) BOOST_TEST(series.rfind("memlend_", 0) == 0u, series);
+  // Every name is memlend_*, but the process families every client library has.
+  for (const auto& [series, value] : s)
+    BOOST_TEST((series.rfind("memlend_", 0) == 0u || series.rfind("process_", 0) == 0u), series);
   expect_promtool_accepts(text);
 }
 
@@ -360,4 +363,58 @@ BOOST_AUTO_TEST_CASE(the_dashboard_and_the_alerts_name_only_real_metrics) {
     }
     BOOST_TEST(names > 4u, file);
   }
+}
+
+// An agent serves what it owns: its data path and its process, not the
+// controller's families at zero.
+BOOST_AUTO_TEST_CASE(an_agent_exports_only_the_families_it_owns) {
+  metrics::Registry r("1.2.3", "agent");
+  auto host = r.host("A");
+  host.up.set(1);  // a handle of a family the agent lacks does nothing
+  r.actor_restarts("lease").inc();
+  r.data_path(policy::Transport::tcp).page_faults.inc(3);
+  auto s = test::samples(r.exposition());
+  BOOST_TEST(s.at("memlend_build_info{role=\"agent\",version=\"1.2.3\"}") == 1);
+  BOOST_TEST(s.at("memlend_datapath_page_faults_total{transport=\"tcp\"}") == 3);
+  BOOST_TEST(s.count("process_open_fds") == 1u);
+  for (const auto& [series, value] : s) {
+    bool owned = series.rfind("memlend_build_info", 0) == 0 || series.rfind("memlend_datapath_", 0) == 0 ||
+                 series.rfind("process_", 0) == 0;
+    BOOST_TEST(owned, series << " is the agent's");
+  }
+}
+
+// The process families every client library has, read at scrape time.
+BOOST_AUTO_TEST_CASE(the_process_families_describe_this_process) {
+  metrics::Registry r;
+  auto s = test::samples(r.exposition());
+  for (const char* name : {"process_cpu_seconds_total", "process_start_time_seconds", "process_resident_memory_bytes",
+                           "process_virtual_memory_bytes", "process_open_fds", "process_max_fds"})
+    BOOST_TEST(s.count(name) == 1u, name);
+  double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  BOOST_TEST(s.at("process_start_time_seconds") <= now + 1);
+  BOOST_TEST(s.at("process_start_time_seconds") > now - 86400);
+  BOOST_TEST(s.at("process_resident_memory_bytes") > 1e6);
+  BOOST_TEST(s.at("process_open_fds") >= 3);
+  BOOST_TEST(s.at("process_max_fds") >= s.at("process_open_fds"));
+  auto check = test::promtool_check_metrics(r.exposition());
+  BOOST_TEST(check.status == 0, check.out << check.err);
+}
+
+BOOST_AUTO_TEST_CASE(proc_stat_is_read_past_a_command_name_with_parentheses) {
+  // A command name with a space and a ')' of its own; utime 300, stime 100
+  // ticks, started 500 ticks after boot, 8 MiB virtual, 256 pages resident.
+  std::string stat =
+      "4242 (mem) lend x) S 1 4242 4242 0 -1 4194560 100 0 0 0 300 100 0 0 20 0 3 0 500 8388608 256 "
+      "18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+  std::string proc_stat = "cpu  1 2 3 4\nbtime 1700000000\nprocesses 10\n";
+  auto p = metrics::parse_process_stat(stat, proc_stat, 100, 4096);
+  BOOST_TEST_REQUIRE(p.has_value());
+  BOOST_TEST(p->cpu_seconds == 4.0);
+  BOOST_TEST(p->start_time_s == 1700000005.0);
+  BOOST_TEST(p->virtual_bytes == 8388608.0);
+  BOOST_TEST(p->resident_bytes == 256.0 * 4096);
+  BOOST_TEST(!metrics::parse_process_stat("4242 (memlend) S 1 2", proc_stat, 100, 4096).has_value());
+  BOOST_TEST(!metrics::parse_process_stat(stat, "cpu 1 2 3\n", 100, 4096).has_value());
+  BOOST_TEST(!metrics::parse_process_stat("no parenthesis", proc_stat, 100, 4096).has_value());
 }

@@ -305,6 +305,19 @@ BOOST_AUTO_TEST_CASE(the_deb_installs_runs_and_purges, *boost::unit_test::precon
   // What the unit runs before it starts memlend, in the unit's working directory.
   auto check = run_process({"/usr/bin/memlend", "check-config"}, 60, "/var/lib/memlend");
   BOOST_TEST(check.status == 0, check.err);
+  // Support's first command, with no flags and from anywhere, finds the
+  // installed store: none yet, then the one a run of the service's shape made.
+  auto none = run_process({"/usr/bin/memlend", "state"}, 60, "/");
+  BOOST_TEST(none.status == 2);
+  BOOST_TEST(none.err.find("/var/lib/memlend/memlend.db") != std::string::npos, none.err);
+  auto ran = run_process({"/usr/bin/memlend", "run", "--config", "/etc/memlend/memlend.conf", "--scenario",
+                          source_dir + "/examples/fig2.json", "--for", "30", "--speed", "100", "--quiet",
+                          "--metrics", "off", "--data-path", "off"},
+                         120, "/var/lib/memlend");
+  BOOST_TEST(ran.status == 0, ran.err);
+  auto state = run_process({"/usr/bin/memlend", "state", "--json"}, 60, "/");
+  BOOST_TEST_REQUIRE(state.status == 0, state.err);
+  BOOST_TEST(nlohmann::json::parse(state.out)["hosts"].size() == 3u, state.out);
 
   r = run_process({need("dpkg"), "--purge", "memlend"}, 300);
   BOOST_TEST(r.status == 0, "dpkg --purge:\n" << r.out << r.err);

@@ -138,7 +138,11 @@ host_proxy_actor::behavior_type host(host_proxy_actor::stateful_pointer<host_act
         // Silence for this long means the host (or the way to it) is gone.
         double patience = st.options.period_s * st.options.heartbeat_misses;
         self->delayed_send(self, st.options.clock.after(patience), atom::silence::value, ++st.beat);
-        self->send(st.driver, atom::sample::value, vms);
+        // The agent speaks for this host: its samples are of VMs here (the
+        // driver drops those the controller places elsewhere).
+        auto own = vms;
+        for (auto& v : own) v.host = st.ledger.host;
+        self->send(st.driver, atom::sample::value, std::move(own));
       },
       [=](atom::silence, std::uint64_t beat) {
         auto& st = self->state;

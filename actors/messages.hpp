@@ -8,6 +8,7 @@
 
 #include <caf/meta/type_name.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -79,6 +80,20 @@ inline std::vector<LeaseInfo> leases_of_host(const std::vector<LeaseInfo>& lease
   for (const auto& l : leases)
     if (l.donor == host || l.recipient == host) out.push_back(l);
   return out;
+}
+
+// An agent speaks for its own host only. Of the samples its host actor
+// forwards (stamped there with that host, whatever the agent said), those of
+// VMs the controller places on another host are dropped: a compromised node
+// must not steer another host's VM with made-up demand.
+inline std::vector<platform::VmSample> samples_of_host(const std::vector<RemoteState>& placement,
+                                                      std::vector<platform::VmSample> vms) {
+  vms.erase(std::remove_if(vms.begin(), vms.end(),
+                           [&](const platform::VmSample& v) {
+                             return v.vm >= placement.size() || placement[v.vm].host != v.host;
+                           }),
+            vms.end());
+  return vms;
 }
 
 // The supervisor's children, in the order a stop ends them: the registrar and

@@ -122,7 +122,11 @@ driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<drive
         tell(self, vm, was);
         return true;
       },
-      [=](atom::sample, const std::vector<platform::VmSample>& vms) { route(self, vms); },
+      // From host actors, in a cluster: an agent's telemetry.
+      [=](atom::sample, const std::vector<platform::VmSample>& vms) {
+        auto& st = self->state;
+        route(self, st.config.cluster ? samples_of_host(st.remote, vms) : vms);
+      },
       [=](atom::commit, const LeaseInfo& granted) {
         auto& st = self->state;
         if (granted.vm >= st.remote.size()) return;

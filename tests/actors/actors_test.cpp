@@ -361,3 +361,23 @@ BOOST_AUTO_TEST_CASE(a_donor_refusing_cancels_what_the_donors_before_it_reserved
   BOOST_TEST(at_c.pending_ids == std::vector<std::uint64_t>{999});
   BOOST_TEST(view(f).leases.empty());
 }
+
+// A compromised agent's telemetry about a VM of another host reaches nobody:
+// its host actor stamps its own host on every sample, and the driver keeps
+// only the samples of VMs it places there.
+BOOST_AUTO_TEST_CASE(an_agent_speaks_only_for_the_vms_of_its_own_host) {
+  std::vector<RemoteState> placement{{0, 0, {}}, {1, 2, {}}};
+  platform::VmSample own;
+  own.vm = 0;
+  own.host = 0;
+  platform::VmSample other = own;  // VM 1 runs on host 2; host 0's agent names it
+  other.vm = 1;
+  platform::VmSample unknown = own;
+  unknown.vm = 7;
+  auto kept = samples_of_host(placement, {own, other, unknown});
+  BOOST_TEST_REQUIRE(kept.size() == 1u);
+  BOOST_TEST(kept[0].vm == 0u);
+  platform::VmSample from_its_host = other;
+  from_its_host.host = 2;
+  BOOST_TEST(samples_of_host(placement, {from_its_host}).size() == 1u);
+}

@@ -1,5 +1,7 @@
 #include "firmware_hooks/cgroup.hpp"
 
+#include "firmware_hooks/host_proc.hpp"
+
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -26,22 +28,6 @@ bool has_item(const std::string& list, char sep, const std::string& item) {
   for (const auto& i : split(list, sep))
     if (i == item) return true;
   return false;
-}
-
-// Mount points escape blanks as octal (\040).
-std::string unescape(const std::string& s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    bool octal = s[i] == '\\' && i + 3 < s.size();
-    for (std::size_t k = 1; octal && k <= 3; ++k) octal = s[i + k] >= '0' && s[i + k] <= '7';
-    if (octal) {
-      out += static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0'));
-      i += 3;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
 }
 
 // Files of /proc and of a cgroup: small, and "" when unreadable. The bound
@@ -82,40 +68,9 @@ struct Place {
 // The hierarchy that holds the memory controller (a v1 one when there is one:
 // a controller serves only one hierarchy), and where this process is in it.
 Expected<Place> own_place() {
-  std::string v1_mount, v1_root, v2_mount, v2_root;
-  std::istringstream mounts(slurp("/proc/self/mountinfo"));
-  for (std::string line; std::getline(mounts, line);) {
-    auto fields = split(line, ' ');
-    std::size_t dash = 0;
-    while (dash < fields.size() && fields[dash] != "-") ++dash;
-    if (dash < 5 || dash + 3 > fields.size()) continue;
-    const std::string& type = fields[dash + 1];
-    if (type == "cgroup" && has_item(fields[dash + 3], ',', "memory") && v1_mount.empty()) {
-      v1_mount = unescape(fields[4]);
-      v1_root = unescape(fields[3]);
-    } else if (type == "cgroup2" && v2_mount.empty()) {
-      v2_mount = unescape(fields[4]);
-      v2_root = unescape(fields[3]);
-    }
-  }
-  bool v1 = !v1_mount.empty();
-  if (!v1 && v2_mount.empty()) return Error{"cgroup: no memory cgroup hierarchy is mounted", ErrorCode::unavailable};
-  const std::string& mount = v1 ? v1_mount : v2_mount;
-  const std::string& root = v1 ? v1_root : v2_root;
-  std::istringstream own(slurp("/proc/self/cgroup"));
-  for (std::string line; std::getline(own, line);) {
-    auto first = line.find(':'), second = line.find(':', first + 1);
-    if (first == std::string::npos || second == std::string::npos) continue;
-    std::string controllers = line.substr(first + 1, second - first - 1);
-    bool ours = v1 ? has_item(controllers, ',', "memory") : line.compare(0, first, "0") == 0 && controllers.empty();
-    if (!ours) continue;
-    std::string path = line.substr(second + 1);
-    // The mount may show only a subtree of the hierarchy (a container's).
-    if (root != "/" && path.compare(0, root.size(), root) == 0) path = path.substr(root.size());
-    if (path == "/") path.clear();
-    return Place{v1 ? Version::v1 : Version::v2, mount + path};
-  }
-  return Error{"cgroup: /proc/self/cgroup names no memory cgroup", ErrorCode::unavailable};
+  auto dir = platform::host_proc::cgroup_dir(slurp("/proc/self/mountinfo"), slurp("/proc/self/cgroup"), "memory");
+  if (!dir) return Error{"cgroup: " + dir.error().message, ErrorCode::unavailable};
+  return Place{dir->v1 ? Version::v1 : Version::v2, dir->path};
 }
 
 // Under v2 a cgroup's children get the memory controller only when it is in

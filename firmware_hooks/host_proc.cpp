@@ -261,7 +261,7 @@ Expected<double> parse_cpu_stat_throttled_s(std::string_view text) {
   return *seconds;
 }
 
-Expected<std::string> cpu_cgroup_dir(std::string_view mountinfo, std::string_view pid_cgroup) {
+Expected<CgroupDir> cgroup_dir(std::string_view mountinfo, std::string_view pid_cgroup, std::string_view controller) {
   std::string v1_mount, v1_root, v2_mount, v2_root;
   each_line(mountinfo, [&](std::string_view line) {
     // ID PARENT MAJ:MIN ROOT MOUNT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER_OPTIONS
@@ -269,7 +269,7 @@ Expected<std::string> cpu_cgroup_dir(std::string_view mountinfo, std::string_vie
     std::size_t dash = 0;
     while (dash < f.size() && f[dash] != "-") ++dash;
     if (dash < 5 || dash + 3 >= f.size()) return true;
-    if (f[dash + 1] == "cgroup" && v1_mount.empty() && in_list(f[dash + 3], "cpu")) {
+    if (f[dash + 1] == "cgroup" && v1_mount.empty() && in_list(f[dash + 3], controller)) {
       v1_root = unescape_octal(f[3]);
       v1_mount = unescape_octal(f[4]);
     } else if (f[dash + 1] == "cgroup2" && v2_mount.empty()) {
@@ -278,7 +278,7 @@ Expected<std::string> cpu_cgroup_dir(std::string_view mountinfo, std::string_vie
     }
     return true;
   });
-  std::optional<std::string> found;
+  std::optional<CgroupDir> found;
   each_line(pid_cgroup, [&](std::string_view line) {
     // HIERARCHY:CONTROLLERS:PATH, where v2's is 0::PATH.
     auto first = line.find(':');
@@ -286,7 +286,7 @@ Expected<std::string> cpu_cgroup_dir(std::string_view mountinfo, std::string_vie
     if (second == std::string_view::npos) return true;
     std::string_view controllers = line.substr(first + 1, second - first - 1);
     std::string_view path = line.substr(second + 1);
-    bool v1 = !v1_mount.empty() && in_list(controllers, "cpu");
+    bool v1 = !v1_mount.empty() && in_list(controllers, controller);
     bool v2 = v1_mount.empty() && !v2_mount.empty() && line.compare(0, first, "0") == 0 && controllers.empty();
     if (!v1 && !v2) return true;
     const std::string& root = v1 ? v1_root : v2_root;
@@ -294,11 +294,17 @@ Expected<std::string> cpu_cgroup_dir(std::string_view mountinfo, std::string_vie
     if (root != "/" && path.compare(0, root.size(), root) == 0) path.remove_prefix(root.size());
     // A path that climbs out of the mount is no cgroup memlend should read.
     if (path.find("/..") != std::string_view::npos) return true;
-    found = join(v1 ? v1_mount : v2_mount, path);
+    found = CgroupDir{join(v1 ? v1_mount : v2_mount, path), v1};
     return false;
   });
-  if (!found) return Error{"no cpu cgroup for the process", ErrorCode::unavailable};
+  if (!found) return Error{"no " + std::string(controller) + " cgroup for the process", ErrorCode::unavailable};
   return *found;
+}
+
+Expected<std::string> cpu_cgroup_dir(std::string_view mountinfo, std::string_view pid_cgroup) {
+  auto dir = cgroup_dir(mountinfo, pid_cgroup, "cpu");
+  if (!dir) return dir.error();
+  return dir->path;
 }
 
 Expected<std::string> read_file(const std::string& path, std::size_t cap) {

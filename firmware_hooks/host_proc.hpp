@@ -65,10 +65,17 @@ Expected<std::int64_t> parse_status_rss_mib(std::string_view text);
 // v1's throttled_time (ns) or v2's throttled_usec. An error when neither is
 // there (v2's root cgroup, a cgroup without the cpu controller).
 Expected<double> parse_cpu_stat_throttled_s(std::string_view text);
-// Where the cpu controller's cgroup of a process is, from /proc/self/mountinfo
+// Where a controller's cgroup of a process is, from /proc/self/mountinfo
 // (where the hierarchies are mounted) and /proc/PID/cgroup (where the process
-// is in them): a directory, with cpu.stat in it. A v1 hierarchy holding the cpu
-// controller is preferred, since a controller serves only one hierarchy.
+// is in them): a directory, and whether it is a v1 hierarchy's. A v1
+// hierarchy holding the controller is preferred, since a controller serves
+// only one hierarchy. The memory cgroup (cgroup.hpp) is found the same way.
+struct CgroupDir {
+  std::string path;
+  bool v1 = false;
+};
+Expected<CgroupDir> cgroup_dir(std::string_view mountinfo, std::string_view pid_cgroup, std::string_view controller);
+// The cpu controller's: a directory with cpu.stat in it.
 Expected<std::string> cpu_cgroup_dir(std::string_view mountinfo, std::string_view pid_cgroup);
 
 // A file of /proc or /sys, read whole up to `cap` bytes (an error past it).

@@ -353,7 +353,13 @@ BOOST_AUTO_TEST_CASE(a_node_of_real_guests_is_read_plugged_and_migrated, *boost:
   auto moved = node.platform->migrate("a", MigrationTarget{"c-host", uri});
   BOOST_TEST_REQUIRE(static_cast<bool>(moved), (moved ? "" : moved.error().message));
   BOOST_TEST_MESSAGE("migrated in " << seconds_since(migrating) << " s");
+  // The source says "completed" once it has sent the last page; the target
+  // still loads it before it runs, so the test waits (bounded) for that.
   auto r4 = node.read();
+  for (auto deadline = std::chrono::steady_clock::now() + 60s;
+       find(r4, "c") != nullptr && !find(r4, "c")->running && std::chrono::steady_clock::now() < deadline;
+       r4 = node.read())
+    std::this_thread::sleep_for(100ms);
   BOOST_TEST_REQUIRE(find(r4, "a") != nullptr);
   BOOST_TEST_REQUIRE(find(r4, "c") != nullptr);
   BOOST_TEST(!find(r4, "a")->running);

@@ -63,6 +63,31 @@ struct AgentHello {
   std::string pool_secret;    // its donor pool's secret (hex), for the controller only
 };
 
+// What a host is, as its agent finds it on its platform: the facts a host
+// that joins brings. Its id is the controller's to give.
+struct HostFacts {
+  std::string name;
+  std::int64_t memory_mib = 0;
+  std::int64_t cpu_mhz = 0;
+  bool rdma = false;
+  bool data_path = true;
+  std::int64_t reserved_mib = 0;
+  std::string fabric;
+};
+
+inline policy::Host host_of(const HostFacts& f, bool up) {
+  policy::Host h;
+  h.name = f.name;
+  h.memory_mib = f.memory_mib;
+  h.cpu_mhz = f.cpu_mhz;
+  h.rdma = f.rdma;
+  h.data_path = f.data_path;
+  h.up = up;
+  h.reserved_mib = f.reserved_mib;
+  h.fabric = f.fabric;
+  return h;
+}
+
 // Cluster mode: where a VM runs and every lease it holds, as absolute facts,
 // so an agent can apply them any number of times and stay right.
 struct RemoteState {
@@ -122,6 +147,12 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, AgentHello& x) {
   return f(caf::meta::type_name("memlend.agent_hello"), x.cluster, x.host, x.proof, x.incarnation, x.data_addr,
            x.held, x.nonce, x.certificate, x.signature, x.pool_secret);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, HostFacts& x) {
+  return f(caf::meta::type_name("memlend.host_facts"), x.name, x.memory_mib, x.cpu_mhz, x.rdma, x.data_path,
+           x.reserved_mib, x.fabric);
 }
 
 template <class Inspector>

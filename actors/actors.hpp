@@ -45,7 +45,8 @@ using host_actor = caf::typed_actor<
     reacts_to<atom::commit, atom::migrate, std::uint32_t, std::int64_t>,  // the VM has arrived; MiB it lent it
     reacts_to<atom::cancel, atom::migrate, std::uint32_t>,  // the VM is not coming
     reacts_to<atom::release, std::uint64_t>,                // a lease ended, the memory is back
-    replies_to<atom::get>::with<HostCheckpoint>>;           // its ledger
+    replies_to<atom::get>::with<HostCheckpoint>,            // its ledger
+    reacts_to<atom::admit, HostFacts>>;                     // its agent rejoined with new facts
 // In cluster mode the same actor is also the agent's proxy (see host_proxy_actor).
 
 // A host actor in cluster mode: the interface above plus its agent's side.

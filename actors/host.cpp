@@ -60,6 +60,13 @@ host_proxy_actor::behavior_type host(host_proxy_actor::stateful_pointer<host_act
                std::uint64_t{self->state.ledger.host}, caf::make_message(self->state.ledger));
   };
   return {
+      [=](atom::admit, const HostFacts& facts) {
+        // Its name and whether it is up are not the agent's to change.
+        auto& spec = self->state.spec;
+        std::string name = spec.name;
+        spec = host_of(facts, spec.up);
+        spec.name = std::move(name);
+      },
       [=](atom::health, const platform::HostSample& s) {
         auto& l = self->state.ledger;
         bool was_up = l.up;

@@ -180,6 +180,9 @@ std::uint32_t admit_host(self_ptr self, const HostFacts& facts) {
   if (known) {
     hosts[*known] = host_of(facts, hosts[*known].up);
     self->send(st.planner, atom::admit::value, *known, facts, hosts[*known].up);
+    // Its actor's spec is rebuilt from hosts[] on a restart; until then it is told.
+    if (auto it = st.children.find({ChildKind::host, *known}); it != st.children.end())
+      self->send(caf::actor_cast<host_actor>(it->second.handle), atom::admit::value, facts);
     return *known;
   }
   auto id = static_cast<std::uint32_t>(hosts.size());

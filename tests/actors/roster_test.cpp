@@ -67,6 +67,10 @@ BOOST_AUTO_TEST_CASE(a_host_that_rejoins_keeps_its_id_and_takes_its_new_facts) {
   auto v = view(f);
   BOOST_TEST_REQUIRE(v.hosts.size() == 2u);
   BOOST_TEST(v.hosts[1].lendable_mib == 8192);
+  // Its actor, which has the last word on a reservation, knows it too.
+  auto donor = caf::actor_cast<host_actor>(f.child(ChildKind::host, 1));
+  BOOST_TEST(!f.ask<bool>(donor, atom::reserve::value, std::uint64_t{90}, std::int64_t{8193}));
+  BOOST_TEST(f.ask<bool>(donor, atom::reserve::value, std::uint64_t{91}, std::int64_t{8192}));
   BOOST_TEST(v.hosts[0].lendable_mib == 32768 - 16384);
 }
 

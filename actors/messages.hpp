@@ -48,21 +48,6 @@ struct HostCheckpoint {
   std::vector<std::int64_t> arriving_cpu;
 };
 
-// An agent introduces itself to the controller (cluster mode). Who it is:
-// identity/cluster_auth.hpp.
-struct AgentHello {
-  std::string cluster;        // the cluster's name; another cluster's agent is refused
-  std::string host;           // the host it speaks for
-  std::string proof;          // HMAC-SHA256(cluster secret, cluster + host + incarnation), hex
-  std::uint64_t incarnation = 0;  // new for every start of the agent process
-  std::string data_addr;      // where its data path listens (host:port)
-  std::vector<std::uint64_t> held;  // leases it holds as a donor
-  std::string nonce;          // the controller's challenge for this join
-  std::string certificate;    // its TLS certificate (PEM): CN or a DNS SAN is `host`
-  std::string signature;      // over join_statement(nonce, cluster, host, incarnation) with its key, hex
-  std::string pool_secret;    // its donor pool's secret (hex), for the controller only
-};
-
 // What a host is, as its agent finds it on its platform: the facts a host
 // that joins brings. Its id is the controller's to give.
 struct HostFacts {
@@ -87,6 +72,24 @@ inline policy::Host host_of(const HostFacts& f, bool up) {
   h.fabric = f.fabric;
   return h;
 }
+
+// An agent introduces itself to the controller (cluster mode). Who it is:
+// identity/cluster_auth.hpp.
+struct AgentHello {
+  std::string cluster;        // the cluster's name; another cluster's agent is refused
+  std::string host;           // the host it speaks for
+  std::string proof;          // HMAC-SHA256(cluster secret, cluster + host + incarnation), hex
+  std::uint64_t incarnation = 0;  // new for every start of the agent process
+  std::string data_addr;      // where its data path listens (host:port)
+  std::vector<std::uint64_t> held;  // leases it holds as a donor
+  std::string nonce;          // the controller's challenge for this join
+  std::string certificate;    // its TLS certificate (PEM): CN or a DNS SAN is `host`
+  std::string signature;      // over join_statement(nonce, cluster, host, incarnation) with its key, hex
+  std::string pool_secret;    // its donor pool's secret (hex), for the controller only
+  // What its platform says of its host; the name is `host`'s whatever this
+  // says. A controller without a scenario admits new hosts with these.
+  HostFacts facts;
+};
 
 // Cluster mode: where a VM runs and every lease it holds, as absolute facts,
 // so an agent can apply them any number of times and stay right.
@@ -146,7 +149,7 @@ struct JoinReply {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, AgentHello& x) {
   return f(caf::meta::type_name("memlend.agent_hello"), x.cluster, x.host, x.proof, x.incarnation, x.data_addr,
-           x.held, x.nonce, x.certificate, x.signature, x.pool_secret);
+           x.held, x.nonce, x.certificate, x.signature, x.pool_secret, x.facts);
 }
 
 template <class Inspector>

@@ -315,6 +315,7 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
     for (const auto& h : sc.hosts) names.push_back(h.name);
     RegistrarConfig rc{st.config.cluster.name, st.config.cluster.secret, names, st.clock, st.config.plane,
                        st.config.cluster.ca};
+    rc.open = st.config.cluster.open;
     st.registrar = self->spawn(registrar, rc, sup, st.planner, st.driver, st.config.sink);
     adopt(self, ChildKind::registrar, 0, caf::actor_cast<caf::actor>(st.registrar), {});
   }

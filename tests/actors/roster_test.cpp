@@ -27,10 +27,6 @@ HostFacts big_b() {
   return b;
 }
 
-PlannerView view(ControllerFixture& f) {
-  return f.ask<PlannerView>(caf::actor_cast<planner_actor>(f.child(ChildKind::planner, 0)), atom::get::value);
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(roster)
@@ -39,7 +35,7 @@ BOOST_AUTO_TEST_CASE(a_host_that_joins_lends_to_a_vm_that_had_no_donor) {
   ControllerFixture f(alone);
   BOOST_TEST(f.ask<std::uint32_t>(f.sup, atom::admit::value, big_b()) == 1u);
   BOOST_TEST(static_cast<bool>(f.child(ChildKind::host, 1)));
-  auto v = view(f);
+  auto v = f.view();
   BOOST_TEST_REQUIRE(v.hosts.size() == 2u);
   BOOST_TEST(v.hosts[1].name == "B");
   BOOST_TEST(v.hosts[1].lendable_mib == 131072);
@@ -64,7 +60,7 @@ BOOST_AUTO_TEST_CASE(a_host_that_rejoins_keeps_its_id_and_takes_its_new_facts) {
   a.memory_mib = 32768;
   a.cpu_mhz = 32000;
   BOOST_TEST(f.ask<std::uint32_t>(f.sup, atom::admit::value, a) == 0u);
-  auto v = view(f);
+  auto v = f.view();
   BOOST_TEST_REQUIRE(v.hosts.size() == 2u);
   BOOST_TEST(v.hosts[1].lendable_mib == 8192);
   // Its actor, which has the last word on a reservation, knows it too.
@@ -85,7 +81,7 @@ BOOST_AUTO_TEST_CASE(a_vm_first_seen_is_appended_once_on_a_known_host) {
                     std::runtime_error);
   BOOST_TEST(static_cast<bool>(f.child(ChildKind::vm, 1)));
   BOOST_TEST(!f.child(ChildKind::vm, 2));
-  auto v = view(f);
+  auto v = f.view();
   BOOST_TEST_REQUIRE(v.vms.size() == 2u);
   BOOST_TEST(v.vms[1].name == "web");
   BOOST_TEST(v.vms[1].host == "B");

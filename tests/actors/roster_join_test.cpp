@@ -120,4 +120,37 @@ BOOST_AUTO_TEST_CASE(with_a_scenario_only_its_hosts_join) {
   BOOST_TEST(f.view().hosts.size() == 1u);
 }
 
+// An agent without a scenario names its VMs as its hypervisor does: the
+// first sample naming one admits it on the agent's host, whatever the sample
+// claims, and the next ones reach the view.
+BOOST_AUTO_TEST_CASE(a_vm_an_agent_names_is_admitted_on_its_host) {
+  ClusterConfig c;
+  c.enabled = true;
+  c.name = "c1";
+  ControllerFixture f(one_host, false, nullptr, c);
+  auto proxy = caf::actor_cast<host_proxy_actor>(f.child(ChildKind::host, 0));
+  platform::HostSample hs;
+  hs.up = true;
+  platform::VmSample web;
+  web.name = "web";
+  web.vm = 0;     // means nothing from such an agent: not VM2
+  web.host = 7;   // nor does this: the agent speaks for A
+  web.demand_mem = 4096;
+  web.local_mem = 4096;
+  web.demand_cpu = 500;
+  web.local_cpu = 500;
+  for (int i = 0; i < 2; ++i) {
+    caf::anon_send(proxy, atom::telemetry::value, hs, std::vector<platform::VmSample>{web});
+    f.sched.run();
+  }
+  auto v = f.view();
+  BOOST_TEST_REQUIRE(v.vms.size() == 2u);
+  BOOST_TEST(v.vms[0].demand_mib == 8192);  // VM2 untouched
+  BOOST_TEST(v.vms[1].name == "web");
+  BOOST_TEST(v.vms[1].host == "A");
+  BOOST_TEST(v.vms[1].demand_mib == 4096);
+  BOOST_TEST(v.hosts[0].used_mib == 8192 + 4096);
+  BOOST_TEST(static_cast<bool>(f.child(ChildKind::vm, 1)));
+}
+
 BOOST_AUTO_TEST_SUITE_END()

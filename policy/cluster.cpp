@@ -136,6 +136,11 @@ HostId BasicCluster<Index>::add_host(const Host& h) {
 template <class Index>
 void BasicCluster<Index>::update_host(HostId id, const Host& facts) {
   Host& h = hosts_[id];
+  // Every agent rejoins after a controller restart, mostly with the same
+  // facts: only a change is worth a rebuild.
+  if (h.memory_mib == facts.memory_mib && h.cpu_mhz == facts.cpu_mhz && h.rdma == facts.rdma &&
+      h.data_path == facts.data_path && h.reserved_mib == facts.reserved_mib && h.fabric == facts.fabric)
+    return;
   h.memory_mib = facts.memory_mib;
   h.cpu_mhz = facts.cpu_mhz;
   h.rdma = facts.rdma;

@@ -46,7 +46,8 @@ using host_actor = caf::typed_actor<
     reacts_to<atom::commit, atom::migrate, std::uint32_t, std::int64_t>,  // the VM has arrived; MiB it lent it
     reacts_to<atom::cancel, atom::migrate, std::uint32_t>,  // the VM is not coming
     reacts_to<atom::release, std::uint64_t>,                // a lease ended, the memory is back
-    replies_to<atom::get>::with<HostCheckpoint>>;           // its ledger
+    replies_to<atom::get>::with<HostCheckpoint>,            // its ledger
+    reacts_to<atom::admit, HostFacts>>;                     // its agent rejoined with new facts
 // In cluster mode the same actor is also the agent's proxy (see host_proxy_actor).
 
 // A host actor in cluster mode: the interface above plus its agent's side.
@@ -64,6 +65,7 @@ using vm_actor = caf::typed_actor<
     reacts_to<atom::sample, platform::VmSample>,  // telemetry
     reacts_to<atom::granted, double>,             // it got remote memory at this scenario time
     reacts_to<atom::remind, std::uint64_t>,       // its recommendation timer (generation)
+    reacts_to<atom::admit, std::uint32_t, std::string>,  // a host joined: its id and name
     replies_to<atom::get>::with<VmCheckpoint>>;   // its state
 
 // One per donor lease: the data-path connection and the lease's state.
@@ -106,6 +108,8 @@ using driver_actor = caf::typed_actor<
     reacts_to<atom::rebind, std::uint32_t, agent_actor>, // cluster mode: a host's agent joined
     reacts_to<atom::sample, std::vector<platform::VmSample>>,  // cluster mode: an agent's VMs, to route
     reacts_to<atom::commit, LeaseInfo>,  // cluster mode: a lease's grant, for the recipient's agent to map
+    reacts_to<atom::admit, std::uint32_t, std::string>,    // a host joined: its id and name
+    reacts_to<atom::admit, std::uint32_t, std::uint32_t>,  // a VM was first seen: its id and host
     reacts_to<atom::shutdown>>;
 
 // The cluster's one view of free resources; decides with policy/ and carries
@@ -129,6 +133,8 @@ using planner_actor = caf::typed_actor<
     reacts_to<atom::rebind, std::uint64_t, lease_actor>,
     reacts_to<atom::rebind, std::uint32_t, mirror_actor>,
     reacts_to<atom::rebind, driver_actor>,                     // the driver, spawned after it
+    reacts_to<atom::admit, std::uint32_t, HostFacts, bool>,    // a host joined (new id; up?) or rejoined with new facts
+    reacts_to<atom::admit, std::uint32_t, std::string, std::uint32_t>,  // a VM first seen: id, name, host
     replies_to<atom::join>::with<std::vector<LeaseInfo>, std::vector<Placement>>,  // the world, for a joining agent
     replies_to<atom::get>::with<PlannerView>>;  // its view (metrics, tests)
 
@@ -139,6 +145,8 @@ using supervisor_actor = caf::typed_actor<
     reacts_to<atom::checkpoint, ChildKind, std::uint64_t, caf::message>,  // kind, key, state
     reacts_to<atom::restart, ChildKind, std::uint64_t>,                   // backoff timer
     replies_to<atom::get, ChildKind, std::uint64_t>::with<caf::actor>,    // a child's handle
+    replies_to<atom::admit, HostFacts>::with<std::uint32_t>,  // a host by name: its id, new or known
+    replies_to<atom::admit, std::string, std::uint32_t>::with<std::uint32_t>,  // a VM by name on a host: its id
     reacts_to<atom::shutdown>>;
 
 // Cluster mode: the controller's door. An agent joins with its hello and its

@@ -46,6 +46,7 @@ MEMLEND_ATOM(fence, "fence");        // an agent keeps only these leases
 MEMLEND_ATOM(connect, "connect");    // an agent's (re)connection timer
 MEMLEND_ATOM(silence, "silence");    // a host actor's heartbeat timer
 MEMLEND_ATOM(mirrorfail, "mirrorfail");  // the data path cannot write a VM's mirror
+MEMLEND_ATOM(admit, "admit");        // a host joined, or a VM was first seen
 
 #undef MEMLEND_ATOM
 

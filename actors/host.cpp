@@ -1,5 +1,7 @@
 #include "actors/host.hpp"
 
+#include "actors/defaults.hpp"
+
 #include <caf/all.hpp>
 
 #include <algorithm>
@@ -34,6 +36,39 @@ std::optional<std::pair<std::int64_t, std::int64_t>> take_arrival(HostCheckpoint
   return room;
 }
 
+using self_ptr = host_proxy_actor::stateful_pointer<host_actor_state>;
+
+// An agent speaks for its own host only: its samples are of VMs there,
+// whatever they say. A VM it names is the controller's to number; one named
+// for the first time is admitted and its samples count from the next one.
+std::vector<platform::VmSample> own_vms(self_ptr self, const std::vector<platform::VmSample>& vms) {
+  auto& st = self->state;
+  std::uint32_t h = st.ledger.host;
+  std::vector<platform::VmSample> out;
+  for (auto v : vms) {
+    v.host = h;
+    if (v.name.empty()) {
+      out.push_back(std::move(v));
+      continue;
+    }
+    if (auto it = st.vm_ids.find(v.name); it != st.vm_ids.end()) {
+      v.vm = it->second;
+      out.push_back(std::move(v));
+      continue;
+    }
+    if (!st.admitting.insert(v.name).second) continue;
+    std::string name = v.name;
+    self->request(st.supervisor, defaults::request_timeout, atom::admit::value, name, h)
+        .then(
+            [=](std::uint32_t id) {
+              self->state.admitting.erase(name);
+              self->state.vm_ids[name] = id;
+            },
+            [=](caf::error&) { self->state.admitting.erase(name); });
+  }
+  return out;
+}
+
 }  // namespace
 
 std::int64_t host_actor_state::lent() const { return sum(ledger.lease_mib) + sum(ledger.pending_mib); }
@@ -60,6 +95,13 @@ host_proxy_actor::behavior_type host(host_proxy_actor::stateful_pointer<host_act
                std::uint64_t{self->state.ledger.host}, caf::make_message(self->state.ledger));
   };
   return {
+      [=](atom::admit, const HostFacts& facts) {
+        // Its name and whether it is up are not the agent's to change.
+        auto& spec = self->state.spec;
+        std::string name = spec.name;
+        spec = host_of(facts, spec.up);
+        spec.name = std::move(name);
+      },
       [=](atom::health, const platform::HostSample& s) {
         auto& l = self->state.ledger;
         bool was_up = l.up;
@@ -138,11 +180,7 @@ host_proxy_actor::behavior_type host(host_proxy_actor::stateful_pointer<host_act
         // Silence for this long means the host (or the way to it) is gone.
         double patience = st.options.period_s * st.options.heartbeat_misses;
         self->delayed_send(self, st.options.clock.after(patience), atom::silence::value, ++st.beat);
-        // The agent speaks for this host: its samples are of VMs here (the
-        // driver drops those the controller places elsewhere).
-        auto own = vms;
-        for (auto& v : own) v.host = st.ledger.host;
-        self->send(st.driver, atom::sample::value, std::move(own));
+        self->send(st.driver, atom::sample::value, own_vms(self, vms));
       },
       [=](atom::silence, std::uint64_t beat) {
         auto& st = self->state;

@@ -10,6 +10,8 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include <map>
+#include <set>
+#include <string>
 
 namespace memlend {
 
@@ -32,6 +34,9 @@ struct host_actor_state {
   caf::actor agent;               // cluster mode: the agent that speaks for this host
   std::uint64_t incarnation = 0;  // of that agent's process
   std::uint64_t beat = 0;         // telemetry received, for the silence timer
+  // VMs its agent names, by the controller's ids; those being admitted.
+  std::map<std::string, std::uint32_t> vm_ids;
+  std::set<std::string> admitting;
 
   std::int64_t lent() const;       // committed and pending loans
   std::int64_t arriving_mem() const;

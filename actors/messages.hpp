@@ -49,6 +49,31 @@ struct HostCheckpoint {
   std::vector<std::int64_t> arriving_cpu;
 };
 
+// What a host is, as its agent finds it on its platform: the facts a host
+// that joins brings. Its id is the controller's to give.
+struct HostFacts {
+  std::string name;
+  std::int64_t memory_mib = 0;
+  std::int64_t cpu_mhz = 0;
+  bool rdma = false;
+  bool data_path = true;
+  std::int64_t reserved_mib = 0;
+  std::string fabric;
+};
+
+inline policy::Host host_of(const HostFacts& f, bool up) {
+  policy::Host h;
+  h.name = f.name;
+  h.memory_mib = f.memory_mib;
+  h.cpu_mhz = f.cpu_mhz;
+  h.rdma = f.rdma;
+  h.data_path = f.data_path;
+  h.up = up;
+  h.reserved_mib = f.reserved_mib;
+  h.fabric = f.fabric;
+  return h;
+}
+
 // An agent introduces itself to the controller (cluster mode). Who it is:
 // identity/cluster_auth.hpp.
 struct AgentHello {
@@ -62,6 +87,9 @@ struct AgentHello {
   std::string certificate;    // its TLS certificate (PEM): CN or a DNS SAN is `host`
   std::string signature;      // over join_statement(nonce, cluster, host, incarnation) with its key, hex
   std::string pool_secret;    // its donor pool's secret (hex), for the controller only
+  // What its platform says of its host; the name is `host`'s whatever this
+  // says. A controller without a scenario admits new hosts with these.
+  HostFacts facts;
 };
 
 // Cluster mode: where a VM runs and every lease it holds, as absolute facts,
@@ -136,7 +164,13 @@ struct JoinReply {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, AgentHello& x) {
   return f(caf::meta::type_name("memlend.agent_hello"), x.cluster, x.host, x.proof, x.incarnation, x.data_addr,
-           x.held, x.nonce, x.certificate, x.signature, x.pool_secret);
+           x.held, x.nonce, x.certificate, x.signature, x.pool_secret, x.facts);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, HostFacts& x) {
+  return f(caf::meta::type_name("memlend.host_facts"), x.name, x.memory_mib, x.cpu_mhz, x.rdma, x.data_path,
+           x.reserved_mib, x.fabric);
 }
 
 template <class Inspector>
@@ -180,7 +214,7 @@ typename Inspector::result_type inspect(Inspector& f, HostSample& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, VmSample& x) {
   return f(caf::meta::type_name("memlend.vm_sample"), x.vm, x.host, x.host_up, x.demand_mem, x.demand_cpu,
-           x.local_mem, x.local_cpu, x.remote_mem, x.host_free_mem);
+           x.local_mem, x.local_cpu, x.remote_mem, x.host_free_mem, x.name);
 }
 
 }  // namespace memlend::platform

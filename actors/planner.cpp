@@ -86,6 +86,50 @@ JobPlan sample_job(self_ptr self, std::vector<platform::VmSample> samples) {
   });
 }
 
+// A host joins (or rejoins with new facts) and a VM appears between jobs,
+// never inside one: a transaction decided on the view it started with.
+// Both are written to the store, so a restarted controller knows them.
+JobPlan admit_host_job(self_ptr self, std::uint32_t id, HostFacts facts, bool up) {
+  return write_only([=](JobDone done) {
+    auto& st = self->state;
+    auto& hosts = st.config.scenario.hosts;
+    if (id > hosts.size()) {
+      note(self, "error: host " + facts.name + " admitted as " + std::to_string(id) + " out of order; ignored");
+      return done();
+    }
+    if (id == hosts.size()) {
+      hosts.push_back(host_of(facts, up));
+      st.view->add_host(hosts.back());
+    } else {
+      hosts[id] = host_of(facts, hosts[id].up);
+      st.view->update_host(id, hosts[id]);
+    }
+    auto txn = begin(self);
+    txn->batch.put(host_record(hosts[id], id, st.view->host_state(id).up));
+    persist(self, txn, done);
+  });
+}
+
+JobPlan admit_vm_job(self_ptr self, std::uint32_t id, std::string name, std::uint32_t host) {
+  return write_only([=](JobDone done) {
+    auto& st = self->state;
+    if (id != st.view->vm_count() || host >= st.view->hosts().size()) {
+      note(self, "error: VM " + name + " admitted as " + std::to_string(id) + " out of order; ignored");
+      return done();
+    }
+    policy::Vm v;
+    v.name = name;
+    v.host = host;
+    st.config.scenario.vms.push_back(v);
+    st.config.start.first_hosts.resize(id, no_host);
+    st.config.start.first_hosts.push_back(host);
+    st.view->add_vm(v);
+    auto txn = begin(self);
+    txn->batch.put(vm_record(self, id));
+    persist(self, txn, done);
+  });
+}
+
 PlannerView view_of(self_ptr self) {
   auto& st = self->state;
   PlannerView v;
@@ -196,6 +240,17 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
         if (auto it = self->state.mirrors.find(v); it != self->state.mirrors.end()) it->second = std::move(handle);
       },
       [=](atom::rebind, driver_actor handle) { self->state.driver = std::move(handle); },
+      [=](atom::admit, std::uint32_t h, const HostFacts& facts, bool up) {
+        // The handle vectors grow now: the new actor's rebind follows at once.
+        auto& st = self->state;
+        if (h == st.hosts.size()) st.hosts.emplace_back();
+        enqueue(self, admit_host_job(self, h, facts, up));
+      },
+      [=](atom::admit, std::uint32_t v, const std::string& name, std::uint32_t host) {
+        auto& st = self->state;
+        if (v == st.vms.size()) st.vms.emplace_back();
+        enqueue(self, admit_vm_job(self, v, name, host));
+      },
       [=](atom::join) {
         auto& st = self->state;
         std::vector<LeaseInfo> leases;

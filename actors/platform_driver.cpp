@@ -136,6 +136,19 @@ driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<drive
             tell(self, granted.vm, {});
           }
       },
+      [=](atom::admit, std::uint32_t h, const std::string& name) {
+        auto& st = self->state;
+        if (h != st.hosts.size()) return;
+        st.hosts.emplace_back();
+        // host_names is kept only in cluster mode, where lease secrets need it.
+        if (st.config.cluster) st.config.host_names.push_back(name);
+      },
+      [=](atom::admit, std::uint32_t v, std::uint32_t host) {
+        auto& st = self->state;
+        if (v != st.vms.size()) return;
+        st.vms.emplace_back();
+        st.remote.push_back(RemoteState{v, host, {}});
+      },
       [=](atom::rebind, std::uint32_t h, host_actor handle) {
         if (h < self->state.hosts.size()) self->state.hosts[h] = std::move(handle);
       },

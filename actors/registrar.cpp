@@ -7,6 +7,7 @@
 #include <caf/all.hpp>
 
 #include <algorithm>
+#include <optional>
 
 namespace memlend {
 
@@ -28,6 +29,67 @@ bool take_nonce(self_ptr self, const std::string& nonce) {
   if (nonce.empty() || it == ns.end()) return false;
   ns.erase(it);
   return true;
+}
+
+// A join that passed every check, on its way to its host actor.
+struct Joining {
+  AgentHello hello;
+  caf::actor agent;
+  std::optional<rdma::Secret> pool_secret;
+  caf::typed_response_promise<JoinReply, caf::actor> rp;
+};
+
+void not_ready(Joining& j, caf::error& err) {
+  JoinReply r;
+  r.reason = "the controller is not ready: " + caf::to_string(err);
+  j.rp.deliver(std::move(r), caf::actor{});
+}
+
+void finish_join(self_ptr self, Joining j, std::uint32_t h) {
+  auto fail = [=](caf::error& err) mutable { not_ready(j, err); };
+  // The host actor's handle is asked for now: it may have been restarted.
+  self->request(self->state.supervisor, defaults::request_timeout, atom::get::value, ChildKind::host,
+                std::uint64_t{h})
+      .then(
+          [=](caf::actor host_handle) mutable {
+            self->request(self->state.planner, defaults::request_timeout, atom::join::value)
+                .then(
+                    [=](std::vector<LeaseInfo>& leases, std::vector<Placement>& placements) mutable {
+                      auto& st = self->state;
+                      const AgentHello& hello = j.hello;
+                      JoinReply r;
+                      r.ok = true;
+                      r.host = h;
+                      r.scenario_t = st.config.clock.now(self->clock());
+                      r.speed = st.config.clock.speed;
+                      r.leases = leases_of_host(leases, h);
+                      r.placements = std::move(placements);
+                      if (auto plane = st.config.plane) {
+                        plane->set_address(hello.host, hello.data_addr);
+                        if (j.pool_secret) plane->set_pool_secret(hello.host, *j.pool_secret);
+                        add_lease_secrets(r.leases, *plane, st.config.host_names);
+                        r.data_bytes_per_mib = plane->options().bytes_per_mib;
+                      }
+                      auto proxy = caf::actor_cast<host_proxy_actor>(host_handle);
+                      self->send(proxy, atom::bind::value, j.agent, hello.incarnation);
+                      // The join carries the agent's handle untyped (its wire
+                      // type); here, where it arrives, it becomes an agent's.
+                      self->send(st.driver, atom::rebind::value, h, caf::actor_cast<agent_actor>(j.agent));
+                      note(self, "agent for " + hello.host + " joined (incarnation " +
+                                     std::to_string(hello.incarnation) + ", data path " + hello.data_addr + ")");
+                      j.rp.deliver(std::move(r), host_handle);
+                    },
+                    fail);
+          },
+          fail);
+}
+
+// What a host's agent says of it, checked before it counts: a peer may send anything.
+std::string check_facts(const HostFacts& f) {
+  if (f.memory_mib <= 0 || f.cpu_mhz <= 0) return "it says nothing of its host's memory and CPU";
+  if (f.reserved_mib < 0 || f.reserved_mib > f.memory_mib) return "its host's reserve is not within its memory";
+  if (f.fabric.size() > 256) return "its fabric's name is longer than 256 bytes";
+  return {};
 }
 
 }  // namespace
@@ -67,8 +129,11 @@ registrar_actor::behavior_type registrar(registrar_actor::stateful_pointer<regis
         if (!same_proof(hello.proof, cluster_proof(st.config.secret, hello.cluster, hello.host, hello.incarnation)))
           return refuse("it does not hold the cluster's secret");
         auto it = std::find(st.config.host_names.begin(), st.config.host_names.end(), hello.host);
-        if (it == st.config.host_names.end()) return refuse("no such host in this cluster");
-        auto h = static_cast<std::uint32_t>(it - st.config.host_names.begin());
+        bool known = it != st.config.host_names.end();
+        if (!known && !st.config.open) return refuse("no such host in this cluster");
+        if (st.config.open) {
+          if (auto why = check_facts(hello.facts); !why.empty()) return refuse(why);
+        }
         // The cluster's secret says only "one of ours": every node holds it.
         // Which host a node is, its certificate says, and the signature says
         // it holds that certificate's key now.
@@ -81,47 +146,23 @@ registrar_actor::behavior_type registrar(registrar_actor::stateful_pointer<regis
         auto pool_secret = secret_of_hex(hello.pool_secret);
         if (!hello.pool_secret.empty() && !pool_secret) return refuse("its pool secret is not 64 hex digits");
         auto rp = self->make_response_promise<JoinReply, caf::actor>();
-        auto fail = [=](caf::error& err) mutable {
-          JoinReply r;
-          r.reason = "the controller is not ready: " + caf::to_string(err);
-          rp.deliver(std::move(r), caf::actor{});
-        };
-        // The host actor's handle is asked for now: it may have been restarted.
-        self->request(st.supervisor, defaults::request_timeout, atom::get::value, ChildKind::host,
-                      std::uint64_t{h})
+        Joining j{hello, agent, pool_secret, rp};
+        if (!st.config.open) {
+          finish_join(self, j, static_cast<std::uint32_t>(it - st.config.host_names.begin()));
+          return rp;
+        }
+        // Admitted only once its certificate says it is this host: an agent
+        // cannot make up hosts, nor change another host's facts.
+        HostFacts facts = hello.facts;
+        facts.name = hello.host;
+        self->request(st.supervisor, defaults::request_timeout, atom::admit::value, facts)
             .then(
-                [=](caf::actor host_handle) mutable {
-                  self->request(self->state.planner, defaults::request_timeout, atom::join::value)
-                      .then(
-                          [=](std::vector<LeaseInfo>& leases, std::vector<Placement>& placements) mutable {
-                            auto& st = self->state;
-                            JoinReply r;
-                            r.ok = true;
-                            r.host = h;
-                            r.scenario_t = st.config.clock.now(self->clock());
-                            r.speed = st.config.clock.speed;
-                            r.leases = leases_of_host(leases, h);
-                            r.placements = std::move(placements);
-                            if (auto plane = st.config.plane) {
-                              plane->set_address(hello.host, hello.data_addr);
-                              if (pool_secret) plane->set_pool_secret(hello.host, *pool_secret);
-                              add_lease_secrets(r.leases, *plane, st.config.host_names);
-                              r.data_bytes_per_mib = plane->options().bytes_per_mib;
-                            }
-                            auto proxy = caf::actor_cast<host_proxy_actor>(host_handle);
-                            self->send(proxy, atom::bind::value, agent, hello.incarnation);
-                            // The join carries the agent's handle untyped (its wire
-                            // type); here, where it arrives, it becomes an agent's.
-                            self->send(st.driver, atom::rebind::value, h,
-                                       caf::actor_cast<agent_actor>(agent));
-                            note(self, "agent for " + hello.host + " joined (incarnation " +
-                                           std::to_string(hello.incarnation) + ", data path " + hello.data_addr +
-                                           ")");
-                            rp.deliver(std::move(r), host_handle);
-                          },
-                          fail);
+                [=](std::uint32_t h) mutable {
+                  auto& names = self->state.config.host_names;
+                  if (h == names.size()) names.push_back(j.hello.host);
+                  finish_join(self, j, h);
                 },
-                fail);
+                [=](caf::error& err) mutable { not_ready(j, err); });
         return rp;
       },
   };

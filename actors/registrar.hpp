@@ -23,6 +23,10 @@ struct RegistrarConfig {
   SimClock clock;
   std::shared_ptr<DataPlane> plane;  // learns where each host's data path listens, and its pool secret
   std::shared_ptr<const ClusterCa> ca;  // checks each agent's certificate and proof of its key
+  // No scenario: the cluster is who joins. An agent whose certificate names a
+  // host not known yet is admitted as a new host with the facts it brings,
+  // and a known host's facts follow its agent's.
+  bool open = false;
 };
 
 struct registrar_state {

@@ -9,6 +9,7 @@
 #include "actors/platform_driver.hpp"
 #include "actors/registrar.hpp"
 #include "actors/vm.hpp"
+#include "policy/cluster.hpp"
 #include "rdma/mirror.hpp"
 
 #include <caf/all.hpp>
@@ -168,6 +169,64 @@ void on_down(self_ptr self, const caf::down_msg& dm) {
   self->delayed_send(self, delay, atom::restart::value, kind, id);
 }
 
+// A host by name: known ones keep their id (their facts may have changed),
+// new ones are appended, so ids are never reused and the store's rows by id
+// stay true. Everyone holding a per-host list learns the new entry before the
+// new actor's handle, since messages between two actors keep their order.
+std::uint32_t admit_host(self_ptr self, const HostFacts& facts) {
+  auto& st = self->state;
+  auto& hosts = st.config.scenario.hosts;
+  auto known = st.config.scenario.find_host(facts.name);
+  if (known) {
+    hosts[*known] = host_of(facts, hosts[*known].up);
+    self->send(st.planner, atom::admit::value, *known, facts, hosts[*known].up);
+    // Its actor's spec is rebuilt from hosts[] on a restart; until then it is told.
+    if (auto it = st.children.find({ChildKind::host, *known}); it != st.children.end())
+      self->send(caf::actor_cast<host_actor>(it->second.handle), atom::admit::value, facts);
+    return *known;
+  }
+  auto id = static_cast<std::uint32_t>(hosts.size());
+  // In cluster mode a host is up once its agent has reported, as at the start.
+  hosts.push_back(host_of(facts, !st.config.cluster.enabled));
+  self->send(st.planner, atom::admit::value, id, facts, hosts.back().up);
+  self->send(st.driver, atom::admit::value, id, facts.name);
+  for (auto& [key, c] : st.children)
+    if (key.first == ChildKind::vm) self->send(caf::actor_cast<vm_actor>(c.handle), atom::admit::value, id, facts.name);
+  HostCheckpoint cp;
+  cp.host = id;
+  cp.up = hosts[id].up;
+  auto msg = caf::make_message(cp);
+  adopt(self, ChildKind::host, id, spawn_child(self, ChildKind::host, id, msg, true), msg);
+  note(self, "host " + facts.name + " joined with " + policy::fmt_mib(facts.memory_mib) + " and " +
+                 policy::fmt_mhz(facts.cpu_mhz));
+  return id;
+}
+
+// A VM by name, first seen on `host`: appended with no demand until its
+// telemetry says otherwise. A VM is known by its name across hosts (a
+// migration by others moves it, it does not make a new one).
+caf::result<std::uint32_t> admit_vm(self_ptr self, const std::string& name, std::uint32_t host) {
+  auto& st = self->state;
+  auto& sc = st.config.scenario;
+  if (auto known = sc.find_vm(name)) return *known;
+  if (host >= sc.hosts.size() || name.empty())
+    return caf::make_error(caf::sec::invalid_argument, "no such host for VM \"" + name + "\"");
+  auto id = static_cast<std::uint32_t>(sc.vms.size());
+  policy::Vm v;
+  v.name = name;
+  v.host = host;
+  sc.vms.push_back(v);
+  self->send(st.planner, atom::admit::value, id, name, host);
+  self->send(st.driver, atom::admit::value, id, host);
+  VmCheckpoint cp;
+  cp.vm = id;
+  cp.host = host;
+  auto msg = caf::make_message(cp);
+  adopt(self, ChildKind::vm, id, spawn_child(self, ChildKind::vm, id, msg, true), msg);
+  note(self, "VM " + name + " appeared on " + sc.hosts[host].name);
+  return id;
+}
+
 }  // namespace
 
 supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
@@ -256,6 +315,7 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
     for (const auto& h : sc.hosts) names.push_back(h.name);
     RegistrarConfig rc{st.config.cluster.name, st.config.cluster.secret, names, st.clock, st.config.plane,
                        st.config.cluster.ca};
+    rc.open = st.config.cluster.open;
     st.registrar = self->spawn(registrar, rc, sup, st.planner, st.driver, st.config.sink);
     adopt(self, ChildKind::registrar, 0, caf::actor_cast<caf::actor>(st.registrar), {});
   }
@@ -295,6 +355,8 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
         auto it = self->state.children.find({kind, key});
         return it == self->state.children.end() ? caf::actor{} : it->second.handle;
       },
+      [=](atom::admit, const HostFacts& facts) { return admit_host(self, facts); },
+      [=](atom::admit, const std::string& name, std::uint32_t host) { return admit_vm(self, name, host); },
       [=](atom::shutdown) { stop_all(self, caf::exit_reason::user_shutdown); },
   };
 }

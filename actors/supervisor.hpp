@@ -31,6 +31,8 @@ struct ClusterConfig {
   std::string secret;
   std::shared_ptr<const ClusterCa> ca;  // agents' certificates are checked against it
   int heartbeat_misses = 3;
+  // No scenario: hosts are admitted as their agents join (RegistrarConfig::open).
+  bool open = false;
 };
 
 struct SupervisorConfig {

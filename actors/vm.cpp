@@ -171,6 +171,10 @@ vm_actor::behavior_type vm(vm_actor::stateful_pointer<vm_actor_state> self, VmCo
           ask_recommendation(self);
       },
       [=](atom::granted, double since) { start_remote_clock(self, since); },
+      [=](atom::admit, std::uint32_t h, const std::string& name) {
+        auto& names = self->state.config.host_names;
+        if (h == names.size()) names.push_back(name);
+      },
       [=](atom::remind, std::uint64_t generation) {
         if (generation == self->state.cp.generation) ask_recommendation(self);
       },

@@ -33,6 +33,9 @@ struct VmSample {
   std::int64_t local_cpu = 0;
   std::int64_t remote_mem = 0;  // remote memory attached to it
   std::int64_t host_free_mem = 0;  // what its host could still give it
+  // From an agent without a scenario: the hypervisor's name, and `vm` means
+  // nothing; its host actor gives it the controller's id.
+  std::string name;
 };
 
 struct Telemetry {

@@ -31,6 +31,7 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<platform::VmSample>("memlend.vm_sample");
   cfg.add_message_type<std::vector<platform::VmSample>>("memlend.vm_samples");
   cfg.add_message_type<AgentHello>("memlend.agent_hello");
+  cfg.add_message_type<HostFacts>("memlend.host_facts");
   cfg.add_message_type<Placement>("memlend.placement");
   cfg.add_message_type<RemoteState>("memlend.remote_state");
   cfg.add_message_type<JoinReply>("memlend.join_reply");

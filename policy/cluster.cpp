@@ -68,6 +68,16 @@ std::int64_t drop_loan(VmState& vm, HostState& donor_state, HostId donor, std::i
   return amount;
 }
 
+// Gives a VM its local share from what its host has left.
+void serve(VmState& v, HostState& hs, const Host& h) {
+  std::int64_t mem_left = std::max<std::int64_t>(0, h.memory_mib - hs.lent - hs.used_mem);
+  std::int64_t cpu_left = std::max<std::int64_t>(0, h.cpu_mhz - hs.used_cpu);
+  v.share_mem = std::min(std::max<std::int64_t>(0, v.demand_mem - v.borrowed_mib()), mem_left);
+  v.share_cpu = std::min(v.demand_cpu, cpu_left);
+  hs.used_mem += v.share_mem;
+  hs.used_cpu += v.share_cpu;
+}
+
 }  // namespace
 
 template <class Index>
@@ -75,19 +85,8 @@ BasicCluster<Index>::BasicCluster(const Scenario& s)
     : settings_(s.settings),
       hosts_(s.hosts),
       state_(s.hosts.size()),
-      max_mem_(largest(s.hosts, &Host::memory_mib)),
-      max_cpu_(largest(s.hosts, &Host::cpu_mhz)),
-      targets_(s.hosts.size(), max_mem_, max_cpu_),
-      fabric_of_(s.hosts.size()) {
-  for (HostId h = 0; h < hosts_.size(); ++h) {
-    state_[h].up = hosts_[h].up;
-    fabric_hosts_[hosts_[h].fabric].push_back(h);
-  }
-  for (const auto& [fabric, members] : fabric_hosts_) {
-    for (HostId h : members) fabric_of_[h] = static_cast<std::uint32_t>(donors_.size());
-    donors_.emplace_back(hosts_.size(), max_mem_, max_cpu_, members.size());
-  }
-
+      targets_(0, 1, 1) {
+  for (HostId h = 0; h < hosts_.size(); ++h) state_[h].up = hosts_[h].up;
   vms_.reserve(s.vms.size());
   vm_names_.reserve(s.vms.size());
   for (const auto& v : s.vms) {
@@ -102,17 +101,68 @@ BasicCluster<Index>::BasicCluster(const Scenario& s)
     vm_names_.push_back(v.name);
   }
   // Each host serves its VMs in scenario order from what it does not lend.
-  for (auto& v : vms_) {
-    HostState& hs = state_[v.host];
-    const Host& h = hosts_[v.host];
-    std::int64_t mem_left = std::max<std::int64_t>(0, h.memory_mib - hs.lent - hs.used_mem);
-    std::int64_t cpu_left = std::max<std::int64_t>(0, h.cpu_mhz - hs.used_cpu);
-    v.share_mem = std::min(std::max<std::int64_t>(0, v.demand_mem - v.borrowed_mib()), mem_left);
-    v.share_cpu = std::min(v.demand_cpu, cpu_left);
-    hs.used_mem += v.share_mem;
-    hs.used_cpu += v.share_cpu;
+  for (auto& v : vms_) serve(v, state_[v.host], hosts_[v.host]);
+  reindex();
+}
+
+template <class Index>
+void BasicCluster<Index>::reindex() {
+  max_mem_ = largest(hosts_, &Host::memory_mib);
+  max_cpu_ = largest(hosts_, &Host::cpu_mhz);
+  targets_ = Index(hosts_.size(), max_mem_, max_cpu_);
+  fabric_hosts_.clear();
+  donors_.clear();
+  fabric_of_.assign(hosts_.size(), 0);
+  for (HostId h = 0; h < hosts_.size(); ++h) fabric_hosts_[hosts_[h].fabric].push_back(h);
+  for (const auto& [fabric, members] : fabric_hosts_) {
+    for (HostId h : members) fabric_of_[h] = static_cast<std::uint32_t>(donors_.size());
+    donors_.emplace_back(hosts_.size(), max_mem_, max_cpu_, members.size());
   }
   for (HostId h = 0; h < hosts_.size(); ++h) refresh(h);
+}
+
+template <class Index>
+HostId BasicCluster<Index>::add_host(const Host& h) {
+  auto id = static_cast<HostId>(hosts_.size());
+  hosts_.push_back(h);
+  HostState st;
+  st.up = h.up;
+  state_.push_back(st);
+  // Joins are rare next to decisions: a rebuild keeps one index code path.
+  reindex();
+  return id;
+}
+
+template <class Index>
+void BasicCluster<Index>::update_host(HostId id, const Host& facts) {
+  Host& h = hosts_[id];
+  // Every agent rejoins after a controller restart, mostly with the same
+  // facts: only a change is worth a rebuild.
+  if (h.memory_mib == facts.memory_mib && h.cpu_mhz == facts.cpu_mhz && h.rdma == facts.rdma &&
+      h.data_path == facts.data_path && h.reserved_mib == facts.reserved_mib && h.fabric == facts.fabric)
+    return;
+  h.memory_mib = facts.memory_mib;
+  h.cpu_mhz = facts.cpu_mhz;
+  h.rdma = facts.rdma;
+  h.data_path = facts.data_path;
+  h.reserved_mib = facts.reserved_mib;
+  h.fabric = facts.fabric;
+  reindex();
+}
+
+template <class Index>
+VmId BasicCluster<Index>::add_vm(const Vm& v) {
+  auto id = static_cast<VmId>(vms_.size());
+  VmState st;
+  st.host = v.host;
+  st.demand_mem = v.memory_mib;
+  st.demand_cpu = v.cpu_mhz;
+  st.donors = v.donors;
+  serve(st, state_[v.host], hosts_[v.host]);
+  vms_.push_back(std::move(st));
+  vm_names_.push_back(v.name);
+  refresh(v.host);
+  return id;
 }
 
 template <class Index>

@@ -2,7 +2,9 @@
 //
 // A Cluster is built from a scenario (a snapshot: each host serves its VMs in
 // scenario order until it runs out) and then changed one decision or one
-// event at a time. decide() never changes anything; apply() carries out a
+// event at a time. It also grows: hosts that join and VMs first seen in
+// telemetry are appended, so a HostId or VmId, once given, names the same
+// host or VM for the rest of the run (and in the store). decide() never changes anything; apply() carries out a
 // decision exactly as decided, so a decision that was refused half-way (a
 // donor said no) leaves nothing behind.
 //
@@ -89,6 +91,15 @@ class BasicCluster {
   std::vector<VmId> decision_order() const;
 
   // ---- run-time changes ----
+  // A host that joined: appended, with nothing used and nothing lent.
+  HostId add_host(const Host& h);
+  // A known host's facts changed (its agent rejoined after an upgrade, say).
+  // Its name, what its VMs use and what it lends stay; `up` is not a fact.
+  void update_host(HostId id, const Host& facts);
+  // A VM first seen on `v.host`, served from its host's free memory like the
+  // scenario's VMs at the start. It borrows nothing yet: `v.remote` is ignored,
+  // since a lease exists only once the planner has made one.
+  VmId add_vm(const Vm& v);
   // A new demand sample. A VM keeps its local share as far as the new demand
   // allows (a hypervisor does not take memory from a running VM because an
   // earlier one grew); what it no longer needs goes back to its host.
@@ -123,6 +134,9 @@ class BasicCluster {
   Decision decide_remote(VmId v, Decision d) const;
   Decision decide_migrate(VmId v, Decision d) const;
   void refresh(HostId h);
+  // Rebuilds every index from hosts_ and state_: their size, the fabrics and
+  // the scale scores are normalised by all follow the hosts there are now.
+  void reindex();
   Transport transport(HostId a, HostId b) const;
   std::string describe(const std::vector<LeaseGrant>& leases) const;
 

@@ -5,62 +5,14 @@
 #include <boost/test/unit_test.hpp>
 
 #include "identity/cluster_auth.hpp"
-#include "tests/support/child.hpp"
-
-#include <filesystem>
-#include <fstream>
+#include "tests/support/pki.hpp"
 
 using memlend::ClusterCa;
 using memlend::join_statement;
 using memlend::NodeIdentity;
+using memlend::test::Pki;
 
 namespace {
-
-// A cluster CA, another CA, and node certificates made by them.
-struct Pki {
-  std::string dir = memlend::test::make_temp_dir("cluster-auth");
-  Pki() {
-    make_ca("ca");
-    make_ca("otherca");
-    node("B", "ca");
-    node("evil", "ca");
-    node("stranger", "otherca");
-    // A certificate whose CN is not the host but whose DNS SAN is.
-    std::ofstream(dir + "/san.ext") << "subjectAltName=DNS:node7.example,DNS:B\n";
-    node("node7", "ca", "san.ext");
-  }
-  ~Pki() { std::filesystem::remove_all(dir); }
-
-  void openssl(std::vector<std::string> args) {
-    args.insert(args.begin(), "/usr/bin/openssl");
-    auto r = memlend::test::run_process(args, 60);
-    BOOST_TEST_REQUIRE(r.status == 0, r.err);
-  }
-  void make_ca(const std::string& name) {
-    openssl({"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=" + name, "-keyout",
-             file(name + ".key"), "-out", file(name + ".pem")});
-  }
-  void node(const std::string& name, const std::string& ca, const std::string& ext = {}) {
-    openssl({"req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + name, "-keyout", file(name + ".key"), "-out",
-             file(name + ".csr")});
-    std::vector<std::string> sign{"x509", "-req", "-days", "2", "-in", file(name + ".csr"), "-CA", file(ca + ".pem"),
-                                  "-CAkey", file(ca + ".key"), "-CAcreateserial", "-out", file(name + ".pem")};
-    if (!ext.empty()) sign.insert(sign.end(), {"-extfile", file(ext)});
-    openssl(sign);
-  }
-  std::string file(const std::string& name) const { return dir + "/" + name; }
-
-  NodeIdentity identity(const std::string& name) const {
-    auto id = NodeIdentity::load(file(name + ".pem"), file(name + ".key"));
-    BOOST_TEST_REQUIRE(bool(id), (id ? "" : id.error().message));
-    return *id;
-  }
-  std::shared_ptr<const ClusterCa> cluster_ca() const {
-    auto ca = ClusterCa::load(file("ca.pem"));
-    BOOST_TEST_REQUIRE(bool(ca), (ca ? "" : ca.error().message));
-    return *ca;
-  }
-};
 
 // What the controller says of `who` joining as `host`, signing over `nonce`
 // when the controller issued `issued`.

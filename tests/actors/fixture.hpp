@@ -27,8 +27,9 @@ inline caf::actor_system_config& testing_config(caf::actor_system_config& cfg) {
 class ControllerFixture {
  public:
   // With `registry`, a metrics actor counts and samples into it, as in `run --metrics`.
+  // With `cluster`, hosts are agents' to report, and they join through the registrar.
   explicit ControllerFixture(const std::string& scenario_json, bool dry_run = false,
-                             metrics::Registry* registry = nullptr)
+                             metrics::Registry* registry = nullptr, ClusterConfig cluster = {})
       : sys(testing_config(cfg)),
         sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())),
         events(std::make_shared<std::vector<LogEvent>>()) {
@@ -52,6 +53,7 @@ class ControllerFixture {
     c.platform = platform::make_sim(scenario);
     c.sink = sink;
     c.metrics = registry;
+    c.cluster = std::move(cluster);
     sup = sys.spawn(supervisor, c);
     bind_metrics(so.metrics, sup);
     sched.run();
@@ -112,6 +114,11 @@ class ControllerFixture {
                   caf::after(std::chrono::seconds(0)) >> [] {});
     if (!answered) throw std::runtime_error("no answer: the actor is gone");
     return out;
+  }
+
+  // The planner's view now.
+  PlannerView view() {
+    return ask<PlannerView>(caf::actor_cast<planner_actor>(child(ChildKind::planner, 0)), atom::get::value);
   }
 
   std::vector<LogEvent> named(const std::string& event) const {

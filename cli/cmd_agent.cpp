@@ -28,7 +28,7 @@ Action add_agent(CLI::App& app) {
     std::uint64_t data_kib_per_gib = 1024;
     GuestFlags guests;
     std::string metrics;
-    std::string log_level;
+    LogFlags log;
   };
   auto f = std::make_shared<Flags>();
   // Not ->required(): a config file may name them, and CLI11 checks required
@@ -49,9 +49,9 @@ Action add_agent(CLI::App& app) {
   add_guest_flags(cmd, f->guests, scale);
   add_cluster_flags(cmd, f->cluster);
   add_metrics_option(cmd, f->metrics, "nothing is served (the controller serves the cluster's metrics)");
-  add_log_level(cmd, f->log_level, "info");
+  add_log_flags(cmd, f->log, "info");
   return with_config_file(cmd, [f] {
-    setup_logging(f->log_level);
+    setup_logging(f->log);
     for (auto [flag, value] : {std::pair{"--controller", &f->controller}, {"--host", &f->host},
                                {"--scenario", &f->scenario}})
       if (value->empty()) return bad_input(std::string("agent: ") + flag + " is required");

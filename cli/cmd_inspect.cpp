@@ -26,7 +26,7 @@ struct InspectFlags {
   std::string host;
   std::string interval = "1s";
   bool json = false;
-  std::string log_level;
+  LogFlags log;
 };
 
 template <typename T>
@@ -107,9 +107,9 @@ Action add_inspect(CLI::App& app) {
   cmd->add_option("--interval", f->interval, "Time between the two readings, e.g. 1s (0: one reading)")
       ->capture_default_str();
   cmd->add_flag("--json", f->json, "Print one JSON document instead of tables");
-  add_log_level(cmd, f->log_level, "warn");
+  add_log_flags(cmd, f->log, "warn");
   return with_config_file(cmd, [f] {
-    setup_logging(f->log_level);
+    setup_logging(f->log);
     auto interval = parse_duration(f->interval);
     if (!interval || *interval < 0 || *interval > 3600)
       return bad_input("--interval: '" + f->interval + "' is not a duration of at most an hour");

@@ -20,16 +20,16 @@ Action add_plan(CLI::App& app) {
       "recommend_migration or unsatisfied) with its reason. Changes nothing.");
   auto scenario = std::make_shared<std::string>();
   auto as_json = std::make_shared<bool>(false);
-  auto log_level = std::make_shared<std::string>();
+  auto log = std::make_shared<LogFlags>();
   // Not ->required(): the config file may name it, and CLI11 checks required
   // options before the file is read.
   cmd->add_option("--scenario", *scenario,
                   "Scenario file (JSON, a regular file of at most 64 MiB) describing the cluster (required)");
   cmd->add_flag("--json", *as_json, "Print the decisions as one JSON document");
   // Quiet unless asked: the decisions on stdout are the whole answer.
-  add_log_level(cmd, *log_level, "warn");
-  return with_config_file(cmd, [scenario, as_json, log_level] {
-    setup_logging(*log_level);
+  add_log_flags(cmd, *log, "warn");
+  return with_config_file(cmd, [scenario, as_json, log] {
+    setup_logging(*log);
     if (scenario->empty()) return bad_input("plan: --scenario FILE is required");
     auto sc = platform::load_scenario(*scenario);
     if (!sc) return bad_input(sc.error().message);

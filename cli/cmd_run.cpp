@@ -1,4 +1,5 @@
 #include "core/health.hpp"
+#include "core/log.hpp"
 #include "core/stop_signals.hpp"
 #include "node/controller.hpp"
 #include "journal/journal.hpp"
@@ -15,6 +16,7 @@
 
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 #include <cerrno>
 #include <cstring>
 #include <sys/stat.h>
@@ -39,7 +41,7 @@ struct RunFlags {
   std::uint64_t data_kib_per_gib = 1024;
   GuestFlags guests;
   std::string metrics;
-  std::string log_level;
+  LogFlags log;
   std::string db = store::default_db_path;
   bool no_db = false;
   std::uint32_t events_keep_days = 30;
@@ -279,10 +281,10 @@ RunCommand make_run(CLI::App& app) {
   add_metrics_option(cmd, f->metrics,
                      "the built-in demo serves " + std::string(metrics::default_address) +
                          " (and runs without metrics if that is taken); a scenario file, nothing");
-  add_log_level(cmd, f->log_level, "info");
+  add_log_flags(cmd, f->log, "info");
   auto check = [f, speed](bool start) { return check_run(*f, speed->count() > 0, start); };
   return {with_config_file(cmd, [f, check] {
-    setup_logging(f->log_level);
+    setup_logging(f->log);
     RunCheck c = check(true);
     if (!c.problems.empty()) return bad_input(c.problems.front().message);
     if (f->show_scenario) {
@@ -335,12 +337,15 @@ RunCommand make_run(CLI::App& app) {
         if (auto err = empty_events_file(f->events_out)) return bad_input("--events-out: " + *err);
     }
     if (!f->quiet) {
-      for (const auto& n : resume_notes) std::cout << "memlend: " << n << '\n';
-      std::cout << "memlend: running " << origin << " on the simulated platform at " << o.speed
-                << "x until t=" << *o.until_s << "s" << (o.dry_run ? " (dry run)" : "") << '\n';
+      for (const auto& n : resume_notes) log::console("memlend: ", n);
+      std::ostringstream running;
+      running << "running " << origin << " on the simulated platform at " << o.speed << "x until t=" << *o.until_s
+              << "s" << (o.dry_run ? " (dry run)" : "");
+      log::console("memlend: ", running.str());
       if (o.data.enabled && !o.network.enabled)
-        std::cout << "memlend: data path: each simulated host serves its memory on loopback over TCP, "
-                  << f->data_kib_per_gib << " KiB for every GiB lent; a guest workload writes and checks it\n";
+        log::console("memlend: ", "data path: each simulated host serves its memory on loopback over TCP, " +
+                                      std::to_string(f->data_kib_per_gib) +
+                                      " KiB for every GiB lent; a guest workload writes and checks it");
     }
     return run_controller(o);
   }), [check] { return check(false).problems; }};

@@ -67,16 +67,16 @@ int main(int argc, char** argv) {
   add(add_inspect);
   add(add_version);
   add(add_check_config);
-  // Every command takes --config and --log-level, so that one config file and
+  // Every command takes --config, --log-level and --log-format, so that one config file and
   // one habit serve them all; commands that log nothing of their own still
   // log what the libraries they use report.
   for (auto& [sub, action] : commands) {
     if (sub->get_name() == "version" || sub->get_name() == "check-config") continue;
     if (!sub->get_option_no_throw("--log-level")) {
-      auto level = std::make_shared<std::string>();
-      add_log_level(sub, *level, "warn");
-      action = [level, inner = std::move(action)] {
-        setup_logging(*level);
+      auto log = std::make_shared<LogFlags>();
+      add_log_flags(sub, *log, "warn");
+      action = [log, inner = std::move(action)] {
+        setup_logging(*log);
         return inner();
       };
     }

@@ -90,12 +90,28 @@ with its default, commented out, and the systemd unit runs
 Relative paths are relative to the working directory, \fI/var/lib/memlend\fR
 under systemd.
 .SH LOGGING
-memlend logs one line per event to standard error, at the level of
-\fB\-\-log\-level\fR (trace, debug, info, warn, error or off; \fBplan\fR is
-quiet by default and logs warnings only). Under systemd, each line starts with
-its syslog priority, so \fBjournalctl \-u memlend \-p warning\fR shows
-warnings and errors only; on a terminal, each line starts with the UTC time and
-the level.
+memlend logs one event at a time, at the level of \fB\-\-log\-level\fR
+(trace, debug, info, warn, error or off; \fBplan\fR is quiet by default and
+logs warnings only). On a terminal each event is a line on standard error that
+starts with the UTC time and the level, and \fBrun\fR and \fBagent\fR print
+what they do on standard output.
+.PP
+Under systemd (when \fBJOURNAL_STREAM\fR names memlend's standard error)
+every event, what \fBrun\fR and \fBagent\fR do included, goes to the
+journal with its priority and the fields it has: \fBMEMLEND_EVENT\fR (the
+event log's name, such as lease_granted), \fBMEMLEND_VM\fR,
+\fBMEMLEND_HOST\fR, \fBMEMLEND_DONOR\fR, \fBMEMLEND_LEASE\fR and
+\fBMEMLEND_T_S\fR (the scenario clock). So
+\fBjournalctl MEMLEND_VM=web\-1\fR shows one VM's story and
+\fBjournalctl \-u memlend \-p warning\fR warnings and errors only. Should
+the journal's socket not take an event, it goes to standard error as a line
+that starts with its syslog priority instead.
+.PP
+\fB\-\-log\-format json\fR writes each event, those of \fBrun\fR and
+\fBagent\fR included, as one JSON object per line on standard error, for
+other collectors: \fBtime\fR (UTC, RFC 3339, milliseconds), \fBlevel\fR,
+\fBmessage\fR, and \fBevent\fR, \fBvm\fR, \fBhost\fR, \fBdonor\fR,
+\fBlease\fR and \fBt_s\fR where the event has them.
 .SH METRICS
 With \fB\-\-metrics\fR \fIADDR\fR (for example 127.0.0.1:9464) memlend serves
 Prometheus metrics at http://\fIADDR\fR/metrics: every name starts with

@@ -39,7 +39,8 @@ struct Commands {
   CLI::App app{"test"};
   CLI::App* run = app.add_subcommand("run");
   CLI::App* other = app.add_subcommand("agent");
-  std::string scenario, events_out, log_level, other_only;
+  std::string scenario, events_out, other_only;
+  cli::LogFlags log;
   double speed = 0;
   bool dry_run = false;
   CLI::Option* speed_opt;
@@ -48,7 +49,7 @@ struct Commands {
     run->add_option("--events-out", events_out);
     speed_opt = run->add_option("--speed", speed)->check(CLI::PositiveNumber);
     run->add_flag("--dry-run", dry_run);
-    cli::add_log_level(run, log_level, "info");
+    cli::add_log_flags(run, log, "info");
     other->add_option("--controller", other_only);
   }
   void parse(std::vector<std::string> args) {
@@ -73,6 +74,7 @@ BOOST_AUTO_TEST_CASE(keys_set_the_options_the_command_line_left_unset) {
                         "speed = 2.5\n"
                         "dry-run = true\n"
                         "log-level = debug\n"
+                        "log-format = json\n"
                         "controller = 10.0.0.1:4000\n");  // another command's key: skipped
   Commands c;
   c.parse({"run", "--speed", "4"});
@@ -81,7 +83,8 @@ BOOST_AUTO_TEST_CASE(keys_set_the_options_the_command_line_left_unset) {
   BOOST_TEST(c.events_out == "/var/log/x.jsonl");
   BOOST_TEST(c.speed == 4);  // the command line wins
   BOOST_TEST(c.dry_run);
-  BOOST_TEST(c.log_level == "debug");
+  BOOST_TEST(c.log.level == "debug");
+  BOOST_TEST(c.log.format == "json");
   BOOST_TEST(c.other_only == "");
 }
 
@@ -100,11 +103,12 @@ BOOST_AUTO_TEST_CASE(every_error_names_the_file_the_line_and_the_key) {
     std::string text, expected;
   };
   std::vector<Case> cases{
-      {"speed = 1\nspeeed = 2\n", ":2: unknown key speeed (memlend run takes: scenario, events-out, speed, dry-run, log-level)"},
+      {"speed = 1\nspeeed = 2\n", ":2: unknown key speeed (memlend run takes: scenario, events-out, speed, dry-run, log-level, log-format)"},
       {"events_out = x\n", ":1: unknown key events_out (did you mean events-out?)"},
       {"speed = fast\n", ":1: key speed: bad value \"fast\": "},
       {"speed = -1\n", ":1: key speed: bad value \"-1\": "},
       {"log-level = loud\n", ":1: key log-level: bad value \"loud\": "},
+      {"log-format = xml\n", ":1: key log-format: bad value \"xml\": "},
       {"dry-run = yes\n", ":1: key dry-run: bad value \"yes\": a flag is true or false"},
       {"speed = 1\nspeed = 2\n", ":2: key speed is set twice (first on line 1)"},
       {"scenario\n", ":1: expected key = value, found \"scenario\""},

@@ -2,6 +2,7 @@
 
 #include "identity/cluster_auth.hpp"
 #include "actors/defaults.hpp"
+#include "core/log.hpp"
 
 #include <caf/all.hpp>
 #include <caf/io/middleman_actor.hpp>
@@ -9,7 +10,6 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
-#include <iostream>
 
 namespace memlend {
 
@@ -18,9 +18,24 @@ namespace {
 using self_ptr = agent_actor::stateful_pointer<agent_state>;
 
 // One actor per agent process prints, so plain stdout cannot interleave.
-void say(self_ptr self, const std::string& text) {
-  if (self->state.config.console)
-    std::cout << "memlend agent " << self->state.config.host << ": " << text << std::endl;
+// `about`: what the line concerns beside this host, for the log's fields.
+void say(self_ptr self, const std::string& text, log::Fields about = {}) {
+  if (!self->state.config.console) return;
+  about.host = self->state.config.host;
+  log::console("memlend agent " + about.host + ": ", text, about);
+}
+
+log::Fields about_lease(std::uint64_t lease) {
+  log::Fields f;
+  f.lease = lease;
+  return f;
+}
+
+log::Fields about_vm(const std::string& vm, std::uint64_t lease = 0) {
+  log::Fields f;
+  f.vm = vm;
+  f.lease = lease;
+  return f;
 }
 
 void retry_later(self_ptr self) {
@@ -45,7 +60,8 @@ std::vector<LeaseInfo> own_leases(self_ptr self, const std::vector<LeaseInfo>& l
       out.push_back(l);
       continue;
     }
-    say(self, "ignores lease " + std::to_string(l.id) + ": the controller sent it a lease it is not party to");
+    say(self, "ignores lease " + std::to_string(l.id) + ": the controller sent it a lease it is not party to",
+        about_lease(l.id));
   }
   return out;
 }
@@ -97,7 +113,7 @@ void rebuild(self_ptr self, const JoinReply& r) {
   free_unrecorded_grants(self, r);
   for (std::uint64_t id : st.held)
     if (!mine.count(id)) {
-      say(self, "drops lease " + std::to_string(id) + ": it was re-homed while this host was away");
+      say(self, "drops lease " + std::to_string(id) + ": it was re-homed while this host was away", about_lease(id));
       revoke(self, id);
     }
   st.held = std::move(mine);
@@ -139,8 +155,11 @@ void map_regions(self_ptr self, const RemoteState& r) {
   bool console = st.config.console;
   std::string me = st.config.host;
   plane->post([plane, vm, here, leases, console, me] {
-    auto complain = [&](const std::string& what) {
-      if (console) std::cout << ("memlend agent " + me + ": " + vm + ": " + what + "\n") << std::flush;
+    auto complain = [&](const std::string& what, std::uint64_t lease) {
+      if (!console) return;
+      log::Fields f = about_vm(vm, lease);
+      f.host = me;
+      log::console("memlend agent " + me + ": ", vm + ": " + what, f, log::Level::error);
     };
     std::set<std::uint64_t> keep;
     for (const auto& l : leases) {
@@ -154,9 +173,9 @@ void map_regions(self_ptr self, const RemoteState& r) {
       if (plane->has_region(vm, l.id)) continue;
       if (l.replaces != 0 && plane->has_region(vm, l.replaces)) {
         plane->fail_over(vm, l.replaces, "lease " + std::to_string(l.replaces) + " was re-homed");
-        if (auto s = plane->rehome(vm, l.replaces, l.id, l.data); !s) complain("re-homing: " + s.error().message);
+        if (auto s = plane->rehome(vm, l.replaces, l.id, l.data); !s) complain("re-homing: " + s.error().message, l.id);
       } else if (auto s = plane->attach(vm, l.id, l.mib, l.data); !s) {
-        complain("mapping lease " + std::to_string(l.id) + ": " + s.error().message);
+        complain("mapping lease " + std::to_string(l.id) + ": " + s.error().message, l.id);
       }
     }
   });
@@ -216,7 +235,8 @@ void say_guest_progress(self_ptr self) {
     said = g.passes;
     say(self, "the guest workload of " + name + " has checked its remote memory " + std::to_string(g.passes) +
                   (g.passes == 1 ? " time: " : " times: ") + std::to_string(g.mismatches) +
-                  (g.mismatches == 1 ? " word" : " words") + " wrong so far");
+                  (g.mismatches == 1 ? " word" : " words") + " wrong so far",
+        about_vm(name));
   }
 }
 
@@ -357,7 +377,7 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
       },
       [=](atom::mirrorfail, const std::string& vm, const std::string& why) {
         auto& st = self->state;
-        say(self, "error: the mirror of " + vm + " cannot be written (" + why + ")");
+        say(self, "error: the mirror of " + vm + " cannot be written (" + why + ")", about_vm(vm));
         // Not joined: the controller hears of it when the region fails
         // again; the log line above is the record meanwhile.
         if (st.joined) self->send(st.home, atom::mirrorfail::value, vm, why);
@@ -370,7 +390,8 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
             ++it;
             continue;
           }
-          say(self, "drops lease " + std::to_string(*it) + ": it was re-homed while this host was away");
+          say(self, "drops lease " + std::to_string(*it) + ": it was re-homed while this host was away",
+              about_lease(*it));
           revoke(self, *it);
           for (auto& [vm, ids] : st.held_for) ids.erase(*it);
           it = st.held.erase(it);

@@ -1,9 +1,11 @@
 #include "actors/event_sink.hpp"
 
+#include "core/log.hpp"
 #include "journal/journal.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -15,6 +17,29 @@ namespace {
 
 using self_ptr = sink_actor::stateful_pointer<sink_state>;
 
+// How bad an event is for the operator who reads the log: memory gone (or no
+// longer copied) is an error, and its text says so; a failure memlend covered
+// (from the mirror, by a new donor) or a need it could not meet is a warning;
+// the rest is what it does.
+log::Level level_of(const LogEvent& e) {
+  log::Level said = log::level_of_line(e.text);
+  if (e.event == "memory_lost") return log::Level::error;
+  for (const char* w : {"donor_failed", "failover_to_mirror", "memory_reclaimed", "unsatisfied"})
+    if (e.event == w) return std::max(said, log::Level::warn);
+  return said;
+}
+
+log::Fields fields_of(const LogEvent& e) {
+  log::Fields f;
+  f.event = e.event;
+  f.vm = e.vm;
+  f.host = e.host;
+  f.donor = e.donor;
+  f.lease = e.lease;
+  f.t_s = e.t_s;
+  return f;
+}
+
 void write_out(self_ptr self, const LogEvent& e) {
   auto& st = self->state;
   // A line without an event name is for the console only.
@@ -23,7 +48,9 @@ void write_out(self_ptr self, const LogEvent& e) {
     std::fwrite(line.data(), 1, line.size(), st.out.get());
     std::fflush(st.out.get());
   }
-  if (st.options.console && !e.text.empty()) {
+  if (st.options.console && !e.text.empty() && log::to_collector()) {
+    log::write(level_of(e), fields_of(e), e.text);
+  } else if (st.options.console && !e.text.empty()) {
     char stamp[32];
     std::snprintf(stamp, sizeof stamp, "[t=%5.0fs] ", e.t_s);
     std::cout << stamp << e.text << '\n' << std::flush;

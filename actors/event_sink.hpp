@@ -1,5 +1,7 @@
 // The event log's one writer: JSON lines to --events-out, plain lines to the
-// console, and (for tests) a copy in memory. One actor, so lines never interleave.
+// console (or, when a collector takes the log, events with their fields to
+// memlend::log), and (for tests) a copy in memory. One actor, so lines never
+// interleave.
 #pragma once
 
 #include "actors/actors.hpp"

@@ -15,8 +15,8 @@ void save(self_ptr self) {
              caf::make_message(self->state.info));
 }
 
-void note(self_ptr self, std::string text) {
-  memlend::note(self, self->state.sink, self->state.config.clock, std::move(text));
+void note(self_ptr self, std::string text, About about = {}) {
+  memlend::note(self, self->state.sink, self->state.config.clock, std::move(text), std::move(about));
 }
 
 // On the plane's worker: the donor grants, then the recipient maps the lease
@@ -92,8 +92,10 @@ lease_actor::behavior_type lease(lease_actor::stateful_pointer<lease_state> self
       },
       [=](atom::cancel, const std::string& why) {
         if (auto* m = self->state.config.metrics) m->lease_failures(metrics::LeaseFailure::data_path).inc();
-        note(self, "error: lease " + std::to_string(self->state.info.id) + " of " +
-                       self->state.config.vm_names[self->state.info.vm] + " has no data path: " + why);
+        const auto& info = self->state.info;
+        const auto& vm = self->state.config.vm_names[info.vm];
+        note(self, "error: lease " + std::to_string(info.id) + " of " + vm + " has no data path: " + why,
+             {vm, {}, {}, info.id});
       },
       [=](atom::release, bool keep_region) {
         auto& st = self->state;

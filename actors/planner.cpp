@@ -189,7 +189,8 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
         if (!r.ok) {
           std::string key = r.blocker + "@" + st.host_name(r.target);
           if (st.said[vm] != key)
-            note(self, st.vm_name(vm) + " stays on " + st.host_name(st.view->vm(vm).host) + ": " + r.reason);
+            note(self, st.vm_name(vm) + " stays on " + st.host_name(st.view->vm(vm).host) + ": " + r.reason,
+                 {st.vm_name(vm), st.host_name(st.view->vm(vm).host)});
           st.said[vm] = key;
           return false;
         }

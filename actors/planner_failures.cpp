@@ -22,7 +22,8 @@ void mirror_failed(self_ptr self, std::uint32_t from, const std::string& vm_name
   auto vm = st.config.scenario.find_vm(vm_name);
   if (vm && from != own_data_path && st.view->vm(*vm).host != from) {
     note(self, "error: " + st.host_name(from) + " reported the mirror of " + vm_name + ", which runs on " +
-                   st.host_name(st.view->vm(*vm).host) + "; ignored");
+                   st.host_name(st.view->vm(*vm).host) + "; ignored",
+         {vm_name, st.host_name(from)});
     return done();
   }
   if (!vm || !st.mirror_mib.count(*vm) || st.mirror_failed.count(*vm)) return done();
@@ -119,7 +120,8 @@ void host_down(self_ptr self, std::uint32_t h, JobDone done) {
     if (st.recommended.erase(vm)) {
       txn->batch.drop_recommendation(vm);
       note(self, "the recommendation to migrate " + st.vm_name(vm) + " is withdrawn: " + st.host_name(h) +
-                     ", which lent to it, is down");
+                     ", which lent to it, is down",
+           {st.vm_name(vm), st.host_name(st.view->vm(vm).host), st.host_name(h)});
     }
   std::vector<JobPlan> rehomes;
   for (const Lost& l : leases_lost) rehomes.push_back(rehome_job(self, l, h));
@@ -134,7 +136,7 @@ void host_up(self_ptr self, std::uint32_t h, JobDone done) {
   auto txn = begin(self);
   st.view->set_host_up(h, true);
   txn->batch.put(host_record(st.config.scenario.hosts[h], h, true));
-  note(self, st.host_name(h) + " is up and may lend");
+  note(self, st.host_name(h) + " is up and may lend", {{}, st.host_name(h)});
   if (auto plane = st.config.plane) {
     std::string name = st.host_name(h);
     std::int64_t mib = st.config.scenario.hosts[h].memory_mib;

@@ -68,8 +68,10 @@ void reserve_steps(self_ptr self, Job& job, const ReservedPtr& r) {
                 if (ok) return answer({});
                 auto& st = self->state;
                 if (st.config.metrics) st.config.metrics->lease_failures(metrics::LeaseFailure::donor_refused).inc();
-                note(self, st.host_name(g.donor) + " refused to lend " + fmt_mib(g.mib) +
-                               ": its own ledger has less free than the planner's view; the need will be decided again");
+                note(self,
+                     st.host_name(g.donor) + " refused to lend " + fmt_mib(g.mib) +
+                         ": its own ledger has less free than the planner's view; the need will be decided again",
+                     {{}, {}, st.host_name(g.donor), r->ids[i]});
                 answer(Error{"a donor refused", ErrorCode::refused});
               },
               [=](caf::error&) { answer(Error{"a donor refused", ErrorCode::unavailable}); });
@@ -107,7 +109,8 @@ Job lend_job(self_ptr self, Decision d, Reply reply) {
     auto txn = begin(self);
     commit_reserved(self, txn, r);
     st.view->apply(d);
-    note(self, st.vm_name(d.vm) + " on " + st.host_name(d.host) + ": " + d.reason);
+    note(self, st.vm_name(d.vm) + " on " + st.host_name(d.host) + ": " + d.reason,
+         {st.vm_name(d.vm), st.host_name(d.host)});
     start_leases(self, txn, d.vm, *r, "lease_granted", d.reason);
     sync_mirror(self, txn, d.vm);
     txn->batch.put(vm_record(self, d.vm));
@@ -131,7 +134,7 @@ void record_migration(self_ptr self, const TxnPtr& txn, const Decision& d, HostI
   commit_reserved(self, txn, r);
   end_leases(self, txn, d.vm, d.target, "lease_released", false);
   st.view->apply(d);
-  note(self, st.vm_name(d.vm) + " on " + st.host_name(from) + ": " + d.reason);
+  note(self, st.vm_name(d.vm) + " on " + st.host_name(from) + ": " + d.reason, {st.vm_name(d.vm), st.host_name(from)});
   emit(self, txn, "vm_migrated", d.vm, d.target, std::nullopt, d.local_mib,
        st.vm_name(d.vm) + " migrated from " + st.host_name(from) + " to " + st.host_name(d.target) +
            " for its CPU; " + st.host_name(d.target) + " gives it " + fmt_mib(d.local_mib) + " of memory" +
@@ -198,8 +201,11 @@ Job migrate_job(self_ptr self, Decision d, Reply reply) {
     });
   };
   job.abort = [=](const Error& e) mutable {
-    note(self, self->state.vm_name(d.vm) + " was not moved to " + self->state.host_name(d.target) + ": " + e.message +
-                   "; the need will be decided again");
+    auto& st = self->state;
+    note(self,
+         st.vm_name(d.vm) + " was not moved to " + st.host_name(d.target) + ": " + e.message +
+             "; the need will be decided again",
+         {st.vm_name(d.vm), st.host_name(d.host)});
     reply(NeedOutcome::retry);
   };
   return job;
@@ -252,8 +258,10 @@ JobPlan need_job(self_ptr self, std::uint32_t vm, std::int64_t mem, std::int64_t
     if (st.config.metrics) st.config.metrics->decisions(d.kind).inc();
     bool acts = d.kind == DecisionKind::remote_memory || d.kind == DecisionKind::migrate;
     if (acts && st.config.dry_run) {
-      note(self, "(dry run) " + st.vm_name(vm) + " on " + st.host_name(d.host) + ": would " +
-                     std::string(to_string(d.kind)) + ": " + d.reason);
+      note(self,
+           "(dry run) " + st.vm_name(vm) + " on " + st.host_name(d.host) + ": would " +
+               std::string(to_string(d.kind)) + ": " + d.reason,
+           {st.vm_name(vm), st.host_name(d.host)});
       return write_job([=](JobDone done) mutable {
         reply(NeedOutcome::dry_run);
         done();
@@ -299,8 +307,10 @@ JobPlan rehome_job(self_ptr self, Lost lost, HostId failed) {
     if (!st.leases.count(lost.lease)) return {};
     DonorChoice c = st.view->rehome_choice(lost.vm, failed, lost.mib);
     if (c.leases.empty()) {
-      note(self, st.vm_name(lost.vm) + " keeps reading " + fmt_mib(lost.mib) + " from its mirror: " + c.reason +
-                     "; memlend tries again when a host comes back");
+      note(self,
+           st.vm_name(lost.vm) + " keeps reading " + fmt_mib(lost.mib) + " from its mirror: " + c.reason +
+               "; memlend tries again when a host comes back",
+           {st.vm_name(lost.vm), st.host_name(st.view->vm(lost.vm).host), st.host_name(failed), lost.lease});
       return {};
     }
     auto r = reserved(c.leases);

@@ -13,14 +13,15 @@ using namespace memlend::policy;
 
 double now(self_ptr self) { return self->state.config.clock.now(self->clock()); }
 
-void note(self_ptr self, std::string text) {
-  memlend::note(self, self->state.sink, self->state.config.clock, std::move(text));
+void note(self_ptr self, std::string text, About about) {
+  memlend::note(self, self->state.sink, self->state.config.clock, std::move(text), std::move(about));
 }
 
 TxnPtr begin(self_ptr self) { return std::make_shared<Txn>(now(self)); }
 
 void emit(self_ptr self, const TxnPtr& txn, std::string event, std::uint32_t vm, std::optional<std::uint32_t> host,
-          std::optional<std::uint32_t> donor, std::int64_t mib, std::string text, std::string reason) {
+          std::optional<std::uint32_t> donor, std::int64_t mib, std::string text, std::string reason,
+          std::uint64_t lease) {
   auto& st = self->state;
   LogEvent e;
   e.t_s = txn->batch.t_s();
@@ -31,6 +32,7 @@ void emit(self_ptr self, const TxnPtr& txn, std::string event, std::uint32_t vm,
   e.mib = mib;
   e.text = std::move(text);
   e.reason = std::move(reason);
+  e.lease = lease;
   txn->batch.event(event_record(e));
   txn->events.push_back(std::move(e));
 }
@@ -189,7 +191,7 @@ void start_leases(self_ptr self, const TxnPtr& txn, std::uint32_t vm, const Rese
                                  (g.transport == Transport::rdma ? "RDMA" : "TCP") + " (lease " +
                                  std::to_string(info.id) + "), with a local buffer of " +
                                  std::to_string(per_lease_kib) + " KiB on " + st.host_name(recipient);
-    emit(self, txn, event, vm, recipient, g.donor, g.mib, std::move(text), reason);
+    emit(self, txn, event, vm, recipient, g.donor, g.mib, std::move(text), reason, info.id);
     act(txn, [self, info] {
       auto& st = self->state;
       self->request(st.supervisor, defaults::request_timeout, atom::spawn::value, info)
@@ -227,7 +229,7 @@ std::int64_t end_leases(self_ptr self, const TxnPtr& txn, std::uint32_t vm, Host
                                    " (lease " + std::to_string(l.id) + "): " + st.host_name(l.recipient) + " is down"
                              : st.vm_name(vm) + " gives back the " + fmt_mib(l.mib) + " " + st.host_name(donor) +
                                    " lent it (lease " + std::to_string(l.id) + ")";
-      emit(self, txn, event, vm, l.recipient, donor, l.mib, std::move(text));
+      emit(self, txn, event, vm, l.recipient, donor, l.mib, std::move(text), {}, l.id);
     }
     act(txn, [self, actor, l, replaced, detach] {
       auto& st = self->state;

@@ -4,6 +4,7 @@
 // kind makes. Private to actors/planner*.cpp.
 #pragma once
 
+#include "actors/note.hpp"
 #include "actors/planner.hpp"
 
 #include <functional>
@@ -18,7 +19,7 @@ using self_ptr = planner_actor::stateful_pointer<planner_state>;
 
 double now(self_ptr self);
 // A console line that is not an event: reasons, refusals, things not done.
-void note(self_ptr self, std::string text);
+void note(self_ptr self, std::string text, About about = {});
 
 // One step of the planner's work as the store sees it: the rows that change
 // and the events that say so, written in one batch, and the actions that may
@@ -32,9 +33,11 @@ struct Txn {
 using TxnPtr = std::shared_ptr<Txn>;
 
 TxnPtr begin(self_ptr self);
-// `reason`: the decision's sentence, for an event that carries one out.
+// `reason`: the decision's sentence, for an event that carries one out;
+// `lease`: the one lease the event is about, if it is about one.
 void emit(self_ptr self, const TxnPtr& txn, std::string event, std::uint32_t vm, std::optional<std::uint32_t> host,
-          std::optional<std::uint32_t> donor, std::int64_t mib, std::string text, std::string reason = {});
+          std::optional<std::uint32_t> donor, std::int64_t mib, std::string text, std::string reason = {},
+          std::uint64_t lease = 0);
 void act(const TxnPtr& txn, std::function<void()> f);
 // Writes the transaction; once durable, its events go out and its actions
 // run, then `then`.

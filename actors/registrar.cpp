@@ -15,8 +15,8 @@ namespace {
 
 using self_ptr = registrar_actor::stateful_pointer<registrar_state>;
 
-void note(self_ptr self, std::string text) {
-  memlend::note(self, self->state.sink, self->state.config.clock, std::move(text));
+void note(self_ptr self, std::string text, About about = {}) {
+  memlend::note(self, self->state.sink, self->state.config.clock, std::move(text), std::move(about));
 }
 
 // Takes `nonce` if this registrar handed it out within the last
@@ -76,7 +76,8 @@ void finish_join(self_ptr self, Joining j, std::uint32_t h) {
                       // type); here, where it arrives, it becomes an agent's.
                       self->send(st.driver, atom::rebind::value, h, caf::actor_cast<agent_actor>(j.agent));
                       note(self, "agent for " + hello.host + " joined (incarnation " +
-                                     std::to_string(hello.incarnation) + ", data path " + hello.data_addr + ")");
+                                     std::to_string(hello.incarnation) + ", data path " + hello.data_addr + ")",
+                           {{}, hello.host});
                       j.rp.deliver(std::move(r), host_handle);
                     },
                     fail);
@@ -120,7 +121,7 @@ registrar_actor::behavior_type registrar(registrar_actor::stateful_pointer<regis
       [=](atom::join, const AgentHello& hello, caf::actor agent) -> caf::result<JoinReply, caf::actor> {
         auto& st = self->state;
         auto refuse = [&](const std::string& why) -> caf::result<JoinReply, caf::actor> {
-          note(self, "refused an agent claiming host \"" + hello.host + "\": " + why);
+          note(self, "refused an agent claiming host \"" + hello.host + "\": " + why, {{}, hello.host});
           JoinReply r;
           r.reason = why;
           return {r, caf::actor{}};

@@ -22,8 +22,8 @@ namespace {
 
 using self_ptr = supervisor_actor::stateful_pointer<supervisor_state>;
 
-void note(self_ptr self, std::string text) {
-  memlend::note(self, self->state.config.sink, self->state.clock, std::move(text));
+void note(self_ptr self, std::string text, About about = {}) {
+  memlend::note(self, self->state.config.sink, self->state.clock, std::move(text), std::move(about));
 }
 
 supervisor_actor handle_of(self_ptr self) { return caf::actor_cast<supervisor_actor>(self); }
@@ -198,7 +198,8 @@ std::uint32_t admit_host(self_ptr self, const HostFacts& facts) {
   auto msg = caf::make_message(cp);
   adopt(self, ChildKind::host, id, spawn_child(self, ChildKind::host, id, msg, true), msg);
   note(self, "host " + facts.name + " joined with " + policy::fmt_mib(facts.memory_mib) + " and " +
-                 policy::fmt_mhz(facts.cpu_mhz));
+                 policy::fmt_mhz(facts.cpu_mhz),
+       {{}, facts.name});
   return id;
 }
 
@@ -223,7 +224,7 @@ caf::result<std::uint32_t> admit_vm(self_ptr self, const std::string& name, std:
   cp.host = host;
   auto msg = caf::make_message(cp);
   adopt(self, ChildKind::vm, id, spawn_child(self, ChildKind::vm, id, msg, true), msg);
-  note(self, "VM " + name + " appeared on " + sc.hosts[host].name);
+  note(self, "VM " + name + " appeared on " + sc.hosts[host].name, {name, sc.hosts[host].name});
   return id;
 }
 

@@ -35,6 +35,10 @@ struct LogEvent {
   // Why, for an event a decision made: kept in the store and the JSON line,
   // so a person can ask later (`memlend why`). Empty for other events.
   std::string reason;
+  // The lease an event of one lease is about (granted, released, re-homed,
+  // reclaimed), for the log's fields; 0 otherwise. Neither the store nor the
+  // events file keeps it: the event's text names the lease for them.
+  std::uint64_t lease = 0;
 };
 
 // A donor's loan to one VM.
@@ -61,7 +65,8 @@ struct MirrorInfo {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, LogEvent& x) {
-  return f(caf::meta::type_name("memlend.log_event"), x.t_s, x.event, x.vm, x.host, x.donor, x.mib, x.text, x.reason);
+  return f(caf::meta::type_name("memlend.log_event"), x.t_s, x.event, x.vm, x.host, x.donor, x.mib, x.text, x.reason,
+           x.lease);
 }
 
 // Printing a lease (a log line, a test's failure) shows whether it has a

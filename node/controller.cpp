@@ -3,6 +3,7 @@
 #include "actors/agent.hpp"
 #include "actors/metrics_actor.hpp"
 #include "demo/guest_workload.hpp"
+#include "core/log.hpp"
 #include "core/stop_signals.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/pulse.hpp"
@@ -143,17 +144,28 @@ void finish_data_plane(DataPlane& plane, demo::GuestWorkload* guest) {
   plane.shutdown();
 }
 
-void report_guest(const RunOptions& o, const demo::GuestWorkload& guest) {
-  if (!o.sink.console) return;
-  for (const auto& v : o.scenario.vms) {
+// What each guest workload saw, a console line or two per VM. `prefix`
+// names who says it; `host` is that agent's host, if it is one.
+void report_guest(const std::string& prefix, const std::string& host, const std::vector<policy::Vm>& vms,
+                  const demo::GuestWorkload& guest) {
+  for (const auto& v : vms) {
     demo::GuestStats g = guest.stats(v.name);
     if (g.bytes_written == 0) continue;
-    std::cout << "memlend: the guest workload of " << v.name << " wrote " << g.bytes_written / 1024 << " KiB of "
-              << "its remote memory and read back " << g.bytes_verified / 1024 << " KiB: " << g.mismatches
-              << (g.mismatches == 1 ? " word" : " words") << " wrong\n";
+    log::Fields about;
+    about.vm = v.name;
+    about.host = host;
+    std::size_t wrong = g.mismatches;
+    log::console(prefix,
+                 "the guest workload of " + v.name + " wrote " + std::to_string(g.bytes_written / 1024) +
+                     " KiB of its remote memory and read back " + std::to_string(g.bytes_verified / 1024) +
+                     " KiB: " + std::to_string(wrong) + (wrong == 1 ? " word" : " words") + " wrong",
+                 about, wrong ? log::Level::error : log::Level::info);
     if (g.lost_bytes > 0)
-      std::cout << "memlend: " << v.name << " lost " << g.lost_bytes / 1024 << " KiB of its remote memory: its donor "
-                << "failed and no mirror held it (the guest got a memory error there, as a VM would)\n";
+      log::console(prefix,
+                   v.name + " lost " + std::to_string(g.lost_bytes / 1024) +
+                       " KiB of its remote memory: its donor failed and no mirror held it (the guest got a memory "
+                       "error there, as a VM would)",
+                   about, log::Level::error);
   }
 }
 
@@ -219,7 +231,7 @@ int run_controller(const RunOptions& options) {
   int status = run_actors(options, plane);
   if (plane) finish_data_plane(*plane, guest.get());
   if (guest) {
-    report_guest(options, *guest);
+    if (options.sink.console) report_guest("memlend: ", {}, options.scenario.vms, *guest);
     for (const auto& v : options.scenario.vms)
       if (guest->stats(v.name).mismatches > 0) status = status ? status : 1;
   }
@@ -343,16 +355,7 @@ int run_agent(const AgentOptions& options) {
   if (plane) {
     finish_data_plane(*plane, guest.get());
     if (options.console)
-      for (const auto& v : options.scenario.vms) {
-        demo::GuestStats g = guest->stats(v.name);
-        if (g.bytes_written == 0) continue;
-        std::cout << "memlend agent " << options.host << ": the guest workload of " << v.name << " wrote "
-                  << g.bytes_written / 1024 << " KiB of its remote memory and read back " << g.bytes_verified / 1024
-                  << " KiB: " << g.mismatches << (g.mismatches == 1 ? " word" : " words") << " wrong" << std::endl;
-        if (g.lost_bytes > 0)
-          std::cout << "memlend agent " << options.host << ": " << v.name << " lost " << g.lost_bytes / 1024
-                    << " KiB of its remote memory: its donor failed and no mirror held it" << std::endl;
-      }
+      report_guest("memlend agent " + options.host + ": ", options.host, options.scenario.vms, *guest);
   }
   return status;
 }

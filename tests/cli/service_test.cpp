@@ -8,16 +8,14 @@
 
 #include "core/health.hpp"
 #include "tests/support/child.hpp"
+#include "tests/support/datagram_socket.hpp"
 #include "tests/support/http_get.hpp"
 
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <poll.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 using namespace std::chrono_literals;
@@ -38,26 +36,9 @@ struct TempDir {
 };
 
 // What systemd listens on: the service's datagrams, one notification each.
-class NotifySocket {
+class NotifySocket : public memlend::test::DatagramSocket {
  public:
-  explicit NotifySocket(const std::string& path) : path_(path) {
-    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    BOOST_TEST_REQUIRE(fd_ >= 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    BOOST_TEST_REQUIRE(path.size() < sizeof a.sun_path);
-    std::copy(path.begin(), path.end(), a.sun_path);
-    BOOST_TEST_REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  }
-  ~NotifySocket() { ::close(fd_); }
-  // The next datagram, or "" when none came within `timeout`.
-  std::string next(std::chrono::milliseconds timeout) {
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return {};
-    char buf[4096];
-    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
-  }
+  using DatagramSocket::DatagramSocket;
   // Reads datagrams until one holds `line` (a whole line of it); false when
   // the deadline came first. Every datagram read is kept in `seen`.
   bool wait_for(const std::string& line, std::chrono::seconds within) {
@@ -72,10 +53,6 @@ class NotifySocket {
     return false;
   }
   std::vector<std::string> seen;
-
- private:
-  std::string path_;
-  int fd_ = -1;
 };
 
 // Starts memlend with NOTIFY_SOCKET (and WATCHDOG_USEC) in its environment,

@@ -36,14 +36,17 @@ Action add_agent(CLI::App& app) {
   cmd->add_option("--controller", f->controller, "The controller's cluster address, HOST:PORT (required)");
   cmd->add_option("--host", f->host, "The host this agent speaks for, a name in the scenario (required)");
   cmd->add_option("--scenario", f->scenario,
-                  "Scenario file: the simulated platform this agent reports its host from (required)");
+                  "Scenario file: the simulated platform this agent reports its host from (required)")
+      ->type_name("FILE");
   cmd->add_option("--listen", f->listen, "Where this host's data path listens, HOST:PORT");
   cmd->add_flag("--quiet", f->quiet, "Print nothing as it goes");
   cmd->add_option("--datastore", f->datastore,
-                  "The shared datastore (the same directory on every node), for mirror files");
+                  "The shared datastore (the same directory on every node), for mirror files")
+      ->type_name("DIR");
   cmd->add_option("--data-path", f->data_path,
                   "on: serve this host's memory on --listen and map its VMs' remote memory,\n"
-                  "checked by a guest workload; off: the data path is only simulated (default on)");
+                  "checked by a guest workload; off: the data path is only simulated (default on)")
+      ->type_name("{on,off}");
   auto* scale = cmd->add_option("--data-kib-per-gib", f->data_kib_per_gib,
                   "Real memory moved per GiB lent, in KiB; must equal the controller's (default 1024)");
   add_guest_flags(cmd, f->guests, scale);

@@ -113,6 +113,8 @@ BOOST_AUTO_TEST_CASE(the_package_holds_the_files_with_their_modes) {
                                          {"/lib/udev/rules.d/60-memlend.rules", 0644},
                                          {"/var/lib/memlend", 0700},
                                          {"/usr/share/man/man1/memlend.1.gz", 0644},
+                                         {"/usr/share/man/man1/memlend-run.1.gz", 0644},
+                                         {"/usr/share/bash-completion/completions/memlend", 0644},
                                          {"/usr/share/doc/memlend/copyright", 0644},
                                          {"/usr/share/doc/memlend/changelog.gz", 0644},
                                          {"/usr/share/memlend/memlend-alerts.yml", 0644},
@@ -207,32 +209,114 @@ BOOST_AUTO_TEST_CASE(the_packaged_binary_plans_a_sample_scenario) {
   BOOST_TEST(v.out == "memlend " MEMLEND_VERSION "\n");
 }
 
-BOOST_AUTO_TEST_CASE(the_man_page_covers_every_option_of_every_command) {
-  auto& p = package();
-  auto page = run_process({"/usr/bin/env", "LC_ALL=C", "MANWIDTH=250", need("man"), "-l",
-                           p.root + "/usr/share/man/man1/memlend.1.gz"},
-                          60);
-  BOOST_TEST_REQUIRE(page.status == 0, page.err);
+namespace {
+
+// The commands of memlend's --help, and the long options of one command's.
+std::set<std::string> commands_of(const Package& p) {
   auto top = p.packaged({"--help"});
-  std::regex command_line("^  ([a-z]+) ");
-  std::regex option("--[a-z][a-z0-9-]*");
+  std::regex command_line("^  ([a-z][a-z-]*) ");
   std::set<std::string> commands;
   std::istringstream lines(top.out.substr(top.out.find("Subcommands:")));
-  std::string line;
   std::smatch m;
-  while (std::getline(lines, line))
+  for (std::string line; std::getline(lines, line);)
     if (std::regex_search(line, m, command_line)) commands.insert(m[1]);
+  return commands;
+}
+
+std::set<std::string> options_of(const Package& p, const std::string& command) {
+  auto help = p.packaged({command, "--help"});
+  std::set<std::string> out;
+  std::istringstream lines(help.out.substr(help.out.find("Options:")));
+  // An entry's own names ("-h,--help"), not the options its description mentions.
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("  -", 0) != 0) continue;
+    std::istringstream names(line.substr(2, line.find(' ', 2) - 2));
+    for (std::string name; std::getline(names, name, ',');)
+      if (name.rfind("--", 0) == 0) out.insert(name);
+  }
+  return out;
+}
+
+// `man -l` of a page as a reader sees it; every warning groff has about the page is on stderr.
+ProcessResult man_page(const std::string& path) {
+  return run_process({"/usr/bin/env", "LC_ALL=C", "MANWIDTH=250", need("man"), "--warnings", "-l", path}, 60);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(every_command_has_its_man_page_with_every_option) {
+  auto& p = package();
+  std::string dir = p.root + "/usr/share/man/man1/";
+  auto commands = commands_of(p);
   BOOST_TEST(commands.count("plan") == 1u);
   BOOST_TEST(commands.count("run") == 1u);
+  auto top = man_page(dir + "memlend.1.gz");
+  BOOST_TEST_REQUIRE(top.status == 0, top.err);
+  BOOST_TEST(top.err == "", "memlend(1) renders without a warning");
+  std::set<std::string> pages{"memlend.1.gz"};
   for (const auto& c : commands) {
-    BOOST_TEST(page.out.find("memlend " + c) != std::string::npos, c);
-    auto help = p.packaged({c, "--help"});
-    std::string options = help.out.substr(help.out.find("Options:"));
-    for (std::sregex_iterator it(options.begin(), options.end(), option), end; it != end; ++it)
-      BOOST_TEST(page.out.find(it->str()) != std::string::npos, "memlend(1) has " << c << " " << it->str());
+    pages.insert("memlend-" + c + ".1.gz");
+    auto page = man_page(dir + "memlend-" + c + ".1.gz");
+    BOOST_TEST_REQUIRE(page.status == 0, c << ": " << page.err);
+    BOOST_TEST(page.err == "", "memlend-" << c << "(1) renders without a warning");
+    BOOST_TEST(page.out.find("memlend-" + c + " - ") != std::string::npos, "memlend-" << c << "(1)'s NAME");
+    for (const auto& o : options_of(p, c))
+      BOOST_TEST(page.out.find(o) != std::string::npos, "memlend-" << c << "(1) has " << o);
+    // memlend(1) points at it, among its commands and in SEE ALSO.
+    auto see_also = top.out.substr(top.out.find("SEE ALSO"));
+    BOOST_TEST(top.out.find("memlend-" + c + "(1)") < top.out.find("SEE ALSO"), c);
+    BOOST_TEST(see_also.find("memlend-" + c + "(1)") != std::string::npos, c);
   }
-  for (const char* section : {"CONFIGURATION FILE", "LOGGING", "METRICS", "FILES", "EXIT STATUS"})
-    BOOST_TEST(page.out.find(section) != std::string::npos, section);
+  // No page of a command memlend does not have.
+  std::set<std::string> shipped;
+  for (const auto& e : fs::directory_iterator(dir)) shipped.insert(e.path().filename().string());
+  BOOST_TEST(shipped == pages);
+  for (const char* section : {"COMMANDS", "CONFIGURATION FILE", "LOGGING", "METRICS", "FILES", "EXIT STATUS"})
+    BOOST_TEST(top.out.find(section) != std::string::npos, section);
+}
+
+BOOST_AUTO_TEST_CASE(bash_completes_commands_options_and_their_values) {
+  auto& p = package();
+  std::string completion = p.root + "/usr/share/bash-completion/completions/memlend";
+  auto loaded = run_process({need("bash"), "-c", "source " + completion + " && complete -p memlend"}, 60);
+  BOOST_TEST_REQUIRE(loaded.status == 0, loaded.err);
+  BOOST_TEST(loaded.out == "complete -F _memlend memlend\n");
+  BOOST_TEST(loaded.err == "");
+
+  // What bash offers at the end of a command line, sorted, one per line;
+  // in a directory with one file and one directory in it.
+  std::string cwd = p.dir + "/completing";
+  fs::create_directories(cwd + "/a-dir");
+  std::ofstream(cwd + "/a-file.conf") << "\n";
+  auto offered = [&](const std::string& line) {
+    std::string script = "source " + completion +
+                         " && COMP_WORDS=(" + line + ") && COMP_CWORD=$((${#COMP_WORDS[@]} - 1)) && _memlend && "
+                         "printf '%s\\n' \"${COMPREPLY[@]}\" | LC_ALL=C sort";
+    auto r = run_process({need("bash"), "-c", script}, 60, cwd);
+    BOOST_TEST(r.status == 0, line << ": " << r.err);
+    std::set<std::string> out;
+    std::istringstream lines(r.out);
+    for (std::string w; std::getline(lines, w);)
+      if (!w.empty()) out.insert(w);
+    return out;
+  };
+  auto commands = commands_of(p);
+  BOOST_TEST(offered("memlend ''") == commands);
+  BOOST_TEST(offered("memlend ru") == std::set<std::string>{"run"});
+  for (const auto& c : commands) {
+    auto longs = offered("memlend " + c + " --");
+    BOOST_TEST(longs == options_of(p, c), "memlend " << c << " --<TAB>");
+  }
+  using S = std::set<std::string>;
+  BOOST_TEST(offered("memlend run --log-level ''") == (S{"debug", "error", "info", "off", "trace", "warn"}));
+  BOOST_TEST(offered("memlend run --log-level = d") == S{"debug"});
+  BOOST_TEST(offered("memlend donor --transport ''") == (S{"auto", "tcp", "verbs"}));
+  BOOST_TEST(offered("memlend inspect --platform ''") == (S{"exec", "libvirt", "qemu", "sim"}));
+  BOOST_TEST(offered("memlend run --data-path ''") == (S{"off", "on"}));
+  BOOST_TEST(offered("memlend run --config ''") == (S{"a-dir", "a-file.conf"}));
+  BOOST_TEST(offered("memlend check-config --config a-f") == S{"a-file.conf"});
+  BOOST_TEST(offered("memlend run --datastore ''") == S{"a-dir"});
+  BOOST_TEST(offered("memlend run --for ''").empty());
 }
 
 // Every key the shipped config file lists (commented out, with its default)

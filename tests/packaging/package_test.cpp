@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <grp.h>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 namespace fs = std::filesystem;
+using memlend::test::Child;
 using memlend::test::make_temp_dir;
 using memlend::test::ProcessResult;
 using memlend::test::run_process;
@@ -61,18 +63,21 @@ unsigned mode_of(const std::string& path) {
 struct Package {
   std::string dir = make_temp_dir("package");
   std::string deb;
+  std::string dbgsym;
   std::string root = dir + "/root";
   std::string cpack_log;
 
+  // Both packages unpacked into one root, as they are installed together.
   Package() {
-    auto r = run_process({CPACK_COMMAND, "-G", "DEB", "--config", CPACK_CONFIG, "-B", dir + "/out"}, 300);
+    auto r = run_process({CPACK_COMMAND, "-G", "DEB", "--config", CPACK_CONFIG, "-B", dir + "/out"}, 600);
     cpack_log = r.out + r.err;
-    for (const auto& e : fs::directory_iterator(dir + "/out"))
-      if (e.path().extension() == ".deb") deb = e.path().string();
-    if (!deb.empty()) {
-      fs::create_directories(root);
-      run_process({find_program("dpkg-deb"), "-x", deb, root}, 60);
+    for (const auto& e : fs::directory_iterator(dir + "/out")) {
+      if (e.path().extension() != ".deb") continue;
+      (e.path().filename().string().rfind("memlend-dbgsym_", 0) == 0 ? dbgsym : deb) = e.path().string();
     }
+    fs::create_directories(root);
+    for (const auto& d : {deb, dbgsym})
+      if (!d.empty()) run_process({find_program("dpkg-deb"), "-x", d, root}, 120);
   }
   ~Package() {
     std::error_code ec;
@@ -92,12 +97,14 @@ Package& package() {
 
 }  // namespace
 
-BOOST_AUTO_TEST_CASE(cpack_builds_a_deb_that_lintian_accepts) {
+BOOST_AUTO_TEST_CASE(cpack_builds_a_deb_and_its_dbgsym_that_lintian_accepts) {
   auto& p = package();
   BOOST_TEST(fs::path(p.deb).filename().string().rfind("memlend_", 0) == 0u, p.deb);
+  BOOST_TEST_REQUIRE(!p.dbgsym.empty(), "cpack made memlend-dbgsym_*.deb beside it:\n" << p.cpack_log);
   // Warnings fail too: the few that are meant are overridden in the package,
   // with the reason beside them (packaging/debian/lintian-overrides).
-  auto r = run_process({need("lintian"), "--fail-on", "error,warning", "--tag-display-limit", "0", p.deb}, 300);
+  auto r = run_process({need("lintian"), "--fail-on", "error,warning", "--tag-display-limit", "0", p.deb, p.dbgsym},
+                       600);
   BOOST_TEST(r.status == 0, "lintian:\n" << r.out << r.err);
 }
 
@@ -319,6 +326,95 @@ BOOST_AUTO_TEST_CASE(bash_completes_commands_options_and_their_values) {
   BOOST_TEST(offered("memlend run --for ''").empty());
 }
 
+namespace {
+
+std::string build_id(const std::string& elf) {
+  auto r = run_process({"/usr/bin/env", "LC_ALL=C", need("readelf"), "-n", elf}, 60);
+  std::smatch m;
+  return std::regex_search(r.out, m, std::regex("Build ID: ([0-9a-f]+)")) ? m[1].str() : std::string();
+}
+
+std::string sections_of(const std::string& elf) {
+  return run_process({"/usr/bin/env", "LC_ALL=C", need("readelf"), "-S", "-W", elf}, 60).out;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(the_dbgsym_holds_the_debug_info_of_the_binary_the_package_ships) {
+  auto& p = package();
+  BOOST_TEST_REQUIRE(!p.dbgsym.empty(), p.cpack_log);
+  std::string bin = p.root + "/usr/bin/memlend";
+  std::string id = build_id(bin);
+  BOOST_TEST_REQUIRE(id.size() >= 8u, "the shipped binary has a build-id");
+  // Where gdb, eu-stack and systemd-coredump look for it by that build-id.
+  std::string debug = p.root + "/usr/lib/debug/.build-id/" + id.substr(0, 2) + "/" + id.substr(2) + ".debug";
+  BOOST_TEST_REQUIRE(fs::exists(debug), debug);
+  BOOST_TEST(build_id(debug) == id);
+  BOOST_TEST(mode_of(debug) == 0644u);
+  // The shipped binary is stripped and names its debug file; the debug file holds it all.
+  auto shipped = sections_of(bin);
+  BOOST_TEST(shipped.find(".debug_info") == std::string::npos, shipped);
+  BOOST_TEST(shipped.find(".symtab") == std::string::npos, shipped);
+  auto link = run_process({need("readelf"), "-p", ".gnu_debuglink", bin}, 60);
+  BOOST_TEST(link.out.find(id.substr(2) + ".debug") != std::string::npos, link.out << link.err);
+  auto split = sections_of(debug);
+  BOOST_TEST(split.find(".debug_info") != std::string::npos);
+  BOOST_TEST(split.find(".symtab") != std::string::npos);
+  auto control = run_process({need("dpkg-deb"), "-f", p.dbgsym}, 60).out;
+  for (std::string field : {"Package: memlend-dbgsym", "Depends: memlend (= " MEMLEND_VERSION ")", "Section: debug",
+                            "Auto-Built-Package: debug-symbols"})
+    BOOST_TEST(control.find(field + "\n") != std::string::npos, control);
+  BOOST_TEST(control.find("Build-Ids: " + id + "\n") != std::string::npos, control);
+}
+
+namespace {
+
+boost::test_tools::assertion_result has_gdb(boost::unit_test::test_unit_id) {
+  boost::test_tools::assertion_result ok(!find_program("gdb").empty() && !find_program("gcore").empty());
+  ok.message() << "gdb and gcore are not installed (Debian's gdb package; packaging/test-packages.txt)";
+  return ok;
+}
+
+}  // namespace
+
+// What support does with a core dump of the packaged controller: gdb with the
+// dbgsym's files gives every frame of memlend its function and source line;
+// without them, addresses.
+BOOST_AUTO_TEST_CASE(gdb_reads_a_core_of_the_packaged_binary_with_the_dbgsym,
+                     *boost::unit_test::precondition(has_gdb)) {
+  auto& p = package();
+  std::string dir = p.dir + "/core";
+  fs::create_directories(dir + "/no-debug");
+  Child::Options opts;
+  opts.workdir = dir;
+  // One malloc arena, not one per thread: the core holds every mapping, and
+  // 64 MiB of untouched arena per thread would make it hundreds of MiB.
+  Child running({"/usr/bin/env", "MALLOC_ARENA_MAX=1", p.root + "/usr/bin/memlend", "run", "--scenario",
+                 source_dir + "/examples/fig2.json", "--for", "1h", "--speed", "1", "--no-db", "--metrics", "off",
+                 "--data-path", "off"},
+                opts);
+  BOOST_TEST_REQUIRE(!running.wait_stdout("memlend: running", std::chrono::seconds(60)).empty(), running.err());
+  std::string pid = std::to_string(running.pid());
+  auto gcore = run_process({find_program("gcore"), "-o", dir + "/core", pid}, 300);
+  running.stop();
+  std::string core = dir + "/core." + pid;
+  BOOST_TEST_REQUIRE(fs::exists(core), gcore.out << gcore.err);
+  auto backtraces = [&](const std::string& debug_dir) {
+    return run_process({find_program("gdb"), "-batch", "-nx", "-iex", "set debug-file-directory " + debug_dir, "-ex",
+                        "thread apply all bt", p.root + "/usr/bin/memlend", core},
+                       300)
+        .out;
+  };
+  auto with = backtraces(p.root + "/usr/lib/debug");
+  BOOST_TEST(std::regex_search(with, std::regex(R"(memlend::run_actors \(.* at [^ ]*node/controller\.cpp:[0-9]+)")),
+             with);
+  BOOST_TEST(std::regex_search(with, std::regex(R"(main \(.* at [^ ]*cli/main\.cpp:[0-9]+)")), with);
+  auto without = backtraces(dir + "/no-debug");
+  BOOST_TEST(without.find("run_actors") == std::string::npos, without);
+  BOOST_TEST(without.find("controller.cpp") == std::string::npos, without);
+  fs::remove(core);
+}
+
 // Every key the shipped config file lists (commented out, with its default)
 // is an option memlend takes: uncommented, the file loads. `run` takes the
 // keys once it adopts cli/config_file.hpp, cli/logging.hpp and
@@ -377,15 +473,24 @@ BOOST_AUTO_TEST_CASE(the_deb_installs_runs_and_purges, *boost::unit_test::precon
   struct Purge {
     bool had_user = ::getpwnam("memlend") != nullptr;
     ~Purge() {
-      run_process({"/usr/bin/dpkg", "--purge", "memlend"}, 300);
+      run_process({"/usr/bin/dpkg", "--purge", "memlend-dbgsym", "memlend"}, 300);
       // Purging leaves the package's user (postrm says why); one this test made goes.
       if (!had_user) run_process({"/usr/sbin/deluser", "--system", "--quiet", "memlend"}, 60);
     }
   } purge_whatever_happens;
-  auto r = run_process({need("dpkg"), "-i", p.deb}, 300);
+  BOOST_TEST_REQUIRE(!p.dbgsym.empty());
+  auto r = run_process({need("dpkg"), "-i", p.deb, p.dbgsym}, 300);
   BOOST_TEST_REQUIRE(r.status == 0, "dpkg -i:\n" << r.out << r.err);
-  auto status = run_process({need("dpkg-query"), "-W", "-f=${Status}", "memlend"}, 60);
-  BOOST_TEST(status.out == "install ok installed");
+  auto status = run_process({need("dpkg-query"), "-W", "-f=${Status}\n", "memlend", "memlend-dbgsym"}, 60);
+  BOOST_TEST(status.out == "install ok installed\ninstall ok installed\n");
+  // gdb finds the installed binary's symbols by its build-id, with no help.
+  if (!find_program("gdb").empty()) {
+    auto info = run_process({find_program("gdb"), "-batch", "-nx", "-ex", "info line memlend::cli::bad_input",
+                             "/usr/bin/memlend"},
+                            300);
+    BOOST_TEST(info.out.find("Line ") != std::string::npos, info.out << info.err);
+    BOOST_TEST(info.err.find("not defined") == std::string::npos, info.err);
+  }
   auto v = run_process({"/usr/bin/memlend", "version"}, 60);
   BOOST_TEST(v.out == "memlend " MEMLEND_VERSION "\n", v.err);
   BOOST_TEST(mode_of("/var/lib/memlend") == 0700u);
@@ -444,8 +549,10 @@ BOOST_AUTO_TEST_CASE(the_deb_installs_runs_and_purges, *boost::unit_test::precon
   BOOST_TEST_REQUIRE(state.status == 0, state.err);
   BOOST_TEST(nlohmann::json::parse(state.out)["hosts"].size() == 3u, state.out);
 
-  r = run_process({need("dpkg"), "--purge", "memlend"}, 300);
+  r = run_process({need("dpkg"), "--purge", "memlend-dbgsym", "memlend"}, 300);
   BOOST_TEST(r.status == 0, "dpkg --purge:\n" << r.out << r.err);
+  std::string id = build_id(p.root + "/usr/bin/memlend");
+  BOOST_TEST(!fs::exists("/usr/lib/debug/.build-id/" + id.substr(0, 2) + "/" + id.substr(2) + ".debug"));
   BOOST_TEST(!fs::exists("/usr/bin/memlend"));
   BOOST_TEST(!fs::exists("/etc/memlend/memlend.conf"));
   BOOST_TEST(!fs::exists("/lib/udev/rules.d/60-memlend.rules"));

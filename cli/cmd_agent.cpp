@@ -42,19 +42,23 @@ Action add_agent(CLI::App& app) {
                   "the scenario, or with --platform the node's (default: what the platform says)");
   cmd->add_option("--scenario", f->scenario,
                   "Scenario FILE: the simulated platform this agent reports its host from\n"
-                  "(required without --platform; with --platform sim, the host's scenario)");
+                  "(required without --platform; with --platform sim, the host's scenario)")
+      ->type_name("FILE");
   add_platform_flags(*cmd, f->platform);
   cmd->add_option("--reserved-mib", f->reserved_mib,
                   "With --platform: MIB of this node never lent (its own growth, HA restart room;\n"
                   "default 0)")
+      ->type_name("MIB")
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 40));
   cmd->add_option("--listen", f->listen, "Where this host's data path listens, HOST:PORT");
   cmd->add_flag("--quiet", f->quiet, "Print nothing as it goes");
   cmd->add_option("--datastore", f->datastore,
-                  "The shared datastore (the same directory on every node), for mirror files");
+                  "The shared datastore (the same directory on every node), for mirror files")
+      ->type_name("DIR");
   cmd->add_option("--data-path", f->data_path,
                   "on: serve this host's memory on --listen and map its VMs' remote memory,\n"
-                  "checked by a guest workload; off: the data path is only simulated (default on)");
+                  "checked by a guest workload; off: the data path is only simulated (default on)")
+      ->type_name("{on,off}");
   auto* scale = cmd->add_option("--data-kib-per-gib", f->data_kib_per_gib,
                   "Real memory moved per GiB lent, in KiB; must equal the controller's (default 1024)");
   add_guest_flags(cmd, f->guests, scale);

@@ -262,7 +262,8 @@ RunCommand make_run(CLI::App& app) {
   cmd->add_option("--scenario", f->scenario,
                   "Scenario file (JSON, a regular file of at most 64 MiB); without it, the\n"
                   "built-in demo, or with --listen an open cluster: the hosts are those whose\n"
-                  "agents join, each with what its platform says of it");
+                  "agents join, each with what its platform says of it")
+      ->type_name("FILE");
   cmd->add_option("--for", f->for_text,
                   "Stop when the scenario clock reaches this (90, 90s, 20m, 1h); by default\n"
                   "when the last event is past by migrate_after_s + 60 s (an open cluster runs until\n"
@@ -273,14 +274,17 @@ RunCommand make_run(CLI::App& app) {
   cmd->add_option("--events-out", f->events_out,
                   "Write the event log here, one JSON object per line (a fresh run replaces\n"
                   "the file; a run resumed from --db brings it up to the store and appends);\n"
-                  "a regular file, never reached through a symbolic link");
+                  "a regular file, never reached through a symbolic link")
+      ->type_name("FILE");
   cmd->add_option("--datastore", f->datastore,
                   "Directory of the shared datastore, for mirror files (default: ./memlend-datastore,\n"
-                  "made if missing)");
+                  "made if missing)")
+      ->type_name("DIR");
   cmd->add_flag("--dry-run", f->dry_run, "Decide and explain, but lend, move and mirror nothing (and record nothing)");
   cmd->add_option("--db", f->db,
                   "The store: every transition is recorded here before it is carried out, and a\n"
-                  "restarted run resumes from it (default: memlend.db in the working directory)");
+                  "restarted run resumes from it (default: memlend.db in the working directory)")
+      ->type_name("FILE");
   cmd->add_flag("--no-db", f->no_db, "Keep nothing: no store, no resuming");
   cmd->add_option("--events-keep-days", f->events_keep_days,
                   "Drop the store's events older than DAYS, oldest first (default 30; 0: no age limit)");
@@ -289,7 +293,8 @@ RunCommand make_run(CLI::App& app) {
   cmd->add_option("--data-path", f->data_path,
                   "on: every simulated host serves its memory over TCP on loopback, leases are\n"
                   "really mapped (userfaultfd) and a guest workload writes and checks them;\n"
-                  "off: the data path is only simulated (default on)");
+                  "off: the data path is only simulated (default on)")
+      ->type_name("{on,off}");
   auto* scale = cmd->add_option("--data-kib-per-gib", f->data_kib_per_gib,
                   "Real memory moved per GiB lent, in KiB (default 1024: 48 GiB lent is 48 MiB)");
   add_guest_flags(cmd, f->guests, scale);

@@ -25,7 +25,8 @@ inline void add_guest_flags(CLI::App* cmd, GuestFlags& f, CLI::Option* scale) {
                   "the file MEMORY_DIR/NAME (its virtio-mem memdev, MIB in size), plugged\n"
                   "through its QMP socket; repeatable. Lends unscaled memory (1048576 KiB per GiB)");
   cmd->add_option("--memory-dir", f.memory_dir,
-                  "DIR: where the --qemu-vm VMs' memory files are served (default /run/memlend/mem)");
+                  "Where the --qemu-vm VMs' memory files are served (default /run/memlend/mem)")
+      ->type_name("DIR");
 }
 
 // The guests' options, and the scale they need: real guests borrow real

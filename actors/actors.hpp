@@ -109,7 +109,7 @@ using driver_actor = caf::typed_actor<
     reacts_to<atom::sample, std::vector<platform::VmSample>>,  // cluster mode: an agent's VMs, to route
     reacts_to<atom::commit, LeaseInfo>,  // cluster mode: a lease's grant, for the recipient's agent to map
     reacts_to<atom::admit, std::uint32_t, std::string>,    // a host joined: its id and name
-    reacts_to<atom::admit, std::uint32_t, std::uint32_t>,  // a VM was first seen: its id and host
+    reacts_to<atom::admit, std::uint32_t, std::string, std::uint32_t>,  // a VM first seen: id, name, host
     reacts_to<atom::shutdown>>;
 
 // The cluster's one view of free resources; decides with policy/ and carries

@@ -48,6 +48,7 @@ void retry_later(self_ptr self) {
 
 void revoke(self_ptr self, std::uint64_t lease);
 void map_regions(self_ptr self, const RemoteState& r);
+void sync_plugs(self_ptr self, const RemoteState& r);
 
 // The controller sends each agent only the leases its host lends or its VMs
 // borrow through; anything else is a controller's mistake, and using it would
@@ -91,9 +92,19 @@ void free_unrecorded_grants(self_ptr self, const JoinReply& r) {
 // VMs that moved and the memory that is lent.
 void rebuild(self_ptr self, const JoinReply& r) {
   auto& st = self->state;
-  st.platform = platform::make_sim(st.config.scenario);
-  st.platform->sample(r.scenario_t);
-  for (const auto& p : r.placements) st.platform->migrate(p.vm, p.host);
+  // A real node keeps no copy of the cluster: it knows its own VMs by name
+  // and the leases it is party to.
+  bool simulated = !st.config.node;
+  std::map<std::uint32_t, Placement> where;
+  for (const auto& p : r.placements) where[p.vm] = p;
+  if (simulated) {
+    st.platform = platform::make_sim(st.config.scenario);
+    st.platform->sample(r.scenario_t);
+    for (const auto& p : r.placements)
+      if (p.vm < st.config.scenario.vms.size() && p.host < st.config.scenario.hosts.size() &&
+          st.platform->host_of(p.vm) != p.host)
+        st.platform->migrate(p.vm, p.host);
+  }
   // Fencing at the door: a lease it held that the world no longer has as its
   // own was re-homed while it was away, and it must not serve it again.
   std::set<std::uint64_t> mine;
@@ -102,7 +113,7 @@ void rebuild(self_ptr self, const JoinReply& r) {
   auto leases =
       own_leases(self, r.leases, [&](const LeaseInfo& l) { return l.donor == r.host || l.recipient == r.host; });
   for (const auto& l : leases) {
-    st.platform->attach_remote(l.vm, l.donor, l.mib);
+    if (simulated) st.platform->attach_remote(l.vm, l.donor, l.mib);
     by_vm[l.vm].leases.push_back(l);
     if (l.donor == st.host) {
       mine.insert(l.id);
@@ -120,8 +131,18 @@ void rebuild(self_ptr self, const JoinReply& r) {
   // Its own VMs' remote memory, mapped again (a restarted agent lost it).
   for (auto& [vm, state] : by_vm) {
     state.vm = vm;
-    state.host = st.platform->host_of(vm);
-    if (state.host == st.host) map_regions(self, state);
+    state.host_names = r.host_names;
+    if (simulated) {
+      state.host = st.platform->host_of(vm);
+    } else if (auto it = where.find(vm); it != where.end()) {
+      state.host = it->second.host;
+      state.name = it->second.name;
+    } else {
+      state.host = state.leases.front().recipient;
+    }
+    if (state.host != st.host) continue;
+    map_regions(self, state);
+    if (!simulated) sync_plugs(self, state);
   }
   st.clock.start = self->clock().now();
   st.clock.origin_s = r.scenario_t;
@@ -147,7 +168,13 @@ void map_regions(self_ptr self, const RemoteState& r) {
   auto& st = self->state;
   auto plane = st.config.plane;
   if (!plane) return;
-  std::string vm = st.config.scenario.vms[r.vm].name;
+  std::string vm = !r.name.empty()                          ? r.name
+                   : r.vm < st.config.scenario.vms.size() ? st.config.scenario.vms[r.vm].name
+                                                           : std::string();
+  if (vm.empty()) return;
+  // A real node's data plane maps only the VMs whose memory it serves; the
+  // platform plugs the others' (sync_plugs).
+  if (st.config.node && !st.config.plane_plugs.count(vm)) return;
   bool here = r.host == st.host;
   std::vector<LeaseInfo> leases;
   for (const auto& l : r.leases)
@@ -186,17 +213,19 @@ void map_regions(self_ptr self, const RemoteState& r) {
 void apply(self_ptr self, const RemoteState& given) {
   auto& st = self->state;
   auto party = [&](const LeaseInfo& l) { return given.host == st.host || l.donor == st.host; };
-  RemoteState r{given.vm, given.host, own_leases(self, given.leases, party)};
-  auto& p = *st.platform;
-  if (p.host_of(r.vm) != r.host) p.migrate(r.vm, r.host);
-  std::map<policy::HostId, std::int64_t> want;
-  for (const auto& l : r.leases) want[l.donor] += l.mib;
-  std::map<policy::HostId, std::int64_t> have;
-  for (const auto& part : p.remote_of(r.vm)) have[part.donor] = part.mib;
-  for (const auto& [donor, mib] : have)
-    if (want[donor] < mib) p.detach_remote(r.vm, donor, mib - want[donor]);
-  for (const auto& [donor, mib] : want)
-    if (mib > have[donor]) p.attach_remote(r.vm, donor, mib - have[donor]);
+  RemoteState r{given.vm, given.host, own_leases(self, given.leases, party), given.name, given.host_names};
+  if (st.platform) {
+    auto& p = *st.platform;
+    if (p.host_of(r.vm) != r.host) p.migrate(r.vm, r.host);
+    std::map<policy::HostId, std::int64_t> want;
+    for (const auto& l : r.leases) want[l.donor] += l.mib;
+    std::map<policy::HostId, std::int64_t> have;
+    for (const auto& part : p.remote_of(r.vm)) have[part.donor] = part.mib;
+    for (const auto& [donor, mib] : have)
+      if (want[donor] < mib) p.detach_remote(r.vm, donor, mib - want[donor]);
+    for (const auto& [donor, mib] : want)
+      if (mib > have[donor]) p.attach_remote(r.vm, donor, mib - have[donor]);
+  }
   auto& mine = st.held_for[r.vm];
   for (auto id : mine) st.held.erase(id);
   mine.clear();
@@ -209,6 +238,89 @@ void apply(self_ptr self, const RemoteState& given) {
       if (fresh && st.config.probe && st.config.probe->lending) st.config.probe->lending(l.id, r.vm);
     }
   map_regions(self, r);
+  if (st.config.node) {
+    if (r.host == st.host) sync_plugs(self, r);
+    // Moved away (its memory went with it): nothing is plugged here any more.
+    else st.plugged.erase(r.name);
+  }
+}
+
+std::string host_name(const RemoteState& r, std::uint32_t h) {
+  auto it = r.host_names.find(h);
+  return it != r.host_names.end() ? it->second : "host " + std::to_string(h);
+}
+
+// A real node's VM gets the leases it borrows through plugged by its
+// platform, and unplugged when they end. Absolute, so a repeat changes
+// nothing; a refusal is said and tried again at the VM's next change.
+void sync_plugs(self_ptr self, const RemoteState& r) {
+  auto& st = self->state;
+  if (r.name.empty() || st.config.plane_plugs.count(r.name)) return;
+  auto& node = st.config.node->platform();
+  auto& plugged = st.plugged[r.name];
+  std::set<std::uint64_t> want;
+  for (const auto& l : r.leases) {
+    // With a data path the memory is there once the donor granted it.
+    if (st.config.plane && l.data.id == 0) continue;
+    want.insert(l.id);
+    if (plugged.count(l.id)) continue;
+    platform::LentMemory m{std::to_string(l.id), host_name(r, l.donor), l.data.addr, l.mib};
+    if (auto done = node.attach(r.name, m); !done) {
+      say(self, "error: could not plug lease " + m.lease + " (" + std::to_string(l.mib) + " MiB from " + m.donor +
+                    ") into VM " + r.name + ": " + done.error().message,
+          about_vm(r.name, l.id));
+      continue;
+    }
+    plugged[l.id] = m;
+    say(self, "plugged lease " + m.lease + " (" + std::to_string(l.mib) + " MiB from " + m.donor + ") into VM " +
+                  r.name,
+        about_vm(r.name, l.id));
+  }
+  for (auto it = plugged.begin(); it != plugged.end();) {
+    if (want.count(it->first)) {
+      ++it;
+      continue;
+    }
+    if (auto done = node.detach(r.name, it->second); !done) {
+      say(self, "error: could not unplug lease " + it->second.lease + " from VM " + r.name + ": " +
+                    done.error().message,
+          about_vm(r.name, it->first));
+      ++it;
+      continue;
+    }
+    say(self, "unplugged lease " + it->second.lease + " from VM " + r.name, about_vm(r.name, it->first));
+    it = plugged.erase(it);
+  }
+}
+
+HostFacts facts_of(const agent_state& st, const policy::Host& h) {
+  HostFacts f;
+  f.name = st.config.host;
+  f.memory_mib = h.memory_mib;
+  f.cpu_mhz = h.cpu_mhz;
+  f.reserved_mib = h.reserved_mib;
+  f.rdma = false;
+  f.data_path = st.config.plane != nullptr;
+  return f;
+}
+
+// A real node's reading, sent as a simulated host's telemetry is. A platform
+// that cannot be read sends nothing: the controller's silence timer then says
+// the host is down, which is what a host whose hypervisor does not answer is.
+void sample_node(self_ptr self) {
+  auto& st = self->state;
+  auto s = st.config.node->sample();
+  if (!s) {
+    if (s.error().message != st.unreadable) say(self, "error: cannot read its platform: " + s.error().message);
+    st.unreadable = s.error().message;
+    return;
+  }
+  if (!st.unreadable.empty()) say(self, "reads its platform again");
+  st.unreadable.clear();
+  st.facts = facts_of(st, s->facts);
+  s->host.host = st.host;
+  for (auto& v : s->vms) v.host = st.host;
+  self->send(st.home, atom::telemetry::value, s->host, s->vms);
 }
 
 // Each agent samples at its own phase of the period, fixed by its host's
@@ -269,6 +381,17 @@ void join(self_ptr self, const std::string& nonce) {
     auto signature = id->sign(join_statement(nonce, hello.cluster, hello.host, hello.incarnation));
     if (signature) hello.signature = *signature;
     if (st.config.plane) hello.pool_secret = hex_of_secret(id->pool_secret());
+  }
+  if (st.config.node) {
+    if (!st.facts) {
+      auto s = st.config.node->sample();
+      if (!s) {
+        say(self, "cannot read its platform to join (" + s.error().message + "); trying again");
+        return retry_later(self);
+      }
+      st.facts = facts_of(st, s->facts);
+    }
+    hello.facts = *st.facts;
   }
   self->request(st.registrar, defaults::request_timeout, atom::join::value, hello, caf::actor_cast<caf::actor>(self))
       .then(
@@ -360,6 +483,10 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
       [=](atom::tick, std::uint64_t generation) {
         auto& st = self->state;
         if (!st.joined || generation != st.generation) return;
+        if (st.config.node) {
+          sample_node(self);
+          return schedule_tick(self);
+        }
         double t = st.clock.now(self->clock());
         platform::Telemetry tel = st.platform->sample_host(t + 1e-6, st.host);
         const auto& mine = tel.vms;
@@ -372,7 +499,7 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
       },
       [=](atom::attach, const RemoteState& r) {
         auto& st = self->state;
-        if (!st.platform) return;
+        if (!st.platform && !st.config.node) return;
         apply(self, r);
       },
       [=](atom::mirrorfail, const std::string& vm, const std::string& why) {

@@ -12,6 +12,7 @@
 #include "dataplane/data_plane.hpp"
 #include "demo/guest_workload.hpp"
 #include "core/sim_clock.hpp"
+#include "firmware_hooks/node_sampler.hpp"
 #include "firmware_hooks/platform.hpp"
 
 #include <caf/node_id.hpp>
@@ -20,6 +21,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -50,6 +52,12 @@ struct AgentConfig {
   // Its host's memory, served on data_addr, and its VMs' remote regions.
   std::shared_ptr<DataPlane> plane;
   std::shared_ptr<const demo::GuestWorkload> guest;  // what checks its VMs' remote memory
+  // A real node: its host's facts and VMs come from its platform, not from
+  // `scenario` (whose settings still give the sampling period), and lent
+  // memory is plugged into its VMs through the platform, except for the VMs
+  // whose memory `plane` serves itself (plane_plugs), which it plugs.
+  std::shared_ptr<platform::NodeSampler> node;
+  std::set<std::string> plane_plugs;
 };
 
 struct agent_state {
@@ -72,6 +80,12 @@ struct agent_state {
   caf::node_id controller;
   std::vector<std::uint64_t> grants_at_loss;
   std::map<std::uint32_t, std::uint64_t> guest_passes;  // its guest workload's rounds said so far, by VM
+  // A real node: what it joins with (from its last reading), the last
+  // reading's failure (said once), and the leases plugged into each VM
+  // through the platform, by VM name.
+  std::optional<HostFacts> facts;
+  std::string unreadable;
+  std::map<std::string, std::map<std::uint64_t, platform::LentMemory>> plugged;
 };
 
 // Of the grants this host's pool held when it lost its controller, those that

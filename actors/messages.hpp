@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -98,6 +99,10 @@ struct RemoteState {
   std::uint32_t vm = 0;
   std::uint32_t host = 0;
   std::vector<LeaseInfo> leases;
+  // The VM's name and those of the hosts above (its host, its leases'
+  // donors): an agent of a real node knows VMs and hosts by name only.
+  std::string name;
+  std::map<std::uint32_t, std::string> host_names;
 };
 
 // The leases an agent may know of: those its host lends (donor) or its VMs
@@ -147,6 +152,7 @@ inline std::string_view to_string(ChildKind k) {
 struct Placement {
   std::uint32_t vm = 0;
   std::uint32_t host = 0;
+  std::string name;  // only for the VMs the joining agent is party to
 };
 
 // The controller's answer to a join.
@@ -157,7 +163,8 @@ struct JoinReply {
   double scenario_t = 0;      // the scenario clock now
   double speed = 1;
   std::vector<LeaseInfo> leases;     // the active leases it lends or borrows through: attach them to rebuild
-  std::vector<Placement> placements; // VMs that moved since the scenario began
+  std::vector<Placement> placements; // VMs that moved since the scenario began, and those of `leases`
+  std::map<std::uint32_t, std::string> host_names;  // of the hosts `leases` name
   std::uint64_t data_bytes_per_mib = 0;  // the data path's scale; 0: no data path
 };
 
@@ -175,18 +182,18 @@ typename Inspector::result_type inspect(Inspector& f, HostFacts& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, RemoteState& x) {
-  return f(caf::meta::type_name("memlend.remote_state"), x.vm, x.host, x.leases);
+  return f(caf::meta::type_name("memlend.remote_state"), x.vm, x.host, x.leases, x.name, x.host_names);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Placement& x) {
-  return f(caf::meta::type_name("memlend.placement"), x.vm, x.host);
+  return f(caf::meta::type_name("memlend.placement"), x.vm, x.host, x.name);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, JoinReply& x) {
   return f(caf::meta::type_name("memlend.join_reply"), x.ok, x.reason, x.host, x.scenario_t, x.speed, x.leases,
-           x.placements, x.data_bytes_per_mib);
+           x.placements, x.data_bytes_per_mib, x.host_names);
 }
 
 template <class Inspector>

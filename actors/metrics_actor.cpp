@@ -105,8 +105,11 @@ void apply_view(self_ptr self, const PlannerView& view) {
     if (auto h = host_of.find(vm); h != host_of.end()) lag[h->second] += static_cast<std::int64_t>(bytes);
   for (const auto& h : view.hosts) {
     auto it = st.hosts.find(h.name);
-    if (it == st.hosts.end()) continue;
+    // A host that joined at run time gets its series when the view first has it.
+    if (it == st.hosts.end()) it = st.hosts.emplace(h.name, reg.host(h.name)).first;
     const auto& m = it->second;
+    m.memory_capacity_bytes.set_mib(h.memory_mib);
+    m.cpu_capacity_hertz.set_mhz(h.cpu_mhz);
     m.up.set(h.up ? 1 : 0);
     m.memory_used_bytes.set_mib(h.used_mib);
     m.memory_lent_bytes.set_mib(h.lent_mib);

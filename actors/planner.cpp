@@ -6,6 +6,7 @@
 #include <caf/all.hpp>
 
 #include <algorithm>
+#include <set>
 
 namespace memlend {
 
@@ -136,7 +137,9 @@ PlannerView view_of(self_ptr self) {
   v.t_s = now(self);
   for (HostId h = 0; h < st.config.scenario.hosts.size(); ++h) {
     const HostState& hs = st.view->host_state(h);
-    v.hosts.push_back({st.host_name(h), hs.up, hs.used_mem, hs.lent, st.view->lendable(h), hs.used_cpu});
+    const auto& facts = st.config.scenario.hosts[h];
+    v.hosts.push_back({st.host_name(h), hs.up, hs.used_mem, hs.lent, st.view->lendable(h), hs.used_cpu,
+                       facts.memory_mib, facts.cpu_mhz});
   }
   for (VmId i = 0; i < st.view->vm_count(); ++i) {
     const VmState& vs = st.view->vm(i);
@@ -257,10 +260,17 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
         std::vector<LeaseInfo> leases;
         for (const auto& [id, rec] : st.leases)
           if (rec.info.state == LeaseState::active) leases.push_back(rec.info);
+        // Those that moved, for agents that rebuild a simulation, and those
+        // that borrow, named, for agents of real nodes (the registrar keeps
+        // each agent's to what it is party to).
+        std::set<VmId> borrowing;
+        for (const auto& l : leases) borrowing.insert(l.vm);
         std::vector<Placement> moved;
-        for (VmId v = 0; v < st.view->vm_count(); ++v)
-          if (v < st.config.start.first_hosts.size() && st.view->vm(v).host != st.config.start.first_hosts[v])
-            moved.push_back({v, st.view->vm(v).host});
+        for (VmId v = 0; v < st.view->vm_count(); ++v) {
+          bool was_moved =
+              v < st.config.start.first_hosts.size() && st.view->vm(v).host != st.config.start.first_hosts[v];
+          if (was_moved || borrowing.count(v)) moved.push_back({v, st.view->vm(v).host, st.config.scenario.vms[v].name});
+        }
         return std::make_tuple(std::move(leases), std::move(moved));
       },
       [=](atom::get) { return view_of(self); },

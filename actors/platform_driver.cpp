@@ -16,6 +16,10 @@ using self_ptr = driver_actor::stateful_pointer<driver_state>;
 // Tells the agents concerned where a VM runs and what it borrows now: its
 // host (and the one it left), and every donor it had or has. Each learns only
 // the leases it is party to: the VM's host all of them, a donor its own.
+void named_host(const driver_state& st, RemoteState& r, std::uint32_t h) {
+  if (h < st.config.host_names.size()) r.host_names[h] = st.config.host_names[h];
+}
+
 void tell(self_ptr self, std::uint32_t vm, std::vector<std::uint32_t> concerned) {
   auto& st = self->state;
   RemoteState r = st.remote[vm];
@@ -26,8 +30,12 @@ void tell(self_ptr self, std::uint32_t vm, std::vector<std::uint32_t> concerned)
   std::sort(concerned.begin(), concerned.end());
   concerned.erase(std::unique(concerned.begin(), concerned.end()), concerned.end());
   for (auto h : concerned)
-    if (h < st.agents.size() && st.agents[h])
-      self->send(st.agents[h], atom::attach::value, RemoteState{r.vm, r.host, leases_of_host(r.leases, h)});
+    if (h < st.agents.size() && st.agents[h]) {
+      RemoteState told{r.vm, r.host, leases_of_host(r.leases, h), r.name, {}};
+      named_host(st, told, told.host);
+      for (const auto& l : told.leases) named_host(st, told, l.donor);
+      self->send(st.agents[h], atom::attach::value, std::move(told));
+    }
 }
 
 void route(self_ptr self, const std::vector<platform::VmSample>& vms) {
@@ -143,11 +151,11 @@ driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<drive
         // host_names is kept only in cluster mode, where lease secrets need it.
         if (st.config.cluster) st.config.host_names.push_back(name);
       },
-      [=](atom::admit, std::uint32_t v, std::uint32_t host) {
+      [=](atom::admit, std::uint32_t v, const std::string& name, std::uint32_t host) {
         auto& st = self->state;
         if (v != st.vms.size()) return;
         st.vms.emplace_back();
-        st.remote.push_back(RemoteState{v, host, {}});
+        st.remote.push_back(RemoteState{v, host, {}, name, {}});
       },
       [=](atom::rebind, std::uint32_t h, host_actor handle) {
         if (h < self->state.hosts.size()) self->state.hosts[h] = std::move(handle);

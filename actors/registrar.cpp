@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <set>
 
 namespace memlend {
 
@@ -45,6 +46,17 @@ void not_ready(Joining& j, caf::error& err) {
   j.rp.deliver(std::move(r), caf::actor{});
 }
 
+// An agent learns the names of the VMs it is party to (on its host, or
+// borrowing through a lease it is party to), none of the others'.
+std::vector<Placement> party_placements(std::vector<Placement> all, const std::vector<LeaseInfo>& party,
+                                        std::uint32_t h) {
+  std::set<std::uint32_t> named;
+  for (const auto& l : party) named.insert(l.vm);
+  for (auto& p : all)
+    if (p.host != h && !named.count(p.vm)) p.name.clear();
+  return all;
+}
+
 void finish_join(self_ptr self, Joining j, std::uint32_t h) {
   auto fail = [=](caf::error& err) mutable { not_ready(j, err); };
   // The host actor's handle is asked for now: it may have been restarted.
@@ -63,7 +75,10 @@ void finish_join(self_ptr self, Joining j, std::uint32_t h) {
                       r.scenario_t = st.config.clock.now(self->clock());
                       r.speed = st.config.clock.speed;
                       r.leases = leases_of_host(leases, h);
-                      r.placements = std::move(placements);
+                      r.placements = party_placements(std::move(placements), r.leases, h);
+                      for (const auto& l : r.leases)
+                        for (std::uint32_t named : {l.donor, l.recipient})
+                          if (named < st.config.host_names.size()) r.host_names[named] = st.config.host_names[named];
                       if (auto plane = st.config.plane) {
                         plane->set_address(hello.host, hello.data_addr);
                         if (j.pool_secret) plane->set_pool_secret(hello.host, *j.pool_secret);

@@ -218,7 +218,7 @@ caf::result<std::uint32_t> admit_vm(self_ptr self, const std::string& name, std:
   v.host = host;
   sc.vms.push_back(v);
   self->send(st.planner, atom::admit::value, id, name, host);
-  self->send(st.driver, atom::admit::value, id, host);
+  self->send(st.driver, atom::admit::value, id, name, host);
   VmCheckpoint cp;
   cp.vm = id;
   cp.host = host;
@@ -261,7 +261,7 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
     for (const auto& h : sc.hosts) dc.host_names.push_back(h.name);
   }
   std::vector<RemoteState> start(sc.vms.size());
-  for (policy::VmId v = 0; v < sc.vms.size(); ++v) start[v] = {v, sc.vms[v].host, {}};
+  for (policy::VmId v = 0; v < sc.vms.size(); ++v) start[v] = {v, sc.vms[v].host, {}, sc.vms[v].name, {}};
   for (const auto& l : st.config.start.leases)
     if (l.state == LeaseState::active) start[l.vm].leases.push_back(l);
   st.driver = self->spawn(platform_driver, dc, st.config.platform, sc.hosts.size(), start, sup, st.config.sink,

@@ -10,12 +10,15 @@ namespace memlend::cli {
 void add_cluster_flags(CLI::App* cmd, ClusterFlags& f) {
   cmd->add_option("--cluster", f.cluster, "Name of the cluster; agents of another cluster are refused");
   cmd->add_option("--cluster-secret-file", f.secret_file,
-                  "File holding the cluster's shared secret (at least 16 bytes, mode 0600)");
+                  "File holding the cluster's shared secret (at least 16 bytes, mode 0600)")
+      ->type_name("FILE");
   cmd->add_option("--tls-cert", f.cert,
                   "This node's certificate (PEM), signed by the cluster's CA; an agent's must name its\n"
-                  "--host exactly, as its CN or a DNS subject alternative name");
-  cmd->add_option("--tls-key", f.key, "This node's private key (PEM)");
-  cmd->add_option("--tls-ca", f.ca, "The cluster's CA certificate (PEM); peers must present one it signed");
+                  "--host exactly, as its CN or a DNS subject alternative name")
+      ->type_name("FILE");
+  cmd->add_option("--tls-key", f.key, "This node's private key (PEM)")->type_name("FILE");
+  cmd->add_option("--tls-ca", f.ca, "The cluster's CA certificate (PEM); peers must present one it signed")
+      ->type_name("FILE");
 }
 
 Expected<std::string> read_secret(const std::string& path, const std::string& flag) {

@@ -5,6 +5,7 @@
 #include "cli/config_file.hpp"
 #include "cli/logging.hpp"
 #include "cli/metrics_option.hpp"
+#include "cli/platform_flags.hpp"
 #include "scenario/scenario.hpp"
 
 #include <filesystem>
@@ -29,21 +30,35 @@ Action add_agent(CLI::App& app) {
     GuestFlags guests;
     std::string metrics;
     LogFlags log;
+    PlatformFlags platform;
+    std::int64_t reserved_mib = 0;
   };
   auto f = std::make_shared<Flags>();
   // Not ->required(): a config file may name them, and CLI11 checks required
   // options before the file is read.
   cmd->add_option("--controller", f->controller, "The controller's cluster address, HOST:PORT (required)");
-  cmd->add_option("--host", f->host, "The host this agent speaks for, a name in the scenario (required)");
+  cmd->add_option("--host", f->host,
+                  "NAME of the host this agent speaks for, as its certificate names it: a host of\n"
+                  "the scenario, or with --platform the node's (default: what the platform says)");
   cmd->add_option("--scenario", f->scenario,
-                  "Scenario file: the simulated platform this agent reports its host from (required)");
+                  "Scenario FILE: the simulated platform this agent reports its host from\n"
+                  "(required without --platform; with --platform sim, the host's scenario)")
+      ->type_name("FILE");
+  add_platform_flags(*cmd, f->platform);
+  cmd->add_option("--reserved-mib", f->reserved_mib,
+                  "With --platform: MIB of this node never lent (its own growth, HA restart room;\n"
+                  "default 0)")
+      ->type_name("MIB")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 40));
   cmd->add_option("--listen", f->listen, "Where this host's data path listens, HOST:PORT");
   cmd->add_flag("--quiet", f->quiet, "Print nothing as it goes");
   cmd->add_option("--datastore", f->datastore,
-                  "The shared datastore (the same directory on every node), for mirror files");
+                  "The shared datastore (the same directory on every node), for mirror files")
+      ->type_name("DIR");
   cmd->add_option("--data-path", f->data_path,
                   "on: serve this host's memory on --listen and map its VMs' remote memory,\n"
-                  "checked by a guest workload; off: the data path is only simulated (default on)");
+                  "checked by a guest workload; off: the data path is only simulated (default on)")
+      ->type_name("{on,off}");
   auto* scale = cmd->add_option("--data-kib-per-gib", f->data_kib_per_gib,
                   "Real memory moved per GiB lent, in KiB; must equal the controller's (default 1024)");
   add_guest_flags(cmd, f->guests, scale);
@@ -52,9 +67,11 @@ Action add_agent(CLI::App& app) {
   add_log_flags(cmd, f->log, "info");
   return with_config_file(cmd, [f] {
     setup_logging(f->log);
-    for (auto [flag, value] : {std::pair{"--controller", &f->controller}, {"--host", &f->host},
-                               {"--scenario", &f->scenario}})
-      if (value->empty()) return bad_input(std::string("agent: ") + flag + " is required");
+    // With --platform the node says what its host is; without, the scenario.
+    bool real = !f->platform.platform.empty();
+    if (f->controller.empty()) return bad_input("agent: --controller is required");
+    if (!real && f->host.empty()) return bad_input("agent: --host is required (or --platform)");
+    if (!real && f->scenario.empty()) return bad_input("agent: --scenario is required (or --platform)");
     auto controller = parse_address(f->controller);
     if (!controller || controller->second == 0)
       return bad_input("--controller: \"" + f->controller + "\" is not HOST:PORT");
@@ -65,10 +82,29 @@ Action add_agent(CLI::App& app) {
     // Its certificate and key prove which host it is when it joins.
     auto identity = NodeIdentity::load(f->cluster.cert, f->cluster.key);
     if (!identity) return bad_input(identity.error().message);
-    auto sc = platform::load_scenario(f->scenario);
-    if (!sc) return bad_input(sc.error().message);
-    if (!sc->find_host(f->host)) return bad_input("--host: \"" + f->host + "\" is not a host of " + f->scenario);
     AgentOptions o;
+    policy::Scenario scenario;
+    if (!f->scenario.empty()) {
+      auto sc = platform::load_scenario(f->scenario);
+      if (!sc) return bad_input(sc.error().message);
+      if (!f->host.empty() && !sc->find_host(f->host))
+        return bad_input("--host: \"" + f->host + "\" is not a host of " + f->scenario);
+      scenario = std::move(*sc);
+    }
+    if (real) {
+      auto node = open_platform(f->platform, f->scenario, f->host);
+      if (!node) return bad_input(node.error().message);
+      o.node = std::make_shared<platform::NodeSampler>(std::shared_ptr<platform::NodePlatform>(std::move(*node)),
+                                                       platform::DemandSettings{}, f->reserved_mib);
+      // Once now: the node's name when --host is not given, and its memory
+      // for the pool it lends from.
+      auto first = o.node->sample();
+      if (!first) return bad_input("--platform " + f->platform.platform + ": " + first.error().message);
+      if (f->host.empty()) f->host = first->facts.name;
+      if (f->host.empty()) return bad_input("--host: the platform names no host; give --host");
+      o.memory_mib = std::max<std::int64_t>(0, first->facts.memory_mib - first->facts.reserved_mib);
+    }
+    auto* sc = &scenario;
     o.cluster = f->cluster.cluster;
     o.secret = *secret;
     o.host = f->host;
@@ -83,7 +119,7 @@ Action add_agent(CLI::App& app) {
       return bad_input("--data-path: \"" + f->data_path + "\" is neither on nor off");
     if (f->data_kib_per_gib < 4 || f->data_kib_per_gib > 1024 * 1024)
       return bad_input("--data-kib-per-gib: must be between 4 and 1048576");
-    auto guests = guest_options(f->guests, f->data_kib_per_gib, f->data_path == "on", *sc);
+    auto guests = guest_options(f->guests, f->data_kib_per_gib, f->data_path == "on", real ? nullptr : sc);
     if (!guests) return bad_input(guests.error().message);
     o.data.guests = *guests;
     o.data.enabled = f->data_path == "on";

@@ -79,7 +79,8 @@ Action add_check_config(CLI::App& app) {
       "Check a config file as `memlend run --config FILE` reads it, starting nothing: exit 0\n"
       "when it is good, else 2 and one line per problem (FILE:LINE: key KEY: what is wrong)");
   auto path = std::make_shared<std::string>(installed_config);
-  cmd->add_option("--config", *path, "FILE: the config file to check (default " + std::string(installed_config) + ")");
+  cmd->add_option("--config", *path, "The config file to check (default " + std::string(installed_config) + ")")
+      ->type_name("FILE");
   return [&app, cmd, path] {
     auto problems = problems_of(app, *cmd, *path);
     for (const auto& p : problems) std::cerr << "memlend: " << one_line(p) << '\n';

@@ -34,10 +34,12 @@ Action add_donor(CLI::App& app) {
   cmd->add_option("--listen", f->listen, "Address to listen on, host:port (port 0: any free port)")->required();
   cmd->add_option("--pool-mib", f->pool_mib, "Memory to lend, in MiB")->required();
   cmd->add_option("--transport", f->transport,
-                  "Data path: auto (verbs where an RDMA device exists, else tcp), verbs or tcp");
+                  "Data path: auto (verbs where an RDMA device exists, else tcp), verbs or tcp")
+      ->type_name("{auto,verbs,tcp}");
   auto* secret = cmd->add_option("--secret-file", f->secret_file,
                                  "File whose contents authenticate lease requests (give probes the same file):\n"
-                                 "16 bytes to 64 KiB, mode 0600. Required unless --insecure-test-bench");
+                                 "16 bytes to 64 KiB, mode 0600. Required unless --insecure-test-bench")
+                     ->type_name("FILE");
   cmd->add_flag("--insecure-test-bench", f->insecure_test_bench,
                 "Serve without a secret (a fixed key everyone knows): anyone who can reach\n"
                 "the address can take and read the whole pool. For a test bench only")

@@ -102,7 +102,7 @@ Action add_inspect(CLI::App& app) {
       "each VM with its memory, plugged lent memory, guest statistics, CPU, and the demand memlend infers from "
       "them, with the reason. Reads the platform twice, --interval apart, and changes nothing.");
   add_platform_flags(*cmd, f->platform);
-  cmd->add_option("--scenario", f->scenario, "sim: the scenario FILE whose host to show");
+  cmd->add_option("--scenario", f->scenario, "sim: the scenario whose host to show")->type_name("FILE");
   cmd->add_option("--host", f->host, "sim: the NAME of that host");
   cmd->add_option("--interval", f->interval, "Time between the two readings, e.g. 1s (0: one reading)")
       ->capture_default_str();

@@ -71,13 +71,14 @@ Action add_mount(CLI::App& app) {
   auto f = std::make_shared<MountFlags>();
   cmd->add_option("--donor", f->donor, "ADDR: the donor, host:port (as `memlend donor` printed it)")->required();
   cmd->add_option("--mib", f->mib, "MIB: size of the lease and of the file")->required();
-  cmd->add_option("--mountpoint", f->mountpoint, "DIR: an existing, empty directory to mount on")->required();
+  cmd->add_option("--mountpoint", f->mountpoint, "An existing, empty directory to mount on")->type_name("DIR")->required();
   cmd->add_option("--block-kib", f->block_kib,
                   "KIB: placement block; punches free whole blocks (default 2048, virtio-mem's block)");
   cmd->add_option("--mirror-dir", f->mirror_dir,
-                  "DIR: mirror the file there, so the donor's death loses nothing (deleted on exit)");
-  cmd->add_option("--secret-file", f->secret_file, "FILE: the donor's secret file");
-  cmd->add_option("--transport", f->transport, "auto, verbs or tcp (default auto)");
+                  "Mirror the file there, so the donor's death loses nothing (deleted on exit)")
+      ->type_name("DIR");
+  cmd->add_option("--secret-file", f->secret_file, "The donor's secret file")->type_name("FILE");
+  cmd->add_option("--transport", f->transport, "auto, verbs or tcp (default auto)")->type_name("{auto,verbs,tcp}");
   cmd->add_option("--owner", f->owner, "USER[:GROUP]: who may open the file (mode 0600; default: you)");
   cmd->add_flag("--json", f->json, "Print the counters on exit as one JSON object");
   return [f] {

@@ -24,7 +24,8 @@ Action add_plan(CLI::App& app) {
   // Not ->required(): the config file may name it, and CLI11 checks required
   // options before the file is read.
   cmd->add_option("--scenario", *scenario,
-                  "Scenario file (JSON, a regular file of at most 64 MiB) describing the cluster (required)");
+                  "Scenario file (JSON, a regular file of at most 64 MiB) describing the cluster (required)")
+      ->type_name("FILE");
   cmd->add_flag("--json", *as_json, "Print the decisions as one JSON document");
   // Quiet unless asked: the decisions on stdout are the whole answer.
   add_log_flags(cmd, *log, "warn");

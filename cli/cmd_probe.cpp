@@ -99,11 +99,13 @@ Action add_probe(CLI::App& app) {
   cmd->add_option("--mib", f->mib, "Size of the lease to map, in MiB")->required();
   cmd->add_option("--block-kib", f->block_kib, "Transfer block, in KiB (rdma_block_kib; default 1024)");
   cmd->add_option("--buffer-kib", f->buffer_kib, "Local buffer, in KiB (default four blocks)");
-  cmd->add_option("--mirror-dir", f->mirror_dir, "Mirror the region to a file in this directory (deleted at the end)");
-  cmd->add_option("--pattern", f->pattern, "Access order: seq or random (pages in a random order)");
+  cmd->add_option("--mirror-dir", f->mirror_dir, "Mirror the region to a file in this directory (deleted at the end)")
+      ->type_name("DIR");
+  cmd->add_option("--pattern", f->pattern, "Access order: seq or random (pages in a random order)")
+      ->type_name("{seq,random}");
   cmd->add_option("--passes", f->passes, "How many times to write and verify the whole region (default 2)");
-  cmd->add_option("--secret-file", f->secret_file, "The donor's secret file");
-  cmd->add_option("--transport", f->transport, "auto, verbs or tcp (default auto)");
+  cmd->add_option("--secret-file", f->secret_file, "The donor's secret file")->type_name("FILE");
+  cmd->add_option("--transport", f->transport, "auto, verbs or tcp (default auto)")->type_name("{auto,verbs,tcp}");
   cmd->add_flag("--json", f->json, "Print the result as one JSON object");
   return [f] {
     if (auto ep = rdma::parse_endpoint(f->donor); !ep) return bad_input("--donor: " + ep.error().message);

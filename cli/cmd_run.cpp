@@ -50,6 +50,11 @@ struct RunFlags {
 
 // A century of days, and as many rows as a year of a busy cluster's events
 // many times over: past these a limit is a typo.
+// What an open cluster's store is fingerprinted by (and --show-scenario
+// prints): it has no scenario, and a store of a scenario is another cluster's.
+constexpr std::string_view open_cluster_text =
+    "an open cluster: no scenario; the hosts are those whose agents join, with what their platforms say\n";
+
 constexpr std::uint32_t most_keep_days = 36500;
 constexpr std::uint64_t most_keep_rows = 1000000000;
 
@@ -117,7 +122,16 @@ RunCheck check_run(RunFlags& f, bool speed_given, bool start) {
   };
   c.origin = f.scenario;
   bool have_text = true;
-  if (f.scenario.empty()) {
+  // Cluster mode with no scenario is a real cluster: its hosts are those
+  // whose agents join, with the facts each reads from its own platform, and
+  // the store keeps them across restarts.
+  bool open_cluster = f.scenario.empty() && !f.listen.empty();
+  if (open_cluster) {
+    c.text = std::string(open_cluster_text);
+    c.origin = "an open cluster";
+    have_text = false;
+    c.scenario = policy::Scenario{};
+  } else if (f.scenario.empty()) {
     c.text = std::string(demo::builtin_demo_scenario());
     c.origin = "built-in demo";
   } else {
@@ -131,18 +145,27 @@ RunCheck check_run(RunFlags& f, bool speed_given, bool start) {
     auto sc = platform::parse_scenario(c.text, c.origin);
     if (!sc && problem("scenario", sc.error().message)) return c;
     if (sc) c.scenario = std::move(*sc);
+    // A scenario of no hosts gives an open cluster its settings.
+    if (sc && sc->hosts.empty()) {
+      if (f.listen.empty() &&
+          problem("scenario", c.origin + ": lists no hosts: that is an open cluster, whose hosts join as agents, "
+                                         "and it needs --listen"))
+        return c;
+      open_cluster = true;
+    }
   }
   const auto& sc = c.scenario;
   if (speed_given && !(f.speed > 0 && f.speed <= 1e6) &&
       problem("speed", "--speed: must be more than 0 and at most 1000000"))
     return c;
-  o.speed = speed_given ? f.speed : (f.scenario.empty() ? demo_speed : 1.0);
+  o.speed = speed_given ? f.speed : (f.scenario.empty() && !open_cluster ? demo_speed : 1.0);
+  o.network.open = open_cluster;
   if (!f.for_text.empty()) {
     auto d = parse_duration(f.for_text);
     if (!d && problem("for", "--for: \"" + f.for_text + "\" is not a duration (examples: 1200, 1200s, 20m, 1h)"))
       return c;
     o.until_s = d;
-  } else if (sc) {
+  } else if (sc && !open_cluster) {
     auto platform_end = platform::make_sim(*sc)->last_change_s();
     o.until_s = platform_end + static_cast<double>(sc->settings.migrate_after_s) + 60;
   }
@@ -190,7 +213,7 @@ RunCheck check_run(RunFlags& f, bool speed_given, bool start) {
       problem("data-kib-per-gib", "--data-kib-per-gib: must be between 4 and 1048576"))
     return c;
   if (sc) {
-    auto guests = guest_options(f.guests, f.data_kib_per_gib, f.data_path == "on" && !f.dry_run, *sc);
+    auto guests = guest_options(f.guests, f.data_kib_per_gib, f.data_path == "on" && !f.dry_run, &*sc);
     if (!guests && problem("qemu-vm", guests.error().message)) return c;
     if (guests) o.data.guests = *guests;
   }
@@ -240,24 +263,30 @@ RunCommand make_run(CLI::App& app) {
   auto f = std::make_shared<RunFlags>();
   cmd->add_option("--scenario", f->scenario,
                   "Scenario file (JSON, a regular file of at most 64 MiB); without it, the\n"
-                  "built-in demo");
+                  "built-in demo, or with --listen an open cluster: the hosts are those whose\n"
+                  "agents join, each with what its platform says of it")
+      ->type_name("FILE");
   cmd->add_option("--for", f->for_text,
                   "Stop when the scenario clock reaches this (90, 90s, 20m, 1h); by default\n"
-                  "when the last event is past by migrate_after_s + 60 s");
+                  "when the last event is past by migrate_after_s + 60 s (an open cluster runs until\n"
+                  "stopped)");
   auto* speed = cmd->add_option("--speed", f->speed,
                   "Run the scenario clock X times faster than the wall clock\n"
                   "(default 1 for a scenario file, 100 for the built-in demo)");
   cmd->add_option("--events-out", f->events_out,
                   "Write the event log here, one JSON object per line (a fresh run replaces\n"
                   "the file; a run resumed from --db brings it up to the store and appends);\n"
-                  "a regular file, never reached through a symbolic link");
+                  "a regular file, never reached through a symbolic link")
+      ->type_name("FILE");
   cmd->add_option("--datastore", f->datastore,
                   "Directory of the shared datastore, for mirror files (default: ./memlend-datastore,\n"
-                  "made if missing)");
+                  "made if missing)")
+      ->type_name("DIR");
   cmd->add_flag("--dry-run", f->dry_run, "Decide and explain, but lend, move and mirror nothing (and record nothing)");
   cmd->add_option("--db", f->db,
                   "The store: every transition is recorded here before it is carried out, and a\n"
-                  "restarted run resumes from it (default: memlend.db in the working directory)");
+                  "restarted run resumes from it (default: memlend.db in the working directory)")
+      ->type_name("FILE");
   cmd->add_flag("--no-db", f->no_db, "Keep nothing: no store, no resuming");
   cmd->add_option("--events-keep-days", f->events_keep_days,
                   "Drop the store's events older than DAYS, oldest first (default 30; 0: no age limit)");
@@ -266,7 +295,8 @@ RunCommand make_run(CLI::App& app) {
   cmd->add_option("--data-path", f->data_path,
                   "on: every simulated host serves its memory over TCP on loopback, leases are\n"
                   "really mapped (userfaultfd) and a guest workload writes and checks them;\n"
-                  "off: the data path is only simulated (default on)");
+                  "off: the data path is only simulated (default on)")
+      ->type_name("{on,off}");
   auto* scale = cmd->add_option("--data-kib-per-gib", f->data_kib_per_gib,
                   "Real memory moved per GiB lent, in KiB (default 1024: 48 GiB lent is 48 MiB)");
   add_guest_flags(cmd, f->guests, scale);
@@ -339,8 +369,13 @@ RunCommand make_run(CLI::App& app) {
     if (!f->quiet) {
       for (const auto& n : resume_notes) log::console("memlend: ", n);
       std::ostringstream running;
-      running << "running " << origin << " on the simulated platform at " << o.speed << "x until t=" << *o.until_s
-              << "s" << (o.dry_run ? " (dry run)" : "");
+      if (o.network.open)
+        running << "running " << origin << ": hosts join as their agents do"
+                << (o.until_s ? " until t=" + std::to_string(static_cast<long>(*o.until_s)) + "s" : "")
+                << (o.dry_run ? " (dry run)" : "");
+      else
+        running << "running " << origin << " on the simulated platform at " << o.speed << "x until t="
+                << *o.until_s << "s" << (o.dry_run ? " (dry run)" : "");
       log::console("memlend: ", running.str());
       if (o.data.enabled && !o.network.enabled)
         log::console("memlend: ", "data path: each simulated host serves its memory on loopback over TCP, " +

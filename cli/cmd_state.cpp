@@ -138,8 +138,9 @@ Action add_state(CLI::App& app) {
                 "Print one JSON object with the arrays hosts, vms, leases, mirrors, recommendations\n"
                 "and recent_events");
   cmd->add_option("--db", *db,
-                  "FILE: the controller's database (default: the installed config's, else memlend.db in the working "
-                  "directory)");
+                  "The controller's database (default: the installed config's, else memlend.db in the working "
+                  "directory)")
+      ->type_name("FILE");
   return [cmd, db, as_json] {
     if (auto found = find_installed_store(*cmd, *db); !found) return bad_input(found.error().message);
     auto s = open_store_for_reading(*db);

@@ -53,8 +53,9 @@ Action add_why(CLI::App& app) {
   auto f = std::make_shared<WhyFlags>();
   cmd->add_option("VM", f->vm, "The VM's name, as in the scenario")->required();
   cmd->add_option("--db", f->db,
-                  "FILE: the controller's database (default: the installed config's, else memlend.db in the working "
-                  "directory)");
+                  "The controller's database (default: the installed config's, else memlend.db in the working "
+                  "directory)")
+      ->type_name("FILE");
   cmd->add_flag("--json", f->json, "Print one JSON object: database, vm and the array decisions");
   cmd->add_option("--limit", f->limit, "Show the N newest decisions at most (default 20)");
   return [cmd, f] {

@@ -208,7 +208,8 @@ Action with_config_file(CLI::App* cmd, Action action) {
   cmd->add_option("--config", *path,
                   "Read options from this file: one `key = value` per line, the key being a long\n"
                   "option without its dashes (e.g. log-level = \"debug\"); the command line wins;\n"
-                  "a regular file of at most 1 MiB");
+                  "a regular file of at most 1 MiB")
+      ->type_name("FILE");
   return [cmd, path, action = std::move(action)] {
     if (!path->empty()) {
       // What bad_input prints; that lives in main.cpp, which tests do not link.

@@ -25,20 +25,22 @@ inline void add_guest_flags(CLI::App* cmd, GuestFlags& f, CLI::Option* scale) {
                   "the file MEMORY_DIR/NAME (its virtio-mem memdev, MIB in size), plugged\n"
                   "through its QMP socket; repeatable. Lends unscaled memory (1048576 KiB per GiB)");
   cmd->add_option("--memory-dir", f.memory_dir,
-                  "DIR: where the --qemu-vm VMs' memory files are served (default /run/memlend/mem)");
+                  "Where the --qemu-vm VMs' memory files are served (default /run/memlend/mem)")
+      ->type_name("DIR");
 }
 
 // The guests' options, and the scale they need: real guests borrow real
 // memory, so --data-kib-per-gib is 1048576 with them (set when not given).
+// `scenario`: the VMs must be its; none on a real node, whose VMs are found.
 inline Expected<GuestMemoryOptions> guest_options(const GuestFlags& f, std::uint64_t& data_kib_per_gib,
-                                                  bool data_path_on, const policy::Scenario& scenario) {
+                                                  bool data_path_on, const policy::Scenario* scenario) {
   GuestMemoryOptions o;
   o.dir = f.memory_dir;
   for (const auto& spec : f.qemu_vms) {
     auto vm = parse_qemu_vm(spec);
     if (!vm) return vm.error();
     if (o.vms.count(vm->first)) return Error{"--qemu-vm: " + vm->first + " is named twice", ErrorCode::invalid_input};
-    if (!scenario.find_vm(vm->first))
+    if (scenario && !scenario->find_vm(vm->first))
       return Error{"--qemu-vm: the scenario has no VM " + vm->first, ErrorCode::invalid_input};
     if (vm->second.max_bytes % o.block_bytes != 0)
       return Error{"--qemu-vm " + vm->first + ": max-mib must be a multiple of " +

@@ -12,11 +12,14 @@ namespace memlend::cli {
 void add_platform_flags(CLI::App& cmd, PlatformFlags& f) {
   cmd.add_option("--platform", f.platform,
                  "What this node's VMs run on: qemu (QMP sockets in --qmp-dir), libvirt (--libvirt-uri), exec "
-                 "(vendor hooks in --hooks-dir) or sim (a host of --scenario)");
-  cmd.add_option("--qmp-dir", f.qmp_dir, "qemu: the DIR of the VMs' QMP sockets for memlend, one NAME.qmp per VM")
+                 "(vendor hooks in --hooks-dir) or sim (a host of --scenario)")
+      ->type_name("{qemu,libvirt,exec,sim}");
+  cmd.add_option("--qmp-dir", f.qmp_dir, "qemu: the VMs' QMP sockets for memlend, one NAME.qmp per VM")
+      ->type_name("DIR")
       ->capture_default_str();
   cmd.add_option("--libvirt-uri", f.libvirt_uri, "libvirt: the connection URI")->capture_default_str();
-  cmd.add_option("--hooks-dir", f.hooks_dir, "exec: the DIR of the vendor's hook executables")
+  cmd.add_option("--hooks-dir", f.hooks_dir, "exec: the vendor's hook executables")
+      ->type_name("DIR")
       ->capture_default_str();
   cmd.add_option("--hook-timeout", f.hook_timeout, "exec: how long a hook may run, e.g. 10s")->capture_default_str();
 }

@@ -26,6 +26,10 @@ struct PlannerView {
     std::int64_t lent_mib = 0;
     std::int64_t lendable_mib = 0;
     std::int64_t used_cpu_mhz = 0;
+    // Capacity: fixed for a scenario's host, its agent's facts for one that
+    // joined (which a rejoin may change).
+    std::int64_t memory_mib = 0;
+    std::int64_t cpu_mhz = 0;
   };
   struct Vm {
     std::string name;
@@ -60,7 +64,7 @@ struct PlannerView {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, PlannerView::Host& x) {
   return f(caf::meta::type_name("memlend.planner_view.host"), x.name, x.up, x.used_mib, x.lent_mib, x.lendable_mib,
-           x.used_cpu_mhz);
+           x.used_cpu_mhz, x.memory_mib, x.cpu_mhz);
 }
 
 template <class Inspector>

@@ -96,12 +96,13 @@ VmDemand DemandEstimator::update(const VmReading& vm, const HostReading& host,
   std::optional<double> used = rate(t.last ? t.last->cpu_s : std::nullopt, vm.cpu_s, dt);
   std::optional<double> throttled = rate(t.last ? t.last->cpu_throttled_s : std::nullopt, vm.cpu_throttled_s, dt);
   bool pressed = host.cpu_pressure_some && *host.cpu_pressure_some > s.cpu_pressure;
+  if (used) d.cpu_used_mhz = static_cast<std::int64_t>(std::lround(*used * mhz_per_cpu));
   if ((throttled && *throttled > s.throttled_share) || pressed) {
     d.cpu_mhz = static_cast<std::int64_t>(std::lround(vm.vcpus * mhz_per_cpu));
     why << "; CPU: " << (pressed ? "the host's CPU pressure is over its threshold" : "its vCPUs were throttled")
         << ", wants all " << vm.vcpus << " vCPUs (" << d.cpu_mhz << " MHz)";
   } else if (used) {
-    d.cpu_mhz = static_cast<std::int64_t>(std::lround(*used * mhz_per_cpu));
+    d.cpu_mhz = d.cpu_used_mhz;
     why << "; CPU: uses " << d.cpu_mhz << " MHz";
   } else {
     why << "; CPU: not known before a second reading";

@@ -49,6 +49,7 @@ struct DemandSettings {
 struct VmDemand {
   std::int64_t memory_mib = 0;  // what it wants, with its boot memory
   std::int64_t cpu_mhz = 0;
+  std::int64_t cpu_used_mhz = 0;  // what it got over the interval (0 before a second reading)
   std::int64_t has_mib = 0;     // what it has now: boot memory + plugged
   bool memory_signal = false;   // its guest reported enough to judge memory
   std::string reason;           // one sentence: the numbers the estimate rests on

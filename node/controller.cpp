@@ -258,6 +258,7 @@ int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane) {
   sc.cluster.name = options.network.cluster;
   sc.cluster.secret = options.network.secret;
   sc.cluster.ca = options.network.ca;
+  sc.cluster.open = options.network.open;
   sc.speed = options.speed;
   sc.origin_s = options.origin_s;
   sc.until_s = options.until_s;
@@ -335,9 +336,9 @@ int run_agent(const AgentOptions& options) {
     d.buffer_bytes = static_cast<std::uint64_t>(policy::buffer_kib_per_lease(options.scenario.settings)) * 1024;
     d.datastore = options.datastore;
     plane = std::make_shared<DataPlane>(d);
-    auto host = options.scenario.find_host(options.host);
-    auto addr = plane->serve(options.host, options.scenario.hosts[*host].memory_mib, options.data_addr,
-                             options.identity->pool_secret());
+    std::int64_t pool_mib = options.memory_mib;
+    if (!options.node) pool_mib = options.scenario.hosts[*options.scenario.find_host(options.host)].memory_mib;
+    auto addr = plane->serve(options.host, pool_mib, options.data_addr, options.identity->pool_secret());
     if (!addr) {
       std::cerr << "memlend: --listen " << options.data_addr << ": " << addr.error().message << '\n';
       return 2;
@@ -378,11 +379,15 @@ int run_agent_actors(const AgentOptions& options, std::shared_ptr<DataPlane> pla
   ac.controller_port = options.controller_port;
   ac.scenario = options.scenario;
   ac.console = options.console;
+  ac.node = options.node;
+  for (const auto& [vm, config] : options.data.guests.vms) ac.plane_plugs.insert(vm);
   // A new number per process start: the controller tells a restarted agent
   // (whose lent memory is gone) from one that was only out of reach.
   std::random_device rd;
   ac.incarnation = (std::uint64_t{rd()} << 32 | rd()) | 1;
-  auto a = sys.spawn(agent, ac);
+  // A real node's platform answers in its own time (a QMP socket, a hook):
+  // that agent waits on it on a thread of its own, not on the scheduler's.
+  auto a = ac.node ? sys.spawn<caf::detached>(agent, ac) : sys.spawn(agent, ac);
   bind_metrics(spawn_metrics(sys, options.metrics, options.scenario, 1, 0, plane, false), a);
   // What this host's regions find wrong with a mirror goes to the controller
   // through the agent.

@@ -7,6 +7,7 @@
 #include "actors/event_sink.hpp"
 #include "actors/metrics_actor.hpp"
 #include "actors/planner.hpp"
+#include "firmware_hooks/node_sampler.hpp"
 #include "firmware_hooks/platform.hpp"
 #include "core/health.hpp"
 
@@ -35,6 +36,8 @@ struct ControllerNetwork {
   std::string secret;
   TlsFiles tls;
   std::shared_ptr<const ClusterCa> ca;  // tls.ca, loaded: checks each agent's certificate
+  // No scenario: hosts join with the facts their agents read (ClusterConfig::open).
+  bool open = false;
 };
 
 // The real data path in a single-process run: every simulated host serves a
@@ -93,6 +96,10 @@ struct AgentOptions {
   DataPathOptions data;
   std::string datastore;
   MetricsOptions metrics;  // the agent's own data path only
+  // A real node (agent --platform): its readings, and the memory its pool
+  // lends from (the node's, less its reserve); none: `scenario`'s host.
+  std::shared_ptr<platform::NodeSampler> node;
+  std::int64_t memory_mib = 0;
 };
 
 // Runs an agent until SIGINT/SIGTERM; returns 2 when the controller refused

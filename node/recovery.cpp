@@ -6,6 +6,7 @@
 #include <ctime>
 #include <filesystem>
 #include <map>
+#include <optional>
 
 namespace memlend {
 
@@ -49,12 +50,52 @@ store::Batch first_batch(const Scenario& s, const StartState& start, const std::
 std::shared_ptr<platform::Platform> rebuild_platform(const Scenario& original, const Scenario& now,
                                                      const StartState& start, std::vector<std::string>& notes) {
   std::shared_ptr<platform::Platform> p = platform::make_sim(original);
-  for (VmId v = 0; v < now.vms.size(); ++v)
-    if (now.vms[v].host != original.vms[v].host) p->migrate(v, now.vms[v].host);
-  for (const auto& l : start.leases)
+  // Hosts and VMs that joined at run time have agents of their own and are
+  // no part of the simulation.
+  auto simulated = [&](VmId v, HostId h) { return v < original.vms.size() && h < original.hosts.size(); };
+  for (VmId v = 0; v < original.vms.size(); ++v)
+    if (now.vms[v].host != original.vms[v].host && simulated(v, now.vms[v].host)) p->migrate(v, now.vms[v].host);
+  for (const auto& l : start.leases) {
+    if (!simulated(l.vm, l.donor)) continue;
     if (auto r = p->attach_remote(l.vm, l.donor, l.mib); !r)
       notes.push_back("could not attach lease " + std::to_string(l.id) + " again: " + r.error().message);
+  }
   return p;
+}
+
+// The store's hosts and VMs are the scenario's, in its order and under its
+// names, and then those that joined at run time (an open cluster); anything
+// else is another cluster's store. Ids are the store's rows' order.
+std::optional<std::string> grown_from(const store::Snapshot& snap, const Scenario& scenario) {
+  if (snap.hosts.size() < scenario.hosts.size() || snap.vms.size() < scenario.vms.size())
+    return std::string("it holds fewer hosts or VMs than the scenario lists");
+  for (std::size_t i = 0; i < snap.hosts.size(); ++i) {
+    if (snap.hosts[i].id != i) return "its host rows are not numbered 0 to " + std::to_string(snap.hosts.size() - 1);
+    if (i < scenario.hosts.size() && snap.hosts[i].name != scenario.hosts[i].name)
+      return "its host " + std::to_string(i) + " is " + snap.hosts[i].name + ", the scenario's is " +
+             scenario.hosts[i].name;
+  }
+  for (std::size_t i = 0; i < snap.vms.size(); ++i) {
+    if (snap.vms[i].id != i) return "its VM rows are not numbered 0 to " + std::to_string(snap.vms.size() - 1);
+    if (i < scenario.vms.size() && snap.vms[i].name != scenario.vms[i].name)
+      return "its VM " + std::to_string(i) + " is " + snap.vms[i].name + ", the scenario's is " + scenario.vms[i].name;
+    if (snap.vms[i].host >= snap.hosts.size())
+      return "its VM " + snap.vms[i].name + " runs on host " + std::to_string(snap.vms[i].host) + ", which it lacks";
+  }
+  return std::nullopt;
+}
+
+Host joined_host(const store::HostRecord& r) {
+  Host h;
+  h.name = r.name;
+  h.memory_mib = r.memory_mib;
+  h.cpu_mhz = r.cpu_mhz;
+  h.reserved_mib = r.reserved_mib;
+  h.rdma = r.rdma;
+  h.data_path = r.data_path;
+  h.fabric = r.fabric;
+  h.up = r.up;
+  return h;
 }
 
 }  // namespace
@@ -108,11 +149,18 @@ Expected<Resumed> open_run(const Scenario& scenario, const ResumeOptions& option
 
   // Resume: the cluster as the store left it.
   const store::Snapshot& snap = *snapshot;
-  if (snap.hosts.size() != scenario.hosts.size() || snap.vms.size() != scenario.vms.size())
-    return Error{options.db + ": its hosts and VMs do not match the scenario's; give --db another file"};
+  if (auto bad = grown_from(snap, scenario))
+    return Error{options.db + ": " + *bad + "; give --db another file"};
   Scenario now = scenario;
-  for (const auto& h : snap.hosts) now.hosts[h.id].up = h.up;
+  for (const auto& h : snap.hosts) {
+    if (h.id >= now.hosts.size()) now.hosts.push_back(joined_host(h));
+    now.hosts[h.id].up = h.up;
+  }
   for (const auto& v : snap.vms) {
+    if (v.id >= now.vms.size()) {
+      now.vms.emplace_back();
+      now.vms.back().name = v.name;
+    }
     now.vms[v.id].host = v.host;
     now.vms[v.id].memory_mib = v.memory_mib;
     now.vms[v.id].cpu_mhz = v.cpu_mhz;
@@ -122,6 +170,9 @@ Expected<Resumed> open_run(const Scenario& scenario, const ResumeOptions& option
   StartState start;
   start.next_lease = snap.next_lease_id;
   for (VmId v = 0; v < scenario.vms.size(); ++v) start.first_hosts.push_back(scenario.vms[v].host);
+  // A VM that joined began where its agent first named it; the store keeps
+  // only where it is now, which the agents rebuild from as well.
+  for (VmId v = scenario.vms.size(); v < now.vms.size(); ++v) start.first_hosts.push_back(now.vms[v].host);
   for (const auto& r : snap.leases) {
     if (r.state != store::LeaseState::active && r.state != store::LeaseState::failed) continue;
     LeaseInfo l = lease_info(r);

@@ -8,7 +8,7 @@
 #   packaging/build.sh soak       build, then the soak tests (hundreds of donor failures)
 #   packaging/build.sh sanitize   the same tests in an ASan + UBSan build
 #   packaging/build.sh bench      build, then run the benchmarks
-#   packaging/build.sh package    build, then make the Debian package (build/memlend_*.deb)
+#   packaging/build.sh package    build, then make the Debian packages (build/memlend_*.deb, build/memlend-dbgsym_*.deb)
 #   packaging/build.sh build      only build
 #   packaging/build.sh deps       only install the packages
 set -euo pipefail

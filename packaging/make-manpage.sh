@@ -1,20 +1,25 @@
 #!/bin/sh
-# make-manpage.sh BINARY VERSION OUT
+# make-manpage.sh BINARY VERSION OUTDIR
 #
-# Writes memlend(1) from the binary's own --help, one section per command,
-# so that the man page covers every option there is, with no second list to
-# keep in step. The prose around it (config file, logging, metrics, files,
-# exit status) is written here.
+# Writes memlend(1) and one page per command, memlend-COMMAND(1), into
+# OUTDIR from the binary's own --help, so that the pages cover every command
+# and every option there is, with no second list to keep in step. The prose
+# around them (config file, logging, metrics, files, exit status) is
+# written here, once, in memlend(1).
 set -eu
 
 bin=$1
 version=$2
 out=$3
 
-# Help text to roff: escape backslashes, guard lines that start with a
-# control character, and turn options into .TP entries.
+# help_to_roff SECTION [PAGE]: the entries of a help text's SECTION (Options,
+# Subcommands) as .TP entries, each entry's signature in bold (with PAGE, as
+# a reference to the page PAGE-SIGNATURE(1)); SECTION None: the text itself.
+# An entry's description follows its signature two spaces later or on
+# indented lines of its own. Backslashes are escaped and a line that starts
+# with a control character is guarded.
 help_to_roff() {
-  awk '
+  awk -v section="${1:-Options}" -v link="${2:-}" '
     function esc(s) {
       gsub(/\\/, "\\e", s)
       return s
@@ -29,16 +34,16 @@ help_to_roff() {
         print ".TP"
         s = esc(sig)
         gsub(/-/, "\\-", s)
-        print "\\fB" s "\\fR"
+        if (link != "") print "\\fB" link "\\-" s "\\fR(1)"
+        else print "\\fB" s "\\fR"
         print text(desc)
       }
       sig = ""; desc = ""
     }
-    /^Usage:/ { usage = 1; print ".PP"; print "Usage: \\fB" esc(substr($0, 8)) "\\fR"; next }
-    /^Options:$/ { options = 1; next }
-    /^Subcommands:$/ { flush(); options = 0; skip = 1; next }
-    skip { next }
-    options && /^  -/ {
+    /^Usage:/ { usage = 1; next }
+    $0 == section ":" { entries = 1; next }
+    /^[A-Z][a-z]*:$/ { flush(); entries = 0; next }
+    entries && /^  [^ ]/ {
       flush()
       line = substr($0, 3)
       split_at = match(line, /  +/)
@@ -46,18 +51,90 @@ help_to_roff() {
       else { sig = line; desc = "" }
       next
     }
-    options && /^          / {
+    entries && /^          / {
       sub(/^ +/, "")
       desc = (desc == "" ? $0 : desc " " $0)
       next
     }
-    /^$/ { flush(); options = 0; next }
-    !usage { print text($0); next }
+    /^$/ { flush(); entries = 0; next }
+    section == "None" && !usage { print text($0) }
   END { flush() }
   '
 }
 
+# The description above "Usage:", roff-escaped.
+description() {
+  awk '/^Usage:/ { exit } { print }' | help_to_roff None
+}
+
+# A short what-is line for each command, for apropos and the NAME section;
+# a command without one gets the first line of its own help.
+whatis() {
+  case $1 in
+    plan) echo "decide, once, what memlend would do for a cluster snapshot" ;;
+    run) echo "run the controller on a simulated cluster or the built-in demo" ;;
+    state) echo "show what the controller's store holds" ;;
+    why) echo "show the decisions the controller made for one VM, and why" ;;
+    agent) echo "run memlend's side of one host of a cluster" ;;
+    donor) echo "serve a pool of memory that other hosts borrow" ;;
+    probe) echo "check the data path to a donor" ;;
+    mount) echo "serve memory lent by a donor as a file a VMM maps" ;;
+    inspect) echo "print what memlend sees on this node through its platform" ;;
+    version) echo "print the version of memlend" ;;
+    check-config) echo "check a memlend configuration file" ;;
+    *) "$bin" "$1" --help | head -n 1 | sed 's/^\(.\)/\L\1/; s/[.:]$//' ;;
+  esac
+}
+
 commands=$("$bin" --help | awk '/^Subcommands:$/ { on = 1; next } on && /^  [a-z]/ { print $1 } /^$/ { on = 0 }')
+
+mkdir -p "$out"
+rm -f "$out"/*.1 "$out"/*.1.gz
+
+exit_status() {
+  cat <<'EOF'
+.SH EXIT STATUS
+.TP
+.B 0
+Done.
+.TP
+.B 1
+A fatal error while running.
+.TP
+.B 2
+Bad input: a flag, a file, the configuration file, an address in use.
+EOF
+}
+
+for c in $commands; do
+  page=$(printf '%s' "memlend-$c" | tr 'a-z' 'A-Z')
+  help=$("$bin" "$c" --help)
+  {
+    printf '.TH %s 1 "" "memlend %s" "User Commands"\n' "$page" "$version"
+    printf '.SH NAME\nmemlend\\-%s \\- %s\n' "$(printf '%s' "$c" | sed 's/-/\\-/g')" "$(whatis "$c")"
+    # "Usage: memlend why [OPTIONS] VM": the command in bold, the rest as it is.
+    usage=$(printf '%s\n' "$help" | sed -n "s/^Usage: memlend $c //p" | sed 's/\\/\\e/g; s/-/\\-/g')
+    printf '.SH SYNOPSIS\n.B memlend %s\n%s\n' "$c" "$usage"
+    printf '.SH DESCRIPTION\n'
+    printf '%s\n' "$help" | description
+    if printf '%s\n' "$help" | grep -q '^Positionals:$'; then
+      printf '.SH ARGUMENTS\n'
+      printf '%s\n' "$help" | help_to_roff Positionals
+    fi
+    printf '.SH OPTIONS\n'
+    printf '%s\n' "$help" | help_to_roff Options
+    if printf '%s\n' "$help" | grep -q '^  --config '; then
+      cat <<'EOF'
+.PP
+Every long option may also be given in the configuration file of
+\fB\-\-config\fR, as \fIkey\fR = \fIvalue\fR without its dashes; the command
+line wins. See \fBmemlend\fR(1).
+EOF
+    fi
+    exit_status
+    printf '.SH SEE ALSO\n.BR memlend (1)\n'
+  } > "$out/memlend-$c.1"
+done
 
 {
   printf '.TH MEMLEND 1 "" "memlend %s" "User Commands"\n' "$version"
@@ -66,13 +143,12 @@ commands=$("$bin" --help | awk '/^Subcommands:$/ { on = 1; next } on && /^  [a-z
   for c in $commands; do
     printf '.B memlend %s\n[\\fIOPTIONS\\fR]\n.br\n' "$c"
   done
+  printf '.B memlend \\-\\-version\n'
   printf '.SH DESCRIPTION\n'
-  "$bin" --help | awk '/^Usage:/ { exit } { print }' | help_to_roff
+  "$bin" --help | description
+  printf '.PP\nEach command has its own page, with every option it takes.\n'
   printf '.SH COMMANDS\n'
-  for c in $commands; do
-    printf '.SS "memlend %s"\n' "$c"
-    "$bin" "$c" --help | help_to_roff
-  done
+  "$bin" --help | help_to_roff Subcommands memlend
   cat <<'EOF'
 .SH CONFIGURATION FILE
 A command that takes \fB\-\-config\fR \fIFILE\fR reads options from
@@ -125,32 +201,32 @@ The configuration file of the service.
 .TP
 .I /var/lib/memlend/
 The service's state: the store and, by default, the mirror files' datastore
-(mode 0700).
+(mode 0700, owned by the user \fBmemlend\fR once the service has started).
 .TP
 .I /lib/systemd/system/memlend.service
-The systemd unit. A shared datastore outside \fI/var/lib/memlend\fR needs
-write access added with \fBsystemctl edit memlend\fR
+The systemd unit. It runs memlend as the user \fBmemlend\fR with no
+capability. A shared datastore outside \fI/var/lib/memlend\fR needs write
+access added with \fBsystemctl edit memlend\fR
 (\fBReadWritePaths=\fR\fIPATH\fR), as the unit makes the rest of the file
-system read-only.
+system read-only, and must belong to \fBmemlend\fR.
+.TP
+.I /lib/udev/rules.d/60-memlend.rules
+Gives the group \fBmemlend\fR \fI/dev/userfaultfd\fR, which the data path maps
+lent memory with.
+.TP
+.I /usr/share/bash-completion/completions/memlend
+Completion of commands, options and their values in bash.
 .TP
 .I /usr/share/memlend/memlend-alerts.yml
 Prometheus alert rules.
 .TP
 .I /usr/share/memlend/memlend-dashboard.json
 The Grafana dashboard.
-.SH EXIT STATUS
-.TP
-.B 0
-Done.
-.TP
-.B 1
-A fatal error while running.
-.TP
-.B 2
-Bad input: a flag, a file, the configuration file, an address in use.
-.SH SEE ALSO
-.BR systemctl (1),
-.BR journalctl (1),
-.BR prometheus (1)
 EOF
-} > "$out"
+  exit_status
+  printf '.SH SEE ALSO\n'
+  for c in $commands; do
+    printf '.BR memlend\\-%s (1),\n' "$(printf '%s' "$c" | sed 's/-/\\-/g')"
+  done
+  printf '.BR systemctl (1),\n.BR journalctl (1),\n.BR prometheus (1)\n'
+} > "$out/memlend.1"

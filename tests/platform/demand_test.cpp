@@ -5,6 +5,10 @@
 #include <boost/test/unit_test.hpp>
 
 #include "firmware_hooks/demand.hpp"
+#include "firmware_hooks/node_sampler.hpp"
+
+#include <memory>
+#include <vector>
 
 using namespace memlend::platform;
 using Clock = std::chrono::steady_clock;
@@ -148,4 +152,76 @@ BOOST_AUTO_TEST_CASE(cpu_is_what_it_used_unless_throttled_or_the_host_is_pressed
   throttled.cpu_s = 118;
   throttled.cpu_throttled_s = 2;
   BOOST_TEST(s.next(throttled).cpu_mhz == 4000);
+}
+
+namespace {
+
+// Readings played back in order, as a node would give them.
+class Playback final : public NodePlatform {
+ public:
+  std::vector<NodeReading> readings;
+  std::size_t next = 0;
+  std::string_view backend() const override { return "playback"; }
+  memlend::Expected<NodeReading> read() override {
+    if (next >= readings.size()) return memlend::Error{"no more readings", memlend::ErrorCode::unavailable};
+    return readings[next++];
+  }
+  memlend::Expected<void> attach(const std::string&, const LentMemory&) override { return {}; }
+  memlend::Expected<void> detach(const std::string&, const LentMemory&) override { return {}; }
+  memlend::Expected<void> migrate(const std::string&, const MigrationTarget&) override { return {}; }
+  memlend::Expected<void> set_balloon(const std::string&, std::int64_t) override { return {}; }
+};
+
+NodeReading node_at(double s, std::int64_t available, std::vector<VmReading> vms) {
+  NodeReading r;
+  r.at = Clock::time_point{} + std::chrono::milliseconds(static_cast<long>(s * 1000));
+  r.host = host();
+  r.host.memory_mib = 16384;
+  r.host.available_mib = available;
+  r.vms = std::move(vms);
+  return r;
+}
+
+}  // namespace
+
+// What an agent of a real node sends: the host's memory for VMs (its VMs'
+// and what is available, less the reserve), each running VM by name with the
+// estimator's demand, and nothing for a stopped one.
+BOOST_AUTO_TEST_CASE(a_node_sample_is_the_host_for_vms_and_each_running_vm_by_name) {
+  auto playback = std::make_shared<Playback>();
+  VmReading stopped = vm(0, 0);
+  stopped.name = "off";
+  stopped.running = false;
+  playback->readings = {node_at(0, 3000, {vm(50, 0, 0, 1), stopped}), node_at(10, 3000, {vm(50, 0, 0, 11)}),
+                        node_at(20, 2500, {})};
+  NodeSampler sampler(playback, DemandSettings{}, 1000);
+  auto first = sampler.sample();
+  BOOST_TEST_REQUIRE(static_cast<bool>(first));
+  BOOST_TEST(first->facts.name == "h");
+  BOOST_TEST(first->facts.memory_mib == 1024 + 3000);
+  BOOST_TEST(first->facts.reserved_mib == 1000);
+  BOOST_TEST(first->facts.cpu_mhz == 8000);
+  BOOST_TEST_REQUIRE(first->vms.size() == 1u);
+  BOOST_TEST(first->vms[0].name == "vm");
+  BOOST_TEST(first->vms[0].local_mem == 1024);
+  BOOST_TEST(first->vms[0].host_free_mem == 2000);
+  BOOST_TEST(first->host.used_mem == 1024);
+  BOOST_TEST(first->reasons.size() == 1u);
+
+  // Under half the margin for two readings: short by whole steps; a second
+  // reading gives the CPU rate (10 s of CPU in 10 s: one of 4 CPUs at 2000 MHz).
+  auto second = sampler.sample();
+  BOOST_TEST_REQUIRE(second->vms.size() == 1u);
+  BOOST_TEST(second->vms[0].demand_mem == 1024 + 256);
+  BOOST_TEST(second->vms[0].demand_cpu == 2000);
+  BOOST_TEST(second->vms[0].local_cpu == 2000);
+
+  // The VM is gone: nothing of it is sent, and the reading still is.
+  auto third = sampler.sample();
+  BOOST_TEST_REQUIRE(static_cast<bool>(third));
+  BOOST_TEST(third->vms.empty());
+  BOOST_TEST(third->facts.memory_mib == 2500);
+  auto none = sampler.sample();
+  BOOST_TEST_REQUIRE(!none);
+  BOOST_TEST((none.error().code == memlend::ErrorCode::unavailable));
 }

@@ -173,9 +173,18 @@ BOOST_AUTO_TEST_CASE(deep_nesting_is_an_error_not_a_crash) {
   BOOST_TEST(!r);
 }
 
+// An open cluster's scenario: its settings, and the hosts are whoever joins.
+BOOST_AUTO_TEST_CASE(a_scenario_of_no_hosts_is_settings_only) {
+  auto r = parse_scenario(R"({ "settings": { "sample_period_s": 2 }, "hosts": [] })", origin);
+  BOOST_TEST_REQUIRE(static_cast<bool>(r));
+  BOOST_TEST(r->hosts.empty());
+  BOOST_TEST(r->settings.sample_period_s == 2);
+  expect_error(R"({ "hosts": [], "vms": [ { "name": "V", "host": "A", "memory_mib": 1, "cpu_mhz": 1 } ] })",
+               "vms[0].host", "");
+}
+
 BOOST_AUTO_TEST_CASE(missing_required_keys) {
   expect_error(R"({ "vms": [] })", "hosts", "missing (required)");
-  expect_error(R"({ "hosts": [] })", "hosts", "at least one host");
   expect_error(with(R"([ { "memory_mib": 1, "cpu_mhz": 1 } ])"), "hosts[0].name", "missing (required)");
   expect_error(with(R"([ { "name": "A", "cpu_mhz": 1 } ])"), "hosts[0].memory_mib", "missing (required)");
   expect_error(with(R"([ { "name": "A", "memory_mib": 1 } ])"), "hosts[0].cpu_mhz", "missing (required)");

@@ -1,0 +1,206 @@
+// A real node's cluster, as installed: a controller with no list of hosts,
+// and agents that learn their hosts and VMs from their platforms (the exec
+// backend, whose hooks are shell scripts playing a vendor's firmware) and
+// join over TLS, each from a network namespace of its own. The controller
+// learns the cluster from them, lends a VM whose guest runs short memory of
+// the other host, the VM's platform plugs it, and a controller killed with
+// kill -9 comes back from its store knowing the hosts and VMs that joined.
+#define BOOST_TEST_MODULE open_cluster
+#include <boost/test/unit_test.hpp>
+
+#include "tests/cluster/netns.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <sys/stat.h>
+#include <thread>
+
+using memlend::test::NetnsCluster;
+using memlend::test::netns_unavailable;
+using memlend::test::slurp;
+namespace fs = std::filesystem;
+namespace utf = boost::unit_test;
+
+namespace {
+
+const std::string bin = MEMLEND_BINARY;
+
+boost::test_tools::assertion_result namespaces_available(utf::test_unit_id) {
+  std::string why = netns_unavailable();
+  boost::test_tools::assertion_result r(why.empty());
+  r.message() << why;
+  return r;
+}
+
+// Quick settings for a test on real time; the hosts are whoever joins.
+const char* settings = R"({ "settings": { "sample_period_s": 1, "detect_samples": 2, "migrate_after_s": 100000 },
+                            "hosts": [] })";
+
+void write_hook(const fs::path& file, const std::string& body) {
+  std::ofstream(file) << "#!/bin/sh\nset -eu\n" << body << "\n";
+  fs::permissions(file, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                            fs::perms::others_read | fs::perms::others_exec);
+}
+
+// A node's firmware in four hooks. Its one VM (if any) has 4 GiB of boot
+// memory and an 8 GiB virtio-mem device; its guest keeps `avail` MiB plus
+// whatever is plugged available, and every plug and unplug is written down.
+void make_node(const fs::path& dir, const std::string& host, std::int64_t memory_mib, std::int64_t available_mib,
+               const std::string& vm, std::int64_t avail) {
+  fs::create_directories(dir);
+  fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                           fs::perms::others_read | fs::perms::others_exec);
+  std::string state = (dir / "plugged").string();
+  std::string vms;
+  if (!vm.empty())
+    vms = R"({"name": ")" + vm + R"(", "memory_mib": 4096, "vcpus": 2, "plugged_mib": $p, "pluggable_mib": 8192,
+             "guest_available_mib": $((p + )" + std::to_string(avail) + R"()), "major_faults": 0, "cpu_s": 1})";
+  write_hook(dir / "telemetry", "p=$(cat " + state + " 2>/dev/null || echo 0)\ncat <<JSON\n" +
+                                    R"({"version": 1, "host": {"name": ")" + host + R"(", "memory_mib": )" +
+                                    std::to_string(memory_mib) + R"(, "available_mib": )" +
+                                    std::to_string(available_mib) + R"(, "cpus": 4, "cpu_mhz": 8000},
+ "vms": [)" + vms + "]}\nJSON");
+  // attach VM LEASE DONOR DONOR_ADDRESS MIB
+  write_hook(dir / "attach", "echo \"attach $*\" >> " + (dir / "plugs.log").string() + "\np=$(cat " + state +
+                                 " 2>/dev/null || echo 0)\necho $((p + $5)) > " + state);
+  write_hook(dir / "detach", "echo \"detach $*\" >> " + (dir / "plugs.log").string() + "\np=$(cat " + state +
+                                 " 2>/dev/null || echo 0)\necho $((p - $5)) > " + state);
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);)
+    if (!l.empty()) out.push_back(l);
+  return out;
+}
+
+class OpenCluster {
+ public:
+  OpenCluster() : net({"ctrl", "A", "B"}) {
+    net.make_certificates({"ctrl", "A", "B"});
+    std::ofstream(net.dir() + "/settings.json") << settings;
+    std::ofstream(net.dir() + "/secret") << "a cluster secret of some length\n";
+    ::chmod((net.dir() + "/secret").c_str(), 0600);
+    // A is short of memory with little left of its own; B has plenty.
+    make_node(hooks("A"), "A", 16384, 0, "web", 50);
+    make_node(hooks("B"), "B", 65536, 60000, "", 0);
+  }
+
+  fs::path hooks(const std::string& h) const { return fs::path(net.dir()) / ("hooks-" + h); }
+
+  int start_controller() {
+    return net.start("ctrl",
+                     {bin, "run", "--scenario", "settings.json", "--db", "open.db", "--events-out", "events.jsonl",
+                      "--metrics", "off", "--listen", net.address("ctrl") + ":7411", "--cluster", "c1",
+                      "--cluster-secret-file", "secret", "--tls-ca", "ca.pem", "--tls-cert", "ctrl.pem",
+                      "--tls-key", "ctrl.key"},
+                     "controller.log");
+  }
+
+  // No --host and no --scenario: the node's platform names its host.
+  int start_agent(const std::string& h) {
+    return net.start(h,
+                     {bin, "agent", "--controller", net.address("ctrl") + ":7411", "--platform", "exec",
+                      "--hooks-dir", hooks(h).string(), "--scenario", "settings.json", "--listen",
+                      net.address(h) + ":7412", "--cluster", "c1", "--cluster-secret-file", "secret", "--tls-ca",
+                      "ca.pem", "--tls-cert", h + ".pem", "--tls-key", h + ".key"},
+                     "agent-" + h + ".log");
+  }
+
+  std::vector<nlohmann::json> events() const {
+    std::vector<nlohmann::json> out;
+    for (const auto& line : lines_of(slurp(net.dir() + "/events.jsonl"))) out.push_back(nlohmann::json::parse(line));
+    return out;
+  }
+
+  std::size_t count(const std::string& event, const std::function<bool(const nlohmann::json&)>& match) const {
+    std::size_t n = 0;
+    for (const auto& e : events())
+      if (e["event"] == event && match(e)) ++n;
+    return n;
+  }
+
+  // Real processes on real time: wait, within a bound, for something to happen.
+  static bool eventually(const std::function<bool()>& cond, double seconds = 90) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    while (std::chrono::steady_clock::now() < end) {
+      if (cond()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    return cond();
+  }
+
+  std::vector<std::string> plugs(const std::string& h) const {
+    return lines_of(slurp((hooks(h) / "plugs.log").string()));
+  }
+
+  std::string logs() const {
+    return "\n--- controller\n" + slurp(net.dir() + "/controller.log") + "\n--- agent A\n" +
+           slurp(net.dir() + "/agent-A.log") + "\n--- agent B\n" + slurp(net.dir() + "/agent-B.log");
+  }
+
+  NetnsCluster net;
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(agents_of_real_nodes_make_the_cluster_and_a_short_vm_is_lent_and_plugged,
+                     *utf::precondition(namespaces_available)) {
+  OpenCluster c;
+  int controller = c.start_controller();
+  int a = c.start_agent("A");
+  int b = c.start_agent("B");
+  auto granted = [&] {
+    return c.count("lease_granted", [](const auto& e) { return e["vm"] == "web" && e["donor"] == "B"; });
+  };
+  BOOST_TEST_REQUIRE(c.eventually([&] { return granted() == 1 && c.plugs("A").size() == 1; }), c.logs());
+
+  // The platform of the VM's node plugged the lease: its VM, its lease, the
+  // donor by name and where its data path listens, the size.
+  auto plug = c.plugs("A").front();
+  BOOST_TEST(plug.rfind("attach web ", 0) == 0u, plug);
+  BOOST_TEST(plug.find(" B " + c.net.address("B") + ":7412 256") != std::string::npos, plug);
+  BOOST_TEST(c.plugs("B").empty());
+  std::string controller_log = slurp(c.net.dir() + "/controller.log");
+  BOOST_TEST(controller_log.find("host A joined with 4 GiB") != std::string::npos, c.logs());
+  BOOST_TEST(controller_log.find("VM web appeared on A") != std::string::npos, c.logs());
+
+  // With its memory plugged the guest is no longer short: nothing more is lent.
+  std::this_thread::sleep_for(std::chrono::seconds(5));
+  BOOST_TEST(granted() == 1u, c.logs());
+  BOOST_TEST(c.plugs("A").size() == 1u, c.logs());
+
+  // kill -9 of the controller: it comes back from its store knowing A, B and
+  // web, the agents rejoin, and the lease goes on: nothing is unplugged or
+  // lent again.
+  c.net.kill9(controller);
+  controller = c.start_controller();
+  auto rejoined = [&](const std::string& h) {
+    std::string log = slurp(c.net.dir() + "/agent-" + h + ".log");
+    auto lost = log.find("lost the controller");
+    return lost != std::string::npos && log.find("joined cluster c1", lost) != std::string::npos;
+  };
+  BOOST_TEST_REQUIRE(c.eventually([&] {
+    return slurp(c.net.dir() + "/controller.log").find("resuming from open.db") != std::string::npos &&
+           rejoined("A") && rejoined("B");
+  }), c.logs());
+  std::this_thread::sleep_for(std::chrono::seconds(5));
+  BOOST_TEST(granted() == 1u, c.logs());
+  BOOST_TEST(c.plugs("A").size() == 1u, c.logs());
+  BOOST_TEST(c.net.alive(controller), c.logs());
+
+  // Support tooling reads the same store: both hosts and the VM are in it.
+  auto state = memlend::test::run_process({bin, "state", "--db", c.net.dir() + "/open.db", "--json"}, 60);
+  BOOST_TEST_REQUIRE(state.status == 0, state.err);
+  auto j = nlohmann::json::parse(state.out);
+  BOOST_TEST(j.dump().find("\"web\"") != std::string::npos, state.out);
+  c.net.stop(a);
+  c.net.stop(b);
+  c.net.stop(controller);
+}

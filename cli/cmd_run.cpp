@@ -146,7 +146,7 @@ RunCheck check_run(RunFlags& f, bool speed_given, bool start) {
     if (!sc && problem("scenario", sc.error().message)) return c;
     if (sc) c.scenario = std::move(*sc);
     // A scenario of no hosts gives an open cluster its settings.
-    if (sc && sc->hosts.empty()) {
+    if (c.scenario && c.scenario->hosts.empty()) {
       if (f.listen.empty() &&
           problem("scenario", c.origin + ": lists no hosts: that is an open cluster, whose hosts join as agents, "
                                          "and it needs --listen"))

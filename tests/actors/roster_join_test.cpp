@@ -53,11 +53,15 @@ JoinReply join(ControllerFixture& f, const Pki& pki, const std::string& who, con
   BOOST_TEST_REQUIRE(bool(signature));
   h.signature = *signature;
   h.facts = facts;
-  // Stands in for the agent: takes whatever the controller tells it.
-  auto agent = f.sys.spawn([](caf::event_based_actor* self) -> caf::behavior {
-    self->set_default_handler(caf::drop);
-    return {[](atom::shutdown) {}};
-  });
+  // Stands in for the agent: takes whatever the controller tells it. It takes
+  // an argument because CAF 0.17 spawns a function of none through a null
+  // pointer to its empty argument tuple, which UBSan rightly reports.
+  auto agent = f.sys.spawn(
+      [](caf::event_based_actor* self, int) -> caf::behavior {
+        self->set_default_handler(caf::drop);
+        return {[](atom::shutdown) {}};
+      },
+      0);
   caf::scoped_actor self{f.sys};
   self->send(reg, atom::join::value, h, agent);
   f.sched.run();

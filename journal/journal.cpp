@@ -160,6 +160,19 @@ store::HostRecord host_record(const policy::Host& h, policy::HostId id, bool up)
   return r;
 }
 
+policy::Host host_of_record(const store::HostRecord& r) {
+  policy::Host h;
+  h.name = r.name;
+  h.memory_mib = r.memory_mib;
+  h.cpu_mhz = r.cpu_mhz;
+  h.reserved_mib = r.reserved_mib;
+  h.rdma = r.rdma;
+  h.data_path = r.data_path;
+  h.fabric = r.fabric;
+  h.up = r.up;
+  return h;
+}
+
 std::string scenario_fingerprint(const std::string& scenario_text) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;

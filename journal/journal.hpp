@@ -30,6 +30,8 @@ Expected<int> open_events_file(const std::string& path, EventsFile mode);
 // written last line is cut first). Returns an error line, or nothing.
 std::optional<std::string> catch_up_events_file(const std::string& path, const store::Store& store);
 store::HostRecord host_record(const policy::Host& h, policy::HostId id, bool up);
+// The host a record keeps (a host that joined at run time has no other source).
+policy::Host host_of_record(const store::HostRecord& r);
 // A digest of the scenario text: a store holds one scenario's state only.
 std::string scenario_fingerprint(const std::string& scenario_text);
 

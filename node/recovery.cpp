@@ -85,19 +85,6 @@ std::optional<std::string> grown_from(const store::Snapshot& snap, const Scenari
   return std::nullopt;
 }
 
-Host joined_host(const store::HostRecord& r) {
-  Host h;
-  h.name = r.name;
-  h.memory_mib = r.memory_mib;
-  h.cpu_mhz = r.cpu_mhz;
-  h.reserved_mib = r.reserved_mib;
-  h.rdma = r.rdma;
-  h.data_path = r.data_path;
-  h.fabric = r.fabric;
-  h.up = r.up;
-  return h;
-}
-
 }  // namespace
 
 Expected<Resumed> open_run(const Scenario& scenario, const ResumeOptions& options) {
@@ -153,7 +140,7 @@ Expected<Resumed> open_run(const Scenario& scenario, const ResumeOptions& option
     return Error{options.db + ": " + *bad + "; give --db another file"};
   Scenario now = scenario;
   for (const auto& h : snap.hosts) {
-    if (h.id >= now.hosts.size()) now.hosts.push_back(joined_host(h));
+    if (h.id >= now.hosts.size()) now.hosts.push_back(host_of_record(h));
     now.hosts[h.id].up = h.up;
   }
   for (const auto& v : snap.vms) {

@@ -24,6 +24,7 @@
 
 namespace fs = std::filesystem;
 using memlend::test::Child;
+using memlend::test::find_program;
 using memlend::test::make_temp_dir;
 using memlend::test::ProcessResult;
 using memlend::test::run_process;
@@ -31,14 +32,6 @@ using memlend::test::run_process;
 namespace {
 
 const std::string source_dir = MEMLEND_SOURCE_DIR;
-
-std::string find_program(const std::string& name) {
-  std::istringstream dirs(std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin");
-  std::string dir;
-  while (std::getline(dirs, dir, ':'))
-    if (access((dir + "/" + name).c_str(), X_OK) == 0) return dir + "/" + name;
-  return {};
-}
 
 std::string need(const std::string& name) {
   std::string p = find_program(name);

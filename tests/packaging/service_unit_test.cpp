@@ -36,6 +36,7 @@
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using memlend::test::Child;
+using memlend::test::find_program;
 using memlend::test::make_temp_dir;
 using memlend::test::read_file;
 using memlend::test::run_process;
@@ -51,12 +52,6 @@ std::vector<std::string> words(const std::string& text) {
   std::vector<std::string> out;
   for (std::string w; in >> w;) out.push_back(w);
   return out;
-}
-
-std::string find_program(const std::string& name) {
-  for (const char* dir : {"/usr/bin", "/bin", "/usr/sbin", "/sbin"})
-    if (::access((std::string(dir) + "/" + name).c_str(), X_OK) == 0) return std::string(dir) + "/" + name;
-  return {};
 }
 
 // The [Service] lines of the unit, each key's values in order. An empty

@@ -175,4 +175,12 @@ std::string read_file(const std::string& path) {
   return s.str();
 }
 
+std::string find_program(const std::string& name) {
+  std::string path = std::getenv("PATH") ? std::getenv("PATH") : "";
+  std::istringstream dirs(path + ":/usr/bin:/bin:/usr/sbin:/sbin");
+  for (std::string dir; std::getline(dirs, dir, ':');)
+    if (!dir.empty() && ::access((dir + "/" + name).c_str(), X_OK) == 0) return dir + "/" + name;
+  return {};
+}
+
 }  // namespace memlend::test

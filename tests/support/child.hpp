@@ -85,6 +85,10 @@ ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s
 // A fresh empty directory under the system's temporary directory.
 std::string make_temp_dir(const std::string& tag);
 
+// An executable's path: the first on PATH, else in the system's bin and sbin
+// directories (which a test's PATH may lack); "" when there is none.
+std::string find_program(const std::string& name);
+
 std::string read_file(const std::string& path);
 
 }  // namespace memlend::test

@@ -32,7 +32,17 @@ VmDemand DemandEstimator::update(const VmReading& vm, const HostReading& host,
   if (t.last && t.last->plugged_mib != vm.plugged_mib) {
     t.plugged_changed_at = at;
     t.ever_plugged_change = true;
+    // The plug answered what the readings before it said: a need (or a
+    // surplus) must be seen again, on the guest's memory as it is now.
+    t.state = t.candidate = State::steady;
+    t.streak = 0;
   }
+  // Statistics the guest sent before that change speak of memory it no
+  // longer has: judged on them, a VM just given a step would ask for the next.
+  bool stale = t.ever_plugged_change && vm.guest_stats_age_s &&
+               at - std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                        std::chrono::duration<double>(*vm.guest_stats_age_s)) <=
+                   t.plugged_changed_at;
 
   // What this reading alone says about memory.
   std::optional<double> faults;
@@ -46,8 +56,10 @@ VmDemand DemandEstimator::update(const VmReading& vm, const HostReading& host,
   }
   State seen = State::steady;
   std::ostringstream why;
-  d.memory_signal = vm.guest_available_mib.has_value();
-  if (d.memory_signal) {
+  d.memory_signal = vm.guest_available_mib.has_value() && !stale;
+  if (vm.guest_available_mib && stale) {
+    why << "guest statistics from before its lent memory last changed: memory held at what it has";
+  } else if (d.memory_signal) {
     std::int64_t avail = *vm.guest_available_mib;
     why << "guest has " << avail << " MiB available (margin " << s.margin_mib << ")";
     if (faults) why << ", faults or swaps " << static_cast<std::int64_t>(std::lround(*faults)) << "/s";
@@ -61,7 +73,9 @@ VmDemand DemandEstimator::update(const VmReading& vm, const HostReading& host,
     why << "no guest memory statistics (no balloon driver reporting): memory held at what it has";
   }
 
-  if (seen == t.candidate) {
+  if (stale) {
+    // Nothing new about memory: the state machine waits for fresh statistics.
+  } else if (seen == t.candidate) {
     ++t.streak;
   } else {
     t.candidate = seen;

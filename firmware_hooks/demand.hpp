@@ -19,8 +19,11 @@
 // says, not a sample's: a state (short, surplus) holds only after
 // `samples` readings in a row agree, and after lent memory was plugged or
 // unplugged no surplus is reported for `cooldown_s`, so a VM is not plugged
-// and unplugged on every wobble of its guest's free memory. The controller's
-// own `detect_samples` then applies on top, as for every platform.
+// and unplugged on every wobble of its guest's free memory. A plug or unplug
+// also starts the state machine over, and guest statistics older than it
+// (a guest reports them every few seconds; the backend says their age) are
+// not judged: the VM holds what it has until its guest reports again. The
+// controller's own `detect_samples` then applies on top, as for every platform.
 #pragma once
 
 #include "firmware_hooks/node.hpp"

@@ -58,6 +58,9 @@ struct VmReading {
   // The guest's own view, from its balloon driver's statistics.
   std::optional<std::int64_t> guest_available_mib;
   std::optional<std::int64_t> guest_free_mib;
+  // How old those statistics are, in seconds, where the backend knows: a
+  // guest reports them every few seconds, not at each reading.
+  std::optional<double> guest_stats_age_s;
   // Cumulative counters from the guest: pages swapped in and out, major faults.
   std::optional<std::uint64_t> swap_in;
   std::optional<std::uint64_t> swap_out;

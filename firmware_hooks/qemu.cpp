@@ -376,8 +376,13 @@ class QemuPlatform final : public NodePlatform {
       auto got = q.execute("qom-get", {{"path", *vm.balloon}, {"property", "guest-stats"}}, o_.command_timeout);
       if (!got && got.error().code != ErrorCode::refused) return got.error();
       // last-update 0: the guest's driver never sent any (none loaded yet).
-      if (got && unsigned_at(*got, "last-update").value_or(0) > 0 && got->contains("stats")) {
+      auto updated = got ? unsigned_at(*got, "last-update").value_or(0) : 0;
+      if (updated > 0 && got->contains("stats")) {
         const json& s = (*got)["stats"];
+        // last-update is QEMU's wall clock in whole seconds: the age is
+        // rounded up, never under.
+        auto now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+        r.guest_stats_age_s = std::max(0.0, now - static_cast<double>(updated));
         if (auto v = stat(s, "stat-available-memory")) r.guest_available_mib = to_mib(*v);
         if (auto v = stat(s, "stat-free-memory")) r.guest_free_mib = to_mib(*v);
         // Linux's driver gives swap as bytes; the reading counts 4 KiB pages.

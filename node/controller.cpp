@@ -338,12 +338,21 @@ int run_agent(const AgentOptions& options) {
     plane = std::make_shared<DataPlane>(d);
     std::int64_t pool_mib = options.memory_mib;
     if (!options.node) pool_mib = options.scenario.hosts[*options.scenario.find_host(options.host)].memory_mib;
-    auto addr = plane->serve(options.host, pool_mib, options.data_addr, options.identity->pool_secret());
-    if (!addr) {
-      std::cerr << "memlend: --listen " << options.data_addr << ": " << addr.error().message << '\n';
-      return 2;
+    // A full node (every MiB held by its VMs or reserved) has nothing to
+    // lend: it serves no pool, and may still borrow for its VMs.
+    if (pool_mib > 0) {
+      auto addr = plane->serve(options.host, pool_mib, options.data_addr, options.identity->pool_secret());
+      if (!addr) {
+        std::cerr << "memlend: --listen " << options.data_addr << ": " << addr.error().message << '\n';
+        return 2;
+      }
+      data_addr = *addr;
+    } else if (options.console) {
+      log::Fields about;
+      about.host = options.host;
+      log::console("memlend agent " + options.host + ": ", "nothing to lend (no memory available here): no pool served",
+                   about);
     }
-    data_addr = *addr;
     if (!options.data.guests.vms.empty()) {
       if (auto s = plane->serve_guests(options.data.guests); !s) {
         std::cerr << "memlend: --memory-dir: " << s.error().message << '\n';

@@ -22,8 +22,9 @@ unavailable() {
   exit 0
 }
 
-# The modules virtio-mem needs, in the order busybox insmod must load them.
-modules=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_mem)
+# The modules virtio-mem and virtio-balloon (the guest's statistics, which the
+# qemu platform reads) need, in the order busybox insmod must load them.
+modules=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_mem virtio_balloon)
 
 [[ $(dpkg --print-architecture 2>/dev/null) == amd64 ]] || unavailable "the guest kernel is Debian's amd64 cloud kernel; this is not a Debian amd64 machine"
 

@@ -69,9 +69,11 @@ NetnsCluster::~NetnsCluster() {
   }
 }
 
-int NetnsCluster::start(const std::string& node, const std::vector<std::string>& argv, const std::string& log) {
+int NetnsCluster::start(const std::string& node, const std::vector<std::string>& argv, const std::string& log,
+                        bool host_mounts) {
   std::vector<std::string> full{"/usr/sbin/ip", "netns", "exec", ns(node)};
-  if (::access(full[0].c_str(), X_OK) != 0) full[0] = "/sbin/ip";
+  if (host_mounts) full = {"/usr/bin/nsenter", "--net=/run/netns/" + ns(node), "--"};
+  else if (::access(full[0].c_str(), X_OK) != 0) full[0] = "/sbin/ip";
   full.insert(full.end(), argv.begin(), argv.end());
   ChildOptions options;
   options.log_file = dir_ + "/" + log;

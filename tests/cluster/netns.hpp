@@ -30,7 +30,12 @@ class NetnsCluster {
   std::string address(const std::string& node) const { return addresses_.at(node); }
 
   // Starts argv in the node's namespace, stdout and stderr to dir()/<log>.
-  int start(const std::string& node, const std::vector<std::string>& argv, const std::string& log);
+  // `ip netns exec` gives it a mount namespace of its own too; with
+  // `host_mounts` it enters the network namespace only (nsenter), so that
+  // what it mounts (an agent's FUSE memory files) is seen by the host's
+  // processes (a QEMU that maps them).
+  int start(const std::string& node, const std::vector<std::string>& argv, const std::string& log,
+            bool host_mounts = false);
   void kill9(int pid);
   void stop(int pid);   // SIGTERM, then SIGKILL after a grace period
   bool alive(int pid);

@@ -43,7 +43,7 @@ BOOST_AUTO_TEST_CASE(leases_attached_are_plugged_into_the_guest_and_detached_one
   o.memdev_bytes = 768 * mib;
   o.base_bytes = 256 * mib;
   o.cgroup_limit = 384 * mib;
-  o.extra_qmp = dir + "/g1.qmp";
+  o.extra_qmp = {dir + "/g1.qmp"};
   o.kernel_args = "memlend.plug_mib=512 memlend.passes=2 memlend.wait_s=300 memlend.fill_mib=480 "
                   "memlend.unplug=1 memlend.linger_s=300";
   auto guest = QemuGuest::start(image(), qemu_binary(), o);

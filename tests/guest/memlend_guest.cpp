@@ -17,6 +17,13 @@
 // With memlend.unplug=1 it then frees its memory and waits for the host to
 // unplug it all: `MEMLEND-GUEST-UNPLUG ok mib_plugged=0` (or fail).
 //
+// With memlend.grow_mib=G the guest asks for nothing: it allocates G MiB, more
+// than its boot memory holds, a chunk at a time, and whenever its available
+// memory is down to memlend.floor_mib it stops and waits for the host to see
+// that (through the balloon driver's statistics) and plug more. It says
+// `MEMLEND-GUEST-SHORT available_mib=A held_mib=H` once, when it first waits;
+// once it holds G MiB it writes and checks them as above and says the ok line.
+//
 // Settings come from the kernel command line, the one channel a host has into
 // a guest with no disk and no network:
 //   memlend.passes=P     write and check P times, each with its own pattern (1)
@@ -24,6 +31,8 @@
 //   memlend.wait_s=S     how long a wait for the plug or the unplug may take (60)
 //   memlend.fill_mib=F   write F MiB instead of most of MemAvailable (0)
 //   memlend.unplug=1     then wait for the memory to be unplugged (0)
+//   memlend.grow_mib=G   allocate G MiB, waiting for plugs on the way (0)
+//   memlend.floor_mib=F  the available memory growing waits at (64)
 //   memlend.linger_s=L   stay up L seconds after the last line (0): QEMU
 //                        reports a size change up to a second late, and a
 //                        guest that powers off at once takes QEMU with it
@@ -152,6 +161,43 @@ std::uint64_t wait_plugged(Done done, std::uint64_t wait_s) {
   }
 }
 
+// Maps and touches `want` bytes a chunk at a time without running the guest
+// out of memory (it has no swap: the OOM killer would end the test): at the
+// floor it waits for MemAvailable to rise, which only a plug makes it do.
+// Returns the mapping, or nullptr after saying why.
+void* grow(std::uint64_t want, std::uint64_t floor, std::uint64_t wait_s) {
+  constexpr std::uint64_t chunk = 8 * mib;
+  void* mem = mmap(nullptr, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (mem == MAP_FAILED) {
+    say(fmt("MEMLEND-GUEST fail reason=mmap bytes=%" PRIu64, want));
+    return nullptr;
+  }
+  auto* bytes = static_cast<unsigned char*>(mem);
+  long page = sysconf(_SC_PAGESIZE);
+  bool told = false;
+  for (std::uint64_t held = 0; held < want;) {
+    std::uint64_t available = meminfo("MemAvailable");
+    if (available < floor + chunk) {
+      if (!told) say(fmt("MEMLEND-GUEST-SHORT available_mib=%" PRIu64 " held_mib=%" PRIu64, available / mib, held / mib));
+      told = true;
+      auto deadline = Clock::now() + std::chrono::seconds(wait_s);
+      while (meminfo("MemAvailable") < floor + chunk && Clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      if (meminfo("MemAvailable") < floor + chunk) {
+        say(fmt("MEMLEND-GUEST fail reason=no-plug available_mib=%" PRIu64 " held_mib=%" PRIu64 " mib_plugged=%" PRIu64,
+                meminfo("MemAvailable") / mib, held / mib, movable_zone().managed / mib));
+        munmap(mem, want);
+        return nullptr;
+      }
+      continue;
+    }
+    std::uint64_t n = std::min(chunk, want - held);
+    for (std::uint64_t at = 0; at < n; at += static_cast<std::uint64_t>(page)) bytes[held + at] = 1;
+    held += n;
+  }
+  return mem;
+}
+
 }  // namespace
 
 int main() {
@@ -163,6 +209,8 @@ int main() {
   std::uint64_t fill = setting(cmdline, "fill_mib", 0) * mib;
   bool unplug = setting(cmdline, "unplug", 0) != 0;
   std::uint64_t linger_s = setting(cmdline, "linger_s", 0);
+  std::uint64_t grow_to = setting(cmdline, "grow_mib", 0) * mib;
+  std::uint64_t floor = setting(cmdline, "floor_mib", 64) * mib;
   if (passes == 0) passes = 1;
 
   std::uint64_t plugged = wait_plugged([&](std::uint64_t p) { return p >= plug; }, wait_s);
@@ -172,6 +220,7 @@ int main() {
     return 1;
   }
 
+  if (grow_to > 0) fill = grow_to;
   if (fill == 0) {
     // Most of what is free, less a reserve the kernel and init keep using: no
     // swap here, so an allocation too large ends in the OOM killer, not a result.
@@ -184,7 +233,9 @@ int main() {
     say("MEMLEND-GUEST fail reason=no-free-memory");
     return 1;
   }
-  void* mem = mmap(nullptr, fill, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* mem = grow_to > 0 ? grow(fill, floor, wait_s)
+                          : mmap(nullptr, fill, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (grow_to > 0 && mem == nullptr) return 1;
   if (mem == MAP_FAILED) {
     say(fmt("MEMLEND-GUEST fail reason=mmap bytes=%" PRIu64, fill));
     return 1;

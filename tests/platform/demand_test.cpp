@@ -107,6 +107,29 @@ BOOST_AUTO_TEST_CASE(a_surplus_never_goes_under_the_boot_memory_nor_without_plug
   BOOST_TEST(d.memory_mib == 1024);
 }
 
+// A guest sends its statistics every few seconds and readings come faster:
+// just after a plug they still show the guest short of memory it now has.
+BOOST_AUTO_TEST_CASE(a_plug_is_judged_on_the_guests_statistics_after_it_not_before) {
+  Series s;
+  auto aged = [](VmReading r, double age_s) {
+    r.guest_stats_age_s = age_s;
+    return r;
+  };
+  s.next(aged(vm(60, 0), 0.5), 1);
+  BOOST_TEST(s.next(aged(vm(60, 0), 1.5), 1).memory_mib == 1024 + 256);
+  // 256 MiB plugged; the statistics are those of 2.5 and 3.5 s ago, from
+  // before it: the VM holds what it has, and asks for no second step.
+  VmDemand stale = s.next(aged(vm(60, 0, 256), 2.5), 1);
+  BOOST_TEST(stale.memory_mib == 1024 + 256);
+  BOOST_TEST(!stale.memory_signal);
+  BOOST_TEST(stale.reason.find("from before its lent memory last changed") != std::string::npos, stale.reason);
+  BOOST_TEST(s.next(aged(vm(60, 0, 256), 3.5), 1).memory_mib == 1024 + 256);
+  // Fresh ones: what the guest has now, and a need only once it holds again.
+  BOOST_TEST(s.next(aged(vm(300, 0, 256), 0.5), 1).memory_mib == 1024 + 256);
+  BOOST_TEST(s.next(aged(vm(60, 0, 256), 0.5), 1).memory_mib == 1024 + 256);
+  BOOST_TEST(s.next(aged(vm(60, 0, 256), 1.5), 1).memory_mib == 1024 + 512);
+}
+
 BOOST_AUTO_TEST_CASE(a_wobble_around_the_margin_changes_nothing) {
   Series s;
   // Short and fine by turns: no state holds two readings in a row.

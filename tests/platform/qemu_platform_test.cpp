@@ -97,7 +97,7 @@ QemuGuestOptions layout(const std::string& file, const std::string& qmp, bool ba
   o.memdev_bytes = 512 * mib;
   o.base_bytes = 256 * mib;
   o.balloon = balloon;
-  o.extra_qmp = qmp;
+  o.extra_qmp = {qmp};
   o.kernel_args = "memlend.fill_mib=16 memlend.passes=1 memlend.linger_s=1200";
   return o;
 }

@@ -74,12 +74,10 @@ Expected<std::unique_ptr<QemuGuest>> QemuGuest::start(const GuestImage& image, c
       // The guest boots with nothing plugged: the test plugs through QMP.
       "-device", "virtio-mem-pci,id=" + options.device_id + ",memdev=lent,requested-size=0",
       "-kernel", image.kernel, "-initrd", image.initramfs, "-append", append};
-  if (!options.extra_qmp.empty()) {
-    argv.push_back("-qmp");
-    argv.push_back("unix:" + options.extra_qmp + ",server=on,wait=off");
-  }
+  for (const auto& socket : options.extra_qmp) argv.insert(argv.end(), {"-qmp", "unix:" + socket + ",server=on,wait=off"});
   if (options.balloon) argv.insert(argv.end(), {"-device", "virtio-balloon-pci,id=balloon0"});
   if (!options.incoming.empty()) argv.insert(argv.end(), {"-incoming", options.incoming});
+  argv.insert(argv.begin(), options.launcher.begin(), options.launcher.end());
   try {
     g->child_ = std::make_unique<Child>(argv, child_options);
   } catch (const std::exception& e) {

@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace memlend::test {
 
@@ -40,10 +41,13 @@ struct QemuGuestOptions {
   // the guest in a QEMU's memory (and in its cgroup).
   unsigned tb_mib = 64;
   std::uint64_t cgroup_limit = 0;  // > 0: QEMU runs in a memory cgroup this large
-  // A second QMP socket, for memlend: QEMU serves one client per socket.
-  std::string extra_qmp;
+  // More QMP sockets, for memlend: QEMU serves one client per socket.
+  std::vector<std::string> extra_qmp;
   // A virtio-balloon device (id balloon0), as Proxmox gives its VMs.
   bool balloon = false;
+  // What QEMU runs under, e.g. nsenter into the mount namespace where its
+  // memory file is mounted; empty: QEMU itself.
+  std::vector<std::string> launcher;
   // QEMU waits for a migration on this URI (-incoming tcp:HOST:PORT) instead
   // of booting; the guest's devices must be the source's.
   std::string incoming;

@@ -150,8 +150,12 @@ vm_actor::behavior_type vm(vm_actor::stateful_pointer<vm_actor_state> self, VmCo
         // Memory it could give back: what its host has free now counts.
         bool can_give = s.remote_mem > 0 && s.local_mem + s.host_free_mem + s.remote_mem > s.demand_mem;
         auto spare_change = st.spare.sample(can_give);
-        if (!st.busy && st.spare.active() && can_give && spare_change == Hysteresis::Change::raised)
+        if (spare_change == Hysteresis::Change::raised) st.offer_pending = true;
+        if (!st.spare.active() || !can_give) st.offer_pending = false;
+        if (!st.busy && st.offer_pending) {
+          st.offer_pending = false;
           offer_back(self, s);
+        }
 
         if (s.remote_mem > 0) {
           start_remote_clock(self, t);

@@ -26,6 +26,9 @@ struct vm_actor_state {
   policy::Hysteresis need{1};
   policy::Hysteresis spare{1};
   bool busy = false;  // a question to the planner is under way
+  // A surplus held that was not offered yet: it arose while a question (a
+  // VM also short of CPU asks at every sample) was under way.
+  bool offer_pending = false;
   planner_actor planner;
   sink_actor sink;
   supervisor_actor supervisor;

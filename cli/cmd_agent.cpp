@@ -87,7 +87,10 @@ Action add_agent(CLI::App& app) {
     if (!f->scenario.empty()) {
       auto sc = platform::load_scenario(f->scenario);
       if (!sc) return bad_input(sc.error().message);
-      if (!f->host.empty() && !sc->find_host(f->host))
+      // On a real node the scenario gives settings only (an open cluster's
+      // `"hosts": []`); the host is the platform's.
+      bool sim = !real || f->platform.platform == "sim";
+      if (sim && !f->host.empty() && !sc->find_host(f->host))
         return bad_input("--host: \"" + f->host + "\" is not a host of " + f->scenario);
       scenario = std::move(*sc);
     }

@@ -11,7 +11,7 @@
 // Every node here is one machine, whose kernel would tell A's agent it has
 // gigabytes available, and memlend grows a VM from its own host first. So A
 // is a full node: its agent runs in a mount namespace of its own where
-// /proc/meminfo says nothing is available (as a container's LXCFS would),
+// /proc/meminfo says next to nothing is available (as a container's LXCFS would),
 // and QEMU joins that namespace to map the memory file A's agent mounts there.
 #define BOOST_TEST_MODULE guest_cluster
 #include <boost/test/unit_test.hpp>
@@ -52,8 +52,13 @@ boost::test_tools::assertion_result can_run(utf::test_unit_id) {
 const char* settings = R"({ "settings": { "sample_period_s": 1, "detect_samples": 2, "migrate_after_s": 100000 },
                             "hosts": [] })";
 
-// The guest: 512 MiB of its own, up to 768 MiB more through virtio-mem.
-constexpr std::uint64_t boot_mib = 512, device_mib = 768;
+// The guest: 640 MiB of its own, up to 768 MiB more through virtio-mem. It
+// allocates 320 MiB beyond what it has available: two of the estimator's
+// 256 MiB steps, the second asked for once the first is plugged and used,
+// and it still keeps more than the estimator's half margin (128 MiB). Freed,
+// it has more available than boot memory and both steps, less the margin
+// and the slack: the surplus is both steps.
+constexpr std::uint64_t boot_mib = 640, device_mib = 768, grow_mib = 320;
 
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> out;
@@ -80,9 +85,10 @@ struct Cluster {
     std::ofstream(path("secret")) << "a cluster secret of some length\n";
     ::chmod(path("secret").c_str(), 0600);
     for (const char* d : {"qmp", "plug", "inspect", "datastore", "mem", "qmp-B"}) fs::create_directories(path(d));
-    // A full node: all its memory is its VMs'.
-    std::ofstream(path("meminfo-A")) << "MemTotal:        4194304 kB\nMemFree:               0 kB\n"
-                                        "MemAvailable:          0 kB\n";
+    // A full node: its VMs hold all its memory but 16 MiB (a host with
+    // none at all and no VM yet could not join).
+    std::ofstream(path("meminfo-A")) << "MemTotal:        4194304 kB\nMemFree:           16384 kB\n"
+                                        "MemAvailable:      16384 kB\n";
   }
 
   std::string path(const std::string& name) const { return net.dir() + "/" + name; }
@@ -103,7 +109,7 @@ struct Cluster {
 
   std::vector<std::string> agent_argv(const std::string& h, const std::string& qmp_dir) const {
     std::vector<std::string> argv{bin, "agent", "--controller", net.address("ctrl") + ":7411", "--platform", "qemu",
-                                  "--qmp-dir", path(qmp_dir), "--scenario", "settings.json", "--listen",
+                                  "--host", h, "--qmp-dir", path(qmp_dir), "--scenario", "settings.json", "--listen",
                                   net.address(h) + ":7412", "--datastore", path("datastore"), "--data-kib-per-gib",
                                   "1048576"};
     auto t = tls(h);
@@ -176,7 +182,9 @@ BOOST_AUTO_TEST_CASE(a_real_guest_short_of_memory_borrows_from_another_node_and_
   c.start_agent_b();
   c.start_agent_a();
   std::string file = c.path("mem") + "/web";
-  BOOST_TEST_REQUIRE(eventually([&] { return fs::exists(c.in_a(file)); }, 60s),
+  bool served = eventually([&] { return fs::exists(c.in_a(file)) || !c.net.alive(c.agent_a); }, 60s) &&
+                c.net.alive(c.agent_a);
+  BOOST_TEST_REQUIRE(served,
                      "A's agent serves no memory file" << c.logs());
 
   QemuGuestOptions o;
@@ -188,7 +196,7 @@ BOOST_AUTO_TEST_CASE(a_real_guest_short_of_memory_borrows_from_another_node_and_
   // one for the operator's inspect: QEMU serves one client on each.
   o.extra_qmp = {c.path("qmp/web.qmp"), c.path("plug/web.qmp"), c.path("inspect/web.qmp")};
   o.launcher = {"/usr/bin/nsenter", "--mount=/proc/" + std::to_string(c.agent_a) + "/ns/mnt", "--"};
-  o.kernel_args = "memlend.grow_mib=" + std::to_string(boot_mib + 64) +
+  o.kernel_args = "memlend.grow_mib=" + std::to_string(grow_mib) +
                   " memlend.floor_mib=64 memlend.wait_s=900 memlend.unplug=1 memlend.linger_s=900";
   auto started = std::chrono::steady_clock::now();
   auto guest = QemuGuest::start(image(), qemu_binary(), o);
@@ -219,10 +227,10 @@ BOOST_AUTO_TEST_CASE(a_real_guest_short_of_memory_borrows_from_another_node_and_
   std::string result = g.wait_line("MEMLEND-GUEST ", 900s);
   BOOST_TEST_MESSAGE("guest: " << result);
   BOOST_TEST_REQUIRE(result.find("MEMLEND-GUEST ok ") != std::string::npos, tail(g.console()) << c.logs());
-  BOOST_TEST(field(result, "bytes") == (boot_mib + 64) * mib);
-  BOOST_TEST(field(result, "mib_plugged") >= 256u);
+  BOOST_TEST(field(result, "bytes") > boot_mib * mib);
+  // Two leases: the first plugged and used up, the guest asked for more.
+  BOOST_TEST(c.count("lease_granted") >= 2u, c.logs());
   BOOST_TEST(field(result, "mib_plugged") == static_cast<std::uint64_t>(c.mib_of("lease_granted")), c.logs());
-  BOOST_TEST(slurp(c.path("agent-A.log")).find("plugged") != std::string::npos, c.logs());
 
   // The guest freed it all: the surplus is seen, the memory unplugged and
   // every lease released back to B.

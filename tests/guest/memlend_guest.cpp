@@ -17,10 +17,11 @@
 // With memlend.unplug=1 it then frees its memory and waits for the host to
 // unplug it all: `MEMLEND-GUEST-UNPLUG ok mib_plugged=0` (or fail).
 //
-// With memlend.grow_mib=G the guest asks for nothing: it allocates G MiB, more
-// than its boot memory holds, a chunk at a time, and whenever its available
-// memory is down to memlend.floor_mib it stops and waits for the host to see
-// that (through the balloon driver's statistics) and plug more. It says
+// With memlend.grow_mib=G the guest asks for nothing: it allocates G MiB more
+// than it has available when it starts, so more than its boot memory holds, a
+// chunk at a time, and whenever its available memory is down to
+// memlend.floor_mib it stops and waits for the host to see that (through the
+// balloon driver's statistics) and plug more. It says
 // `MEMLEND-GUEST-SHORT available_mib=A held_mib=H` once, when it first waits;
 // once it holds G MiB it writes and checks them as above and says the ok line.
 //
@@ -31,7 +32,8 @@
 //   memlend.wait_s=S     how long a wait for the plug or the unplug may take (60)
 //   memlend.fill_mib=F   write F MiB instead of most of MemAvailable (0)
 //   memlend.unplug=1     then wait for the memory to be unplugged (0)
-//   memlend.grow_mib=G   allocate G MiB, waiting for plugs on the way (0)
+//   memlend.grow_mib=G   allocate G MiB beyond what is available, waiting
+//                        for plugs on the way (0)
 //   memlend.floor_mib=F  the available memory growing waits at (64)
 //   memlend.linger_s=L   stay up L seconds after the last line (0): QEMU
 //                        reports a size change up to a second late, and a
@@ -220,7 +222,7 @@ int main() {
     return 1;
   }
 
-  if (grow_to > 0) fill = grow_to;
+  if (grow_to > 0) fill = meminfo("MemAvailable") + grow_to;
   if (fill == 0) {
     // Most of what is free, less a reserve the kernel and init keep using: no
     // swap here, so an allocation too large ends in the OOM killer, not a result.

@@ -266,10 +266,10 @@ BOOST_AUTO_TEST_CASE(a_node_of_real_guests_is_read_plugged_and_migrated, *boost:
   BOOST_TEST(seen["vms"][0]["name"] == "a");
   BOOST_TEST(seen["vms"][0]["memory_mib"] == 256);
   BOOST_TEST(seen["vms"][0]["pluggable_mib"] == 512);
-  // No balloon statistics from this guest: memlend holds it at what it has, and says so.
+  // A guest with 16 MiB in use is short of nothing, whether its balloon
+  // statistics came in time for this reading or not.
   BOOST_TEST(seen["vms"][0]["demand"]["memory_mib"] == 256);
-  BOOST_TEST(seen["vms"][0]["demand"]["reason"].get<std::string>().find("no guest memory statistics") !=
-             std::string::npos);
+  BOOST_TEST(!seen["vms"][0]["demand"]["reason"].get<std::string>().empty());
   BOOST_TEST(inspect.err.find("stale") != std::string::npos, inspect.err);
 
   // Read: its memory, its device, its balloon, its QEMU's CPU time growing.
@@ -286,9 +286,15 @@ BOOST_AUTO_TEST_CASE(a_node_of_real_guests_is_read_plugged_and_migrated, *boost:
   BOOST_TEST(va->rss_mib.value_or(0) > 0);
   BOOST_TEST_REQUIRE(va->cpu_s.has_value());
   double cpu_before = *va->cpu_s;
-  // The guest image loads no balloon driver: QEMU has no statistics to give.
-  BOOST_TEST(!va->guest_available_mib.has_value());
+  // The guest's balloon driver reports, once QEMU asked it to (every second here).
   BOOST_TEST(node.logged.find("no balloon statistics") == std::string::npos, node.logged);
+  std::optional<std::int64_t> available;
+  for (auto deadline = std::chrono::steady_clock::now() + 60s; !available && std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(200ms))
+    if (auto r = node.read(); find(r, "a")) available = find(r, "a")->guest_available_mib;
+  BOOST_TEST_REQUIRE(available.has_value());
+  BOOST_TEST(*available > 0);
+  BOOST_TEST(*available < 256);
   BOOST_TEST_MESSAGE("a: rss " << va->rss_mib.value_or(-1) << " MiB, cpu " << cpu_before << " s, throttled "
                                << va->cpu_throttled_s.value_or(-1) << " s");
   std::this_thread::sleep_for(2s);

@@ -95,11 +95,15 @@ void offer_back(self_ptr self, const platform::VmSample& s) {
           [=](std::int64_t released) {
             self->state.busy = false;
             if (released > 0) {
+              self->state.offered_at = -1;
               self->state.spare.restore(false, 0);
               save(self);
             }
           },
-          [=](caf::error&) { self->state.busy = false; });
+          [=](caf::error&) {
+            self->state.busy = false;
+            self->state.offered_at = -1;
+          });
 }
 
 }  // namespace
@@ -144,18 +148,19 @@ vm_actor::behavior_type vm(vm_actor::stateful_pointer<vm_actor_state> self, VmCo
           self->send(st.sink, atom::event::value, std::move(e));
         }
         if (change == Hysteresis::Change::cleared) st.cp.asked_mem = st.cp.asked_cpu = -1;
-        if (!st.busy && st.need.active() && needy && (extra_mem != st.cp.asked_mem || extra_cpu != st.cp.asked_cpu))
-          ask_for_more(self, s, extra_mem, extra_cpu);
 
-        // Memory it could give back: what its host has free now counts.
+        // Memory it could give back: what its host has free now counts. Offered
+        // before any question of more, which a VM short of CPU asks at nearly
+        // every sample: asked first, it would keep the offer waiting for good.
         bool can_give = s.remote_mem > 0 && s.local_mem + s.host_free_mem + s.remote_mem > s.demand_mem;
-        auto spare_change = st.spare.sample(can_give);
-        if (spare_change == Hysteresis::Change::raised) st.offer_pending = true;
-        if (!st.spare.active() || !can_give) st.offer_pending = false;
-        if (!st.busy && st.offer_pending) {
-          st.offer_pending = false;
+        st.spare.sample(can_give);
+        if (!st.spare.active() || !can_give) st.offered_at = -1;
+        if (!st.busy && st.spare.active() && can_give && s.demand_mem != st.offered_at) {
+          st.offered_at = s.demand_mem;
           offer_back(self, s);
         }
+        if (!st.busy && st.need.active() && needy && (extra_mem != st.cp.asked_mem || extra_cpu != st.cp.asked_cpu))
+          ask_for_more(self, s, extra_mem, extra_cpu);
 
         if (s.remote_mem > 0) {
           start_remote_clock(self, t);

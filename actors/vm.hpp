@@ -26,9 +26,11 @@ struct vm_actor_state {
   policy::Hysteresis need{1};
   policy::Hysteresis spare{1};
   bool busy = false;  // a question to the planner is under way
-  // A surplus held that was not offered yet: it arose while a question (a
-  // VM also short of CPU asks at every sample) was under way.
-  bool offer_pending = false;
+  // The demand a surplus was last offered back at (-1: none since it held).
+  // An offer that freed no whole lease is made again once the demand moves,
+  // not only when the surplus first holds: it may have held on a few MiB of
+  // the host's own free memory, long before the guest let go of its leases.
+  std::int64_t offered_at = -1;
   planner_actor planner;
   sink_actor sink;
   supervisor_actor supervisor;

@@ -104,6 +104,15 @@ VmDemand DemandEstimator::update(const VmReading& vm, const HostReading& host,
   } else if (d.memory_signal) {
     why << "; wants what it has, " << d.has_mib << " MiB";
   }
+  if (d.memory_signal && state == State::surplus) {
+    t.giving_to = d.memory_mib;
+  } else if (!t.giving_to || d.has_mib <= *t.giving_to || state == State::short_of_memory) {
+    t.giving_to.reset();
+  } else {
+    // Between its leases' unplugs what it has is no need: it gives back.
+    d.memory_mib = *t.giving_to;
+    why << "; giving lent memory back: wants " << d.memory_mib << " MiB";
+  }
 
   // CPU, from the VMM's CPU seconds at the host's clock.
   double mhz_per_cpu = host.cpus > 0 ? static_cast<double>(host.cpu_mhz) / host.cpus : 0;

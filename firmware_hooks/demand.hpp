@@ -79,6 +79,9 @@ class DemandEstimator {
     State state = State::steady;
     State candidate = State::steady;
     int streak = 0;
+    // What a surplus asked to come down to: wanted until the VM has no more
+    // (lent memory is unplugged a lease at a time) or its guest runs short.
+    std::optional<std::int64_t> giving_to;
   };
   DemandSettings settings_;
   std::map<std::string, Track> vms_;

@@ -239,6 +239,8 @@ BOOST_AUTO_TEST_CASE(a_real_guest_short_of_memory_borrows_from_another_node_and_
   BOOST_TEST_MESSAGE("unplugged " << seconds_since(started) << " s after start");
   BOOST_TEST_REQUIRE(eventually([&] { return c.mib_of("lease_released") == c.mib_of("lease_granted"); }, 120s),
                      c.logs());
+  // Given back for good: not lent again while the guest's leases were unplugged one by one.
+  BOOST_TEST(c.count("lease_granted") == 2u, c.logs());
   auto state = run_json({bin, "state", "--db", c.path("open.db"), "--json"});
   for (const auto& h : state["hosts"]) BOOST_TEST(h["lent_mib"] == 0, h.dump());
   for (const auto& l : state["leases"]) BOOST_TEST(l["state"] == "released", l.dump());

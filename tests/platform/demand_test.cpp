@@ -95,6 +95,11 @@ BOOST_AUTO_TEST_CASE(a_surplus_gives_back_whole_steps_but_not_within_the_cooldow
   // 70 s after the plug: excess 1200 - 256 - 128 = 816 → 3 steps, capped at the 512 plugged.
   VmDemand d = s.next(vm(1200, 0, 512), 50);
   BOOST_TEST(d.memory_mib == 1024);
+  // Unplugged a lease at a time: what is still plugged meanwhile is no need.
+  BOOST_TEST(s.next(vm(1000, 0, 256)).memory_mib == 1024);
+  BOOST_TEST(s.next(vm(1000, 0, 256)).memory_mib == 1024);
+  BOOST_TEST(s.next(vm(800, 0, 0)).memory_mib == 1024);
+  BOOST_TEST(s.next(vm(800, 0, 0)).memory_mib == 1024);
 }
 
 BOOST_AUTO_TEST_CASE(a_surplus_never_goes_under_the_boot_memory_nor_without_plugged_memory) {

@@ -2,6 +2,7 @@
 #include "policy/operator_input.hpp"
 #include "cli/cli.hpp"
 #include "cli/config_file.hpp"
+#include "cli/store_rows.hpp"
 
 #include <algorithm>
 #include <iostream>
@@ -12,8 +13,6 @@
 namespace memlend::cli {
 
 namespace {
-
-constexpr const char* installed_config = "/etc/memlend/memlend.conf";
 
 // What run says of an option set from the file, said of its line and key
 // instead: "--speed: must be ..." becomes "FILE:12: key speed: must be ...".

@@ -23,6 +23,7 @@ packages=(
   libsqlite3-dev sqlite3 prometheus-cpp-dev libssl-dev libsystemd-dev
   libibverbs-dev librdmacm-dev
   libvirt-dev libxml2-dev
+  libarchive-dev libcurl4-openssl-dev
   clang libclang-rt-14-dev
   iproute2 procps
 )

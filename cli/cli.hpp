@@ -46,6 +46,9 @@ struct RunCommand {
   std::function<std::vector<RunProblem>()> check;
 };
 RunCommand make_run(CLI::App& app);
+// The agent's likewise (its checks read the TLS and secret files, and the
+// scenario, but reach no platform).
+RunCommand make_agent(CLI::App& app);
 
 // Prints "memlend: <message>" on stderr and returns exit_bad_input.
 int bad_input(const std::string& message);

@@ -314,11 +314,11 @@ std::vector<BundlePart> store_parts(const std::string& db, std::time_t since) {
 BundlePart journal_part(std::time_t since) {
   const std::string name = "journal.txt";
   auto end = run_tool(find_tool("journalctl"), "journalctl",
-                      {"--unit=memlend", "--since=@" + std::to_string(since), "--output=short-iso", "--no-pager",
+                      {"--unit=memlend", "--unit=memlend-agent", "--since=@" + std::to_string(since), "--output=short-iso", "--no-pager",
                        std::string("--lines=") + most_log_lines},
                       tool_timeout, most_log_bytes);
   if (!end) return missing(name, end.error().message);
-  std::string detail = "journalctl --unit=memlend since " + utc(since) + ", the newest " + most_log_lines +
+  std::string detail = "journalctl --unit=memlend --unit=memlend-agent since " + utc(since) + ", the newest " + most_log_lines +
                        " lines at most";
   if (end->cut) detail += "; cut at " + std::to_string(most_log_bytes >> 20) + " MiB";
   return collected(name, std::move(end->out), detail);

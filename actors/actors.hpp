@@ -106,7 +106,8 @@ using driver_actor = caf::typed_actor<
     reacts_to<atom::rebind, std::uint32_t, host_actor>,  // a host actor's handle, new after a restart
     reacts_to<atom::rebind, std::uint32_t, vm_actor>,    // a VM actor's handle, new after a restart
     reacts_to<atom::rebind, std::uint32_t, agent_actor>, // cluster mode: a host's agent joined
-    reacts_to<atom::sample, std::vector<platform::VmSample>>,  // cluster mode: an agent's VMs, to route
+    // Cluster mode: an agent's VMs, to route: host, whether they are all it runs, the VMs.
+    reacts_to<atom::sample, std::uint32_t, bool, std::vector<platform::VmSample>>,
     reacts_to<atom::commit, LeaseInfo>,  // cluster mode: a lease's grant, for the recipient's agent to map
     reacts_to<atom::admit, std::uint32_t, std::string>,    // a host joined: its id and name
     reacts_to<atom::admit, std::uint32_t, std::string, std::uint32_t>,  // a VM first seen: id, name, host

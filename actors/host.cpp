@@ -56,6 +56,10 @@ std::vector<platform::VmSample> own_vms(self_ptr self, const std::vector<platfor
       out.push_back(std::move(v));
       continue;
     }
+    // Sent on unnumbered, which no VM is, so that the driver knows the name
+    // is listed (the VM runs) while its number is on its way.
+    v.vm = ~0u;
+    out.push_back(v);
     if (!st.admitting.insert(v.name).second) continue;
     std::string name = v.name;
     self->request(st.supervisor, defaults::request_timeout, atom::admit::value, name, h)
@@ -180,7 +184,7 @@ host_proxy_actor::behavior_type host(host_proxy_actor::stateful_pointer<host_act
         // Silence for this long means the host (or the way to it) is gone.
         double patience = st.options.period_s * st.options.heartbeat_misses;
         self->delayed_send(self, st.options.clock.after(patience), atom::silence::value, ++st.beat);
-        self->send(st.driver, atom::sample::value, own_vms(self, vms));
+        self->send(st.driver, atom::sample::value, st.ledger.host, s.lists_every_vm, own_vms(self, vms));
       },
       [=](atom::silence, std::uint64_t beat) {
         auto& st = self->state;

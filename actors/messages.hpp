@@ -215,7 +215,7 @@ namespace memlend::platform {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, HostSample& x) {
-  return f(caf::meta::type_name("memlend.host_sample"), x.host, x.up, x.used_mem, x.used_cpu);
+  return f(caf::meta::type_name("memlend.host_sample"), x.host, x.up, x.used_mem, x.used_cpu, x.lists_every_vm);
 }
 
 template <class Inspector>

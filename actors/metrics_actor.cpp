@@ -49,6 +49,7 @@ void sample_data_path(self_ptr self) {
   grow(m.page_faults, now.faults, st.last.faults);
   grow(m.read_bytes, now.bytes_read, st.last.bytes_read);
   grow(m.written_bytes, now.bytes_written, st.last.bytes_written);
+  grow(st.config.registry->mirror_written_bytes(), now.mirror_bytes_written, st.last.mirror_bytes_written);
   auto& was = st.last.fault_latency;
   const auto& is = now.fault_latency;
   was.counts.resize(std::max(was.counts.size(), is.counts.size()));
@@ -65,6 +66,9 @@ void sample_data_path(self_ptr self) {
     was.sum_ns = is.sum_ns;
   }
   m.fault_duration.observe_counts(added, sum_s);
+  std::uint64_t lag = 0;
+  for (const auto& [vm, bytes] : now.mirror_lag) lag += bytes;
+  st.config.registry->mirror_lag_bytes().set(static_cast<double>(lag));
   st.mirror_lag = std::move(now.mirror_lag);
 }
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 namespace memlend {
 
@@ -44,6 +45,34 @@ void route(self_ptr self, const std::vector<platform::VmSample>& vms) {
   if (st.planner) self->send(st.planner, atom::sample::value, vms);
   for (const auto& v : vms)
     if (v.vm < st.vms.size() && st.vms[v.vm]) self->send(st.vms[v.vm], atom::sample::value, v);
+}
+
+// A VM placed on host h that h's agent, listing all it runs, no longer
+// lists: it stopped, was destroyed or moved where no agent has named it yet.
+// It is sampled as wanting nothing and holding only what it borrows, so that
+// its VM actor sees a surplus and, after `detect_samples` such samples as
+// any other, its lent memory goes back to its donors. Were it to run again,
+// its next real sample says what it needs.
+// `sent` is all the agent sent, VMs its host actor has not numbered yet
+// included: a VM is listed by its name as well as by its number.
+void add_stopped(const driver_state& st, std::uint32_t h, const std::vector<platform::VmSample>& sent,
+                 std::vector<platform::VmSample>& samples) {
+  std::vector<bool> listed(st.remote.size());
+  std::set<std::string> names;
+  for (const auto& s : sent) {
+    if (s.vm < listed.size()) listed[s.vm] = true;
+    if (!s.name.empty()) names.insert(s.name);
+  }
+  for (const auto& r : st.remote) {
+    if (r.host != h || r.vm >= listed.size() || listed[r.vm] || names.count(r.name)) continue;
+    platform::VmSample s;
+    s.vm = r.vm;
+    s.host = h;
+    s.name = r.name;
+    for (const auto& l : r.leases)
+      if (l.state == LeaseState::active || l.state == LeaseState::draining) s.remote_mem += l.mib;
+    samples.push_back(std::move(s));
+  }
 }
 
 bool report(self_ptr self, const Expected<void>& r) {
@@ -131,9 +160,13 @@ driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<drive
         return true;
       },
       // From host actors, in a cluster: an agent's telemetry.
-      [=](atom::sample, const std::vector<platform::VmSample>& vms) {
+      [=](atom::sample, std::uint32_t h, bool every_vm, const std::vector<platform::VmSample>& vms) {
         auto& st = self->state;
-        route(self, st.config.cluster ? samples_of_host(st.remote, vms) : vms);
+        // Agents are cluster mode's; a VM not numbered yet (~0u) goes no further.
+        if (!st.config.cluster) return;
+        auto own = samples_of_host(st.remote, vms);
+        if (every_vm) add_stopped(st, h, vms, own);
+        route(self, own);
       },
       [=](atom::commit, const LeaseInfo& granted) {
         auto& st = self->state;

@@ -1,6 +1,7 @@
 #include "actors/vm.hpp"
 
 #include "actors/defaults.hpp"
+#include "core/failpoint.hpp"
 #include "policy/cluster.hpp"
 
 #include <caf/all.hpp>
@@ -124,6 +125,8 @@ vm_actor::behavior_type vm(vm_actor::stateful_pointer<vm_actor_state> self, VmCo
   return {
       [=](atom::sample, const platform::VmSample& s) {
         auto& st = self->state;
+        if (failpoint::fires("vm.sample"))
+          return self->quit(caf::make_error(caf::sec::runtime_error, "failpoint vm.sample"));
         ++st.cp.samples;
         st.cp.host = s.host;
         // A VM whose host is down is the HA service's to restart, not ours.

@@ -29,6 +29,7 @@ Action add_version(CLI::App& app);
 Action add_agent(CLI::App& app);
 Action add_inspect(CLI::App& app);
 Action add_check_config(CLI::App& app);
+Action add_support_bundle(CLI::App& app);
 
 // A problem `run` finds with its options: the option's long name (its key in
 // a config file) and the line bad_input prints.
@@ -45,6 +46,9 @@ struct RunCommand {
   std::function<std::vector<RunProblem>()> check;
 };
 RunCommand make_run(CLI::App& app);
+// The agent's likewise (its checks read the TLS and secret files, and the
+// scenario, but reach no platform).
+RunCommand make_agent(CLI::App& app);
 
 // Prints "memlend: <message>" on stderr and returns exit_bad_input.
 int bad_input(const std::string& message);

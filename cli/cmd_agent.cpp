@@ -12,28 +12,74 @@
 
 namespace memlend::cli {
 
-Action add_agent(CLI::App& app) {
+namespace {
+
+struct AgentFlags {
+  std::string controller;
+  std::string host;
+  std::string scenario;
+  std::string listen = "127.0.0.1:0";
+  bool quiet = false;
+  ClusterFlags cluster;
+  std::string datastore = "memlend-datastore";
+  std::string data_path = "on";
+  std::uint64_t data_kib_per_gib = 1024;
+  GuestFlags guests;
+  std::string metrics;
+  LogFlags log;
+  PlatformFlags platform;
+  std::int64_t reserved_mib = 0;
+};
+
+// The agent's checks of its options that read files but start and make
+// nothing (check-config runs them too); the node's platform is not
+// reached, since a config may be checked before the node's VMs run.
+std::vector<RunProblem> check_agent(const AgentFlags& f) {
+  std::vector<RunProblem> out;
+  // A message that starts "--KEY:" is of that key, whatever was asked.
+  auto of_its_key = [&](const std::string& fallback, const std::string& message) {
+    std::string key = fallback;
+    if (message.rfind("--", 0) == 0 && message.find(':') != std::string::npos)
+      key = message.substr(2, message.find(':') - 2);
+    out.push_back({key, message});
+  };
+  bool real = !f.platform.platform.empty();
+  if (f.controller.empty()) out.push_back({"controller", "agent: --controller is required"});
+  else if (auto c = parse_address(f.controller); !c || c->second == 0)
+    out.push_back({"controller", "--controller: \"" + f.controller + "\" is not HOST:PORT"});
+  if (!real && f.host.empty()) out.push_back({"host", "agent: --host is required (or --platform)"});
+  if (!real && f.scenario.empty()) out.push_back({"scenario", "agent: --scenario is required (or --platform)"});
+  if (!parse_address(f.listen)) out.push_back({"listen", "--listen: \"" + f.listen + "\" is not HOST:PORT"});
+  if (auto bad = check_tls(f.cluster)) {
+    of_its_key("tls-cert", *bad);
+  } else {
+    if (auto secret = read_secret(f.cluster.secret_file); !secret)
+      of_its_key("cluster-secret-file", secret.error().message);
+    if (auto identity = NodeIdentity::load(f.cluster.cert, f.cluster.key); !identity)
+      of_its_key("tls-cert", identity.error().message);
+  }
+  if (!f.scenario.empty()) {
+    auto sc = platform::load_scenario(f.scenario);
+    if (!sc) out.push_back({"scenario", sc.error().message});
+    else if (!f.host.empty() && !sc->find_host(f.host))
+      out.push_back({"host", "--host: \"" + f.host + "\" is not a host of " + f.scenario});
+  }
+  if (f.data_path != "on" && f.data_path != "off")
+    out.push_back({"data-path", "--data-path: \"" + f.data_path + "\" is neither on nor off"});
+  if (f.data_kib_per_gib < 4 || f.data_kib_per_gib > 1024 * 1024)
+    out.push_back({"data-kib-per-gib", "--data-kib-per-gib: must be between 4 and 1048576"});
+  if (auto wanted = metrics_request(f.metrics, ""); !wanted) of_its_key("metrics", wanted.error().message);
+  return out;
+}
+
+}  // namespace
+
+RunCommand make_agent(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "agent",
       "Run memlend's side of one host of a cluster: join the controller over TLS,\n"
       "report the host's telemetry, and carry out the controller's actions.");
-  struct Flags {
-    std::string controller;
-    std::string host;
-    std::string scenario;
-    std::string listen = "127.0.0.1:0";
-    bool quiet = false;
-    ClusterFlags cluster;
-    std::string datastore = "memlend-datastore";
-    std::string data_path = "on";
-    std::uint64_t data_kib_per_gib = 1024;
-    GuestFlags guests;
-    std::string metrics;
-    LogFlags log;
-    PlatformFlags platform;
-    std::int64_t reserved_mib = 0;
-  };
-  auto f = std::make_shared<Flags>();
+  auto f = std::make_shared<AgentFlags>();
   // Not ->required(): a config file may name them, and CLI11 checks required
   // options before the file is read.
   cmd->add_option("--controller", f->controller, "The controller's cluster address, HOST:PORT (required)");
@@ -65,18 +111,13 @@ Action add_agent(CLI::App& app) {
   add_cluster_flags(cmd, f->cluster);
   add_metrics_option(cmd, f->metrics, "nothing is served (the controller serves the cluster's metrics)");
   add_log_flags(cmd, f->log, "info");
-  return with_config_file(cmd, [f] {
+  auto check = [f] { return check_agent(*f); };
+  return {with_config_file(cmd, [f, check] {
     setup_logging(f->log);
     // With --platform the node says what its host is; without, the scenario.
     bool real = !f->platform.platform.empty();
-    if (f->controller.empty()) return bad_input("agent: --controller is required");
-    if (!real && f->host.empty()) return bad_input("agent: --host is required (or --platform)");
-    if (!real && f->scenario.empty()) return bad_input("agent: --scenario is required (or --platform)");
+    if (auto problems = check(); !problems.empty()) return bad_input(problems.front().message);
     auto controller = parse_address(f->controller);
-    if (!controller || controller->second == 0)
-      return bad_input("--controller: \"" + f->controller + "\" is not HOST:PORT");
-    if (!parse_address(f->listen)) return bad_input("--listen: \"" + f->listen + "\" is not HOST:PORT");
-    if (auto bad = check_tls(f->cluster)) return bad_input(*bad);
     auto secret = read_secret(f->cluster.secret_file);
     if (!secret) return bad_input(secret.error().message);
     // Its certificate and key prove which host it is when it joins.
@@ -118,17 +159,12 @@ Action add_agent(CLI::App& app) {
     o.tls = {f->cluster.cert, f->cluster.key, f->cluster.ca};
     o.identity = std::make_shared<const NodeIdentity>(std::move(*identity));
     o.console = !f->quiet;
-    if (f->data_path != "on" && f->data_path != "off")
-      return bad_input("--data-path: \"" + f->data_path + "\" is neither on nor off");
-    if (f->data_kib_per_gib < 4 || f->data_kib_per_gib > 1024 * 1024)
-      return bad_input("--data-kib-per-gib: must be between 4 and 1048576");
     auto guests = guest_options(f->guests, f->data_kib_per_gib, f->data_path == "on", real ? nullptr : sc);
     if (!guests) return bad_input(guests.error().message);
     o.data.guests = *guests;
     o.data.enabled = f->data_path == "on";
     o.data.bytes_per_mib = f->data_kib_per_gib;
     auto wanted = metrics_request(f->metrics, "");
-    if (!wanted) return bad_input(wanted.error().message);
     if (!wanted->address.empty()) {
       o.metrics.registry = std::make_shared<metrics::Registry>(MEMLEND_VERSION, "agent");
       o.metrics.serve = [r = o.metrics.registry, w = *wanted] { return serve_metrics(*r, w); };
@@ -139,7 +175,9 @@ Action add_agent(CLI::App& app) {
       return bad_input("--datastore: " + f->datastore + ": cannot make the directory");
     o.datastore = f->datastore;
     return run_agent(o);
-  });
+  }), check};
 }
+
+Action add_agent(CLI::App& app) { return make_agent(app).action; }
 
 }  // namespace memlend::cli

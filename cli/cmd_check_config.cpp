@@ -2,6 +2,7 @@
 #include "policy/operator_input.hpp"
 #include "cli/cli.hpp"
 #include "cli/config_file.hpp"
+#include "cli/store_rows.hpp"
 
 #include <algorithm>
 #include <iostream>
@@ -13,7 +14,7 @@ namespace memlend::cli {
 
 namespace {
 
-constexpr const char* installed_config = "/etc/memlend/memlend.conf";
+constexpr const char* installed_agent_config = "/etc/memlend/agent.conf";
 
 // What run says of an option set from the file, said of its line and key
 // instead: "--speed: must be ..." becomes "FILE:12: key speed: must be ...".
@@ -27,13 +28,15 @@ std::string blame(const std::string& path, const std::map<std::string, int>& lin
 
 // The file's problems, each a line naming the file, the line and the key.
 // A key must be an option of some memlend command and its value one that
-// command takes; then run's own checks, since run is what the service starts.
-std::vector<std::string> problems_of(CLI::App& app, const CLI::App& self, const std::string& path) {
+// command takes; then the checks of the command the service starts with it
+// (`run`, or `agent` for the agent's unit).
+std::vector<std::string> problems_of(CLI::App& app, const CLI::App& self, const std::string& path,
+                                     const std::string& for_command) {
   auto lines = read_config_lines(path);
   if (!lines) return {lines.error().message};
-  // A fresh run command of its own: its checks read the options it holds.
+  // A fresh command of its own: its checks read the options it holds.
   CLI::App scratch;
-  RunCommand run = make_run(scratch);
+  RunCommand run = for_command == "agent" ? make_agent(scratch) : make_run(scratch);
   CLI::App* run_cmd = scratch.get_subcommands({}).front();
   std::vector<CLI::App*> commands{run_cmd};
   for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
@@ -76,13 +79,22 @@ std::vector<std::string> problems_of(CLI::App& app, const CLI::App& self, const 
 Action add_check_config(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "check-config",
-      "Check a config file as `memlend run --config FILE` reads it, starting nothing: exit 0\n"
-      "when it is good, else 2 and one line per problem (FILE:LINE: key KEY: what is wrong)");
-  auto path = std::make_shared<std::string>(installed_config);
-  cmd->add_option("--config", *path, "The config file to check (default " + std::string(installed_config) + ")")
+      "Check a config file as `memlend run --config FILE` (or, with --for agent, `memlend agent`)\n"
+      "reads it, starting nothing: exit 0 when it is good, else 2 and one line per problem\n"
+      "(FILE:LINE: key KEY: what is wrong)");
+  auto path = std::make_shared<std::string>();
+  auto for_command = std::make_shared<std::string>("run");
+  cmd->add_option("--config", *path,
+                  "The config file to check (default " + std::string(installed_config) + ", with --for agent " +
+                      installed_agent_config + ")")
       ->type_name("FILE");
-  return [&app, cmd, path] {
-    auto problems = problems_of(app, *cmd, *path);
+  cmd->add_option("--for", *for_command,
+                  "The command the file is for: run (the controller's unit) or agent (the agent's unit);\n"
+                  "its own checks follow those of every key (default run)")
+      ->check(CLI::IsMember({"run", "agent"}));
+  return [&app, cmd, path, for_command] {
+    if (path->empty()) *path = *for_command == "agent" ? installed_agent_config : installed_config;
+    auto problems = problems_of(app, *cmd, *path, *for_command);
     for (const auto& p : problems) std::cerr << "memlend: " << one_line(p) << '\n';
     if (!problems.empty()) return exit_bad_input;
     std::cout << "memlend: " << *path << ": good\n";

@@ -6,8 +6,7 @@
 #include "cli/cli.hpp"
 #include "cli/config_file.hpp"
 #include "cli/logging.hpp"
-#include "cli/platform_flags.hpp"
-#include "firmware_hooks/demand.hpp"
+#include "cli/inspect.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -71,8 +70,10 @@ nlohmann::ordered_json vm_json(const platform::VmReading& v, const platform::VmD
           {"demand", {{"memory_mib", d.memory_mib}, {"cpu_mhz", d.cpu_mhz}, {"reason", d.reason}}}};
 }
 
-void print_text(std::string_view backend, const platform::NodeReading& r,
-                const std::vector<platform::VmDemand>& demand) {
+void print_text(const Inspection& in) {
+  const auto& r = in.reading;
+  const auto& demand = in.demand;
+  const std::string& backend = in.backend;
   const auto& h = r.host;
   std::cout << "host " << h.name << " (" << backend << "): " << h.memory_mib << " MiB, " << h.available_mib
             << " MiB available, " << h.cpus << " CPUs, " << h.cpu_mhz << " MHz\n"
@@ -94,6 +95,36 @@ void print_text(std::string_view backend, const platform::NodeReading& r,
 
 }  // namespace
 
+Expected<Inspection> inspect_node(const PlatformFlags& flags, const std::string& scenario, const std::string& host,
+                                  double interval_s) {
+  auto node = open_platform(flags, scenario, host);
+  if (!node) return node.error();
+  Inspection in;
+  in.backend = std::string((*node)->backend());
+  platform::DemandEstimator estimator;
+  for (int round = 0; round < (interval_s > 0 ? 2 : 1); ++round) {
+    if (round > 0) std::this_thread::sleep_for(std::chrono::duration<double>(interval_s));
+    auto r = (*node)->read();
+    if (!r) {
+      std::string why = r.error().message;
+      if (why.rfind(in.backend + ": ", 0) != 0) why = in.backend + ": " + why;
+      return Error{"inspect: " + why, r.error().code};
+    }
+    in.demand.clear();
+    for (const auto& vm : r->vms) in.demand.push_back(estimator.update(vm, r->host, r->at));
+    in.reading = std::move(*r);
+  }
+  return in;
+}
+
+nlohmann::ordered_json inspection_json(const Inspection& in) {
+  nlohmann::ordered_json out{{"backend", in.backend}, {"host", host_json(in.reading.host)}};
+  out["vms"] = nlohmann::ordered_json::array();
+  for (std::size_t i = 0; i < in.reading.vms.size(); ++i)
+    out["vms"].push_back(vm_json(in.reading.vms[i], in.demand[i]));
+  return out;
+}
+
 Action add_inspect(CLI::App& app) {
   auto f = std::make_shared<InspectFlags>();
   auto* cmd = app.add_subcommand(
@@ -113,31 +144,12 @@ Action add_inspect(CLI::App& app) {
     auto interval = parse_duration(f->interval);
     if (!interval || *interval < 0 || *interval > 3600)
       return bad_input("--interval: '" + f->interval + "' is not a duration of at most an hour");
-    auto node = open_platform(f->platform, f->scenario, f->host);
-    if (!node) return bad_input(attribute_to_config_file(node.error().message));
-    platform::DemandEstimator estimator;
-    std::optional<platform::NodeReading> reading;
-    std::vector<platform::VmDemand> demand;
-    for (int round = 0; round < (*interval > 0 ? 2 : 1); ++round) {
-      if (round > 0) std::this_thread::sleep_for(std::chrono::duration<double>(*interval));
-      auto r = (*node)->read();
-      if (!r) {
-        std::string backend((*node)->backend()), why = r.error().message;
-        if (why.rfind(backend + ": ", 0) != 0) why = backend + ": " + why;
-        return bad_input("inspect: " + why);
-      }
-      demand.clear();
-      for (const auto& vm : r->vms) demand.push_back(estimator.update(vm, r->host, r->at));
-      reading = std::move(*r);
-    }
-    if (f->json) {
-      nlohmann::ordered_json out{{"backend", std::string((*node)->backend())}, {"host", host_json(reading->host)}};
-      out["vms"] = nlohmann::ordered_json::array();
-      for (std::size_t i = 0; i < reading->vms.size(); ++i) out["vms"].push_back(vm_json(reading->vms[i], demand[i]));
-      std::cout << out.dump(2) << '\n';
-    } else {
-      print_text((*node)->backend(), *reading, demand);
-    }
+    auto in = inspect_node(f->platform, f->scenario, f->host, *interval);
+    if (!in) return bad_input(attribute_to_config_file(in.error().message));
+    if (f->json)
+      std::cout << inspection_json(*in).dump(2) << '\n';
+    else
+      print_text(*in);
     return exit_ok;
   });
 }

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <iostream>
-#include <map>
 
 namespace memlend::cli {
 
@@ -53,27 +52,7 @@ void print_table(std::ostream& out, const std::string& title, const Table& t, co
   print_table(out, title, t, columns, [](const std::vector<Value>&) { return true; });
 }
 
-struct Views {
-  Table controller, hosts, vms, leases, mirrors, recommendations, events, decisions;
-};
-
-// Each VM's object gains its last decision (v_vm_decisions), or null: a key
-// added to the vms rows, whose own columns stay as they are.
-nlohmann::ordered_json with_last_decisions(const Table& decisions, nlohmann::ordered_json vms) {
-  std::map<std::int64_t, nlohmann::ordered_json> last;
-  for (auto& d : rows_json(decisions)) {
-    if (d["last_decision"].is_null()) continue;
-    last[d["id"].get<std::int64_t>()] = {{"event", d["last_decision"]}, {"reason", d["reason"]}, {"t_s", d["t_s"]},
-                                         {"seq", d["seq"]},          {"recorded_at", d["recorded_at"]}};
-  }
-  for (auto& vm : vms) {
-    auto it = vm["id"].is_number_integer() ? last.find(vm["id"].get<std::int64_t>()) : last.end();
-    vm["last_decision"] = it == last.end() ? nlohmann::ordered_json(nullptr) : it->second;
-  }
-  return vms;
-}
-
-int print_text(const std::string& path, const Views& v) {
+int print_text(const std::string& path, const StateViews& v) {
   auto& out = std::cout;
   out << "memlend store " << path;
   if (!v.controller.rows.empty()) {
@@ -109,21 +88,6 @@ int print_text(const std::string& path, const Views& v) {
   return exit_ok;
 }
 
-int print_json(const std::string& path, const Views& v) {
-  nlohmann::ordered_json j;
-  j["database"] = path;
-  auto controller = rows_json(v.controller);
-  j["controller"] = controller.empty() ? nlohmann::ordered_json(nullptr) : controller[0];
-  j["hosts"] = rows_json(v.hosts);
-  j["vms"] = with_last_decisions(v.decisions, rows_json(v.vms));
-  j["leases"] = rows_json(v.leases);
-  j["mirrors"] = rows_json(v.mirrors);
-  j["recommendations"] = rows_json(v.recommendations);
-  j["recent_events"] = rows_json(v.events);
-  std::cout << j.dump(2) << '\n';
-  return exit_ok;
-}
-
 }  // namespace
 
 Action add_state(CLI::App& app) {
@@ -145,23 +109,13 @@ Action add_state(CLI::App& app) {
     if (auto found = find_installed_store(*cmd, *db); !found) return bad_input(found.error().message);
     auto s = open_store_for_reading(*db);
     if (!s) return bad_input(s.error().message);
-    Views v;
-    std::pair<View, Table*> wanted[] = {
-        {View::controller, &v.controller}, {View::hosts, &v.hosts},     {View::vms, &v.vms},
-        {View::leases, &v.leases},         {View::mirrors, &v.mirrors}, {View::recommendations, &v.recommendations},
-        {View::recent_events, &v.events}};
-    for (auto& [view, table] : wanted) {
-      auto t = (*s)->read(view);
-      if (!t) return bad_input(t.error().message);
-      *table = std::move(*t);
+    auto v = read_state_views(**s);
+    if (!v) return bad_input(v.error().message);
+    if (*as_json) {
+      std::cout << state_json(*db, *v).dump(2) << '\n';
+      return exit_ok;
     }
-    // A file the controller has not migrated yet keeps no decisions.
-    if ((*s)->schema_version() >= 4) {
-      auto t = (*s)->read(View::vm_decisions);
-      if (!t) return bad_input(t.error().message);
-      v.decisions = std::move(*t);
-    }
-    return *as_json ? print_json(*db, v) : print_text(*db, v);
+    return print_text(*db, *v);
   };
 }
 

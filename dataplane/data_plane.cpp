@@ -12,6 +12,7 @@ void add_region(DataPathTotals& t, const rdma::RegionStats& s) {
   t.faults += s.faults + s.write_faults;
   t.bytes_read += s.bytes_read;
   t.bytes_written += s.bytes_written;
+  t.mirror_bytes_written += s.mirror_bytes_written;
   t.fault_latency.merge(s.fault_latency);
 }
 

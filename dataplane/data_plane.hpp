@@ -49,6 +49,7 @@ struct DataPathTotals {
   std::uint64_t faults = 0;         // missing and write-protect faults: what fault_latency times
   std::uint64_t bytes_read = 0;     // fetched from donors
   std::uint64_t bytes_written = 0;  // written back to donors
+  std::uint64_t mirror_bytes_written = 0;  // to mirror files on the datastore
   rdma::LatencyHistogram::Snapshot fault_latency;
   // By VM, of its regions now: written back to a donor and not (yet) to the
   // mirror; above 0 only while a mirror is broken or behind.

@@ -1,4 +1,5 @@
 #include "firmware_hooks/exec.hpp"
+#include "firmware_hooks/program.hpp"
 
 #include "core/text.hpp"
 
@@ -9,13 +10,8 @@
 #include <cmath>
 #include <csignal>
 #include <cstring>
-#include <fcntl.h>
 #include <limits>
-#include <poll.h>
-#include <spawn.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
 
@@ -38,8 +34,6 @@ constexpr std::uint64_t max_mib = std::uint64_t(1) << 40;
 constexpr std::uint64_t max_cpus = 1 << 16;
 constexpr std::uint64_t max_mhz = std::uint64_t(1) << 32;
 constexpr std::uint64_t max_count = std::numeric_limits<std::uint64_t>::max();
-
-std::string in_quotes(std::string_view text) { return "'" + one_line(text) + "'"; }
 
 // Why `name` cannot stand for a VM or a host, or nothing. A leading '-' would
 // read as an option to a hook that parses its arguments with getopt.
@@ -308,11 +302,6 @@ namespace {
 
 std::string system_error(const std::string& what, int err) { return what + ": " + std::strerror(err); }
 
-int ms_until(Clock::time_point deadline) {
-  auto left = std::chrono::ceil<Millis>(deadline - Clock::now()).count();
-  return left <= 0 ? 0 : static_cast<int>(std::min<long long>(left, 1 << 30));
-}
-
 std::string mode_text(mode_t mode) {
   char octal[8];
   std::snprintf(octal, sizeof octal, "%04o", static_cast<unsigned>(mode & 07777));
@@ -340,123 +329,6 @@ Expected<void> check_dir(const std::string& dir) {
   if (::stat(dir.c_str(), &st) != 0) return Error{system_error(what, errno), ErrorCode::invalid_input};
   if (!S_ISDIR(st.st_mode)) return Error{what + ": not a directory", ErrorCode::invalid_input};
   return safe_to_run(what, st);
-}
-
-// How a hook ended, and what it printed.
-struct Finished {
-  int status = 0;  // its exit status, when no signal killed it
-  int signal = 0;
-  std::string out;
-};
-
-// A spawned hook's process group, which ends with the hook: killed and the
-// hook reaped, whatever way run() leaves.
-class Group {
- public:
-  explicit Group(pid_t pid) : pid_(pid) {}
-  Group(const Group&) = delete;
-  Group& operator=(const Group&) = delete;
-  ~Group() {
-    if (!reaped_) reap();
-  }
-
-  // Whether the hook has exited; it stays a zombie, unreaped, so that its id,
-  // which is the group's, cannot be another process's while the group is killed.
-  bool exited() {
-    if (exited_) return true;
-    siginfo_t info{};
-    int r = ::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT);
-    // Only when SIGCHLD is ignored does the kernel reap it for us: ECHILD.
-    if (r == 0 && info.si_pid == pid_) exited_ = true;
-    if (r != 0 && errno == ECHILD) exited_ = lost_ = true;
-    return exited_;
-  }
-
-  void kill() {
-    if (!lost_) ::kill(-pid_, SIGKILL);
-  }
-
-  // Kills what is left of the group, the hook too if it still runs, and reaps it.
-  int reap() {
-    kill();
-    reaped_ = true;
-    int status = 0;
-    if (lost_) return status;
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
-    return status;
-  }
-
-  bool lost() const { return lost_; }
-
- private:
-  pid_t pid_;
-  bool exited_ = false;
-  bool lost_ = false;
-  bool reaped_ = false;
-};
-
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
-
-// A descriptor that polls readable once `pid` exits, or -1: kernels before
-// 5.3 have none, and the exit is then polled for.
-int open_pidfd(pid_t pid) {
-#ifdef SYS_pidfd_open
-  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-#else
-  return -1;
-#endif
-}
-
-// The hook's environment: enough for a shell script to find its tools, and
-// nothing of memlend's (its secrets' paths, its locale, LD_ variables).
-char* const clean_environment[] = {const_cast<char*>("PATH=/usr/sbin:/usr/bin:/sbin:/bin"),
-                                   const_cast<char*>("LC_ALL=C"), nullptr};
-
-// posix_spawn, not fork: memlend has many threads and much memory mapped.
-Expected<pid_t> spawn(const std::string& path, const std::vector<std::string>& args, int out_fd) {
-  std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(path.c_str()));
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawnattr_t attr;
-  ::posix_spawn_file_actions_init(&actions);
-  ::posix_spawnattr_init(&attr);
-  int err = ::posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  if (!err) err = ::posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
-  // Descriptors memlend opened without O_CLOEXEC (a library's) stay behind too.
-  if (!err) err = ::posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-  if (!err) err = ::posix_spawn_file_actions_addchdir_np(&actions, "/");
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  short flags = POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
-  if (!err) err = ::posix_spawnattr_setflags(&attr, flags);
-  if (!err) err = ::posix_spawnattr_setpgroup(&attr, 0);
-  if (!err) err = ::posix_spawnattr_setsigmask(&attr, &none);
-  if (!err) err = ::posix_spawnattr_setsigdefault(&attr, &all);
-  pid_t pid = -1;
-  if (!err) err = ::posix_spawn(&pid, path.c_str(), &actions, &attr, argv.data(), clean_environment);
-  ::posix_spawn_file_actions_destroy(&actions);
-  ::posix_spawnattr_destroy(&attr);
-  if (err) return Error{system_error("cannot run " + in_quotes(path), err), ErrorCode::unavailable};
-  return pid;
 }
 
 class ExecPlatform final : public NodePlatform {
@@ -528,7 +400,7 @@ class ExecPlatform final : public NodePlatform {
   }
 
   // How a hook that did not succeed ended, with its reason when it gave one.
-  static std::string ending(const Finished& f) {
+  static std::string ending(const ProgramEnd& f) {
     std::string reason = reason_line(f.out);
     std::string how = f.signal ? "killed by signal " + std::to_string(f.signal) + " (" + sigabbrev(f.signal) + ")"
                                : "exit status " + std::to_string(f.status);
@@ -568,69 +440,19 @@ class ExecPlatform final : public NodePlatform {
     return path;
   }
 
-  Expected<Finished> run(const char* hook, const std::vector<std::string>& args, Millis timeout) {
+  Expected<ProgramEnd> run(const char* hook, const std::vector<std::string>& args, Millis timeout) {
     auto path = locate(hook);
     if (!path) return path.error();
     std::string name = "exec hook " + std::string(hook);
-    int ends[2];
-    if (::pipe2(ends, O_CLOEXEC) != 0) return Error{system_error(name + ": pipe", errno), ErrorCode::io};
-    Fd out(ends[0]), in(ends[1]);
-    auto pid = spawn(*path, args, in.get());
-    in.reset();  // the hook's copy is what stays open, so that its end is our EOF
-    if (!pid) return Error{name + ": " + pid.error().message, pid.error().code};
-    Group group(*pid);
-    Fd exit_fd(open_pidfd(*pid));
-
-    auto deadline = Clock::now() + timeout;
-    Finished f;
-    bool eof = false, too_much = false, late = false, left_killed = false;
-    while (!(eof && group.exited())) {
-      // What the hook left running in its group may hold its stdout open.
-      if (group.exited() && !left_killed) {
-        group.kill();
-        left_killed = true;
-      }
-      int wait_ms = ms_until(deadline);
-      if (wait_ms == 0) {
-        late = true;
-        break;
-      }
-      pollfd p[2];
-      nfds_t n = 0;
-      if (!eof) p[n++] = {out.get(), POLLIN, 0};
-      if (!group.exited()) {
-        if (exit_fd.get() >= 0)
-          p[n++] = {exit_fd.get(), POLLIN, 0};
-        else
-          wait_ms = std::min(wait_ms, 10);
-      }
-      int ready = ::poll(p, n, wait_ms);
-      if (ready < 0 && errno != EINTR) return Error{system_error(name + ": poll", errno), ErrorCode::io};
-      if (ready <= 0 || eof || !(p[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      char chunk[65536];
-      ssize_t got = ::read(out.get(), chunk, sizeof chunk);
-      if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) {
-        eof = true;
-      } else if (got > 0) {
-        if (f.out.size() + static_cast<std::size_t>(got) > o_.max_output) {
-          too_much = true;
-          break;
-        }
-        f.out.append(chunk, static_cast<std::size_t>(got));
-      }
-    }
-    int status = group.reap();
-    if (too_much)
+    ProgramLimits limits;
+    limits.timeout = timeout;
+    limits.max_output = o_.max_output;
+    auto done = run_program(*path, args, limits);
+    if (!done) return Error{name + ": " + done.error().message, done.error().code};
+    if (done->cut)
       return Error{name + ": printed more than " + std::to_string(o_.max_output) + " bytes: killed, and refused",
                    ErrorCode::refused};
-    if (late)
-      return Error{name + ": no answer within " + std::to_string(timeout.count()) + " ms: killed",
-                   ErrorCode::timed_out};
-    if (group.lost())
-      return Error{name + ": its exit status was lost (SIGCHLD is ignored)", ErrorCode::failed};
-    if (WIFSIGNALED(status)) f.signal = WTERMSIG(status);
-    if (WIFEXITED(status)) f.status = WEXITSTATUS(status);
-    return f;
+    return done;
   }
 
   ExecOptions o_;

@@ -26,6 +26,7 @@ Expected<NodeSample> NodeSampler::sample() {
   out.facts.reserved_mib = std::min(reserved_mib_, out.facts.memory_mib);
   std::int64_t free_mib = std::max<std::int64_t>(0, h.available_mib - out.facts.reserved_mib);
   out.host.up = true;
+  out.host.lists_every_vm = true;
   std::set<std::string> now;
   for (const auto& vm : out.reading.vms) {
     now.insert(vm.name);

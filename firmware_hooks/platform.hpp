@@ -21,6 +21,9 @@ struct HostSample {
   bool up = true;
   std::int64_t used_mem = 0;  // local memory of the VMs it runs
   std::int64_t used_cpu = 0;
+  // The VMs sent with it are every VM running on the host (a real node's
+  // agent): one it no longer lists has stopped, been destroyed or moved.
+  bool lists_every_vm = false;
 };
 
 struct VmSample {

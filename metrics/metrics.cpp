@@ -134,6 +134,8 @@ struct Registry::Families {
   pm::Family<pm::Gauge>* leases;
   pm::Family<pm::Gauge>* mirror_lag;
   pm::Family<pm::Counter>* actor_restarts = nullptr;
+  Counter mirror_written;
+  Gauge mirror_lag_total;
 
   std::array<Counter, all_transports.size()> lease_grants;
   std::array<Counter, all_releases.size()> lease_releases;
@@ -185,6 +187,10 @@ Registry::Registry(std::string_view version, std::string_view role)
                                                                Counter(&written->Add(l)),
                                                                Histogram(&fault_time->Add(l, fault_buckets))};
   }
+  f.mirror_written = Counter(&counter("memlend_datapath_mirror_written_bytes_total",
+                                      "Bytes written to mirror files on the shared datastore.")->Add({}));
+  f.mirror_lag_total = Gauge(&gauge("memlend_datapath_mirror_lag_bytes",
+                                    "Remote memory written back to donors and not yet to its mirror files.")->Add({}));
   if (role == "agent") return;
 
   f.host_up = gauge("memlend_host_up", "1 when the host is up, 0 when it is down.");
@@ -275,6 +281,8 @@ Gauge Registry::recommendations_outstanding() const { return f_->recommendations
 Histogram Registry::decision_duration() const { return f_->decision_duration; }
 Histogram Registry::store_commit_duration() const { return f_->store_commit_duration; }
 DataPathMetrics Registry::data_path(policy::Transport t) const { return f_->data_path.at(static_cast<std::size_t>(t)); }
+Counter Registry::mirror_written_bytes() const { return f_->mirror_written; }
+Gauge Registry::mirror_lag_bytes() const { return f_->mirror_lag_total; }
 
 Counter Registry::actor_restarts(std::string_view kind) {
   std::lock_guard<std::mutex> lock(mutex_);

@@ -182,6 +182,11 @@ class Registry {
   Counter actor_restarts(std::string_view kind);
 
   DataPathMetrics data_path(policy::Transport t) const;
+  // Written to mirror files on the shared datastore, and the data path's
+  // whole lag behind them: together, whether a mirror behind is moving or
+  // stalled. Every role's, since an agent's data plane has its own mirrors.
+  Counter mirror_written_bytes() const;
+  Gauge mirror_lag_bytes() const;
 
   // The text exposition format, exactly what /metrics serves.
   std::string exposition() const;

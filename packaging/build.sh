@@ -21,8 +21,10 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libcaf-dev libboost-test-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   libsqlite3-dev sqlite3 prometheus-cpp-dev libssl-dev libsystemd-dev
+  libdqlite-dev
   libibverbs-dev librdmacm-dev
   libvirt-dev libxml2-dev
+  libarchive-dev libcurl4-openssl-dev
   clang libclang-rt-14-dev
   iproute2 procps
 )

@@ -82,6 +82,7 @@ whatis() {
     inspect) echo "print what memlend sees on this node through its platform" ;;
     version) echo "print the version of memlend" ;;
     check-config) echo "check a memlend configuration file" ;;
+    support-bundle) echo "write one archive of what support needs, without key material" ;;
     *) "$bin" "$1" --help | head -n 1 | sed 's/^\(.\)/\L\1/; s/[.:]$//' ;;
   esac
 }

@@ -406,6 +406,17 @@ Expected<void> Store::Impl::prepare_statements() {
       {Sql::load_events,
        "SELECT seq, t_s, event, vm, host, donor, mib, reason FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2", false,
        4},
+      // Newest first, so that a reader stops at the first event older than it wants.
+      {Sql::events_newest_first,
+       "SELECT seq, t_s, event, vm, host, donor, mib, "
+       "strftime('%Y-%m-%dT%H:%M:%SZ', recorded_unix_ms / 1000, 'unixepoch') AS recorded_at, NULL AS reason, "
+       "recorded_unix_ms FROM events ORDER BY seq DESC",
+       false},
+      {Sql::events_newest_first,
+       "SELECT seq, t_s, event, vm, host, donor, mib, "
+       "strftime('%Y-%m-%dT%H:%M:%SZ', recorded_unix_ms / 1000, 'unixepoch') AS recorded_at, reason, "
+       "recorded_unix_ms FROM events ORDER BY seq DESC",
+       false, 4},
       {Sql::vm_known, "SELECT 1 FROM vms WHERE name = ?1", false},
       // One more than an error lists, so that it can say there are more.
       {Sql::vm_names, "SELECT name FROM vms ORDER BY id LIMIT 11", false},

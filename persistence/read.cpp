@@ -205,23 +205,26 @@ Expected<std::vector<EventRecord>> Store::events(std::uint64_t after, std::size_
 
 namespace {
 
+// The first `columns` values of the cursor's row.
+std::vector<Value> row_of(const sql::Cursor& r, int columns) {
+  std::vector<Value> row;
+  row.reserve(static_cast<std::size_t>(columns));
+  for (int i = 0; i < columns; ++i) {
+    switch (r.type(i)) {
+      case SQLITE_INTEGER: row.emplace_back(r.int64(i)); break;
+      case SQLITE_FLOAT: row.emplace_back(r.real(i)); break;
+      case SQLITE_NULL: row.emplace_back(std::monostate{}); break;
+      default: row.emplace_back(r.text(i)); break;
+    }
+  }
+  return row;
+}
+
 // The rows of a query as values, column names and all.
 Expected<Table> table_of(const Store::Impl& im, sql::Cursor& c) {
   Table t;
   for (int i = 0; i < c.columns(); ++i) t.columns.push_back(c.column_name(i));
-  int rc = each_row(c, [&](const sql::Cursor& r) {
-    std::vector<Value> row;
-    row.reserve(t.columns.size());
-    for (int i = 0; i < r.columns(); ++i) {
-      switch (r.type(i)) {
-        case SQLITE_INTEGER: row.emplace_back(r.int64(i)); break;
-        case SQLITE_FLOAT: row.emplace_back(r.real(i)); break;
-        case SQLITE_NULL: row.emplace_back(std::monostate{}); break;
-        default: row.emplace_back(r.text(i)); break;
-      }
-    }
-    t.rows.push_back(std::move(row));
-  });
+  int rc = each_row(c, [&](const sql::Cursor& r) { t.rows.push_back(row_of(r, r.columns())); });
   if (rc != SQLITE_OK) return Error{failure_message(im.path, rc, im.db.error())};
   return t;
 }
@@ -245,6 +248,24 @@ Expected<Table> Store::read(View v) const {
   if (!tx.ok()) return Error{tx.error()};
   sql::Cursor c(im.stmt(s));
   return table_of(im, c);
+}
+
+Expected<Table> Store::events_since(std::int64_t since_unix_ms, std::size_t limit) const {
+  const Impl& im = *impl_;
+  std::lock_guard<std::mutex> g(im.db_mutex);
+  ReadTransaction tx(im);
+  if (!tx.ok()) return Error{tx.error()};
+  sql::Cursor c(im.stmt(Sql::events_newest_first));
+  Table t;
+  const int shown = c.columns() - 1;  // the last column is what the rows are judged by
+  for (int i = 0; i < shown; ++i) t.columns.push_back(c.column_name(i));
+  int rc = SQLITE_DONE;
+  while (t.rows.size() < limit && (rc = c.step()) == SQLITE_ROW && c.int64(shown) >= since_unix_ms)
+    t.rows.push_back(row_of(c, shown));
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return Error{failure_message(im.path, rc, im.db.error())};
+  std::reverse(t.rows.begin(), t.rows.end());
+  return t;
 }
 
 Expected<Table> Store::decisions(const std::string& vm, std::size_t limit) const {

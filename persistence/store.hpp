@@ -172,6 +172,12 @@ class Store {
   Expected<Table> read(View v) const;
   // Event log entries with seq > after, in order (at most `limit`).
   Expected<std::vector<EventRecord>> events(std::uint64_t after = 0, std::size_t limit = SIZE_MAX) const;
+  // The events recorded at or after `since_unix_ms` (wall clock), oldest
+  // first, the newest `limit` of them at most, with the columns of
+  // v_recent_events and their reason (null before schema version 4). Read
+  // back from the newest: the first older event ends it, so a clock that
+  // stepped back hides what came before the step.
+  Expected<Table> events_since(std::int64_t since_unix_ms, std::size_t limit) const;
   // The VM's decisions (v_decisions rows), newest first, at most `limit`; an
   // error names a VM the store does not know, or a file without reasons.
   Expected<Table> decisions(const std::string& vm, std::size_t limit) const;

@@ -27,7 +27,7 @@ enum class Sql {
   // reads
   read_begin, read_end,
   load_controller, load_last_seq, load_hosts, load_vms, load_leases, load_mirrors, load_recommendations,
-  load_events, vm_known, vm_names, decisions_of_vm,
+  load_events, events_newest_first, vm_known, vm_names, decisions_of_vm,
   view_hosts, view_vms, view_leases, view_mirrors, view_recommendations, view_recent_events, view_controller,
   view_vm_decisions,
   count_

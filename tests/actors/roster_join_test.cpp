@@ -155,6 +155,22 @@ BOOST_AUTO_TEST_CASE(a_vm_an_agent_names_is_admitted_on_its_host) {
   BOOST_TEST(v.vms[1].demand_mib == 4096);
   BOOST_TEST(v.hosts[0].used_mib == 8192 + 4096);
   BOOST_TEST(static_cast<bool>(f.child(ChildKind::vm, 1)));
+
+  // An agent that lists every VM it runs lists web no more, nor VM2: they
+  // stopped, and want nothing of A; a VM it lists keeps what it says.
+  hs.lists_every_vm = true;
+  caf::anon_send(proxy, atom::telemetry::value, hs, std::vector<platform::VmSample>{});
+  f.sched.run();
+  v = f.view();
+  BOOST_TEST(v.vms[0].demand_mib == 0);
+  BOOST_TEST(v.vms[1].demand_mib == 0);
+  BOOST_TEST(v.hosts[0].used_mib == 0);
+  caf::anon_send(proxy, atom::telemetry::value, hs, std::vector<platform::VmSample>{web});
+  f.sched.run();
+  v = f.view();
+  BOOST_TEST(v.vms[0].demand_mib == 0);
+  BOOST_TEST(v.vms[1].demand_mib == 4096);
+  BOOST_TEST(v.hosts[0].used_mib == 4096);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -328,3 +328,41 @@ BOOST_AUTO_TEST_CASE(check_config_reports_every_problem_in_line_order) {
   BOOST_TEST(r.status == 2);
   BOOST_TEST(lines_of(r.err).size() == 1u, r.err);
 }
+
+// The agent's shipped file names its platform but not its cluster: checked
+// for the agent, it says each key the operator must still set; once they
+// are set (real TLS files), it is good, and it still reaches no platform.
+BOOST_AUTO_TEST_CASE(check_config_for_the_agent_asks_for_what_the_shipped_file_leaves_out) {
+  TempDir dir;
+  std::string shipped = std::string(MEMLEND_SOURCE_DIR) + "/packaging/agent.conf";
+  auto r = run_process({bin, "check-config", "--for", "agent", "--config", shipped}, 30, dir.path);
+  BOOST_TEST(r.status == 2);
+  auto lines = lines_of(r.err);
+  BOOST_TEST_REQUIRE(lines.size() == 2u, r.err);
+  BOOST_TEST(lines[0].find("key controller (not set here, so its default): agent: --controller is required") !=
+                 std::string::npos,
+             lines[0]);
+  BOOST_TEST(lines[1].find("key cluster (not set here, so its default): a cluster name is required") !=
+                 std::string::npos,
+             lines[1]);
+
+  auto openssl = run_process({memlend::test::find_program("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                              "-subj", "/CN=node-1", "-keyout", dir.path + "/node.key", "-out", dir.path + "/node.pem"},
+                             60);
+  BOOST_TEST_REQUIRE(openssl.status == 0, openssl.err);
+  dir.write("secret", "0123456789abcdef0123456789abcdef");
+  ::chmod((dir.path + "/secret").c_str(), 0600);
+  std::string filled = memlend::test::read_file(shipped) + "controller = \"10.0.0.1:4711\"\ncluster = \"c\"\n" +
+                       "cluster-secret-file = \"" + dir.path + "/secret\"\ntls-cert = \"" + dir.path +
+                       "/node.pem\"\ntls-key = \"" + dir.path + "/node.key\"\ntls-ca = \"" + dir.path + "/node.pem\"\n";
+  auto file = dir.write("agent.conf", filled);
+  r = run_process({bin, "check-config", "--for", "agent", "--config", file}, 30, dir.path);
+  BOOST_TEST(r.status == 0, r.err);
+  BOOST_TEST(r.out == "memlend: " + file + ": good\n");
+  // The agent's own checks, as run's for run: a data-path address with no port.
+  std::string line = std::to_string(std::count(filled.begin(), filled.end(), '\n') + 1);
+  file = dir.write("bad.conf", filled + "listen = \"nowhere\"\n");
+  r = run_process({bin, "check-config", "--for", "agent", "--config", file}, 30, dir.path);
+  BOOST_TEST(r.status == 2);
+  BOOST_TEST(r.err == "memlend: " + file + ":" + line + ": key listen: \"nowhere\" is not HOST:PORT\n", r.err);
+}

@@ -295,7 +295,8 @@ BOOST_AUTO_TEST_CASE(inspect_reads_libvirt_and_vendor_hooks) {
 
 // One config file and one habit serve every command.
 BOOST_AUTO_TEST_CASE(every_command_takes_config_and_log_level) {
-  for (const char* command : {"plan", "run", "state", "why", "agent", "donor", "probe", "mount", "inspect"}) {
+  for (const char* command :
+       {"plan", "run", "state", "why", "agent", "donor", "probe", "mount", "inspect", "support-bundle"}) {
     auto help = run_process({bin, command, "--help"}, 30);
     BOOST_TEST(help.status == 0, command);
     BOOST_TEST(help.out.find("--config") != std::string::npos, command);

@@ -59,6 +59,8 @@ const char* const every_family[] = {
     "memlend_datapath_page_faults_total",
     "memlend_datapath_read_bytes_total",
     "memlend_datapath_written_bytes_total",
+    "memlend_datapath_mirror_written_bytes_total",
+    "memlend_datapath_mirror_lag_bytes",
     "memlend_datapath_fault_duration_seconds",
 };
 

@@ -17,6 +17,9 @@
 #include "tests/support/http_get.hpp"
 
 #include <sys/mount.h>
+#include <unistd.h>
+
+#include <csignal>
 
 #include <chrono>
 #include <cstring>
@@ -99,30 +102,43 @@ Scrape scrape(std::uint16_t port) {
   return samples(r.body);
 }
 
+// How one run is made and paced. Each scrape is a minute of promtool's
+// clock: by default 150 ms apart, a fraction of the run's sample period
+// (0.5 s at 20x), so that the timeline follows the run.
+struct RecordOptions {
+  std::vector<std::string> program = {MEMLEND_BINARY};
+  const char* scenario = ::scenario;
+  std::chrono::milliseconds pace{150};
+  std::function<void(const Run&)> after_scrape = [](const Run&) {};
+  std::function<void()> before_kill = [] {};
+};
+
 // Runs memlend on the scenario and scrapes it until `done` says the
 // situations have lasted long enough (or a bound passes), then kills it -9
 // and records `dead` failed scrapes.
 Run record(const TempDir& dir, const std::string& datastore, const std::string& name,
-           std::function<bool(const Run&)> done, std::size_t dead) {
+           std::function<bool(const Run&)> done, std::size_t dead, const RecordOptions& how = {}) {
   Run run;
   run.port = free_loopback_port();
-  std::string file = dir.path + "/scenario.json";
-  if (!std::filesystem::exists(file)) std::ofstream(file) << scenario;
-  Child memlend({MEMLEND_BINARY, "run", "--scenario", file, "--metrics", run.instance(), "--speed", "20", "--for",
-                 "10h", "--quiet", "--datastore", datastore, "--events-out", dir.path + "/" + name + ".jsonl", "--db",
-                 dir.path + "/" + name + ".db"},
-                dir.path + "/" + name);
+  std::string file = dir.path + "/" + name + ".json";
+  std::ofstream(file) << how.scenario;
+  std::vector<std::string> argv = how.program;
+  std::vector<std::string> args = {"run", "--scenario", file, "--metrics", run.instance(), "--speed", "20",
+                                   "--for", "10h", "--quiet", "--datastore", datastore, "--events-out",
+                                   dir.path + "/" + name + ".jsonl", "--db", dir.path + "/" + name + ".db"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Child memlend(argv, dir.path + "/" + name);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(180);
   // Until it serves, a failed scrape is not a point of the timeline.
   while (scrape(run.port).empty() && memlend.running() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   while (memlend.running() && std::chrono::steady_clock::now() < deadline) {
     run.scrapes.push_back(scrape(run.port));
+    how.after_scrape(run);
     if (done(run)) break;
-    // Each scrape is a minute of promtool's clock: pace them by a fraction of
-    // the run's sample period (0.5 s at 20x) so the timeline follows the run.
-    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    std::this_thread::sleep_for(how.pace);
   }
+  how.before_kill();
   BOOST_TEST_REQUIRE(memlend.running(), "memlend ran through the scenario: " << memlend.err());
   BOOST_TEST_REQUIRE(done(run), "the run reached its situations within the bound");
   memlend.kill9();
@@ -230,7 +246,7 @@ BOOST_AUTO_TEST_CASE(a_dead_donor_an_unmet_need_and_a_dead_controller_each_fire_
 
   std::vector<Expect> expects;
   for (const char* alert : {"MemlendDown", "MemlendAbsent", "MemlendDonorDownWithActiveLeases",
-                            "MemlendUnsatisfiedNeeds", "MemlendMirrorFailed", "MemlendMirrorLagHigh",
+                            "MemlendUnsatisfiedNeeds", "MemlendMirrorFailed", "MemlendMirrorStalled",
                             "MemlendActorRestartStorm"})
     expects.push_back({alert, *healthy, false, ""});
   expects.push_back({"MemlendDonorDownWithActiveLeases", *down + 3, true, of(run, "host=\"B\",severity=\"critical\"")});
@@ -267,4 +283,159 @@ BOOST_AUTO_TEST_CASE(a_datastore_too_full_for_the_mirror_fires_its_alert) {
   if (*first_lent < *fail) expects.push_back({"MemlendMirrorFailed", *first_lent, false, ""});
   expects.push_back({"MemlendMirrorFailed", *fail + 2, true, of(run, "severity=\"critical\"")});
   expect_promtool(dir, "full", promtool_file(run, expects));
+}
+
+namespace {
+
+// The shared datastore through bindfs, a FUSE filesystem, so that the test
+// can make it hang as a stuck NFS server would: SIGSTOP to bindfs, and every
+// write to the mirrors waits until SIGCONT.
+struct HangingDatastore {
+  std::string backing, path;
+  std::optional<Child> bindfs;
+  bool mounted = false, hung = false;
+  std::string why;
+  explicit HangingDatastore(const std::string& dir) : backing(dir + "/backing"), path(dir + "/datastore") {
+    std::filesystem::create_directories(backing);
+    std::filesystem::create_directories(path);
+    std::string program = find_program("bindfs");
+    BOOST_TEST_REQUIRE(!program.empty(), "bindfs is on PATH (packaging/test-packages.txt)");
+    if (::access("/dev/fuse", R_OK | W_OK) != 0) {
+      why = "/dev/fuse cannot be opened (needs root)";
+      return;
+    }
+    bindfs.emplace(std::vector<std::string>{program, "-f", backing, path}, dir + "/bindfs");
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!(mounted = is_mount()) && bindfs->running() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (!mounted) why = "bindfs did not mount: " + bindfs->err();
+  }
+  bool is_mount() const {
+    std::ifstream in("/proc/self/mountinfo");
+    std::string line;
+    while (std::getline(in, line))
+      if (line.find(" " + path + " ") != std::string::npos) return true;
+    return false;
+  }
+  void hang() {
+    ::kill(bindfs->pid(), SIGSTOP);
+    hung = true;
+  }
+  void resume() {
+    if (hung) ::kill(bindfs->pid(), SIGCONT);
+    hung = false;
+  }
+  ~HangingDatastore() {
+    resume();
+    if (mounted) ::umount2(path.c_str(), MNT_DETACH);
+  }
+};
+
+// Twelve VMs, none of which needs anything: a steady stream of samples for
+// the failpoint to crash their actors on, spread over all of them.
+const char* quiet_cluster = R"({
+  "settings": { "sample_period_s": 10, "detect_samples": 2 },
+  "hosts": [ { "name": "A", "memory_mib": 65536, "cpu_mhz": 32000 },
+             { "name": "B", "memory_mib": 65536, "cpu_mhz": 32000 },
+             { "name": "C", "memory_mib": 65536, "cpu_mhz": 32000 } ],
+  "vms": [ { "name": "V1", "host": "A", "memory_mib": 2048, "cpu_mhz": 1000 },
+           { "name": "V2", "host": "A", "memory_mib": 2048, "cpu_mhz": 1000 },
+           { "name": "V3", "host": "A", "memory_mib": 2048, "cpu_mhz": 1000 },
+           { "name": "V4", "host": "A", "memory_mib": 2048, "cpu_mhz": 1000 },
+           { "name": "V5", "host": "B", "memory_mib": 2048, "cpu_mhz": 1000 },
+           { "name": "V6", "host": "B", "memory_mib": 2048, "cpu_mhz": 1000 },
+           { "name": "V7", "host": "B", "memory_mib": 2048, "cpu_mhz": 1000 },
+           { "name": "V8", "host": "B", "memory_mib": 2048, "cpu_mhz": 1000 },
+           { "name": "V9", "host": "C", "memory_mib": 2048, "cpu_mhz": 1000 },
+           { "name": "V10", "host": "C", "memory_mib": 2048, "cpu_mhz": 1000 },
+           { "name": "V11", "host": "C", "memory_mib": 2048, "cpu_mhz": 1000 },
+           { "name": "V12", "host": "C", "memory_mib": 2048, "cpu_mhz": 1000 } ],
+  "events": []
+})";
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_datastore_that_hangs_fires_the_mirror_stalled_alert) {
+  TempDir dir;
+  HangingDatastore datastore(dir.path);
+  if (!datastore.mounted) {
+    BOOST_TEST_MESSAGE("skipped: " << datastore.why);
+    return;
+  }
+  const std::string written = "memlend_datapath_mirror_written_bytes_total";
+  const std::string lag = "memlend_datapath_mirror_lag_bytes";
+  std::optional<std::size_t> hung_at;
+  RecordOptions how;
+  // Hung once the mirror is being written: the lease's mirror file is made
+  // before, on a datastore that answers.
+  how.after_scrape = [&](const Run& r) {
+    const Scrape& s = r.scrapes.back();
+    if (!hung_at && Run::get(s, "memlend_leases{host=\"B\",state=\"active\"}") == 1 && Run::get(s, written) > 0) {
+      datastore.hang();
+      hung_at = r.scrapes.size() - 1;
+    }
+  };
+  how.before_kill = [&] { datastore.resume(); };
+  // From the first scrape after the hang where memory waits for the mirror
+  // and the mirror has stopped moving: it must stay so for the window and
+  // the `for:` (5m + 2m) and a minute more.
+  auto stalled_from = [&](const Run& r) -> std::optional<std::size_t> {
+    if (!hung_at) return std::nullopt;
+    auto from = r.first([&](const Scrape& s) { return Run::get(s, lag) > 0; }, *hung_at + 1);
+    if (!from) return std::nullopt;
+    for (std::size_t i = *from; i < r.scrapes.size(); ++i)
+      if (Run::get(r.scrapes[i], lag) <= 0 || Run::get(r.scrapes[i], written) != Run::get(r.scrapes[*from], written))
+        return std::nullopt;
+    return from;
+  };
+  auto done = [&](const Run& r) {
+    auto from = stalled_from(r);
+    return from && r.scrapes.size() >= *from + 8;
+  };
+  Run run = record(dir, datastore.path, "hang", done, 0, how);
+  auto from = stalled_from(run);
+  // The last scrape before the hang where the mirror moved: nothing stalled there.
+  std::size_t moving = *hung_at;
+  while (moving > 0 && !(Run::get(run.scrapes[moving], written) > Run::get(run.scrapes[moving - 1], written))) --moving;
+  BOOST_TEST_REQUIRE(moving > 0, "the mirror was written before the datastore hung");
+  std::vector<Expect> expects = {{"MemlendMirrorStalled", moving, false, ""},
+                                 {"MemlendMirrorStalled", *from + 7, true, of(run, "severity=\"critical\"")},
+                                 {"MemlendMirrorFailed", *from + 7, false, ""}};
+  expect_promtool(dir, "hang", promtool_file(run, expects));
+}
+
+BOOST_AUTO_TEST_CASE(actors_that_keep_crashing_fire_the_restart_storm_alert) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path + "/datastore");
+  std::string env = find_program("env");
+  BOOST_TEST_REQUIRE(!env.empty());
+  RecordOptions how;
+  // Every 37th sample of any VM crashes its actor: with twelve VMs sampled
+  // twice a second (20x), each crashes about once in 18 s, under the
+  // supervisor's limit (more than 5 in a minute stops the controller), and
+  // all together about every 1.5 s. A scrape every 2.5 s makes that more
+  // than 5 restarts in each 5 minutes of promtool's clock.
+  how.program = {env, "MEMLEND_FAILPOINTS=vm.sample=every:37", MEMLEND_FAILPOINTS_BINARY};
+  how.scenario = quiet_cluster;
+  how.pace = std::chrono::milliseconds(2500);
+  const std::string restarts = "memlend_actor_restarts_total{kind=\"vm\"}";
+  // More than 5 restarts between a scrape and the fourth before it, at
+  // three scrapes in a row: increase() over 5m is then above 5 at three
+  // evaluations, which the `for: 2m` asks for.
+  auto storm = [&](const Run& r, std::size_t i) {
+    return i >= 4 && !r.scrapes[i].empty() && !r.scrapes[i - 4].empty() &&
+           Run::get(r.scrapes[i], restarts) - Run::get(r.scrapes[i - 4], restarts) > 5;
+  };
+  auto done = [&](const Run& r) {
+    std::size_t n = r.scrapes.size();
+    return n >= 3 && storm(r, n - 1) && storm(r, n - 2) && storm(r, n - 3);
+  };
+  Run run = record(dir, dir.path + "/datastore", "storm", done, 0, how);
+  auto first = run.first([&](const Scrape& s) { return Run::get(s, restarts) > 0; });
+  BOOST_TEST_REQUIRE(first.has_value(), "the failpoint crashed VM actors");
+  std::vector<Expect> expects = {
+      {"MemlendActorRestartStorm", *first, false, ""},
+      {"MemlendActorRestartStorm", run.scrapes.size() - 1, true, of(run, "kind=\"vm\",severity=\"warning\"")},
+      {"MemlendDown", run.scrapes.size() - 1, false, ""}};
+  expect_promtool(dir, "storm", promtool_file(run, expects));
 }

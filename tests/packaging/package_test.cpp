@@ -109,7 +109,10 @@ BOOST_AUTO_TEST_CASE(the_package_holds_the_files_with_their_modes) {
   };
   for (const auto& w : std::vector<Want>{{"/usr/bin/memlend", 0755},
                                          {"/etc/memlend/memlend.conf", 0644},
+                                         {"/etc/memlend/agent.conf", 0644},
                                          {"/lib/systemd/system/memlend.service", 0644},
+                                         {"/lib/systemd/system/memlend-agent.service", 0644},
+                                         {"/usr/share/man/man1/memlend-agent.1.gz", 0644},
                                          {"/lib/udev/rules.d/60-memlend.rules", 0644},
                                          {"/var/lib/memlend", 0700},
                                          {"/usr/share/man/man1/memlend.1.gz", 0644},
@@ -125,6 +128,7 @@ BOOST_AUTO_TEST_CASE(the_package_holds_the_files_with_their_modes) {
   BOOST_TEST(fs::is_directory(p.root + "/var/lib/memlend"));
   BOOST_TEST(fs::is_empty(p.root + "/var/lib/memlend"));
   BOOST_TEST(slurp(p.root + "/etc/memlend/memlend.conf") == slurp(source_dir + "/packaging/memlend.conf"));
+  BOOST_TEST(slurp(p.root + "/etc/memlend/agent.conf") == slurp(source_dir + "/packaging/agent.conf"));
 
   // Owned by root, whoever built it.
   auto listing = run_process({need("dpkg-deb"), "-c", p.deb}, 60);
@@ -133,12 +137,15 @@ BOOST_AUTO_TEST_CASE(the_package_holds_the_files_with_their_modes) {
   std::string line;
   while (std::getline(lines, line)) BOOST_TEST(line.find(" root/root ") != std::string::npos, line);
 
-  // The config file is a conffile: an upgrade keeps the operator's edits.
+  // The config files are conffiles: an upgrade keeps the operator's edits.
   auto conffiles = run_process({need("dpkg-deb"), "-I", p.deb, "conffiles"}, 60);
-  BOOST_TEST(conffiles.out == "/etc/memlend/memlend.conf\n");
+  BOOST_TEST(conffiles.out == "/etc/memlend/memlend.conf\n/etc/memlend/agent.conf\n");
   auto control = run_process({need("dpkg-deb"), "-f", p.deb, "Package", "Version", "Depends"}, 60);
   BOOST_TEST(control.out.find("Package: memlend\n") != std::string::npos, control.out);
-  BOOST_TEST(control.out.find("Depends: adduser, libc6") != std::string::npos, control.out);
+  BOOST_TEST(control.out.find("Depends: adduser, ") != std::string::npos, control.out);
+  // dpkg-shlibdeps names every library the binary links: support-bundle's too.
+  for (const char* library : {" libc6 ", " libarchive13 ", " libcurl4 "})
+    BOOST_TEST(control.out.find(library) != std::string::npos, library << " in " << control.out);
 }
 
 BOOST_AUTO_TEST_CASE(systemd_verifies_the_unit_against_the_unpacked_package) {
@@ -151,6 +158,12 @@ BOOST_AUTO_TEST_CASE(systemd_verifies_the_unit_against_the_unpacked_package) {
                            "Type=notify", "WatchdogSec=30s", "RestartPreventExitStatus=2", "User=memlend",
                            "CapabilityBoundingSet=", "DeviceAllow=/dev/userfaultfd rw"})
     BOOST_TEST(unit.find(std::string(line) + "\n") != std::string::npos, line);
+  std::string agent = slurp(units + "/memlend-agent.service");
+  for (const char* line : {"Restart=on-failure", "RestartPreventExitStatus=2", "NoNewPrivileges=yes",
+                           "ExecStart=/usr/bin/memlend agent --config /etc/memlend/agent.conf",
+                           "ExecStartPre=/usr/bin/memlend check-config --for agent --config /etc/memlend/agent.conf",
+                           "DevicePolicy=closed", "RuntimeDirectoryPreserve=yes"})
+    BOOST_TEST(agent.find(std::string(line) + "\n") != std::string::npos, line);
 
   // --root makes systemd check ExecStart's binary inside the scratch root;
   // the targets and slices a service depends on come from this machine's
@@ -163,19 +176,20 @@ BOOST_AUTO_TEST_CASE(systemd_verifies_the_unit_against_the_unpacked_package) {
       fs::copy(e.path(), units + "/" + e.path().filename().string(), fs::copy_options::copy_symlinks);
   }
   std::string analyze = need("systemd-analyze");
-  auto verify = run_process({"/usr/bin/env", "MANPATH=" + p.root + "/usr/share/man", analyze, "verify",
-                             "--root=" + p.root, "memlend.service"},
-                            120);
-  BOOST_TEST(verify.status == 0, verify.out << verify.err);
-  // A mistyped or ill-valued directive is only a warning to systemd: none is allowed.
-  BOOST_TEST(verify.err == "", verify.err);
-
-  // The hardening holds as packaged: systemd's own score (0 best, 10 worst)
-  // under 5, MEDIUM's floor (service_unit_test asserts the word itself).
-  auto security = run_process({analyze, "security", "--offline=yes", "--root=" + p.root, "--threshold=49",
-                               "memlend.service"},
+  for (const char* name : {"memlend.service", "memlend-agent.service"}) {
+    auto verify = run_process({"/usr/bin/env", "MANPATH=" + p.root + "/usr/share/man", analyze, "verify",
+                               "--root=" + p.root, name},
                               120);
-  BOOST_TEST(security.status == 0, security.out << security.err);
+    BOOST_TEST(verify.status == 0, name << ": " << verify.out << verify.err);
+    // A mistyped or ill-valued directive is only a warning to systemd: none is allowed.
+    BOOST_TEST(verify.err == "", name << ": " << verify.err);
+
+    // The hardening holds as packaged: systemd's own score (0 best, 10 worst)
+    // under 5, MEDIUM's floor (service_unit_test asserts the words).
+    auto security = run_process({analyze, "security", "--offline=yes", "--root=" + p.root, "--threshold=49", name},
+                                120);
+    BOOST_TEST(security.status == 0, name << ": " << security.out << security.err);
+  }
 
   // The check has teeth: without the binary the unit does not verify.
   fs::rename(p.root + "/usr/bin/memlend", p.root + "/usr/bin/memlend.away");

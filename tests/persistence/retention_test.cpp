@@ -48,6 +48,13 @@ std::vector<std::uint64_t> kept(const Store& s) {
   return out;
 }
 
+// Events 1..n of a run long ago, recorded at `recorded_ms`, written behind the store's back.
+void write_old_events(const std::string& path, int n, std::int64_t recorded_ms) {
+  for (int i = 1; i <= n; ++i)
+    raw_sql(path, "INSERT INTO events (t_s, event, vm, recorded_unix_ms) VALUES (" + std::to_string(i) +
+                      ", 'need_detected', 'VM1', " + std::to_string(recorded_ms) + ")");
+}
+
 std::vector<std::uint64_t> range(std::uint64_t from, std::uint64_t to) {
   std::vector<std::uint64_t> out;
   for (auto i = from; i <= to; ++i) out.push_back(i);
@@ -88,11 +95,9 @@ BOOST_AUTO_TEST_CASE(events_older_than_the_days_kept_go_and_newer_ones_stay) {
   TempDir dir("retention");
   std::string path = dir.file("memlend.db");
   BOOST_TEST_REQUIRE(bool(Store::open(path, keep(0, 0, 100))));
-  // Three events of a run forty days ago, written behind the store's back.
+  // Three events of a run forty days ago.
   const auto now = now_ms();
-  for (int i = 1; i <= 3; ++i)
-    raw_sql(path, "INSERT INTO events (t_s, event, vm, recorded_unix_ms) VALUES (" + std::to_string(i) +
-                      ", 'need_detected', 'VM1', " + std::to_string(now - 40 * day_ms) + ")");
+  write_old_events(path, 3, now - 40 * day_ms);
   auto s = Store::open(path, keep(30, 0, 100));
   BOOST_TEST_REQUIRE(bool(s), (s ? "" : s.error().message));
   for (int i = 4; i <= 6; ++i) BOOST_TEST_REQUIRE((*s)->commit(event_at(i)).ok());
@@ -104,6 +109,31 @@ BOOST_AUTO_TEST_CASE(events_older_than_the_days_kept_go_and_newer_ones_stay) {
   BOOST_TEST(kept(**s) == range(6, 6));
   auto o = (*s)->commit(event_at(7));
   BOOST_TEST(o.event_seqs == std::vector<std::uint64_t>{7});
+}
+
+// A support bundle's events: those recorded since a wall-clock time, oldest
+// first, the newest when there are more than it takes.
+BOOST_AUTO_TEST_CASE(events_since_a_time_are_those_recorded_since_oldest_first) {
+  TempDir dir("retention");
+  std::string path = dir.file("memlend.db");
+  BOOST_TEST_REQUIRE(bool(Store::open(path, keep(0, 0, 100))));
+  const auto now = now_ms();
+  write_old_events(path, 2, now - 2 * day_ms);
+  auto s = Store::open(path, keep(0, 0, 100));
+  BOOST_TEST_REQUIRE(bool(s), (s ? "" : s.error().message));
+  for (int i = 3; i <= 5; ++i) BOOST_TEST_REQUIRE((*s)->commit(event_at(i)).ok());
+  auto seqs = [&](std::int64_t since, std::size_t limit) {
+    auto t = (*s)->events_since(since, limit);
+    BOOST_TEST_REQUIRE(bool(t), (t ? "" : t.error().message));
+    BOOST_TEST(t->columns.back() == "reason");
+    std::vector<std::uint64_t> out;
+    for (const auto& row : t->rows) out.push_back(static_cast<std::uint64_t>(std::get<std::int64_t>(row[0])));
+    return out;
+  };
+  BOOST_TEST(seqs(now - 3600000, 100) == range(3, 5));
+  BOOST_TEST(seqs(now - 3 * day_ms, 100) == range(1, 5));
+  BOOST_TEST(seqs(now - 3600000, 2) == range(4, 5));
+  BOOST_TEST(seqs(now + day_ms, 100).empty());
 }
 
 BOOST_AUTO_TEST_CASE(no_limit_keeps_everything) {

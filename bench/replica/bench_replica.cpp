@@ -1,0 +1,294 @@
+// The replicated store's engine against today's local store, in one run:
+//   - commit latency (p50, p99) of single-row INSERT transactions, each its
+//     own transaction: through a 3-node dqlite cluster on loopback (a quorum
+//     of Raft logs written and synced), against a local SQLite file with the
+//     same schema, WAL and synchronous=FULL (as persistence/ opens it);
+//   - failover: the leader's process killed with SIGKILL, to the first write
+//     the new leader commits, as a client that retries through any member
+//     sees it; repeated, the killed node restarted from its data directory
+//     between repetitions.
+//
+//   bench_replica [--dir DIR] [--commits N] [--failovers K] [--latency-ms MS]
+//
+// DIR (default: $TMPDIR or /tmp) decides the disk, and so what an fsync
+// costs. --latency-ms sets dqlite's network latency (Raft's election timeout
+// is 15 times it); without it, dqlite's own timeouts (an election after 3 s).
+#include "replica/client.hpp"
+#include "replica/node.hpp"
+
+#include <sqlite3.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace memlend::replica;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+namespace {
+
+const char* const schema = "CREATE TABLE IF NOT EXISTS bench (id INTEGER PRIMARY KEY, name TEXT NOT NULL, data BLOB)";
+const char* const insert = "INSERT INTO bench (name, data) VALUES (?, ?)";
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "bench_replica: %s\n", what.c_str());
+  std::exit(1);
+}
+
+template <class T>
+T must(memlend::Expected<T> e, const char* what) {
+  if (!e) die(std::string(what) + ": " + e.error().message);
+  return std::move(*e);
+}
+void must(memlend::Expected<void> e, const char* what) {
+  if (!e) die(std::string(what) + ": " + e.error().message);
+}
+
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+std::uint16_t free_port() {
+  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (s < 0 || ::bind(s, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) die("no free loopback port");
+  socklen_t len = sizeof sa;
+  ::getsockname(s, reinterpret_cast<sockaddr*>(&sa), &len);
+  ::close(s);
+  return ntohs(sa.sin_port);
+}
+
+// A node in a child process, forked while this process has no threads of its
+// own; it says on a pipe that it serves, and serves until killed.
+class NodeProcess {
+ public:
+  NodeProcess(const NodeConfig& config) : config_(config) {}
+  ~NodeProcess() { kill(SIGTERM); }
+  const std::string& address() const { return config_.address; }
+  bool alive() const { return pid_ > 0; }
+
+  void start() {
+    int ready[2];
+    if (::pipe2(ready, O_CLOEXEC) != 0) die("pipe");
+    pid_ = ::fork();
+    if (pid_ < 0) die("fork");
+    if (pid_ == 0) {
+      sigset_t stop;
+      sigemptyset(&stop);
+      sigaddset(&stop, SIGTERM);
+      pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+      auto node = Node::start(config_);
+      if (!node) {
+        std::fprintf(stderr, "bench_replica: node %llu: %s\n", static_cast<unsigned long long>(config_.id),
+                     node.error().message.c_str());
+        ::_exit(1);
+      }
+      (void)!::write(ready[1], "r", 1);
+      int signal = 0;
+      sigwait(&stop, &signal);
+      ::_exit((*node)->stop() ? 0 : 1);
+    }
+    ::close(ready[1]);
+    pollfd p{ready[0], POLLIN, 0};
+    char c = 0;
+    bool ok = ::poll(&p, 1, 30000) == 1 && ::read(ready[0], &c, 1) == 1;
+    ::close(ready[0]);
+    if (!ok) die("node " + std::to_string(config_.id) + " did not start");
+  }
+
+  void kill(int signal) {
+    if (pid_ <= 0) return;
+    ::kill(pid_, signal);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+ private:
+  NodeConfig config_;
+  pid_t pid_ = -1;
+};
+
+std::vector<memlend::replica::Value> row(std::int64_t i) {
+  Blob data;
+  data.bytes.assign(64, static_cast<std::uint8_t>(i));
+  return {Value{"lease " + std::to_string(i)}, Value{std::move(data)}};
+}
+
+struct Percentiles {
+  double p50 = 0, p99 = 0, max = 0;
+};
+
+Percentiles percentiles(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  auto at = [&](double q) { return v[std::min(v.size() - 1, static_cast<std::size_t>(q * v.size()))]; };
+  return {at(0.50), at(0.99), v.back()};
+}
+
+std::vector<double> sqlite_commits(const std::string& path, int commits) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) die("open " + path);
+  auto exec = [&](const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) die(std::string("sqlite: ") + (err ? err : sql));
+  };
+  exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL");
+  exec(schema);
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db, insert, -1, &stmt, nullptr) != SQLITE_OK) die("prepare");
+  std::vector<double> ms;
+  for (int i = 0; i < commits; ++i) {
+    auto values = row(i);
+    const auto& name = std::get<std::string>(values[0]);
+    const auto& data = std::get<Blob>(values[1]).bytes;
+    auto t = Clock::now();
+    sqlite3_bind_text(stmt, 1, name.c_str(), static_cast<int>(name.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_blob(stmt, 2, data.data(), static_cast<int>(data.size()), SQLITE_TRANSIENT);
+    if (sqlite3_step(stmt) != SQLITE_DONE) die(std::string("insert: ") + sqlite3_errmsg(db));
+    sqlite3_reset(stmt);
+    ms.push_back(ms_since(t));
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return ms;
+}
+
+std::vector<double> dqlite_commits(Client& leader, int commits) {
+  must(leader.exec(schema), "create table");
+  std::vector<double> ms;
+  for (int i = 0; i < commits; ++i) {
+    auto values = row(i);
+    auto t = Clock::now();
+    must(leader.exec(insert, values), "insert through the leader");
+    ms.push_back(ms_since(t));
+  }
+  return ms;
+}
+
+std::vector<std::string> live_addresses(const std::vector<std::unique_ptr<NodeProcess>>& nodes) {
+  std::vector<std::string> out;
+  for (const auto& n : nodes)
+    if (n->alive()) out.push_back(n->address());
+  return out;
+}
+
+// Kills the leader, then writes through whoever leads next, retrying from
+// the start (finding the leader) on every failure; the time from the kill to
+// that write's commit.
+double one_failover(std::vector<std::unique_ptr<NodeProcess>>& nodes, std::int64_t key) {
+  Client old = must(connect_leader(live_addresses(nodes), "bench", milliseconds(60000)), "leader");
+  for (auto& n : nodes)
+    if (n->address() == old.address()) n->kill(SIGKILL);
+  auto killed = Clock::now();
+  for (;;) {
+    if (ms_since(killed) > 120000) die("no write committed within 120 s of the leader's death");
+    auto next = connect_leader(live_addresses(nodes), "bench", milliseconds(60000));
+    if (!next) continue;
+    if (next->exec(insert, row(key))) return ms_since(killed);
+  }
+}
+
+// Until the restarted node hears from the leader: only then does the
+// cluster have three live voters again.
+void wait_for_leader_seen_by(const std::string& address) {
+  auto until = Clock::now() + milliseconds(60000);
+  while (Clock::now() < until) {
+    if (auto c = Client::connect(address)) {
+      if (auto l = c->leader(); l && l->id != 0) return;
+    }
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  die(address + " never heard of a leader after its restart");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string dir = tmp && *tmp ? tmp : "/tmp";
+  int commits = 1000, failovers = 5;
+  std::optional<milliseconds> latency;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    bool has_value = i + 1 < argc;
+    if (a == "--dir" && has_value) dir = argv[++i];
+    else if (a == "--commits" && has_value) commits = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--failovers" && has_value) failovers = std::max(0, std::atoi(argv[++i]));
+    else if (a == "--latency-ms" && has_value) latency = milliseconds(std::max(1, std::atoi(argv[++i])));
+    else {
+      std::fprintf(stderr, "bench_replica: unknown argument %s\n"
+                           "usage: bench_replica [--dir DIR] [--commits N] [--failovers K] [--latency-ms MS]\n", argv[i]);
+      return 2;
+    }
+  }
+  std::string root = dir + "/bench_replica." + std::to_string(::getpid());
+  std::filesystem::create_directories(root);
+
+  std::vector<std::unique_ptr<NodeProcess>> nodes;
+  for (std::uint64_t id = 1; id <= 3; ++id) {
+    NodeConfig c;
+    c.id = id;
+    c.address = "127.0.0.1:" + std::to_string(free_port());
+    c.data_dir = root + "/node" + std::to_string(id);
+    c.network_latency = latency;
+    nodes.push_back(std::make_unique<NodeProcess>(c));
+    nodes.back()->start();
+  }
+  Client leader = must(connect_leader({nodes[0]->address()}, "", milliseconds(60000)), "bootstrap leader");
+  for (std::uint64_t id = 2; id <= 3; ++id) {
+    must(leader.add(id, nodes[id - 1]->address()), "add");
+    must(leader.assign(id, Role::voter), "assign");
+  }
+  must(leader.open("bench"), "open");
+
+  auto local = percentiles(sqlite_commits(root + "/local.db", commits));
+  auto replicated = percentiles(dqlite_commits(leader, commits));
+
+  std::vector<double> failover_ms;
+  for (int k = 0; k < failovers; ++k) {
+    failover_ms.push_back(one_failover(nodes, 1000000 + k));
+    for (auto& n : nodes)
+      if (!n->alive()) {
+        n->start();
+        wait_for_leader_seen_by(n->address());
+      }
+  }
+
+  std::printf("bench_replica: dqlite (Debian's libdqlite), SQLite %s, files in %s; network latency %s\n",
+              sqlite3_libversion(), dir.c_str(),
+              latency ? (std::to_string(latency->count()) + " ms (election timeout " +
+                         std::to_string(latency->count() * 15) + " ms)").c_str()
+                      : "dqlite's default (election timeout 3000 ms)");
+  std::printf("commit latency, %d single-row INSERT transactions:\n", commits);
+  std::printf("  %-44s p50 %7.3f ms   p99 %7.3f ms   max %7.3f ms\n", "local SQLite file (WAL, synchronous=FULL):",
+              local.p50, local.p99, local.max);
+  std::printf("  %-44s p50 %7.3f ms   p99 %7.3f ms   max %7.3f ms\n", "dqlite, 3 voters on loopback, via leader:",
+              replicated.p50, replicated.p99, replicated.max);
+  if (!failover_ms.empty()) {
+    auto f = percentiles(failover_ms);
+    std::printf("failover, leader killed (SIGKILL) -> first write committed by the new leader, %d times:\n", failovers);
+    std::printf("  ");
+    for (double v : failover_ms) std::printf("%.0f ms  ", v);
+    std::printf("\n  median %.0f ms, max %.0f ms\n", f.p50, f.max);
+  }
+  nodes.clear();
+  std::filesystem::remove_all(root);
+  return 0;
+}

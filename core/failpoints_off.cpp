@@ -1,0 +1,7 @@
+#include "core/failpoint.hpp"
+
+namespace memlend::failpoint {
+
+bool fires(const char*) { return false; }
+
+}  // namespace memlend::failpoint

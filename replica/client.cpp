@@ -1,0 +1,329 @@
+#include "replica/client.hpp"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+namespace memlend::replica {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Message {
+  Header header;
+  std::vector<std::uint8_t> body;
+};
+
+Error io_error(const std::string& what, int err) { return Error{what + ": " + std::strerror(err), ErrorCode::io}; }
+
+// Waits for `events` on fd until the deadline; false with errno set (ETIMEDOUT
+// at the deadline).
+bool wait_for(int fd, short events, Clock::time_point deadline) {
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      errno = ETIMEDOUT;
+      return false;
+    }
+    pollfd p{fd, events, 0};
+    int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1 << 30)));
+    if (r > 0) return true;
+    if (r < 0 && errno != EINTR) return false;
+  }
+}
+
+Error timed_out_or_io(const std::string& what, int err) {
+  if (err == ETIMEDOUT) return Error{what + ": timed out", ErrorCode::timed_out};
+  return io_error(what, err);
+}
+
+Expected<int> dial(const std::string& address, Clock::time_point deadline) {
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size())
+    return Error{"dqlite address \"" + one_line(address) + "\" is not host:port", ErrorCode::invalid_input};
+  std::string host = address.substr(0, colon), port = address.substr(colon + 1);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0)
+    return Error{"dqlite address \"" + one_line(address) + "\": " + gai_strerror(rc), ErrorCode::unavailable};
+  Error last{"dqlite " + one_line(address) + ": no address to connect to", ErrorCode::unavailable};
+  for (addrinfo* a = found; a; a = a->ai_next) {
+    int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
+    if (fd < 0) {
+      last = io_error("socket", errno);
+      continue;
+    }
+    int rc = ::connect(fd, a->ai_addr, a->ai_addrlen);
+    int err = rc == 0 ? 0 : errno;
+    if (err == EINPROGRESS) {
+      if (wait_for(fd, POLLOUT, deadline)) {
+        socklen_t len = sizeof err;
+        ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      } else {
+        err = errno;
+      }
+    }
+    if (err == 0) {
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      ::freeaddrinfo(found);
+      return fd;
+    }
+    ::close(fd);
+    last = timed_out_or_io("connect to dqlite " + one_line(address), err);
+    if (err != ETIMEDOUT) last.code = ErrorCode::unavailable;
+  }
+  ::freeaddrinfo(found);
+  return last;
+}
+
+Expected<void> send_all(int fd, const std::uint8_t* p, std::size_t n, Clock::time_point deadline) {
+  while (n > 0) {
+    ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
+    if (w > 0) {
+      p += w, n -= static_cast<std::size_t>(w);
+    } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+      return io_error("send to dqlite", errno);
+    } else if (!wait_for(fd, POLLOUT, deadline)) {
+      return timed_out_or_io("send to dqlite", errno);
+    }
+  }
+  return {};
+}
+
+Expected<void> recv_exact(int fd, std::uint8_t* p, std::size_t n, Clock::time_point deadline) {
+  while (n > 0) {
+    ssize_t r = ::recv(fd, p, n, 0);
+    if (r > 0) {
+      p += r, n -= static_cast<std::size_t>(r);
+    } else if (r == 0) {
+      return Error{"dqlite closed the connection", ErrorCode::unavailable};
+    } else if (errno != EAGAIN && errno != EINTR) {
+      return io_error("receive from dqlite", errno);
+    } else if (!wait_for(fd, POLLIN, deadline)) {
+      return timed_out_or_io("receive from dqlite", errno);
+    }
+  }
+  return {};
+}
+
+std::string type_name(std::uint8_t type) { return "response type " + std::to_string(type); }
+
+}  // namespace
+
+struct Client::State {
+  int fd = -1;
+  std::string address;
+  Limits limits;
+  std::uint64_t failure_code = 0;
+
+  ~State() {
+    if (fd >= 0) ::close(fd);
+  }
+  // An error that leaves the stream in an unknown place ends the connection.
+  Error spend(Error e) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+    return e;
+  }
+  Expected<void> usable() const {
+    if (fd < 0) return Error{"dqlite connection to " + one_line(address) + " is closed after an earlier error",
+                             ErrorCode::unavailable};
+    return {};
+  }
+  Expected<void> send(Request type, const Body& body, Clock::time_point deadline) {
+    if (auto ok = usable(); !ok) return ok;
+    if (!body.status()) return body.status();
+    failure_code = 0;
+    auto bytes = body.message(type);
+    if (auto sent = send_all(fd, bytes.data(), bytes.size(), deadline); !sent) return spend(sent.error());
+    return {};
+  }
+  Expected<Message> receive(Clock::time_point deadline) {
+    std::uint8_t head[header_bytes];
+    if (auto got = recv_exact(fd, head, sizeof head, deadline); !got) return spend(got.error());
+    auto header = decode_header(head, sizeof head);
+    if (!header) return spend(header.error());
+    if (header->body_bytes() > limits.max_message)
+      return spend(Error{"dqlite response of " + std::to_string(header->body_bytes()) + " bytes exceeds the limit of " +
+                             std::to_string(limits.max_message),
+                         ErrorCode::invalid_input});
+    Message m{*header, std::vector<std::uint8_t>(header->body_bytes())};
+    if (auto got = recv_exact(fd, m.body.data(), m.body.size(), deadline); !got) return spend(got.error());
+    return m;
+  }
+  // A FAILURE as an error; any other type but `want` spends the connection.
+  Expected<void> check(const Message& m, Response want) {
+    if (m.header.type == static_cast<std::uint8_t>(want)) return {};
+    if (m.header.type != static_cast<std::uint8_t>(Response::failure))
+      return spend(Error{"dqlite answered with " + type_name(m.header.type) + " where " +
+                             type_name(static_cast<std::uint8_t>(want)) + " was due",
+                         ErrorCode::invalid_input});
+    auto f = decode_failure(m.body.data(), m.body.size());
+    if (!f) return spend(f.error());
+    failure_code = f->code;
+    bool elsewhere = f->code == not_leader_code || f->code == leadership_lost_code;
+    return Error{"dqlite " + one_line(address) + ": " + one_line(f->message) + " (code " + std::to_string(f->code) + ")",
+                 elsewhere ? ErrorCode::unavailable : ErrorCode::refused};
+  }
+  // One request and its one response of type `want`, decoded by `decode`.
+  template <class Decode>
+  auto call(Request type, const Body& body, Response want, Decode decode)
+      -> decltype(decode(std::declval<const std::uint8_t*>(), std::size_t{})) {
+    auto deadline = Clock::now() + limits.timeout;
+    if (auto sent = send(type, body, deadline); !sent) return sent.error();
+    auto m = receive(deadline);
+    if (!m) return m.error();
+    if (auto ok = check(*m, want); !ok) return ok.error();
+    auto decoded = decode(m->body.data(), m->body.size());
+    if (!decoded) return spend(decoded.error());
+    return decoded;
+  }
+};
+
+Client::Client(std::unique_ptr<State> state) : s_(std::move(state)) {}
+Client::Client(Client&&) noexcept = default;
+Client& Client::operator=(Client&&) noexcept = default;
+Client::~Client() = default;
+
+Expected<Client> Client::connect(const std::string& address, Limits limits) {
+  auto deadline = Clock::now() + limits.timeout;
+  auto fd = dial(address, deadline);
+  if (!fd) return fd.error();
+  auto s = std::make_unique<State>();
+  s->fd = *fd;
+  s->address = address;
+  s->limits = limits;
+  std::uint8_t version[8];
+  for (int i = 0; i < 8; ++i) version[i] = static_cast<std::uint8_t>(protocol_version >> (8 * i));
+  if (auto sent = send_all(s->fd, version, sizeof version, deadline); !sent) return sent.error();
+  auto welcome = s->call(Request::client, Body().u64(0), Response::welcome, decode_welcome);
+  if (!welcome) return welcome.error();
+  return Client(std::move(s));
+}
+
+const std::string& Client::address() const { return s_->address; }
+std::uint64_t Client::failure_code() const { return s_->failure_code; }
+bool Client::spent() const { return s_->fd < 0; }
+
+Expected<NodeInfo> Client::leader() {
+  return s_->call(Request::leader, Body().u64(0), Response::server, decode_server);
+}
+
+Expected<void> Client::add(std::uint64_t id, const std::string& address) {
+  return s_->call(Request::add, Body().u64(id).text(address), Response::empty, decode_empty);
+}
+
+Expected<void> Client::assign(std::uint64_t id, Role role) {
+  return s_->call(Request::assign, Body().u64(id).u64(static_cast<std::uint64_t>(role)), Response::empty,
+                  decode_empty);
+}
+
+Expected<void> Client::remove(std::uint64_t id) {
+  return s_->call(Request::remove, Body().u64(id), Response::empty, decode_empty);
+}
+
+Expected<std::vector<NodeInfo>> Client::cluster() {
+  return s_->call(Request::cluster, Body().u64(1), Response::servers, decode_servers);
+}
+
+Expected<void> Client::open(const std::string& name) {
+  auto db = s_->call(Request::open, Body().text(name).u64(0).text(""), Response::db, decode_db);
+  if (!db) return db.error();
+  return {};
+}
+
+Expected<ExecResult> Client::exec(const std::string& sql, const std::vector<Value>& params) {
+  Body body;
+  body.u64(0).text(sql);
+  if (!params.empty()) body.params(params);
+  return s_->call(Request::exec_sql, body, Response::result, decode_result);
+}
+
+Expected<Rows> Client::query(const std::string& sql, const std::vector<Value>& params) {
+  Body body;
+  body.u64(0).text(sql);
+  if (!params.empty()) body.params(params);
+  auto deadline = Clock::now() + s_->limits.timeout;
+  if (auto sent = s_->send(Request::query_sql, body, deadline); !sent) return sent.error();
+  Rows rows;
+  std::size_t total = 0;
+  for (;;) {
+    auto m = s_->receive(deadline);
+    if (!m) return m.error();
+    if (auto ok = s_->check(*m, Response::rows); !ok) return ok.error();
+    total += m->body.size();
+    if (total > s_->limits.max_result)
+      return s_->spend(Error{"dqlite rows exceed the limit of " + std::to_string(s_->limits.max_result) + " bytes",
+                             ErrorCode::invalid_input});
+    auto more = decode_rows(m->body.data(), m->body.size(), rows);
+    if (!more) return s_->spend(more.error());
+    if (!*more) return rows;
+  }
+}
+
+Expected<Client> connect_leader(const std::vector<std::string>& addresses, const std::string& db,
+                                std::chrono::milliseconds within, Limits limits) {
+  auto deadline = Clock::now() + within;
+  Error last{"no dqlite address to ask for the leader", ErrorCode::invalid_input};
+  if (addresses.empty()) return last;
+  for (;;) {
+    for (const auto& address : addresses) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) break;
+      Limits bounded = limits;
+      bounded.timeout = std::min(limits.timeout, left);
+      auto asked = Client::connect(address, bounded);
+      if (!asked) {
+        last = asked.error();
+        continue;
+      }
+      auto leader = asked->leader();
+      if (!leader || leader->id == 0) {
+        last = leader ? Error{"dqlite " + one_line(address) + " knows no leader", ErrorCode::unavailable}
+                      : leader.error();
+        continue;
+      }
+      auto candidate = leader->address == address ? std::move(asked) : Client::connect(leader->address, bounded);
+      if (!candidate) {
+        last = candidate.error();
+        continue;
+      }
+      // Only the leader itself knows it still leads.
+      auto confirmed = candidate->leader();
+      if (!confirmed || confirmed->address != candidate->address()) {
+        last = confirmed ? Error{"dqlite " + one_line(candidate->address()) + " no longer leads",
+                                 ErrorCode::unavailable}
+                         : confirmed.error();
+        continue;
+      }
+      if (!db.empty()) {
+        if (auto opened = candidate->open(db); !opened) {
+          last = opened.error();
+          continue;
+        }
+      }
+      return candidate;
+    }
+    if (Clock::now() >= deadline)
+      return Error{"no dqlite leader found within " + std::to_string(within.count()) + " ms: " + last.message,
+                   ErrorCode::timed_out};
+    // An election takes at least one election timeout: asking again at once
+    // would only spin.
+    std::this_thread::sleep_for(std::min<Clock::duration>(std::chrono::milliseconds(50), deadline - Clock::now()));
+  }
+}
+
+}  // namespace memlend::replica

@@ -1,0 +1,54 @@
+// One member of a dqlite cluster embedded in this process: Raft and the
+// replicated SQLite behind one TCP address, which serves both the other
+// members' Raft traffic and clients (replica/client.hpp).
+//
+// A node with id 1 and an empty data directory bootstraps a cluster of one
+// (dqlite's rule); any other starts empty and waits for the leader to add it
+// (Client::add, then Client::assign). Started by start(), stopped by its
+// destructor; the data directory holds its Raft log and snapshots and is what
+// it restarts from. Starting a node makes the process ignore SIGPIPE (see
+// node.cpp).
+#pragma once
+
+#include "core/expected.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+struct dqlite_node;
+
+namespace memlend::replica {
+
+struct NodeConfig {
+  std::uint64_t id = 0;         // unique in the cluster, never reused; 1 bootstraps
+  std::string address;          // host:port, as the other members and clients reach it
+  std::string data_dir;         // created (0700) when missing
+  // The round trip dqlite plans for: Raft's heartbeat is 1.5 times it and its
+  // election timeout 15 times it. Unset: dqlite's own (500 ms and 3 s).
+  std::optional<std::chrono::milliseconds> network_latency;
+};
+
+class Node {
+ public:
+  static Expected<std::unique_ptr<Node>> start(const NodeConfig& config);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  const NodeConfig& config() const { return config_; }
+  // Stops serving and leaves the cluster's view as a member that is down;
+  // the destructor calls it when it was not called.
+  Expected<void> stop();
+
+ private:
+  Node(NodeConfig config, dqlite_node* node) : config_(std::move(config)), node_(node) {}
+  NodeConfig config_;
+  dqlite_node* node_;
+  bool running_ = true;
+};
+
+}  // namespace memlend::replica

@@ -60,8 +60,11 @@ std::vector<RunProblem> check_agent(const AgentFlags& f) {
   }
   if (!f.scenario.empty()) {
     auto sc = platform::load_scenario(f.scenario);
+    // On a real node the scenario gives settings only (an open cluster's
+    // `"hosts": []`); the host is the platform's.
+    bool sim = !real || f.platform.platform == "sim";
     if (!sc) out.push_back({"scenario", sc.error().message});
-    else if (!f.host.empty() && !sc->find_host(f.host))
+    else if (sim && !f.host.empty() && !sc->find_host(f.host))
       out.push_back({"host", "--host: \"" + f.host + "\" is not a host of " + f.scenario});
   }
   if (f.data_path != "on" && f.data_path != "off")
@@ -128,11 +131,6 @@ RunCommand make_agent(CLI::App& app) {
     if (!f->scenario.empty()) {
       auto sc = platform::load_scenario(f->scenario);
       if (!sc) return bad_input(sc.error().message);
-      // On a real node the scenario gives settings only (an open cluster's
-      // `"hosts": []`); the host is the platform's.
-      bool sim = !real || f->platform.platform == "sim";
-      if (sim && !f->host.empty() && !sc->find_host(f->host))
-        return bad_input("--host: \"" + f->host + "\" is not a host of " + f->scenario);
       scenario = std::move(*sc);
     }
     if (real) {

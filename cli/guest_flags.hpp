@@ -3,6 +3,7 @@
 #pragma once
 
 #include "cli/cli.hpp"
+#include "core/log.hpp"
 #include "dataplane/guest_memory.hpp"
 #include "policy/model.hpp"
 
@@ -36,6 +37,8 @@ inline Expected<GuestMemoryOptions> guest_options(const GuestFlags& f, std::uint
                                                   bool data_path_on, const policy::Scenario* scenario) {
   GuestMemoryOptions o;
   o.dir = f.memory_dir;
+  // Plugs, unplugs and what refused them, for a person reading the log.
+  o.log = [](const std::string& line) { log::info({}, line); };
   for (const auto& spec : f.qemu_vms) {
     auto vm = parse_qemu_vm(spec);
     if (!vm) return vm.error();

@@ -117,7 +117,7 @@ Expected<std::unique_ptr<GuestMemory>> GuestMemory::start(const GuestMemoryOptio
     if (!file) return Error{"memory file of " + name + ": " + file.error().message};
     std::shared_ptr<rdma::MemoryFile> shared = std::move(*file);
     if (auto s = g->fs_->add_file(name, shared); !s) return s.error();
-    g->vms_[name] = Vm{config, shared, {}, 0, {}};
+    g->vms_[name] = Vm{config, shared, {}, {}, 0, {}};
   }
   return g;
 }
@@ -176,15 +176,36 @@ rdma::Status GuestMemory::detach(const std::string& vm, std::uint64_t lease) {
   Vm* v = find(vm);
   if (!v) return Error{vm + " has no memory file"};
   std::uint64_t total = 0;
-  for (auto& [id, bytes] : v->lent)
-    if (id != lease) total += bytes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, bytes] : v->lent)
+      if (id != lease) total += bytes;
+    // The lease ends all the same (DataPlane::detach): the next plug or
+    // unplug must not count it, or the device would never shrink below it.
+    v->lent.erase(lease);
+    v->leaving.insert(lease);
+  }
   // The guest gives the memory back before the lease goes: unplugged, QEMU
   // punches it, and what the guest kept moves onto the other leases.
-  if (auto s = plug(vm, *v, total); !s) return s;
-  if (auto s = v->file->remove_lease(lease); !s) return Error{vm + ": " + s.error().message};
-  std::lock_guard<std::mutex> lock(mu_);
-  v->lent.erase(lease);
-  return rdma::ok();
+  rdma::Status result = plug(vm, *v, total);
+  if (!result && options_.log) options_.log(vm + ": unplugging lease " + std::to_string(lease) + ": " + result.error().message);
+  std::set<std::uint64_t> leaving;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    leaving = v->leaving;
+  }
+  for (std::uint64_t id : leaving) {
+    auto s = v->file->remove_lease(id);
+    // Not in the file any more (removed, or never placed) is gone as well.
+    if (s || s.error().code == ErrorCode::invalid_input) {
+      std::lock_guard<std::mutex> lock(mu_);
+      v->leaving.erase(id);
+      continue;
+    }
+    if (options_.log) options_.log(vm + ": lease " + std::to_string(id) + " stays in its file for now: " + s.error().message);
+    if (id == lease && result) result = Error{vm + ": " + s.error().message};
+  }
+  return result;
 }
 
 void GuestMemory::fail_over(const std::string& vm, std::uint64_t lease, const std::string& why) {

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -78,6 +79,10 @@ class GuestMemory {
     QemuGuestConfig config;
     std::shared_ptr<rdma::MemoryFile> file;
     std::map<std::uint64_t, std::uint64_t> lent;  // lease → bytes
+    // Leases that ended but are still in the file: the guest kept blocks on
+    // them that the other leases had no room for yet. Tried again at every
+    // detach, once the guest has given back more.
+    std::set<std::uint64_t> leaving;
     std::uint64_t requested = 0;
     std::string device;  // found once
   };

@@ -266,9 +266,16 @@ BOOST_AUTO_TEST_CASE(a_node_of_real_guests_is_read_plugged_and_migrated, *boost:
   BOOST_TEST(seen["vms"][0]["name"] == "a");
   BOOST_TEST(seen["vms"][0]["memory_mib"] == 256);
   BOOST_TEST(seen["vms"][0]["pluggable_mib"] == 512);
-  // A guest with 16 MiB in use is short of nothing, whether its balloon
-  // statistics came in time for this reading or not.
-  BOOST_TEST(seen["vms"][0]["demand"]["memory_mib"] == 256);
+  // Its guest's balloon statistics judge it: with 256 MiB of boot memory it
+  // may well have less available than the margin (256 MiB), and then wants
+  // a step (256 MiB) more; with the margin available, or before its first
+  // statistics came, what it has.
+  auto demand = seen["vms"][0]["demand"]["memory_mib"].get<std::int64_t>();
+  const auto& seen_available = seen["vms"][0]["guest_available_mib"];
+  if (seen_available.is_number() && seen_available.get<std::int64_t>() >= 256)
+    BOOST_TEST(demand == 256, inspect.out);
+  else
+    BOOST_TEST((demand == 256 || demand == 512), inspect.out);
   BOOST_TEST(!seen["vms"][0]["demand"]["reason"].get<std::string>().empty());
   BOOST_TEST(inspect.err.find("stale") != std::string::npos, inspect.err);
 

@@ -10,6 +10,7 @@
 #include "tests/support/http_get.hpp"
 
 #include <array>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -55,6 +56,15 @@ class Cluster {
       must(leader.assign(id, Role::voter), "assign");
     }
   }
+
+  // Its nodes stopped first: they write into the directory until they end.
+  ~Cluster() {
+    for (auto& node : nodes_) node.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
 
   const std::string& address(int id) const { return addresses_[id - 1]; }
   std::vector<std::string> addresses() const { return {addresses_.begin(), addresses_.end()}; }

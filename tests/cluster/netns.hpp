@@ -28,6 +28,8 @@ class NetnsCluster {
 
   const std::string& dir() const { return dir_; }
   std::string address(const std::string& node) const { return addresses_.at(node); }
+  // The node's network namespace as a path, for `nsenter --net=`.
+  std::string netns_path(const std::string& node) const { return "/run/netns/" + ns(node); }
 
   // Starts argv in the node's namespace, stdout and stderr to dir()/<log>.
   // `ip netns exec` gives it a mount namespace of its own too; with

@@ -147,6 +147,8 @@ void rebuild(self_ptr self, const JoinReply& r) {
   st.clock.start = self->clock().now();
   st.clock.origin_s = r.scenario_t;
   st.clock.speed = r.speed;
+  // A real node's agent reads no scenario: it samples at the cluster's pace.
+  if (st.config.node && r.sample_period_s > 0) st.config.scenario.settings.sample_period_s = r.sample_period_s;
 }
 
 // Fencing's teeth: a lease this host no longer lends is cut from its pool,

@@ -166,6 +166,9 @@ struct JoinReply {
   std::vector<Placement> placements; // VMs that moved since the scenario began, and those of `leases`
   std::map<std::uint32_t, std::string> host_names;  // of the hosts `leases` name
   std::uint64_t data_bytes_per_mib = 0;  // the data path's scale; 0: no data path
+  // The cluster's sample period, so that an agent of a real node, which
+  // reads no scenario, samples at the pace the controller's timers expect.
+  std::int64_t sample_period_s = 0;
 };
 
 template <class Inspector>
@@ -193,7 +196,7 @@ typename Inspector::result_type inspect(Inspector& f, Placement& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, JoinReply& x) {
   return f(caf::meta::type_name("memlend.join_reply"), x.ok, x.reason, x.host, x.scenario_t, x.speed, x.leases,
-           x.placements, x.data_bytes_per_mib, x.host_names);
+           x.placements, x.data_bytes_per_mib, x.host_names, x.sample_period_s);
 }
 
 template <class Inspector>

@@ -27,6 +27,7 @@ struct RegistrarConfig {
   // host not known yet is admitted as a new host with the facts it brings,
   // and a known host's facts follow its agent's.
   bool open = false;
+  std::int64_t sample_period_s = 10;  // told to each agent that joins
 };
 
 struct registrar_state {

@@ -14,6 +14,7 @@ using memlend::test::Pki;
 namespace {
 
 const char* one_host = R"({
+  "settings": { "sample_period_s": 7 },
   "hosts": [ { "name": "A", "memory_mib": 16384, "cpu_mhz": 32000 } ],
   "vms": [ { "name": "VM2", "host": "A", "memory_mib": 8192, "cpu_mhz": 1000 } ]
 })";
@@ -82,6 +83,8 @@ BOOST_AUTO_TEST_CASE(an_agent_for_a_new_host_is_admitted_with_its_facts) {
   JoinReply r = join(f, pki, "B", "B", facts(65536));
   BOOST_TEST_REQUIRE(r.ok, r.reason);
   BOOST_TEST(r.host == 1u);
+  // A real node's agent reads no scenario: it learns the cluster's pace here.
+  BOOST_TEST(r.sample_period_s == 7);
   auto v = f.view();
   BOOST_TEST_REQUIRE(v.hosts.size() == 2u);
   BOOST_TEST(v.hosts[1].name == "B");  // its certificate's, not what its facts say

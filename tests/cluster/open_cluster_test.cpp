@@ -108,7 +108,7 @@ class OpenCluster {
   int start_agent(const std::string& h) {
     return net.start(h,
                      {bin, "agent", "--controller", net.address("ctrl") + ":7411", "--platform", "exec",
-                      "--hooks-dir", hooks(h).string(), "--scenario", "settings.json", "--listen",
+                      "--hooks-dir", hooks(h).string(), "--listen",
                       net.address(h) + ":7412", "--cluster", "c1", "--cluster-secret-file", "secret", "--tls-ca",
                       "ca.pem", "--tls-cert", h + ".pem", "--tls-key", h + ".key"},
                      "agent-" + h + ".log");

@@ -109,7 +109,7 @@ struct Cluster {
 
   std::vector<std::string> agent_argv(const std::string& h, const std::string& qmp_dir) const {
     std::vector<std::string> argv{bin, "agent", "--controller", net.address("ctrl") + ":7411", "--platform", "qemu",
-                                  "--host", h, "--qmp-dir", path(qmp_dir), "--scenario", "settings.json", "--listen",
+                                  "--host", h, "--qmp-dir", path(qmp_dir), "--listen",
                                   net.address(h) + ":7412", "--datastore", path("datastore"), "--data-kib-per-gib",
                                   "1048576"};
     auto t = tls(h);

@@ -1,6 +1,7 @@
 #include "actors/host.hpp"
 
 #include "actors/defaults.hpp"
+#include "core/text.hpp"
 
 #include <caf/all.hpp>
 
@@ -47,6 +48,9 @@ std::vector<platform::VmSample> own_vms(self_ptr self, const std::vector<platfor
   std::vector<platform::VmSample> out;
   for (auto v : vms) {
     v.host = h;
+    // The node's own words go into logs, events and the store: one line, bounded.
+    if (v.reason.size() > platform::vm_reason_max) v.reason.resize(platform::vm_reason_max);
+    v.reason = one_line(v.reason);
     if (v.name.empty()) {
       out.push_back(std::move(v));
       continue;

@@ -224,7 +224,7 @@ typename Inspector::result_type inspect(Inspector& f, HostSample& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, VmSample& x) {
   return f(caf::meta::type_name("memlend.vm_sample"), x.vm, x.host, x.host_up, x.demand_mem, x.demand_cpu,
-           x.local_mem, x.local_cpu, x.remote_mem, x.host_free_mem, x.name);
+           x.local_mem, x.local_cpu, x.remote_mem, x.host_free_mem, x.name, x.reason);
 }
 
 }  // namespace memlend::platform

@@ -50,8 +50,10 @@ namespace {
 // must not change the view a transaction under way decided on.
 JobPlan sample_job(self_ptr self, std::vector<platform::VmSample> samples) {
   return write_only([=](JobDone done) {
-    for (const auto& s : samples)
+    for (const auto& s : samples) {
       self->state.view->observe(s.vm, s.host, s.demand_mem, s.demand_cpu, s.local_mem, s.local_cpu);
+      if (!s.reason.empty()) self->state.demand_reasons[s.vm] = s.reason;
+    }
     // The clock's heartbeat: a restart resumes near where this run
     // stopped, not at its last decision.
     auto& st = self->state;

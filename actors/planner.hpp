@@ -83,6 +83,8 @@ struct planner_state {
   JobQueue jobs;
   // The last thing said about a VM that is not acted on, so it is said once.
   std::map<std::uint32_t, std::string> said;
+  // Each VM's latest demand as its node's estimator explained it (real nodes).
+  std::map<std::uint32_t, std::string> demand_reasons;
   std::set<std::uint32_t> recommended;
   std::map<std::uint32_t, double> remote_since;
   // Transactions waiting for the store: what to do once they are durable.

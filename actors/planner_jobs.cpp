@@ -255,6 +255,9 @@ JobPlan need_job(self_ptr self, std::uint32_t vm, std::int64_t mem, std::int64_t
     auto& st = self->state;
     st.view->set_demand(vm, mem, cpu);
     Decision d = st.view->decide(vm);
+    // On a real node the figures come from an estimate: say what it rests on.
+    if (auto it = st.demand_reasons.find(vm); it != st.demand_reasons.end())
+      d.reason += " (" + st.host_name(d.host) + " read: " + it->second + ")";
     if (st.config.metrics) st.config.metrics->decisions(d.kind).inc();
     bool acts = d.kind == DecisionKind::remote_memory || d.kind == DecisionKind::migrate;
     if (acts && st.config.dry_run) {

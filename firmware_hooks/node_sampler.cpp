@@ -41,6 +41,7 @@ Expected<NodeSample> NodeSampler::sample() {
     s.demand_cpu = d.cpu_mhz;
     s.local_cpu = d.cpu_used_mhz > 0 ? std::min(d.cpu_used_mhz, d.cpu_mhz) : d.cpu_mhz;
     s.host_free_mem = free_mib;
+    s.reason = d.reason;
     out.host.used_mem += s.local_mem;
     out.host.used_cpu += s.local_cpu;
     out.vms.push_back(std::move(s));

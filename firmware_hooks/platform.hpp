@@ -7,7 +7,9 @@
 #include "core/expected.hpp"
 #include "policy/model.hpp"
 
+#include <cstddef>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -39,7 +41,13 @@ struct VmSample {
   // From an agent without a scenario: the hypervisor's name, and `vm` means
   // nothing; its host actor gives it the controller's id.
   std::string name;
+  // From a real node: the demand estimator's sentence behind demand_mem and
+  // demand_cpu ("guest has 70 MiB available ..."), for the decision's reason.
+  std::string reason;
 };
+
+// The most of a node's reason a controller keeps: a sentence, not a file.
+inline constexpr std::size_t vm_reason_max = 400;
 
 struct Telemetry {
   double t_s = 0;

@@ -39,7 +39,7 @@ boost::test_tools::assertion_result namespaces_available(utf::test_unit_id) {
 }
 
 // Quick settings for a test on real time; the hosts are whoever joins.
-const char* settings = R"({ "settings": { "sample_period_s": 1, "detect_samples": 2, "migrate_after_s": 100000 },
+const char* settings = R"({ "settings": { "sample_period_s": 2, "detect_samples": 2, "migrate_after_s": 100000 },
                             "hosts": [] })";
 
 void write_hook(const fs::path& file, const std::string& body) {
@@ -171,6 +171,11 @@ BOOST_AUTO_TEST_CASE(agents_of_real_nodes_make_the_cluster_and_a_short_vm_is_len
   std::string controller_log = slurp(c.net.dir() + "/controller.log");
   BOOST_TEST(controller_log.find("host A joined with 4 GiB") != std::string::npos, c.logs());
   BOOST_TEST(controller_log.find("VM web appeared on A") != std::string::npos, c.logs());
+  // The decision's reason says what A's reading of its guest was.
+  for (const auto& e : c.events())
+    if (e["event"] == "lease_granted")
+      BOOST_TEST(e["reason"].get<std::string>().find("(A read: guest has 50 MiB available") != std::string::npos,
+                 e.dump());
 
   // With its memory plugged the guest is no longer short: nothing more is lent.
   std::this_thread::sleep_for(std::chrono::seconds(5));

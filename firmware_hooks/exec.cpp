@@ -302,33 +302,13 @@ namespace {
 
 std::string system_error(const std::string& what, int err) { return what + ": " + std::strerror(err); }
 
-std::string mode_text(mode_t mode) {
-  char octal[8];
-  std::snprintf(octal, sizeof octal, "%04o", static_cast<unsigned>(mode & 07777));
-  return octal;
-}
-
-// sudo's and sshd's rule for the files they trust: only root or the user
-// that runs them may be able to change what they run as root.
-Expected<void> safe_to_run(const std::string& what, const struct stat& st) {
-  uid_t me = ::geteuid();
-  if (st.st_uid != 0 && st.st_uid != me)
-    return Error{what + ": owned by uid " + std::to_string(st.st_uid) + ", neither root nor memlend's user (uid " +
-                     std::to_string(me) + "): not run",
-                 ErrorCode::invalid_input};
-  if (st.st_mode & (S_IWGRP | S_IWOTH))
-    return Error{what + ": writable by its group or by others (mode " + mode_text(st.st_mode) + "): not run",
-                 ErrorCode::invalid_input};
-  return {};
-}
-
 Expected<void> check_dir(const std::string& dir) {
   std::string what = "exec hooks directory " + in_quotes(dir);
   if (dir.empty() || dir.front() != '/') return Error{what + ": not an absolute path", ErrorCode::invalid_input};
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) return Error{system_error(what, errno), ErrorCode::invalid_input};
   if (!S_ISDIR(st.st_mode)) return Error{what + ": not a directory", ErrorCode::invalid_input};
-  return safe_to_run(what, st);
+  return check_trusted(what, st);
 }
 
 class ExecPlatform final : public NodePlatform {
@@ -361,6 +341,25 @@ class ExecPlatform final : public NodePlatform {
     Args a;
     a.name("the VM's name", vm).name("the target host", target.host).name("the target's address", target.address, true);
     return act("migrate", std::move(a), o_.migrate_timeout);
+  }
+
+  // A vendor without an `incoming` hook migrates with its `migrate` hook
+  // alone, which is then given an empty address.
+  Expected<std::string> receive(const std::string& vm) override {
+    Args a;
+    a.name("the VM's name", vm);
+    if (a.problem) return Error{"exec hook incoming: " + *a.problem, ErrorCode::invalid_input};
+    auto path = locate("incoming");
+    if (!path && path.error().message.find("no such hook") != std::string::npos) return std::string();
+    auto done = run("incoming", a.list, o_.timeout);
+    if (!done) return done.error();
+    if (done->signal || done->status != 0)
+      return Error{"exec hook incoming refused: " + ending(*done), ErrorCode::refused};
+    std::string address = done->out.substr(0, done->out.find('\n'));
+    if (auto why = name_problem(address, true))
+      return Error{"exec hook incoming: the address " + in_quotes(address.substr(0, max_name)) + ": " + *why,
+                   ErrorCode::refused};
+    return address;
   }
 
   Expected<void> set_balloon(const std::string& vm, std::int64_t mib) override {
@@ -434,7 +433,7 @@ class ExecPlatform final : public NodePlatform {
       return Error{system_error(what, errno), ErrorCode::unavailable};
     }
     if (!S_ISREG(st.st_mode)) return Error{what + ": not a regular file", ErrorCode::unavailable};
-    auto safe = safe_to_run(what, st);
+    auto safe = check_trusted(what, st);
     if (!safe) return safe.error();
     if (!(st.st_mode & (S_IXUSR | S_IXGRP | S_IXOTH))) return Error{what + ": not executable", ErrorCode::unavailable};
     return path;

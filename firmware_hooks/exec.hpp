@@ -6,6 +6,8 @@
 //   attach  VM LEASE DONOR DONOR_ADDRESS MIB   the VM's guest gets MIB of lent memory
 //   detach  VM LEASE DONOR DONOR_ADDRESS MIB   ... and gives it back
 //   migrate VM HOST ADDRESS                live-migrates the VM; returns once it runs there
+//   incoming VM                            on the target, optional: readies the node to take
+//                                          the VM in and prints the ADDRESS migrate is given
 //   balloon VM MIB                         the guest's balloon keeps MIB of its boot memory
 //
 // An action hook exits 0 when done; any other status is a refusal, and the

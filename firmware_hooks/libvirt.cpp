@@ -88,6 +88,26 @@ using CString = std::unique_ptr<char, CharFree>;
 
 std::string quoted(const std::string& name) { return "'" + one_line(name) + "'"; }
 
+// Why `uri` is no libvirt URI this node migrates a VM to, or nothing. It
+// comes from another node: libvirt's ext transport, and the ssh transport's
+// command, socket and keyfile parameters, would run or read what that node
+// chose here, so only qemu over tls, tcp or ssh to a host, with no query, pass.
+std::optional<std::string> migration_uri_problem(const std::string& uri) {
+  if (uri.size() > 300) return std::string("longer than 300 bytes");
+  for (const char* scheme : {"qemu://", "qemu+tls://", "qemu+tcp://", "qemu+ssh://"}) {
+    std::string_view prefix(scheme);
+    if (uri.compare(0, prefix.size(), prefix) != 0) continue;
+    std::string_view rest = std::string_view(uri).substr(prefix.size());
+    auto allowed = [](unsigned char c) {
+      return std::isalnum(c) != 0 || std::string_view(".-_/:@[]").find(static_cast<char>(c)) != std::string_view::npos;
+    };
+    if (rest.empty() || rest.front() == '/' || !std::all_of(rest.begin(), rest.end(), allowed))
+      return std::string("not HOST[:PORT]/PATH with no query");
+    return std::nullopt;
+  }
+  return std::string("not a qemu://, qemu+tls://, qemu+tcp:// or qemu+ssh:// URI");
+}
+
 // ---- the domain's XML (libxml2) ----
 
 struct DocFree {
@@ -326,6 +346,9 @@ class Libvirt final : public NodePlatform {
     if (target.address.empty())
       return Error{"libvirt: migrate " + quoted(vm) + ": no libvirt URI for host " + quoted(target.host),
                    ErrorCode::invalid_input};
+    if (auto why = migration_uri_problem(target.address))
+      return Error{"libvirt: migrate " + quoted(vm) + " to " + quoted(target.address) + ": " + *why,
+                   ErrorCode::invalid_input};
     auto d = domain(vm);
     if (!d) return d.error();
     std::mutex m;
@@ -356,6 +379,11 @@ class Libvirt final : public NodePlatform {
       error.code = ErrorCode::timed_out;
     }
     return error;
+  }
+
+  Expected<std::string> receive(const std::string& vm) override {
+    if (options_.migrate_uri.empty()) return NodePlatform::receive(vm);
+    return options_.migrate_uri;
   }
 
   Expected<void> set_balloon(const std::string& vm, std::int64_t mib) override {

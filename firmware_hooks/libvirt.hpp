@@ -37,6 +37,10 @@ struct LibvirtOptions {
   std::chrono::seconds keepalive_interval{5};
   unsigned keepalive_count = 3;
   std::chrono::seconds migration_timeout{600};
+  // The URI another node's libvirt migrates a VM to this node by, e.g.
+  // qemu+tls://node-b.example/system (empty: this node takes no
+  // migrations). Peer-to-peer: the other libvirtd starts the incoming QEMU.
+  std::string migrate_uri;
   // How often the guest's balloon driver refreshes its statistics; a reading
   // is at most this old.
   std::chrono::seconds stats_period{5};

@@ -108,9 +108,21 @@ class NodePlatform {
   // ErrorCode::refused with the platform's reason, and leaves the VM as it was.
   virtual Expected<void> attach(const std::string& vm, const LentMemory& lent) = 0;
   virtual Expected<void> detach(const std::string& vm, const LentMemory& lent) = 0;
-  // Live-migrates the VM; returns once it runs at the target, or has been
-  // cancelled and still runs here.
+  // Live-migrates the VM; returns once it runs at the target (and no more
+  // here), or has been cancelled and still runs here. `target.address` comes
+  // from another node: each backend takes only the kinds of address it
+  // migrates over (never one that would run a command here).
   virtual Expected<void> migrate(const std::string& vm, const MigrationTarget& target) = 0;
+  // The target's side of a migration: readies this node to take the VM in
+  // (qemu starts the incoming QEMU) and says the address the VM's node
+  // migrates it to. ErrorCode::refused where this node takes no migrations.
+  // cancel_receive undoes it when the migration did not happen; a VM that
+  // already runs here is left alone.
+  virtual Expected<std::string> receive(const std::string& vm) {
+    return Error{std::string(backend()) + ": this node is not set up to receive migrations (VM " + vm + ")",
+                 ErrorCode::refused};
+  }
+  virtual void cancel_receive(const std::string& vm) { (void)vm; }
   // Asks the guest's balloon to keep `mib` of its boot memory (the rest goes
   // back to the host). ErrorCode::refused where the VM has no balloon.
   virtual Expected<void> set_balloon(const std::string& vm, std::int64_t mib) = 0;

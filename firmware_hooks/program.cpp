@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
@@ -140,6 +141,41 @@ Expected<pid_t> spawn(const std::string& path, const std::vector<std::string>& a
 }
 
 }  // namespace
+
+namespace {
+
+std::string mode_text(mode_t mode) {
+  char octal[8];
+  std::snprintf(octal, sizeof octal, "%04o", static_cast<unsigned>(mode & 07777));
+  return octal;
+}
+
+}  // namespace
+
+Expected<void> check_trusted(const std::string& what, const struct stat& st) {
+  uid_t me = ::geteuid();
+  if (st.st_uid != 0 && st.st_uid != me)
+    return Error{what + ": owned by uid " + std::to_string(st.st_uid) + ", neither root nor memlend's user (uid " +
+                     std::to_string(me) + "): not run",
+                 ErrorCode::invalid_input};
+  if (st.st_mode & (S_IWGRP | S_IWOTH))
+    return Error{what + ": writable by its group or by others (mode " + mode_text(st.st_mode) + "): not run",
+                 ErrorCode::invalid_input};
+  return {};
+}
+
+Expected<void> check_trusted_program(const std::string& what, const std::string& path) {
+  if (path.empty() || path.front() != '/') return Error{what + ": not an absolute path", ErrorCode::invalid_input};
+  std::string dir = path.substr(0, std::max<std::size_t>(1, path.rfind('/')));
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) return Error{system_error(what, errno), ErrorCode::unavailable};
+  if (auto ok = check_trusted(what + "'s directory " + in_quotes(dir), st); !ok) return ok;
+  if (::stat(path.c_str(), &st) != 0) return Error{system_error(what, errno), ErrorCode::unavailable};
+  if (!S_ISREG(st.st_mode)) return Error{what + ": not a regular file", ErrorCode::unavailable};
+  if (auto ok = check_trusted(what, st); !ok) return ok;
+  if (!(st.st_mode & (S_IXUSR | S_IXGRP | S_IXOTH))) return Error{what + ": not executable", ErrorCode::unavailable};
+  return {};
+}
 
 Expected<ProgramEnd> run_program(const std::string& path, const std::vector<std::string>& args,
                                  const ProgramLimits& limits) {

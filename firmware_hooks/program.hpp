@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <sys/stat.h>
 #include <vector>
 
 namespace memlend::platform {
@@ -39,6 +40,13 @@ struct ProgramEnd {
 // N ms: killed"), io, or failed when its exit status was lost.
 Expected<ProgramEnd> run_program(const std::string& path, const std::vector<std::string>& args,
                                  const ProgramLimits& limits);
+
+// Whether `path` may be run as root: an absolute path to a regular, executable
+// file that, as its directory, only root or memlend's own user could change
+// (sudo's and sshd's rule). `what` names it in the error.
+Expected<void> check_trusted_program(const std::string& what, const std::string& path);
+// The same rule for a directory, or a file's stat already taken.
+Expected<void> check_trusted(const std::string& what, const struct stat& st);
 
 // "'text'", one printable line: a path or a name in a message.
 std::string in_quotes(std::string_view text);

@@ -2,6 +2,7 @@
 
 #include "core/text.hpp"
 #include "firmware_hooks/host_proc.hpp"
+#include "firmware_hooks/program.hpp"
 #include "firmware_hooks/qmp.hpp"
 
 #include <dirent.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <iostream>
@@ -48,6 +50,32 @@ std::optional<std::uint64_t> stat(const json& stats, const char* key) {
   auto v = unsigned_at(stats, key);
   if (!v || *v >= (std::uint64_t{1} << 63)) return std::nullopt;
   return v;
+}
+
+// Why `uri` is no address this node migrates a VM to, or nothing. It comes
+// from another node, and QEMU's "exec:" (or "fd:", "file:") would run a
+// command or touch a file here: only tcp: and rdma: to HOST:PORT pass, HOST a
+// name, an IPv4 address or a bracketed IPv6 one.
+std::optional<std::string> migration_uri_problem(std::string_view uri) {
+  if (uri.size() > 300) return std::string("longer than 300 bytes");
+  std::string_view rest;
+  for (std::string_view scheme : {"tcp:", "rdma:"})
+    if (uri.substr(0, scheme.size()) == scheme) rest = uri.substr(scheme.size());
+  if (rest.empty()) return std::string("not tcp:HOST:PORT or rdma:HOST:PORT");
+  auto colon = rest.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return std::string("no HOST:PORT");
+  std::string_view host = rest.substr(0, colon), port = rest.substr(colon + 1);
+  if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), [](unsigned char c) { return std::isdigit(c) != 0; }) ||
+      std::stoul(std::string(port)) == 0 || std::stoul(std::string(port)) > 65535)
+    return std::string("no port 1-65535");
+  bool bracketed = host.size() > 2 && host.front() == '[' && host.back() == ']';
+  if (bracketed) host = host.substr(1, host.size() - 2);
+  auto allowed = [&](unsigned char c) {
+    return std::isalnum(c) != 0 || c == '.' || c == '-' || (bracketed && c == ':');
+  };
+  if (host.empty() || host.front() == '-' || !std::all_of(host.begin(), host.end(), allowed))
+    return std::string("the host is no name or address");
+  return std::nullopt;
 }
 
 // One VM's virtio-mem device, from query-memory-devices.
@@ -166,23 +194,37 @@ class QemuPlatform final : public NodePlatform {
   Expected<void> detach(const std::string& vm, const LentMemory& lent) override { return plug(vm, lent, -1); }
 
   Expected<void> migrate(const std::string& name, const MigrationTarget& target) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (target.address.empty()) return Error{"qemu: migrating needs the target's address", ErrorCode::invalid_input};
-    auto vm = named(name);
-    if (!vm) return vm.error();
-    qmp::Client& q = (*vm)->qmp;
-    auto before = status_of(q);
-    if (before && is_active(*before))
-      return Error{"qemu: VM '" + one_line(name) + "' is migrating already", ErrorCode::refused};
-    auto started = q.execute("migrate", {{"uri", target.address}}, o_.command_timeout);
-    if (!started) return broken(name, started.error(), "migrate to " + target.address);
+    if (auto why = migration_uri_problem(target.address))
+      return Error{"qemu: migrating VM '" + one_line(name) + "' to " + in_quotes(target.address) + ": " + *why,
+                   ErrorCode::invalid_input};
+    // The lock is held for one QMP exchange at a time, not for the whole
+    // migration: the node's readings go on meanwhile (a silent node would be
+    // taken for a dead one). Each step finds the VM again by its name.
+    auto step = [&](const char* command, const json& args) -> Expected<json> {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto vm = named(name);
+      if (!vm) return vm.error();
+      auto r = (*vm)->qmp.execute(command, args, o_.command_timeout);
+      if (!r) return broken(name, r.error(), command);
+      return r;
+    };
+    auto before = step("query-migrate", nullptr);
+    if (!before) return before.error();
+    if (is_active(*before)) return Error{"qemu: VM '" + one_line(name) + "' is migrating already", ErrorCode::refused};
+    if (auto started = step("migrate", {{"uri", target.address}}); !started) return started.error();
     auto deadline = Clock::now() + o_.migrate_timeout;
     std::string why;
     for (;;) {
-      auto status = status_of(q);
-      if (!status) return broken(name, status.error(), "query-migrate");
+      auto status = step("query-migrate", nullptr);
+      if (!status) return status.error();
       std::string s = text_at(*status, "status");
-      if (s == "completed") return {};
+      if (s == "completed") {
+        // As Proxmox and libvirt do: the VM runs at the target only, and its
+        // old QEMU, paused for good, gives its memory back to this node.
+        if (auto quit = step("quit", nullptr); !quit)
+          tell("", "VM '" + one_line(name) + "' moved, but its QEMU here did not quit: " + quit.error().message);
+        return {};
+      }
       if (s == "failed" || s == "cancelled") {
         why = "QEMU says " + s + (status->contains("error-desc") ? ": " + text_at(*status, "error-desc") : "");
         break;
@@ -194,15 +236,59 @@ class QemuPlatform final : public NodePlatform {
       std::this_thread::sleep_for(Millis(200));
     }
     // Whatever the state, the VM must go on running here.
-    (void)q.execute("migrate_cancel", nullptr, o_.command_timeout);
+    (void)step("migrate_cancel", nullptr);
     for (auto until = Clock::now() + o_.command_timeout; Clock::now() < until;) {
-      auto status = status_of(q);
+      auto status = step("query-migrate", nullptr);
       if (!status || !is_active(*status)) break;
       std::this_thread::sleep_for(Millis(100));
     }
     return Error{"qemu: migrating VM '" + one_line(name) + "' to " + one_line(target.address) + ": " + why +
                      "; cancelled, it runs here",
                  ErrorCode::refused};
+  }
+
+  Expected<std::string> receive(const std::string& name) override {
+    if (o_.incoming_program.empty()) return NodePlatform::receive(name);
+    if (!plain_name(name)) return Error{"qemu: no VM may be named " + in_quotes(name), ErrorCode::invalid_input};
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      struct stat st {};
+      if (::lstat(path_of(name).c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && named(name))
+        return Error{"qemu: VM '" + name + "' runs here already", ErrorCode::refused};
+    }
+    std::string what = "qemu: the incoming program " + in_quotes(o_.incoming_program);
+    if (auto ok = check_trusted_program(what, o_.incoming_program); !ok) return ok.error();
+    ProgramLimits limits;
+    limits.timeout = o_.incoming_timeout;
+    limits.max_output = 4096;
+    auto done = run_program(o_.incoming_program, {name}, limits);
+    if (!done) return Error{what + " for VM '" + name + "': " + done.error().message, done.error().code};
+    std::string first = done->out.substr(0, done->out.find('\n'));
+    if (!first.empty() && first.back() == '\r') first.pop_back();
+    if (done->cut || done->signal || done->status != 0)
+      return Error{what + " refused VM '" + name + "' (" +
+                       (done->cut        ? std::string("it printed too much")
+                        : done->signal ? "killed by signal " + std::to_string(done->signal)
+                                       : "exit status " + std::to_string(done->status)) +
+                       "): " + in_quotes(first.substr(0, 200)),
+                   ErrorCode::refused};
+    if (auto why = migration_uri_problem(first))
+      return Error{what + " printed " + in_quotes(first.substr(0, 200)) + " for VM '" + name + "': " + *why,
+                   ErrorCode::refused};
+    return first;
+  }
+
+  void cancel_receive(const std::string& name) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto vm = named(name);
+    if (!vm) return;
+    auto status = (*vm)->qmp.execute("query-status", nullptr, o_.command_timeout);
+    // Only a QEMU still waiting for the VM's state is stopped: a VM that runs
+    // here is no migration's to undo.
+    if (!status || text_at(*status, "status") != "inmigrate") return;
+    (void)(*vm)->qmp.execute("quit", nullptr, o_.command_timeout);
+    vms_.erase(name);
+    tell("", "stopped the incoming QEMU of VM '" + one_line(name) + "': its migration did not happen");
   }
 
   Expected<void> set_balloon(const std::string& name, std::int64_t target_mib) override {
@@ -273,11 +359,14 @@ class QemuPlatform final : public NodePlatform {
 
   // For attach, detach, migrate and set_balloon: the VM by its name, whether
   // or not a read met it yet.
+  static bool plain_name(const std::string& name) {
+    return !name.empty() && name.size() <= 255 && name != "." && name != ".." && name.front() != '-' &&
+           std::none_of(name.begin(), name.end(), [](unsigned char c) { return c == '/' || c < 0x20 || c == 0x7f; });
+  }
+
   Expected<Vm*> named(const std::string& name) {
-    bool plain = !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos &&
-                 name.find('\0') == std::string::npos;
     struct stat st {};
-    if (!plain || ::lstat(path_of(name).c_str(), &st) != 0 || !S_ISSOCK(st.st_mode))
+    if (!plain_name(name) || ::lstat(path_of(name).c_str(), &st) != 0 || !S_ISSOCK(st.st_mode))
       return Error{"qemu: no VM '" + one_line(name) + "' (no socket " + one_line(name) + ".qmp in " +
                        one_line(o_.qmp_dir) + ")",
                    ErrorCode::refused};

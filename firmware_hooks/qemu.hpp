@@ -50,6 +50,14 @@ struct QemuOptions {
   // what it keeps on the memory elsewhere.
   std::chrono::milliseconds plug_timeout{120000};
   std::chrono::milliseconds migrate_timeout{600000};
+  // The target's side of a migration: the program that starts this node's
+  // incoming QEMU for a VM (empty: this node takes no migrations). Run as
+  // `PROGRAM VM` under the exec hooks' rules (program.hpp), it starts QEMU
+  // with the VM's devices, `-incoming tcp:ADDRESS:PORT` and memlend's QMP
+  // socket as NAME.qmp in qmp_dir, in a session of its own (QEMU's
+  // -daemonize), and prints that tcp: URI as its first line once QEMU listens.
+  std::string incoming_program;
+  std::chrono::milliseconds incoming_timeout{60000};
   // How often QEMU asks the balloon driver for the guest's statistics.
   std::chrono::seconds stats_interval{10};
   // Where a VM skipped or dropped is told; empty: standard error.

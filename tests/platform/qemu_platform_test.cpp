@@ -320,10 +320,16 @@ BOOST_AUTO_TEST_CASE(a_node_of_real_guests_is_read_plugged_and_migrated, *boost:
   BOOST_TEST(*available < 256);
   BOOST_TEST_MESSAGE("a: rss " << va->rss_mib.value_or(-1) << " MiB, cpu " << cpu_before << " s, throttled "
                                << va->cpu_throttled_s.value_or(-1) << " s");
-  std::this_thread::sleep_for(2s);
-  auto r2 = node.read();
-  BOOST_TEST_REQUIRE(find(r2, "a") != nullptr);
-  BOOST_TEST(find(r2, "a")->cpu_s.value_or(0) > cpu_before);
+  // An idle guest under TCG may use less than /proc's 10 ms tick in a while:
+  // its CPU time is read until it grows, within a bound.
+  double cpu_after = cpu_before;
+  for (auto deadline = std::chrono::steady_clock::now() + 60s;
+       cpu_after <= cpu_before && std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(500ms)) {
+    auto r2 = node.read();
+    BOOST_TEST_REQUIRE(find(r2, "a") != nullptr);
+    cpu_after = find(r2, "a")->cpu_s.value_or(0);
+  }
+  BOOST_TEST(cpu_after > cpu_before);
 
   // Plug and unplug through the platform; beyond the device is refused.
   platform::LentMemory lease{"lease-1", "donor", "", 128};
@@ -390,11 +396,23 @@ BOOST_AUTO_TEST_CASE(a_node_of_real_guests_is_read_plugged_and_migrated, *boost:
        find(r4, "c") != nullptr && !find(r4, "c")->running && std::chrono::steady_clock::now() < deadline;
        r4 = node.read())
     std::this_thread::sleep_for(100ms);
-  BOOST_TEST_REQUIRE(find(r4, "a") != nullptr);
   BOOST_TEST_REQUIRE(find(r4, "c") != nullptr);
-  BOOST_TEST(!find(r4, "a")->running);
   BOOST_TEST(find(r4, "c")->running);
   BOOST_TEST(find(r4, "c")->plugged_mib == 128);
-  BOOST_TEST(ga.running());
+  // Its old QEMU quit once the target had it all, as Proxmox's and libvirt's do.
+  BOOST_TEST(ga.wait_exit(30s) == 0, tail(ga.console()));
+  BOOST_TEST(find(node.read(), "a") == nullptr);
+
+  // A migration that did not happen is undone at the target: its incoming
+  // QEMU stops. One that happened is no longer the target's to undo.
+  auto waiting_d = layout(file_a.file(), dir.path() + "/d.qmp", true);
+  waiting_d.incoming = "tcp:" + hosts.address("dst") + ":" + std::to_string(free_port());
+  waiting_d.launcher = in_netns("dst");
+  auto d = QemuGuest::start(image(), qemu_binary(), waiting_d);
+  BOOST_TEST_REQUIRE(static_cast<bool>(d), (d ? "" : d.error().message));
+  node.platform->cancel_receive("d");
+  BOOST_TEST((*d)->wait_exit(30s) == 0);
+  node.platform->cancel_receive("c");
+  BOOST_TEST(find(node.read(), "c")->running);
   BOOST_TEST_MESSAGE("the whole node took " << seconds_since(started) << " s");
 }

@@ -94,6 +94,7 @@ RunCommand make_agent(CLI::App& app) {
                   "(required without --platform; with --platform sim, the host's scenario)")
       ->type_name("FILE");
   add_platform_flags(*cmd, f->platform);
+  add_receive_flags(*cmd, f->platform);
   cmd->add_option("--reserved-mib", f->reserved_mib,
                   "With --platform: MIB of this node never lent (its own growth, HA restart room;\n"
                   "default 0)")

@@ -24,6 +24,17 @@ void add_platform_flags(CLI::App& cmd, PlatformFlags& f) {
   cmd.add_option("--hook-timeout", f.hook_timeout, "exec: how long a hook may run, e.g. 10s")->capture_default_str();
 }
 
+void add_receive_flags(CLI::App& cmd, PlatformFlags& f) {
+  cmd.add_option("--qemu-incoming", f.qemu_incoming,
+                 "qemu: the program that starts this node's incoming QEMU when memlend moves a VM here, run as "
+                 "PROGRAM VM (default: none, no VM is moved here)")
+      ->type_name("PROGRAM");
+  cmd.add_option("--libvirt-migrate-uri", f.libvirt_migrate_uri,
+                 "libvirt: the URI other nodes' libvirt migrates VMs to this node by, e.g. "
+                 "qemu+tls://node-b/system (default: none, no VM is moved here)")
+      ->type_name("URI");
+}
+
 Expected<std::unique_ptr<platform::NodePlatform>> open_platform(const PlatformFlags& f, const std::string& scenario,
                                                                 const std::string& host) {
   auto warn = [](const std::string& line) { spdlog::warn("{}", line); };
@@ -41,11 +52,15 @@ Expected<std::unique_ptr<platform::NodePlatform>> open_platform(const PlatformFl
     platform::QemuOptions o;
     o.qmp_dir = f.qmp_dir;
     o.log = warn;
+    if (!f.qemu_incoming.empty() && f.qemu_incoming.front() != '/')
+      return Error{"--qemu-incoming: '" + f.qemu_incoming + "' is not an absolute path", ErrorCode::invalid_input};
+    o.incoming_program = f.qemu_incoming;
     return platform::make_qemu(o);
   }
   if (f.platform == "libvirt") {
     platform::LibvirtOptions o;
     o.uri = f.libvirt_uri;
+    o.migrate_uri = f.libvirt_migrate_uri;
     o.warn = warn;
     auto p = platform::make_libvirt(o);
     if (!p) return Error{"--libvirt-uri " + f.libvirt_uri + ": " + p.error().message, p.error().code};

@@ -1,6 +1,6 @@
 // The options that choose and reach a real node's platform, taken alike by
 // `inspect` and (as a node's service) the agent, so that one config file's
-// keys serve both: platform, qmp-dir, libvirt-uri, hooks-dir.
+// keys serve both: platform, qmp-dir, libvirt-uri, hooks-dir, hook-timeout.
 #pragma once
 
 #include "core/expected.hpp"
@@ -18,9 +18,16 @@ struct PlatformFlags {
   std::string libvirt_uri = "qemu:///system";
   std::string hooks_dir = "/etc/memlend/hooks";
   std::string hook_timeout = "10s";
+  // Where other nodes migrate VMs to this node (the target's side): empty,
+  // it takes none.
+  std::string qemu_incoming;
+  std::string libvirt_migrate_uri;
 };
 
 void add_platform_flags(CLI::App& cmd, PlatformFlags& f);
+// The target's side of a migration, for the agent only: qemu-incoming,
+// libvirt-migrate-uri.
+void add_receive_flags(CLI::App& cmd, PlatformFlags& f);
 
 // The platform the flags name. `scenario` and `host` serve `sim` only.
 // ErrorCode::invalid_input for a bad flag, unavailable when the platform

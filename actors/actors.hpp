@@ -94,6 +94,12 @@ using agent_actor = caf::typed_actor<
     reacts_to<atom::attach, RemoteState>,                            // a VM's host and leases now
     reacts_to<atom::fence, std::vector<std::uint64_t>>,                  // keep only these leases
     reacts_to<atom::mirrorfail, std::string, std::string>,               // its data path: a VM's mirror failed, why
+    // A live migration, from the controller only. The target first: ready to
+    // take VM in? → whether, and the address to migrate to (or why not).
+    replies_to<atom::reserve, atom::migrate, std::string>::with<bool, std::string>,
+    // The VM's host: migrate VM to HOST at ADDRESS → whether it runs there, or why not.
+    replies_to<atom::migrate, std::string, std::string, std::string>::with<bool, std::string>,
+    reacts_to<atom::cancel, atom::migrate, std::string>,                 // the target: it did not happen
     replies_to<atom::get>::with<std::string>,                            // its state, JSON
     reacts_to<atom::shutdown>>;
 

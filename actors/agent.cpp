@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <functional>
+#include <tuple>
 
 namespace memlend {
 
@@ -442,6 +444,68 @@ std::vector<std::uint64_t> unrecorded_grants(const std::vector<std::uint64_t>& g
   return out;
 }
 
+// What the controller commands (a VM's state, a fence, a migration) comes
+// from the controller this agent joined, and from no other node: a
+// compromised peer must not make this node map or drop leases, move its VMs
+// to itself, nor start QEMUs.
+bool from_controller(self_ptr self) {
+  const auto& sender = self->current_sender();
+  return self->state.joined && sender && sender->node() == self->state.controller;
+}
+
+// A migration blocks its platform call for as long as the guest's memory
+// takes to cross: it runs in an actor on a thread of its own, so that the
+// agent samples (and so stays alive to the controller) meanwhile.
+using Outcome = std::tuple<bool, std::string>;
+caf::result<bool, std::string> off_thread(self_ptr self, std::function<Outcome()> work) {
+  auto rp = self->make_response_promise<bool, std::string>();
+  auto worker = self->spawn<caf::detached>([work](caf::event_based_actor* w) -> caf::behavior {
+    return {[=](atom::migrate) {
+      w->quit();
+      return work();
+    }};
+  });
+  self->request(worker, caf::infinite, atom::migrate::value)
+      .then([=](bool ok, std::string what) mutable { rp.deliver(ok, std::move(what)); },
+            [=](caf::error& e) mutable { rp.deliver(false, "its worker failed: " + caf::to_string(e)); });
+  return rp;
+}
+
+caf::result<bool, std::string> answer(bool ok, std::string what) {
+  return caf::result<bool, std::string>(ok, std::move(what));
+}
+
+caf::result<bool, std::string> receive_vm(self_ptr self, const std::string& vm) {
+  auto& st = self->state;
+  if (!from_controller(self)) return answer(false, "not from this agent's controller");
+  // The scenario's platform moves the VM itself when the controller tells.
+  if (!st.config.node) return answer(true, "");
+  say(self, "readies this node to take in VM " + vm, about_vm(vm));
+  auto node = st.config.node;
+  return off_thread(self, [node, vm]() -> Outcome {
+    auto address = node->platform().receive(vm);
+    if (!address) return {false, address.error().message};
+    return {true, *address};
+  });
+}
+
+caf::result<bool, std::string> migrate_vm(self_ptr self, const std::string& vm, const std::string& host,
+                                          const std::string& address) {
+  auto& st = self->state;
+  if (!from_controller(self)) return answer(false, "not from this agent's controller");
+  if (!st.config.node) return answer(true, "");
+  // Its memory is a file this node serves: at the target no file would be.
+  if (st.config.plane_plugs.count(vm))
+    return answer(false, "VM " + vm + "'s memory is a file this node's memlend serves (qemu-vm), which stays here");
+  say(self, "migrates VM " + vm + " to " + host + " (" + address + ")", about_vm(vm));
+  auto node = st.config.node;
+  return off_thread(self, [node, vm, host, address]() -> Outcome {
+    auto done = node->platform().migrate(vm, platform::MigrationTarget{host, address});
+    if (!done) return {false, done.error().message};
+    return {true, ""};
+  });
+}
+
 agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self, AgentConfig config) {
   auto& st = self->state;
   st.config = std::move(config);
@@ -502,6 +566,7 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
       [=](atom::attach, const RemoteState& r) {
         auto& st = self->state;
         if (!st.platform && !st.config.node) return;
+        if (!from_controller(self)) return;
         apply(self, r);
       },
       [=](atom::mirrorfail, const std::string& vm, const std::string& why) {
@@ -511,8 +576,19 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
         // again; the log line above is the record meanwhile.
         if (st.joined) self->send(st.home, atom::mirrorfail::value, vm, why);
       },
+      [=](atom::reserve, atom::migrate, const std::string& vm) { return receive_vm(self, vm); },
+      [=](atom::migrate, const std::string& vm, const std::string& host, const std::string& address) {
+        return migrate_vm(self, vm, host, address);
+      },
+      [=](atom::cancel, atom::migrate, const std::string& vm) {
+        auto& st = self->state;
+        if (!from_controller(self) || !st.config.node) return;
+        say(self, "VM " + vm + " did not migrate here: its incoming side is undone", about_vm(vm));
+        st.config.node->platform().cancel_receive(vm);
+      },
       [=](atom::fence, const std::vector<std::uint64_t>& keep) {
         auto& st = self->state;
+        if (!from_controller(self)) return;
         std::set<std::uint64_t> kept(keep.begin(), keep.end());
         for (auto it = st.held.begin(); it != st.held.end();) {
           if (kept.count(*it)) {

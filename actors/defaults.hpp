@@ -8,6 +8,10 @@ namespace memlend::defaults {
 
 // A request between local actors that takes longer than this means a stuck actor.
 inline constexpr auto request_timeout = std::chrono::seconds(30);
+// A live migration on real nodes: the target starts its incoming QEMU, then
+// the guest's memory crosses the network (the platforms give up at 10 min).
+inline constexpr auto receive_timeout = std::chrono::seconds(90);
+inline constexpr auto migration_timeout = std::chrono::seconds(660);
 // Restart backoff: first delay, doubled per restart of the same child, capped.
 inline constexpr auto restart_backoff = std::chrono::milliseconds(100);
 inline constexpr auto restart_backoff_max = std::chrono::seconds(5);

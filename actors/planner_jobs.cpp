@@ -180,7 +180,9 @@ Job migrate_job(self_ptr self, Decision d, Reply reply) {
   JobStep move;
   // The platform moves the VM first: the record then says where it is.
   move.run = [=](Answer answer) {
-    self->request(self->state.driver, defaults::request_timeout, atom::migrate::value, d.vm, d.target)
+    // Room at the target and the copy of the guest's memory, one after the other.
+    self->request(self->state.driver, defaults::receive_timeout + defaults::migration_timeout, atom::migrate::value,
+                  d.vm, d.target)
         .then(
             [=](bool moved) {
               if (moved) return answer({});

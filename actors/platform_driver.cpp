@@ -1,6 +1,8 @@
 #include "actors/platform_driver.hpp"
 
+#include "actors/defaults.hpp"
 #include "actors/registrar.hpp"
+#include "core/text.hpp"
 
 #include <caf/all.hpp>
 
@@ -84,6 +86,69 @@ bool report(self_ptr self, const Expected<void>& r) {
   return false;
 }
 
+// The VM runs at `target` now: what the target lent it is its own memory
+// there, its other leases follow it, and every agent concerned is told.
+void moved(self_ptr self, std::uint32_t vm, std::uint32_t target) {
+  auto& st = self->state;
+  std::vector<std::uint32_t> was{st.remote[vm].host};
+  st.remote[vm].host = target;
+  auto& ls = st.remote[vm].leases;
+  for (const auto& l : ls)
+    if (l.donor == target) was.push_back(target);
+  ls.erase(std::remove_if(ls.begin(), ls.end(), [&](const LeaseInfo& l) { return l.donor == target; }), ls.end());
+  tell(self, vm, was);
+}
+
+std::string host_name(const driver_state& st, std::uint32_t h) {
+  return h < st.config.host_names.size() ? st.config.host_names[h] : "host " + std::to_string(h);
+}
+
+// A migration between two agents' nodes: the target readies itself and says
+// where to send the VM, then the VM's node sends it there. The record
+// changes only once the VM's node says it runs at the target; a migration
+// that did not happen leaves it where it was, and the target undoes its side.
+caf::result<bool> migrate_in_cluster(self_ptr self, std::uint32_t vm, std::uint32_t target) {
+  auto& st = self->state;
+  if (vm >= st.remote.size()) return false;
+  std::uint32_t from = st.remote[vm].host;
+  auto agent_of = [&](std::uint32_t h) { return h < st.agents.size() ? st.agents[h] : agent_actor{}; };
+  agent_actor source = agent_of(from), destination = agent_of(target);
+  std::string name = st.remote[vm].name.empty() ? "VM " + std::to_string(vm) : st.remote[vm].name;
+  std::string to = host_name(st, target);
+  if (!source || !destination)
+    return report(self, Error{"migrating " + name + ": the agent of " + host_name(st, source ? target : from) +
+                                  " has not joined",
+                              ErrorCode::unavailable});
+  auto rp = self->make_response_promise<bool>();
+  auto fail = [self, rp](const std::string& why) mutable {
+    rp.deliver(report(self, Error{why, ErrorCode::refused}));
+  };
+  self->request(destination, defaults::receive_timeout, atom::reserve::value, atom::migrate::value, name)
+      .then(
+          [=](bool ready, const std::string& address) mutable {
+            if (!ready) return fail(to + " cannot take " + name + " in: " + one_line(address.substr(0, 400)));
+            self->request(source, defaults::migration_timeout, atom::migrate::value, name, to, address)
+                .then(
+                    [=](bool done, const std::string& why) mutable {
+                      if (done) {
+                        moved(self, vm, target);
+                        rp.deliver(true);
+                        return;
+                      }
+                      self->send(destination, atom::cancel::value, atom::migrate::value, name);
+                      fail("migrating " + name + " to " + to + ": " + one_line(why.substr(0, 400)));
+                    },
+                    [=](caf::error& e) mutable {
+                      self->send(destination, atom::cancel::value, atom::migrate::value, name);
+                      fail("migrating " + name + " to " + to + ": no answer from its node (" + caf::to_string(e) +
+                           ")");
+                    });
+          },
+          [=](caf::error& e) mutable { fail(to + " did not answer whether it takes " + name + " in (" +
+                                            caf::to_string(e) + ")"); });
+  return rp;
+}
+
 }  // namespace
 
 driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<driver_state> self, DriverConfig config,
@@ -145,19 +210,10 @@ driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<drive
         tell(self, vm, was);
         return true;
       },
-      [=](atom::migrate, std::uint32_t vm, std::uint32_t target) {
+      [=](atom::migrate, std::uint32_t vm, std::uint32_t target) -> caf::result<bool> {
         auto& st = self->state;
         if (!st.config.cluster) return report(self, st.platform->migrate(vm, target));
-        std::vector<std::uint32_t> was{st.remote[vm].host};
-        st.remote[vm].host = target;
-        // What the target lent this VM is its own memory there now.
-        auto& ls = st.remote[vm].leases;
-        for (const auto& l : ls)
-          if (l.donor == target) was.push_back(target);
-        ls.erase(std::remove_if(ls.begin(), ls.end(), [&](const LeaseInfo& l) { return l.donor == target; }),
-                 ls.end());
-        tell(self, vm, was);
-        return true;
+        return migrate_in_cluster(self, vm, target);
       },
       // From host actors, in a cluster: an agent's telemetry.
       [=](atom::sample, std::uint32_t h, bool every_vm, const std::vector<platform::VmSample>& vms) {

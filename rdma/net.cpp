@@ -60,13 +60,17 @@ void tune(int fd) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
 }
 
-Expected<UniqueFd> connect_tcp(const std::string& address, Millis timeout) {
+namespace {
+
+// `deadline_after_lookup` is asked for once the name is resolved.
+template <class Deadline>
+Expected<UniqueFd> dial(const std::string& address, Deadline deadline_after_lookup) {
   auto ep = parse_endpoint(address);
   if (!ep) return ep.error();
   if (ep->host.empty()) ep->host = "127.0.0.1";
   auto res = resolve(*ep, false);
   if (!res) return res.error();
-  auto deadline = Clock::now() + timeout;
+  auto deadline = deadline_after_lookup();
   Error last{"connect " + address + ": no usable address"};
   for (addrinfo* ai = *res; ai; ai = ai->ai_next) {
     UniqueFd fd(::socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -95,6 +99,16 @@ Expected<UniqueFd> connect_tcp(const std::string& address, Millis timeout) {
   }
   ::freeaddrinfo(*res);
   return last;
+}
+
+}  // namespace
+
+Expected<UniqueFd> connect_tcp(const std::string& address, Millis timeout) {
+  return dial(address, [timeout] { return Clock::now() + timeout; });
+}
+
+Expected<UniqueFd> connect_tcp(const std::string& address, Clock::time_point deadline) {
+  return dial(address, [deadline] { return deadline; });
 }
 
 Expected<UniqueFd> listen_tcp(const std::string& address) {
@@ -140,11 +154,9 @@ std::string local_address(int fd) {
   return to_string(Endpoint{host, port});
 }
 
-Status recv_exact(int fd, void* dst, std::size_t n, Millis timeout, std::chrono::microseconds busy_poll) {
+Status recv_exact(int fd, void* dst, std::size_t n, Clock::time_point deadline, std::chrono::microseconds busy_poll) {
   auto* p = static_cast<std::uint8_t*>(dst);
-  auto start = Clock::now();
-  auto deadline = start + timeout;
-  auto spin_until = start + busy_poll;
+  auto spin_until = Clock::now() + busy_poll;
   while (n > 0) {
     ssize_t k = ::recv(fd, p, n, MSG_DONTWAIT);
     if (k > 0) {
@@ -161,8 +173,7 @@ Status recv_exact(int fd, void* dst, std::size_t n, Millis timeout, std::chrono:
   return ok();
 }
 
-Status send_all(int fd, const iovec* iov, int count, Millis timeout) {
-  auto deadline = Clock::now() + timeout;
+Status send_all(int fd, const iovec* iov, int count, Clock::time_point deadline) {
   std::vector<iovec> left(iov, iov + count);
   std::size_t first = 0;
   while (first < left.size()) {

@@ -1,6 +1,9 @@
-// Socket plumbing for the TCP data path (internal to rdma/): non-blocking
-// sockets whose every wait is a poll() with a deadline, so that a dead peer
-// costs at most a timeout and shutdown() from another thread wakes anyone.
+// Socket plumbing for the TCP data path, and for the replica's dqlite client:
+// non-blocking sockets whose every wait is a poll() with a deadline, so that a
+// dead peer costs at most a timeout and shutdown() from another thread wakes
+// anyone. Errors carry no code, as the data path has always passed them on: a
+// caller that must tell a timeout from a failure asks whether its deadline
+// has passed.
 #pragma once
 
 #include "rdma/common.hpp"
@@ -10,15 +13,27 @@
 
 namespace memlend::rdma::net {
 
+// The timeout starts after the name lookup, which it does not bound; a
+// deadline bounds both.
 Expected<UniqueFd> connect_tcp(const std::string& address, Millis timeout);
+Expected<UniqueFd> connect_tcp(const std::string& address, Clock::time_point deadline);
 // Binds and listens; port 0 picks a free one (see local_address).
 Expected<UniqueFd> listen_tcp(const std::string& address);
 std::string local_address(int fd);
 void tune(int fd);  // TCP_NODELAY, keepalive that notices a vanished peer
 
-// With `busy_poll` > 0, spins on the socket that long before sleeping in poll().
-Status recv_exact(int fd, void* dst, std::size_t n, Millis timeout, std::chrono::microseconds busy_poll = {});
-Status send_all(int fd, const iovec* iov, int count, Millis timeout);
+// A timeout bounds one call; a deadline can bound several, such as a request
+// and its answer together. With `busy_poll` > 0, spins on the socket that long
+// before sleeping in poll().
+Status recv_exact(int fd, void* dst, std::size_t n, Clock::time_point deadline,
+                  std::chrono::microseconds busy_poll = {});
+Status send_all(int fd, const iovec* iov, int count, Clock::time_point deadline);
+inline Status recv_exact(int fd, void* dst, std::size_t n, Millis timeout, std::chrono::microseconds busy_poll = {}) {
+  return recv_exact(fd, dst, n, Clock::now() + timeout, busy_poll);
+}
+inline Status send_all(int fd, const iovec* iov, int count, Millis timeout) {
+  return send_all(fd, iov, count, Clock::now() + timeout);
+}
 // Waits for the next message until `deadline` (by default none); ends when
 // the peer closes or the socket is shut down.
 Status await_readable(int fd, std::chrono::microseconds busy_poll = {},

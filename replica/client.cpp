@@ -1,122 +1,34 @@
 #include "replica/client.hpp"
 
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include "rdma/net.hpp"
 
-#include <cerrno>
-#include <cstring>
 #include <thread>
 
 namespace memlend::replica {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using rdma::Clock;
+namespace net = rdma::net;
 
 struct Message {
   Header header;
   std::vector<std::uint8_t> body;
 };
 
-Error io_error(const std::string& what, int err) { return Error{what + ": " + std::strerror(err), ErrorCode::io}; }
-
-// Waits for `events` on fd until the deadline; false with errno set (ETIMEDOUT
-// at the deadline).
-bool wait_for(int fd, short events, Clock::time_point deadline) {
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) {
-      errno = ETIMEDOUT;
-      return false;
-    }
-    pollfd p{fd, events, 0};
-    int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1 << 30)));
-    if (r > 0) return true;
-    if (r < 0 && errno != EINTR) return false;
-  }
+// net's errors carry no code: a failure at the deadline is the deadline's,
+// any other is `otherwise`.
+Error dqlite_error(const std::string& address, const Error& e, ErrorCode otherwise, Clock::time_point deadline) {
+  return Error{"dqlite " + one_line(address) + ": " + e.message,
+               Clock::now() >= deadline ? ErrorCode::timed_out : otherwise};
 }
 
-Error timed_out_or_io(const std::string& what, int err) {
-  if (err == ETIMEDOUT) return Error{what + ": timed out", ErrorCode::timed_out};
-  return io_error(what, err);
-}
-
-Expected<int> dial(const std::string& address, Clock::time_point deadline) {
-  auto colon = address.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size())
+Expected<rdma::UniqueFd> dial(const std::string& address, Clock::time_point deadline) {
+  if (!rdma::parse_endpoint(address))
     return Error{"dqlite address \"" + one_line(address) + "\" is not host:port", ErrorCode::invalid_input};
-  std::string host = address.substr(0, colon), port = address.substr(colon + 1);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  if (int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0)
-    return Error{"dqlite address \"" + one_line(address) + "\": " + gai_strerror(rc), ErrorCode::unavailable};
-  Error last{"dqlite " + one_line(address) + ": no address to connect to", ErrorCode::unavailable};
-  for (addrinfo* a = found; a; a = a->ai_next) {
-    int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
-    if (fd < 0) {
-      last = io_error("socket", errno);
-      continue;
-    }
-    int rc = ::connect(fd, a->ai_addr, a->ai_addrlen);
-    int err = rc == 0 ? 0 : errno;
-    if (err == EINPROGRESS) {
-      if (wait_for(fd, POLLOUT, deadline)) {
-        socklen_t len = sizeof err;
-        ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-      } else {
-        err = errno;
-      }
-    }
-    if (err == 0) {
-      int one = 1;
-      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      ::freeaddrinfo(found);
-      return fd;
-    }
-    ::close(fd);
-    last = timed_out_or_io("connect to dqlite " + one_line(address), err);
-    if (err != ETIMEDOUT) last.code = ErrorCode::unavailable;
-  }
-  ::freeaddrinfo(found);
-  return last;
-}
-
-Expected<void> send_all(int fd, const std::uint8_t* p, std::size_t n, Clock::time_point deadline) {
-  while (n > 0) {
-    ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
-    if (w > 0) {
-      p += w, n -= static_cast<std::size_t>(w);
-    } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
-      return io_error("send to dqlite", errno);
-    } else if (!wait_for(fd, POLLOUT, deadline)) {
-      return timed_out_or_io("send to dqlite", errno);
-    }
-  }
-  return {};
-}
-
-Expected<void> recv_exact(int fd, std::uint8_t* p, std::size_t n, Clock::time_point deadline) {
-  while (n > 0) {
-    ssize_t r = ::recv(fd, p, n, 0);
-    if (r > 0) {
-      p += r, n -= static_cast<std::size_t>(r);
-    } else if (r == 0) {
-      return Error{"dqlite closed the connection", ErrorCode::unavailable};
-    } else if (errno != EAGAIN && errno != EINTR) {
-      return io_error("receive from dqlite", errno);
-    } else if (!wait_for(fd, POLLIN, deadline)) {
-      return timed_out_or_io("receive from dqlite", errno);
-    }
-  }
-  return {};
+  auto fd = net::connect_tcp(address, deadline);
+  if (!fd) return dqlite_error(address, fd.error(), ErrorCode::unavailable, deadline);
+  return fd;
 }
 
 std::string type_name(std::uint8_t type) { return "response type " + std::to_string(type); }
@@ -124,23 +36,19 @@ std::string type_name(std::uint8_t type) { return "response type " + std::to_str
 }  // namespace
 
 struct Client::State {
-  int fd = -1;
+  rdma::UniqueFd fd;
   std::string address;
   Limits limits;
   std::uint64_t failure_code = 0;
 
-  ~State() {
-    if (fd >= 0) ::close(fd);
-  }
   // An error that leaves the stream in an unknown place ends the connection.
   Error spend(Error e) {
-    if (fd >= 0) ::close(fd);
-    fd = -1;
+    fd.reset();
     return e;
   }
   Expected<void> usable() const {
-    if (fd < 0) return Error{"dqlite connection to " + one_line(address) + " is closed after an earlier error",
-                             ErrorCode::unavailable};
+    if (!fd) return Error{"dqlite connection to " + one_line(address) + " is closed after an earlier error",
+                          ErrorCode::unavailable};
     return {};
   }
   Expected<void> send(Request type, const Body& body, Clock::time_point deadline) {
@@ -148,12 +56,22 @@ struct Client::State {
     if (!body.status()) return body.status();
     failure_code = 0;
     auto bytes = body.message(type);
-    if (auto sent = send_all(fd, bytes.data(), bytes.size(), deadline); !sent) return spend(sent.error());
+    return send_all(bytes.data(), bytes.size(), deadline);
+  }
+  Expected<void> send_all(const std::uint8_t* p, std::size_t n, Clock::time_point deadline) {
+    iovec iov{const_cast<std::uint8_t*>(p), n};
+    if (auto sent = net::send_all(fd.get(), &iov, 1, deadline); !sent)
+      return spend(dqlite_error(address, sent.error(), ErrorCode::io, deadline));
+    return {};
+  }
+  Expected<void> recv_exact(std::uint8_t* p, std::size_t n, Clock::time_point deadline) {
+    if (auto got = net::recv_exact(fd.get(), p, n, deadline); !got)
+      return spend(dqlite_error(address, got.error(), ErrorCode::unavailable, deadline));
     return {};
   }
   Expected<Message> receive(Clock::time_point deadline) {
     std::uint8_t head[header_bytes];
-    if (auto got = recv_exact(fd, head, sizeof head, deadline); !got) return spend(got.error());
+    if (auto got = recv_exact(head, sizeof head, deadline); !got) return got.error();
     auto header = decode_header(head, sizeof head);
     if (!header) return spend(header.error());
     if (header->body_bytes() > limits.max_message)
@@ -161,7 +79,7 @@ struct Client::State {
                              std::to_string(limits.max_message),
                          ErrorCode::invalid_input});
     Message m{*header, std::vector<std::uint8_t>(header->body_bytes())};
-    if (auto got = recv_exact(fd, m.body.data(), m.body.size(), deadline); !got) return spend(got.error());
+    if (auto got = recv_exact(m.body.data(), m.body.size(), deadline); !got) return got.error();
     return m;
   }
   // A FAILURE as an error; any other type but `want` spends the connection.
@@ -203,12 +121,12 @@ Expected<Client> Client::connect(const std::string& address, Limits limits) {
   auto fd = dial(address, deadline);
   if (!fd) return fd.error();
   auto s = std::make_unique<State>();
-  s->fd = *fd;
+  s->fd = std::move(*fd);
   s->address = address;
   s->limits = limits;
   std::uint8_t version[8];
   for (int i = 0; i < 8; ++i) version[i] = static_cast<std::uint8_t>(protocol_version >> (8 * i));
-  if (auto sent = send_all(s->fd, version, sizeof version, deadline); !sent) return sent.error();
+  if (auto sent = s->send_all(version, sizeof version, deadline); !sent) return sent.error();
   auto welcome = s->call(Request::client, Body().u64(0), Response::welcome, decode_welcome);
   if (!welcome) return welcome.error();
   return Client(std::move(s));
@@ -216,7 +134,7 @@ Expected<Client> Client::connect(const std::string& address, Limits limits) {
 
 const std::string& Client::address() const { return s_->address; }
 std::uint64_t Client::failure_code() const { return s_->failure_code; }
-bool Client::spent() const { return s_->fd < 0; }
+bool Client::spent() const { return !s_->fd; }
 
 Expected<NodeInfo> Client::leader() {
   return s_->call(Request::leader, Body().u64(0), Response::server, decode_server);

@@ -16,8 +16,8 @@
 #include <sys/stat.h>
 #include <thread>
 
+using memlend::test::namespaces_available;
 using memlend::test::NetnsCluster;
-using memlend::test::netns_unavailable;
 using memlend::test::slurp;
 namespace utf = boost::unit_test;
 
@@ -38,13 +38,6 @@ const char* scenario = R"({
   "events": [ { "at_s": 20, "vm": "VM2", "memory_mib": 65536 },
               { "at_s": 20, "vm": "VM4", "memory_mib": 32768 } ]
 })";
-
-boost::test_tools::assertion_result namespaces_available(utf::test_unit_id) {
-  std::string why = netns_unavailable();
-  boost::test_tools::assertion_result r(why.empty());
-  r.message() << why;
-  return r;
-}
 
 class Cluster {
  public:
@@ -90,14 +83,8 @@ class Cluster {
     return n;
   }
 
-  // Real processes on real time: wait, within a bound, for something to happen.
-  bool eventually(const std::function<bool()>& cond, double seconds = 60) {
-    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-    while (std::chrono::steady_clock::now() < end) {
-      if (cond()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-    return cond();
+  static bool eventually(const std::function<bool()>& cond, std::chrono::seconds bound = std::chrono::seconds(60)) {
+    return memlend::test::eventually(cond, bound);
   }
 
   bool leases_granted() {
@@ -121,7 +108,7 @@ class Cluster {
       return n;
     };
     std::size_t before = rounds();
-    eventually([&] { return rounds() > before; }, 120);
+    eventually([&] { return rounds() > before; }, std::chrono::seconds(120));
     net.stop(agents[host]);
     std::string log = slurp(net.dir() + "/agent-" + host + ".log");
     auto at = log.find("the guest workload of " + vm + " wrote");
@@ -159,14 +146,14 @@ class Cluster {
     std::vector<std::string> argv{POOL_TOOL, host + ".pem", host + ".key", net.address(host) + ":7412"};
     argv.insert(argv.end(), op.begin(), op.end());
     int pid = net.start("ctrl", argv, log);
-    eventually([&] { return !net.alive(pid); }, 30);
+    eventually([&] { return !net.alive(pid); }, std::chrono::seconds(30));
     return slurp(net.dir() + "/" + log);
   }
   // The agent of `host`'s /metrics, scraped from the controller's namespace.
   std::string agent_metrics(const std::string& host) {
     std::string log = "scrape-" + std::to_string(++tool_runs) + ".log";
     int pid = net.start("ctrl", {SCRAPE_TOOL, net.address(host), "7413", "/metrics"}, log);
-    eventually([&] { return !net.alive(pid); }, 30);
+    eventually([&] { return !net.alive(pid); }, std::chrono::seconds(30));
     return slurp(net.dir() + "/" + log);
   }
   NetnsCluster net;
@@ -223,7 +210,7 @@ BOOST_AUTO_TEST_CASE(an_impostor_with_a_valid_certificate_for_another_name_is_re
                               "c1", "--cluster-secret-file", "secret", "--tls-ca", "ca.pem", "--tls-cert",
                               "evil.pem", "--tls-key", "evil.key"},
                              "agent-X.log");
-  BOOST_TEST_REQUIRE(c.eventually([&] { return !c.net.alive(impostor); }, 30), c.logs());
+  BOOST_TEST_REQUIRE(c.eventually([&] { return !c.net.alive(impostor); }, std::chrono::seconds(30)), c.logs());
   BOOST_TEST(c.net.exit_status(impostor) == 2);
   std::string said = slurp(c.net.dir() + "/agent-X.log");
   BOOST_TEST(said.find("refused") != std::string::npos, said);
@@ -270,7 +257,7 @@ BOOST_AUTO_TEST_CASE(a_wrong_secret_is_refused_with_status_2, *utf::precondition
                               "--scenario", "scenario.json", "--cluster", "c1", "--cluster-secret-file", "guess",
                               "--tls-ca", "ca.pem", "--tls-cert", "A.pem", "--tls-key", "A.key"},
                              "intruder.log");
-  BOOST_TEST_REQUIRE(c.eventually([&] { return !c.net.alive(intruder); }, 30), c.logs());
+  BOOST_TEST_REQUIRE(c.eventually([&] { return !c.net.alive(intruder); }, std::chrono::seconds(30)), c.logs());
   BOOST_TEST(slurp(c.net.dir() + "/intruder.log").find("refused") != std::string::npos);
   BOOST_TEST(slurp(c.net.dir() + "/controller.log").find("does not hold the cluster's secret") != std::string::npos);
 }
@@ -295,7 +282,7 @@ BOOST_AUTO_TEST_CASE(a_killed_donor_fails_over_then_rehomes, *utf::precondition(
     for (auto p = log.find("agent for M joined"); p != std::string::npos; p = log.find("agent for M joined", p + 1))
       ++joins;
     return joins == 2;
-  }, 30), c.logs());
+  }, std::chrono::seconds(30)), c.logs());
 }
 
 BOOST_AUTO_TEST_CASE(a_partitioned_donor_is_fenced_when_it_returns, *utf::precondition(namespaces_available)) {
@@ -348,7 +335,7 @@ BOOST_AUTO_TEST_CASE(a_killed_controller_comes_back_from_its_store, *utf::precon
   // leases in their pools and the recipients' guests keep reading them.
   BOOST_TEST_REQUIRE(c.eventually([&] {
     return slurp(c.net.dir() + "/agent-A.log").find("lost the controller") != std::string::npos;
-  }, 30), c.logs());
+  }, std::chrono::seconds(30)), c.logs());
   std::this_thread::sleep_for(std::chrono::seconds(2));
   BOOST_TEST(c.net.alive(c.agents["B"]));
   // The same command on the same database: it resumes and the agents rejoin it.
@@ -382,7 +369,7 @@ BOOST_AUTO_TEST_CASE(a_killed_controller_comes_back_from_its_store, *utf::precon
   // controller, and nothing else did.
   BOOST_TEST(slurp(c.net.dir() + "/agent-B.log").find("frees grant " + orphan_id + " of its pool") != std::string::npos,
              c.logs());
-  BOOST_TEST(c.eventually([&] { return granted() == 56 * mib; }, 30), granted());
+  BOOST_TEST(c.eventually([&] { return granted() == 56 * mib; }, std::chrono::seconds(30)), granted());
   for (const char* h : {"A", "N", "M"})
     BOOST_TEST(slurp(c.net.dir() + "/agent-" + h + ".log").find("frees grant") == std::string::npos, h);
   // Each rejoining agent was handed the leases it is party to, and no other:

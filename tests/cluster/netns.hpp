@@ -8,6 +8,10 @@
 
 #include "tests/support/child.hpp"
 
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -18,6 +22,14 @@ namespace memlend::test {
 // Whether this machine lets the test make namespaces (root, iproute2); the
 // reason when not, for the skip message.
 std::string netns_unavailable();
+
+// The same as a case's precondition: *utf::precondition(namespaces_available).
+inline boost::test_tools::assertion_result namespaces_available(boost::unit_test::test_unit_id) {
+  std::string why = netns_unavailable();
+  boost::test_tools::assertion_result r(why.empty());
+  r.message() << why;
+  return r;
+}
 
 class NetnsCluster {
  public:
@@ -61,5 +73,10 @@ class NetnsCluster {
 
 // Reads a file whole ("" when missing).
 std::string slurp(const std::string& path);
+// Its lines but the empty ones.
+std::vector<std::string> lines_of(const std::string& text);
+
+// Real processes on real time: wait, within a bound, for something to happen.
+bool eventually(const std::function<bool()>& cond, std::chrono::seconds bound);
 
 }  // namespace memlend::test

@@ -17,26 +17,21 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <sstream>
 #include <sys/stat.h>
 #include <thread>
 
+using memlend::test::eventually;
+using memlend::test::lines_of;
+using memlend::test::namespaces_available;
 using memlend::test::NetnsCluster;
-using memlend::test::netns_unavailable;
 using memlend::test::slurp;
+using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 namespace utf = boost::unit_test;
 
 namespace {
 
 const std::string bin = MEMLEND_BINARY;
-
-boost::test_tools::assertion_result namespaces_available(utf::test_unit_id) {
-  std::string why = netns_unavailable();
-  boost::test_tools::assertion_result r(why.empty());
-  r.message() << why;
-  return r;
-}
 
 // Quick settings for a test on real time; the hosts are whoever joins.
 const char* settings = R"({ "settings": { "sample_period_s": 2, "detect_samples": 2, "migrate_after_s": 100000 },
@@ -71,14 +66,6 @@ void make_node(const fs::path& dir, const std::string& host, std::int64_t memory
                                  " 2>/dev/null || echo 0)\necho $((p + $5)) > " + state);
   write_hook(dir / "detach", "echo \"detach $*\" >> " + (dir / "plugs.log").string() + "\np=$(cat " + state +
                                  " 2>/dev/null || echo 0)\necho $((p - $5)) > " + state);
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string l; std::getline(in, l);)
-    if (!l.empty()) out.push_back(l);
-  return out;
 }
 
 class OpenCluster {
@@ -127,16 +114,6 @@ class OpenCluster {
     return n;
   }
 
-  // Real processes on real time: wait, within a bound, for something to happen.
-  static bool eventually(const std::function<bool()>& cond, double seconds = 90) {
-    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-    while (std::chrono::steady_clock::now() < end) {
-      if (cond()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-    return cond();
-  }
-
   std::vector<std::string> plugs(const std::string& h) const {
     return lines_of(slurp((hooks(h) / "plugs.log").string()));
   }
@@ -160,7 +137,7 @@ BOOST_AUTO_TEST_CASE(agents_of_real_nodes_make_the_cluster_and_a_short_vm_is_len
   auto granted = [&] {
     return c.count("lease_granted", [](const auto& e) { return e["vm"] == "web" && e["donor"] == "B"; });
   };
-  BOOST_TEST_REQUIRE(c.eventually([&] { return granted() == 1 && c.plugs("A").size() == 1; }), c.logs());
+  BOOST_TEST_REQUIRE(eventually([&] { return granted() == 1 && c.plugs("A").size() == 1; }, 90s), c.logs());
 
   // The platform of the VM's node plugged the lease: its VM, its lease, the
   // donor by name and where its data path listens, the size.
@@ -192,10 +169,10 @@ BOOST_AUTO_TEST_CASE(agents_of_real_nodes_make_the_cluster_and_a_short_vm_is_len
     auto lost = log.find("lost the controller");
     return lost != std::string::npos && log.find("joined cluster c1", lost) != std::string::npos;
   };
-  BOOST_TEST_REQUIRE(c.eventually([&] {
+  BOOST_TEST_REQUIRE(eventually([&] {
     return slurp(c.net.dir() + "/controller.log").find("resuming from open.db") != std::string::npos &&
            rejoined("A") && rejoined("B");
-  }), c.logs());
+  }, 90s), c.logs());
   std::this_thread::sleep_for(std::chrono::seconds(5));
   BOOST_TEST(granted() == 1u, c.logs());
   BOOST_TEST(c.plugs("A").size() == 1u, c.logs());
@@ -214,7 +191,7 @@ BOOST_AUTO_TEST_CASE(agents_of_real_nodes_make_the_cluster_and_a_short_vm_is_len
   auto released = [&] {
     return c.count("lease_released", [](const auto& e) { return e["vm"] == "web" && e["donor"] == "B"; });
   };
-  BOOST_TEST_REQUIRE(c.eventually([&] { return released() == 1 && c.plugs("A").size() == 2; }), c.logs());
+  BOOST_TEST_REQUIRE(eventually([&] { return released() == 1 && c.plugs("A").size() == 2; }, 90s), c.logs());
   BOOST_TEST(c.plugs("A").back().rfind("detach web ", 0) == 0u, c.plugs("A").back());
   BOOST_TEST(granted() == 1u, c.logs());
   c.net.stop(a);

@@ -26,9 +26,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <functional>
-#include <sstream>
-#include <thread>
 
 using namespace memlend;
 using namespace memlend::test;
@@ -59,24 +56,6 @@ const char* settings = R"({ "settings": { "sample_period_s": 1, "detect_samples"
 // it has more available than boot memory and both steps, less the margin
 // and the slack: the surplus is both steps.
 constexpr std::uint64_t boot_mib = 640, device_mib = 768, grow_mib = 320;
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string l; std::getline(in, l);)
-    if (!l.empty()) out.push_back(l);
-  return out;
-}
-
-// Real processes on real time: wait, within a bound, for something to happen.
-bool eventually(const std::function<bool()>& cond, std::chrono::seconds bound) {
-  auto end = std::chrono::steady_clock::now() + bound;
-  while (std::chrono::steady_clock::now() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
-  }
-  return cond();
-}
 
 struct Cluster {
   Cluster() : net({"ctrl", "A", "B"}) {

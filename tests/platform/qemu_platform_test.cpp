@@ -107,8 +107,9 @@ QemuGuestOptions layout(const std::string& file, const std::string& qmp, bool ba
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(a_missing_directory_is_unavailable) {
+  TempDir dir("qemu-platform");
   QemuOptions o;
-  o.qmp_dir = make_temp_dir("qemu-platform") + "/none";
+  o.qmp_dir = dir.path() + "/none";
   auto r = make_qemu(o)->read();
   BOOST_TEST_REQUIRE(!r);
   BOOST_TEST((r.error().code == ErrorCode::unavailable), r.error().message);

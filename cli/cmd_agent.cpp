@@ -9,6 +9,7 @@
 #include "scenario/scenario.hpp"
 
 #include <filesystem>
+#include <optional>
 
 namespace memlend::cli {
 
@@ -31,11 +32,21 @@ struct AgentFlags {
   std::int64_t reserved_mib = 0;
 };
 
+// What the agent makes of its options before it reaches its platform: the
+// files it read, read once, and every problem.
+struct AgentCheck {
+  std::string secret;
+  std::optional<NodeIdentity> identity;  // its certificate and key prove which host it is when it joins
+  policy::Scenario scenario;             // none without --scenario
+  std::vector<RunProblem> problems;
+};
+
 // The agent's checks of its options that read files but start and make
 // nothing (check-config runs them too); the node's platform is not
 // reached, since a config may be checked before the node's VMs run.
-std::vector<RunProblem> check_agent(const AgentFlags& f) {
-  std::vector<RunProblem> out;
+AgentCheck check_agent(const AgentFlags& f) {
+  AgentCheck c;
+  std::vector<RunProblem>& out = c.problems;
   // A message that starts "--KEY:" is of that key, whatever was asked.
   auto of_its_key = [&](const std::string& fallback, const std::string& message) {
     std::string key = fallback;
@@ -55,24 +66,32 @@ std::vector<RunProblem> check_agent(const AgentFlags& f) {
   } else {
     if (auto secret = read_secret(f.cluster.secret_file); !secret)
       of_its_key("cluster-secret-file", secret.error().message);
+    else
+      c.secret = std::move(*secret);
     if (auto identity = NodeIdentity::load(f.cluster.cert, f.cluster.key); !identity)
       of_its_key("tls-cert", identity.error().message);
+    else
+      c.identity = std::move(*identity);
   }
   if (!f.scenario.empty()) {
     auto sc = platform::load_scenario(f.scenario);
     // On a real node the scenario gives settings only (an open cluster's
     // `"hosts": []`); the host is the platform's.
     bool sim = !real || f.platform.platform == "sim";
-    if (!sc) out.push_back({"scenario", sc.error().message});
-    else if (sim && !f.host.empty() && !sc->find_host(f.host))
-      out.push_back({"host", "--host: \"" + f.host + "\" is not a host of " + f.scenario});
+    if (!sc) {
+      out.push_back({"scenario", sc.error().message});
+    } else {
+      if (sim && !f.host.empty() && !sc->find_host(f.host))
+        out.push_back({"host", "--host: \"" + f.host + "\" is not a host of " + f.scenario});
+      c.scenario = std::move(*sc);
+    }
   }
   if (f.data_path != "on" && f.data_path != "off")
     out.push_back({"data-path", "--data-path: \"" + f.data_path + "\" is neither on nor off"});
   if (f.data_kib_per_gib < 4 || f.data_kib_per_gib > 1024 * 1024)
     out.push_back({"data-kib-per-gib", "--data-kib-per-gib: must be between 4 and 1048576"});
   if (auto wanted = metrics_request(f.metrics, ""); !wanted) of_its_key("metrics", wanted.error().message);
-  return out;
+  return c;
 }
 
 }  // namespace
@@ -115,25 +134,14 @@ RunCommand make_agent(CLI::App& app) {
   add_cluster_flags(cmd, f->cluster);
   add_metrics_option(cmd, f->metrics, "nothing is served (the controller serves the cluster's metrics)");
   add_log_flags(cmd, f->log, "info");
-  auto check = [f] { return check_agent(*f); };
-  return {with_config_file(cmd, [f, check] {
+  return {with_config_file(cmd, [f] {
     setup_logging(f->log);
     // With --platform the node says what its host is; without, the scenario.
     bool real = !f->platform.platform.empty();
-    if (auto problems = check(); !problems.empty()) return bad_input(problems.front().message);
+    AgentCheck c = check_agent(*f);
+    if (!c.problems.empty()) return bad_input(c.problems.front().message);
     auto controller = parse_address(f->controller);
-    auto secret = read_secret(f->cluster.secret_file);
-    if (!secret) return bad_input(secret.error().message);
-    // Its certificate and key prove which host it is when it joins.
-    auto identity = NodeIdentity::load(f->cluster.cert, f->cluster.key);
-    if (!identity) return bad_input(identity.error().message);
     AgentOptions o;
-    policy::Scenario scenario;
-    if (!f->scenario.empty()) {
-      auto sc = platform::load_scenario(f->scenario);
-      if (!sc) return bad_input(sc.error().message);
-      scenario = std::move(*sc);
-    }
     if (real) {
       auto node = open_platform(f->platform, f->scenario, f->host);
       if (!node) return bad_input(node.error().message);
@@ -147,16 +155,16 @@ RunCommand make_agent(CLI::App& app) {
       if (f->host.empty()) return bad_input("--host: the platform names no host; give --host");
       o.memory_mib = std::max<std::int64_t>(0, first->facts.memory_mib - first->facts.reserved_mib);
     }
-    auto* sc = &scenario;
+    auto* sc = &c.scenario;
     o.cluster = f->cluster.cluster;
-    o.secret = *secret;
+    o.secret = std::move(c.secret);
     o.host = f->host;
     o.data_addr = f->listen;
     o.controller_host = controller->first;
     o.controller_port = controller->second;
     o.scenario = *sc;
     o.tls = {f->cluster.cert, f->cluster.key, f->cluster.ca};
-    o.identity = std::make_shared<const NodeIdentity>(std::move(*identity));
+    o.identity = std::make_shared<const NodeIdentity>(std::move(*c.identity));
     o.console = !f->quiet;
     auto guests = guest_options(f->guests, f->data_kib_per_gib, f->data_path == "on", real ? nullptr : sc);
     if (!guests) return bad_input(guests.error().message);
@@ -174,7 +182,7 @@ RunCommand make_agent(CLI::App& app) {
       return bad_input("--datastore: " + f->datastore + ": cannot make the directory");
     o.datastore = f->datastore;
     return run_agent(o);
-  }), check};
+  }), [f] { return check_agent(*f).problems; }};
 }
 
 Action add_agent(CLI::App& app) { return make_agent(app).action; }

@@ -16,13 +16,7 @@
 #define BOOST_TEST_MODULE guest_cluster
 #include <boost/test/unit_test.hpp>
 
-#include "tests/cluster/netns.hpp"
-#include "tests/guest/guest_common.hpp"
-
-#include <nlohmann/json.hpp>
-
-#include <sys/stat.h>
-#include <unistd.h>
+#include "tests/guest/real_nodes.hpp"
 
 #include <filesystem>
 #include <fstream>
@@ -34,15 +28,9 @@ namespace utf = boost::unit_test;
 
 namespace {
 
-const std::string bin = MEMLEND_BINARY;
-
 boost::test_tools::assertion_result can_run(utf::test_unit_id) {
-  std::string why = why_no_guest();
-  if (why.empty()) why = why_no_fuse();
-  if (why.empty()) why = netns_unavailable();
-  if (why.empty() && ::access("/usr/bin/nsenter", X_OK) != 0) why = "no nsenter (the util-linux package)";
-  if (why.empty() && ::access("/usr/bin/unshare", X_OK) != 0) why = "no unshare (the util-linux package)";
-  return unless(why);
+  std::string why = why_no_real_nodes();
+  return unless(why.empty() ? why_no_fuse() : why);
 }
 
 // Quick settings on real time; the hosts are whoever joins.
@@ -57,44 +45,19 @@ const char* settings = R"({ "settings": { "sample_period_s": 1, "detect_samples"
 // and the slack: the surplus is both steps.
 constexpr std::uint64_t boot_mib = 640, device_mib = 768, grow_mib = 320;
 
-struct Cluster {
-  Cluster() : net({"ctrl", "A", "B"}) {
-    net.make_certificates({"ctrl", "A", "B"});
-    std::ofstream(path("settings.json")) << settings;
-    std::ofstream(path("secret")) << "a cluster secret of some length\n";
-    ::chmod(path("secret").c_str(), 0600);
-    for (const char* d : {"qmp", "plug", "inspect", "datastore", "mem", "qmp-B"}) fs::create_directories(path(d));
+// Real guests borrow real memory: every node lends 1 MiB per MiB.
+const std::vector<std::string> scale{"--data-kib-per-gib", "1048576"};
+
+struct Cluster : RealNodes {
+  Cluster() : RealNodes({"A", "B"}, settings) {
+    for (const char* d : {"qmp", "plug", "inspect", "mem", "qmp-B"}) fs::create_directories(path(d));
     // A full node: its VMs hold all its memory but 16 MiB (a host with
     // none at all and no VM yet could not join).
     std::ofstream(path("meminfo-A")) << "MemTotal:        4194304 kB\nMemFree:           16384 kB\n"
                                         "MemAvailable:      16384 kB\n";
   }
 
-  std::string path(const std::string& name) const { return net.dir() + "/" + name; }
-
-  std::vector<std::string> tls(const std::string& h) const {
-    return {"--cluster", "c1", "--cluster-secret-file", "secret", "--tls-ca", "ca.pem", "--tls-cert", h + ".pem",
-            "--tls-key", h + ".key"};
-  }
-
-  void start_controller() {
-    std::vector<std::string> argv{bin, "run", "--scenario", "settings.json", "--db", "open.db", "--events-out",
-                                  "events.jsonl", "--metrics", "off", "--data-kib-per-gib", "1048576", "--listen",
-                                  net.address("ctrl") + ":7411"};
-    auto t = tls("ctrl");
-    argv.insert(argv.end(), t.begin(), t.end());
-    controller = net.start("ctrl", argv, "controller.log");
-  }
-
-  std::vector<std::string> agent_argv(const std::string& h, const std::string& qmp_dir) const {
-    std::vector<std::string> argv{bin, "agent", "--controller", net.address("ctrl") + ":7411", "--platform", "qemu",
-                                  "--host", h, "--qmp-dir", path(qmp_dir), "--listen",
-                                  net.address(h) + ":7412", "--datastore", path("datastore"), "--data-kib-per-gib",
-                                  "1048576"};
-    auto t = tls(h);
-    argv.insert(argv.end(), t.begin(), t.end());
-    return argv;
-  }
+  void start_controller() { RealNodes::start_controller(scale); }
 
   // A serves its VM's memory file, in a mount namespace where its kernel says
   // it has nothing available.
@@ -102,7 +65,7 @@ struct Cluster {
     std::vector<std::string> argv{"/usr/bin/unshare", "-m", "/bin/sh", "-c",
                                   "mount --bind \"$1\" /proc/meminfo && shift && exec \"$@\"", "sh",
                                   path("meminfo-A")};
-    auto a = agent_argv("A", "qmp");
+    auto a = agent_argv("A", path("qmp"), scale);
     argv.insert(argv.end(), a.begin(), a.end());
     argv.insert(argv.end(), {"--qemu-vm",
                              "web,qmp=" + path("plug/web.qmp") + ",max-mib=" + std::to_string(device_mib),
@@ -110,40 +73,20 @@ struct Cluster {
     agent_a = net.start("A", argv, "agent-A.log", true);
   }
 
-  void start_agent_b() { agent_b = net.start("B", agent_argv("B", "qmp-B"), "agent-B.log"); }
+  void start_agent_b() { agent_b = net.start("B", agent_argv("B", path("qmp-B"), scale), "agent-B.log"); }
 
   // A file as A's agent sees it, in its mount namespace.
   std::string in_a(const std::string& file) const { return "/proc/" + std::to_string(agent_a) + "/root" + file; }
 
-  std::vector<nlohmann::json> events() const {
-    std::vector<nlohmann::json> out;
-    for (const auto& line : lines_of(slurp(path("events.jsonl")))) out.push_back(nlohmann::json::parse(line));
-    return out;
-  }
-
-  std::size_t count(const std::string& event) const {
-    std::size_t n = 0;
-    for (const auto& e : events())
-      if (e["event"] == event && e.value("vm", "") == "web") ++n;
-    return n;
-  }
+  std::size_t count(const std::string& event) const { return events(event, "web").size(); }
 
   std::int64_t mib_of(const std::string& event) const {
     std::int64_t mib = 0;
-    for (const auto& e : events())
-      if (e["event"] == event && e.value("vm", "") == "web") mib += e.value("mib", std::int64_t{0});
+    for (const auto& e : events(event, "web")) mib += e.value("mib", std::int64_t{0});
     return mib;
   }
 
-  std::string logs() const {
-    std::string out;
-    for (const char* f : {"controller.log", "agent-A.log", "agent-B.log", "events.jsonl"})
-      out += std::string("\n--- ") + f + "\n" + tail(slurp(path(f)), 6000);
-    return out;
-  }
-
-  NetnsCluster net;
-  int controller = 0, agent_a = 0, agent_b = 0;
+  int agent_a = 0, agent_b = 0;
 };
 
 nlohmann::json run_json(const std::vector<std::string>& argv) {
@@ -190,7 +133,7 @@ BOOST_AUTO_TEST_CASE(a_real_guest_short_of_memory_borrows_from_another_node_and_
   // What an operator sees on the node: the guest's available memory and the
   // need memlend infers from it.
   BOOST_TEST_REQUIRE(eventually([&] {
-    auto seen = run_json({bin, "inspect", "--platform", "qemu", "--qmp-dir", c.path("inspect"), "--interval", "1s",
+    auto seen = run_json({c.bin, "inspect", "--platform", "qemu", "--qmp-dir", c.path("inspect"), "--interval", "1s",
                           "--json"});
     BOOST_TEST_MESSAGE("inspect: " << seen["vms"].dump());
     return seen["vms"].size() == 1 && seen["vms"][0]["guest_available_mib"].is_number() &&
@@ -200,8 +143,7 @@ BOOST_AUTO_TEST_CASE(a_real_guest_short_of_memory_borrows_from_another_node_and_
   // Detected, lent by B, plugged into the guest by A's agent.
   BOOST_TEST_REQUIRE(eventually([&] { return c.count("lease_granted") >= 1; }, 300s), c.logs());
   BOOST_TEST(c.count("need_detected") >= 1u, c.logs());
-  for (const auto& e : c.events())
-    if (e["event"] == "lease_granted") BOOST_TEST(e["donor"] == "B", e.dump());
+  for (const auto& e : c.events("lease_granted", "web")) BOOST_TEST(e["donor"] == "B", e.dump());
   BOOST_TEST_MESSAGE("lent " << c.mib_of("lease_granted") << " MiB " << seconds_since(started) << " s after start");
   std::string result = g.wait_line("MEMLEND-GUEST ", 900s);
   BOOST_TEST_MESSAGE("guest: " << result);
@@ -220,10 +162,10 @@ BOOST_AUTO_TEST_CASE(a_real_guest_short_of_memory_borrows_from_another_node_and_
                      c.logs());
   // Given back for good: not lent again while the guest's leases were unplugged one by one.
   BOOST_TEST(c.count("lease_granted") == 2u, c.logs());
-  auto state = run_json({bin, "state", "--db", c.path("open.db"), "--json"});
+  auto state = run_json({c.bin, "state", "--db", c.path("open.db"), "--json"});
   for (const auto& h : state["hosts"]) BOOST_TEST(h["lent_mib"] == 0, h.dump());
   for (const auto& l : state["leases"]) BOOST_TEST(l["state"] == "released", l.dump());
-  auto why = run_process({bin, "why", "web", "--db", c.path("open.db")}, 60);
+  auto why = run_process({c.bin, "why", "web", "--db", c.path("open.db")}, 60);
   BOOST_TEST(why.status == 0, why.err);
   BOOST_TEST_MESSAGE("memlend why web:\n" << why.out);
   BOOST_TEST(why.out.find("B") != std::string::npos, why.out);

@@ -35,6 +35,10 @@
 //   memlend.grow_mib=G   allocate G MiB beyond what is available, waiting
 //                        for plugs on the way (0)
 //   memlend.floor_mib=F  the available memory growing waits at (64)
+//   memlend.recheck_s=R  after the ok line, check the last pattern again every
+//                        second for R seconds, saying `MEMLEND-GUEST-RECHECK ok n=N`
+//                        each time (or fail): a guest that moves to another
+//                        host in the meantime shows there that its memory came along
 //   memlend.linger_s=L   stay up L seconds after the last line (0): QEMU
 //                        reports a size change up to a second late, and a
 //                        guest that powers off at once takes QEMU with it
@@ -211,6 +215,7 @@ int main() {
   std::uint64_t fill = setting(cmdline, "fill_mib", 0) * mib;
   bool unplug = setting(cmdline, "unplug", 0) != 0;
   std::uint64_t linger_s = setting(cmdline, "linger_s", 0);
+  std::uint64_t recheck_s = setting(cmdline, "recheck_s", 0);
   std::uint64_t grow_to = setting(cmdline, "grow_mib", 0) * mib;
   std::uint64_t floor = setting(cmdline, "floor_mib", 64) * mib;
   if (passes == 0) passes = 1;
@@ -272,6 +277,15 @@ int main() {
           " mem_total_mib=%" PRIu64 " ms=%ld first_write_ms=%ld write_ms=%ld verify_ms=%ld",
           fill, passes, movable_zone().managed / mib, on_plugged / mib, meminfo("MemTotal") / mib,
           ms(Clock::now() - started), ms(first_write), ms(write), ms(verify)));
+  for (std::uint64_t n = 1; n <= recheck_s; ++n) {
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    for (std::uint64_t i = 0; i < count; ++i) {
+      if (words[i] == pattern(i, passes - 1)) continue;
+      say(fmt("MEMLEND-GUEST-RECHECK fail n=%" PRIu64 " offset=%" PRIu64, n, i * 8));
+      return 1;
+    }
+    say(fmt("MEMLEND-GUEST-RECHECK ok n=%" PRIu64, n));
+  }
   if (!unplug) {
     std::this_thread::sleep_for(std::chrono::seconds(linger_s));
     return 0;

@@ -60,7 +60,8 @@ Expected<std::unique_ptr<QemuGuest>> QemuGuest::start(const GuestImage& image, c
   for (char c : options.memory_file) mem_path += c == ',' ? std::string(",,") : std::string(1, c);
   std::string append = "console=ttyS0 memhp_default_state=online_movable panic=-1 " + options.kernel_args;
   std::vector<std::string> argv = {
-      qemu, "-accel", "tcg,tb-size=" + std::to_string(options.tb_mib), "-M", "q35", "-cpu", "max", "-smp", "1",
+      qemu, "-accel", "tcg,tb-size=" + std::to_string(options.tb_mib), "-M", "q35", "-cpu", "max", "-smp",
+      std::to_string(options.vcpus),
       "-m",
       std::to_string(options.base_bytes / mib) + "M,maxmem=" +
           std::to_string((options.base_bytes + options.memdev_bytes) / mib) + "M,slots=1",

@@ -37,6 +37,7 @@ struct QemuGuestOptions {
   std::uint64_t base_bytes = 256ull << 20;    // the guest's boot memory, QEMU's own anonymous memory
   std::string kernel_args;                    // after the guest's own: memlend.plug_mib=256 ...
   std::string device_id = "vm0";
+  unsigned vcpus = 1;
   // TCG's translation cache: QEMU's default is a gigabyte, which would dwarf
   // the guest in a QEMU's memory (and in its cgroup).
   unsigned tb_mib = 64;

@@ -129,6 +129,7 @@ using planner_actor = caf::typed_actor<
     replies_to<atom::need, std::uint32_t, std::int64_t, std::int64_t>::with<NeedAnswer>,     // VM, demand → what was done
     replies_to<atom::surplus, std::uint32_t, std::int64_t, std::int64_t>::with<std::int64_t>, // VM, demand → MiB released
     replies_to<atom::recommend, std::uint32_t, std::int64_t>::with<bool>,  // VM, seconds of remote use
+    replies_to<atom::moved, std::uint32_t, std::uint32_t>::with<bool>,  // a VM its hypervisor moved: VM, its host now
     reacts_to<atom::sample, std::vector<platform::VmSample>>,  // telemetry keeps the view true
     reacts_to<atom::commit, std::uint64_t, bool, std::string>,  // the store: transaction durable (or why not)
     reacts_to<atom::commit, LeaseInfo>,                         // a lease actor's grant, to record

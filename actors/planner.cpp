@@ -133,6 +133,41 @@ JobPlan admit_vm_job(self_ptr self, std::uint32_t id, std::string name, std::uin
   });
 }
 
+// A VM its node's hypervisor moved (a migration memlend did not make, a
+// restart elsewhere), found by the platform driver: recorded where it runs
+// now, as a migration is, once it borrows nothing.
+JobPlan moved_job(self_ptr self, std::uint32_t vm, std::uint32_t host, caf::typed_response_promise<bool> rp) {
+  return write_only([=](JobDone done) mutable {
+    auto& st = self->state;
+    if (vm >= st.view->vm_count() || host >= st.view->hosts().size() || st.view->vm(vm).host == host ||
+        !st.view->vm(vm).borrowed.empty() || !st.view->host_state(host).up) {
+      rp.deliver(false);
+      return done();
+    }
+    const policy::VmState& v = st.view->vm(vm);
+    policy::Decision d;
+    d.kind = policy::DecisionKind::migrate;
+    d.vm = vm;
+    d.host = v.host;
+    d.target = host;
+    d.local_mib = v.share_mem;
+    std::string from = st.host_name(v.host), to = st.host_name(host);
+    d.reason = st.vm_name(vm) + " runs on " + to + " now: " + from + "'s node lists it no more and " + to +
+               "'s does, so its hypervisor moved it, not memlend";
+    st.view->apply(d);
+    auto txn = begin(self);
+    emit(self, txn, "vm_migrated", vm, host, std::nullopt, d.local_mib,
+         st.vm_name(vm) + " was moved from " + from + " to " + to + " by others; it holds " + fmt_mib(d.local_mib) +
+             " there",
+         d.reason);
+    txn->batch.put(vm_record(self, vm));
+    persist(self, txn, [=]() mutable {
+      rp.deliver(true);
+      done();
+    });
+  });
+}
+
 PlannerView view_of(self_ptr self) {
   auto& st = self->state;
   PlannerView v;
@@ -256,6 +291,11 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
         auto& st = self->state;
         if (v == st.vms.size()) st.vms.emplace_back();
         enqueue(self, admit_vm_job(self, v, name, host));
+      },
+      [=](atom::moved, std::uint32_t vm, std::uint32_t host) {
+        auto rp = self->make_response_promise<bool>();
+        enqueue(self, moved_job(self, vm, host, rp));
+        return rp;
       },
       [=](atom::join) {
         auto& st = self->state;

@@ -57,7 +57,7 @@ void route(self_ptr self, const std::vector<platform::VmSample>& vms) {
 // its next real sample says what it needs.
 // `sent` is all the agent sent, VMs its host actor has not numbered yet
 // included: a VM is listed by its name as well as by its number.
-void add_stopped(const driver_state& st, std::uint32_t h, const std::vector<platform::VmSample>& sent,
+void add_stopped(driver_state& st, std::uint32_t h, const std::vector<platform::VmSample>& sent,
                  std::vector<platform::VmSample>& samples) {
   std::vector<bool> listed(st.remote.size());
   std::set<std::string> names;
@@ -74,6 +74,7 @@ void add_stopped(const driver_state& st, std::uint32_t h, const std::vector<plat
     for (const auto& l : r.leases)
       if (l.state == LeaseState::active || l.state == LeaseState::draining) s.remote_mem += l.mib;
     samples.push_back(std::move(s));
+    st.unlisted.insert(r.vm);
   }
 }
 
@@ -149,6 +150,30 @@ caf::result<bool> migrate_in_cluster(self_ptr self, std::uint32_t vm, std::uint3
   return rp;
 }
 
+// A VM that its host's agent lists no more and another host's agent lists
+// was moved by its hypervisor, not by memlend. The planner records it where
+// it runs once it borrows nothing (its leases go back as a stopped VM's do),
+// so that a node naming another's VM gets no lease with it.
+void notice_moves(self_ptr self, std::uint32_t h, const std::vector<platform::VmSample>& vms) {
+  auto& st = self->state;
+  for (const auto& v : vms) {
+    if (v.vm >= st.remote.size() || st.remote[v.vm].host == h || !st.unlisted.count(v.vm) ||
+        !st.remote[v.vm].leases.empty() || !st.planner || !st.moving.insert(v.vm).second)
+      continue;
+    std::uint32_t vm = v.vm;
+    self->request(st.planner, defaults::request_timeout, atom::moved::value, vm, h)
+        .then(
+            [=](bool recorded) {
+              auto& st = self->state;
+              st.moving.erase(vm);
+              if (!recorded || st.remote[vm].host == h) return;
+              st.unlisted.erase(vm);
+              moved(self, vm, h);
+            },
+            [=](caf::error&) { self->state.moving.erase(vm); });
+  }
+}
+
 }  // namespace
 
 driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<driver_state> self, DriverConfig config,
@@ -220,7 +245,9 @@ driver_actor::behavior_type platform_driver(driver_actor::stateful_pointer<drive
         auto& st = self->state;
         // Agents are cluster mode's; a VM not numbered yet (~0u) goes no further.
         if (!st.config.cluster) return;
+        notice_moves(self, h, vms);
         auto own = samples_of_host(st.remote, vms);
+        for (const auto& v : own) st.unlisted.erase(v.vm);
         if (every_vm) add_stopped(st, h, vms, own);
         route(self, own);
       },

@@ -11,6 +11,7 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include <memory>
+#include <set>
 #include <optional>
 
 namespace memlend {
@@ -41,6 +42,10 @@ struct driver_state {
   sink_actor sink;
   planner_actor planner;
   bool stopped = false;
+  // Cluster mode: VMs their host's agent, listing every VM it runs, lists no
+  // more; and those of them another host's agent lists, being moved there.
+  std::set<std::uint32_t> unlisted;
+  std::set<std::uint32_t> moving;
 };
 
 // `start` is where each VM runs and what it borrows when the run begins.

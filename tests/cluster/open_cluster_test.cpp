@@ -194,6 +194,27 @@ BOOST_AUTO_TEST_CASE(agents_of_real_nodes_make_the_cluster_and_a_short_vm_is_len
   BOOST_TEST_REQUIRE(eventually([&] { return released() == 1 && c.plugs("A").size() == 2; }, 90s), c.logs());
   BOOST_TEST(c.plugs("A").back().rfind("detach web ", 0) == 0u, c.plugs("A").back());
   BOOST_TEST(granted() == 1u, c.logs());
+
+  // web runs again, on B: its hypervisor moved it (a migration memlend did
+  // not make). It borrows nothing any more, so the controller records it on
+  // B, where B's telemetry now counts for it.
+  make_node(c.hooks("B"), "B", 65536, 60000, "web", 5000);
+  auto moved = [&] {
+    return c.count("vm_migrated", [](const auto& e) { return e["vm"] == "web" && e["host"] == "B"; });
+  };
+  BOOST_TEST_REQUIRE(eventually([&] { return moved() == 1; }, 60s), c.logs());
+  for (const auto& e : c.events())
+    if (e["event"] == "vm_migrated")
+      BOOST_TEST(e["reason"].get<std::string>().find("its hypervisor moved it, not memlend") != std::string::npos,
+                 e.dump());
+  auto after = memlend::test::run_process({bin, "state", "--db", c.net.dir() + "/open.db", "--json"}, 60);
+  BOOST_TEST_REQUIRE(after.status == 0, after.err);
+  bool on_b = false;
+  auto placed = nlohmann::json::parse(after.out);
+  for (const auto& v : placed["vms"])
+    if (v["name"] == "web") on_b = v["host"] == "B";
+  BOOST_TEST(on_b, after.out);
+  BOOST_TEST(granted() == 1u, c.logs());
   c.net.stop(a);
   c.net.stop(b);
   c.net.stop(controller);

@@ -101,14 +101,26 @@ Action add_state(CLI::App& app) {
   cmd->add_flag("--json", *as_json,
                 "Print one JSON object with the arrays hosts, vms, leases, mirrors, recommendations\n"
                 "and recent_events");
+  auto export_file = std::make_shared<std::string>();
+  cmd->add_option("--export", *export_file,
+                  "Write what the store holds to FILE instead, a plain SQLite file with the same views\n"
+                  "(sqlite3 opens it as it is); FILE must not exist")
+      ->type_name("FILE");
   cmd->add_option("--db", *db,
                   "The controller's database (default: the installed config's, else memlend.db in the working "
                   "directory)")
       ->type_name("FILE");
-  return [cmd, db, as_json] {
+  return [cmd, db, as_json, export_file] {
     if (auto found = find_installed_store(*cmd, *db); !found) return bad_input(found.error().message);
+    if (!export_file->empty() && *as_json) return bad_input("--export and --json: choose one");
     auto s = open_store_for_reading(*db);
     if (!s) return bad_input(s.error().message);
+    if (!export_file->empty()) {
+      if (auto done = (*s)->export_to(*export_file); !done) return bad_input(done.error().message);
+      std::cout << "exported " << *db << " (schema version " << (*s)->schema_version() << ") to " << *export_file
+                << '\n';
+      return exit_ok;
+    }
     auto v = read_state_views(**s);
     if (!v) return bad_input(v.error().message);
     if (*as_json) {

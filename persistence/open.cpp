@@ -219,39 +219,72 @@ Expected<std::int64_t> inspect(sqlite3* db, const std::string& path, int known, 
   return version.value;
 }
 
-// A copy of the file as it is, beside it and named with its schema version
-// (memlend.db.v3.bak), made before a migration touches it: a migrated file
-// cannot be opened by the memlend it came from, and the copy can. VACUUM INTO
-// reads through the connection, so what a -wal holds is in the copy too.
-// Written under a temporary name and renamed once synced, so a copy that did
-// not finish never looks like one that did. The copy's path, or why not.
-Expected<std::string> copy_before_migrating(sqlite3* db, const std::string& path, std::int64_t from) {
-  std::string name = path + ".v" + std::to_string(from) + ".bak";
-  // An older copy of the same version is an operator's to remove, never ours.
-  if (exists(name)) name = path + ".v" + std::to_string(from) + "-" + std::to_string(unix_ms_now() / 1000) + ".bak";
+}  // namespace
+
+// Written under a temporary name (0600: the copy holds what the store
+// holds) and renamed once synced, never over an existing file, so a copy that
+// did not finish never looks like one that did. SQLite's backup copies the
+// pages in one step through the connection, so the copy is one snapshot and
+// what a -wal holds is in it too; unlike VACUUM INTO, it works from a
+// read-only connection (`memlend state --export`).
+Expected<void> write_copy(sqlite3* db, const std::string& name) {
   const std::string partial = name + ".partial";
-  auto refused = [&](const std::string& detail) {
+  auto failed = [&](const std::string& detail) -> Error {
     ::unlink(partial.c_str());
-    return Error{path + ": cannot copy it to " + name + " before migrating from schema version " +
-                 std::to_string(from) + " (" + detail + "); free space beside it or give memlend write access " +
-                 "to its directory" + left_alone};
+    return Error{detail};
   };
-  if (::unlink(partial.c_str()) != 0 && errno != ENOENT) return refused(partial + ": " + errno_text());
-  // Made here with 0600: the copy holds what the store holds.
+  if (exists(name)) return Error{name + " exists"};
+  if (::unlink(partial.c_str()) != 0 && errno != ENOENT) return Error{partial + ": " + errno_text()};
   int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return refused(errno_text());
+  // Where it cannot be made, the copy cannot be either: said of the copy.
+  if (fd < 0) return Error{name + ": " + errno_text()};
   ::close(fd);
-  int rc = exec_all(db, "VACUUM INTO " + quoted(file_uri(partial, "")));
-  if (rc != SQLITE_OK) return refused(sql::Connection::describe(db));
+  sqlite3* out = nullptr;
+  int rc = sqlite3_open_v2(partial.c_str(), &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, nullptr);
+  if (rc == SQLITE_OK) {
+    sqlite3_backup* b = sqlite3_backup_init(out, "main", db, "main");
+    if (b) {
+      rc = sqlite3_backup_step(b, -1);
+      int finished = sqlite3_backup_finish(b);
+      rc = rc == SQLITE_DONE ? finished : rc;
+      // One file, as a copy handed around should be: no -wal beside it.
+      if (rc == SQLITE_OK) rc = exec_all(out, "PRAGMA journal_mode = DELETE");
+    } else {
+      rc = sqlite3_errcode(out);
+    }
+  }
+  std::string why = rc == SQLITE_OK ? std::string() : sql::Connection::describe(out ? out : db);
+  sqlite3_close_v2(out);
+  if (rc != SQLITE_OK) return failed(why);
   fd = ::open(partial.c_str(), O_RDONLY | O_CLOEXEC);
   bool synced = fd >= 0 && ::fsync(fd) == 0;
   if (fd >= 0) ::close(fd);
-  if (!synced || ::rename(partial.c_str(), name.c_str()) != 0) return refused(errno_text());
-  int dfd = ::open(directory_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (!synced) return failed(partial + ": " + errno_text());
+  if (::renameat2(AT_FDCWD, partial.c_str(), AT_FDCWD, name.c_str(), RENAME_NOREPLACE) != 0)
+    return failed(name + ": " + errno_text());
+  int dfd = ::open(directory_of(name).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);
     ::close(dfd);
   }
+  return {};
+}
+
+namespace {
+
+// A copy of the file as it is, beside it and named with its schema version
+// (memlend.db.v3.bak), made before a migration touches it: a migrated file
+// cannot be opened by the memlend it came from, and the copy can. The copy's
+// path, or why not.
+Expected<std::string> copy_before_migrating(sqlite3* db, const std::string& path, std::int64_t from) {
+  std::string name = path + ".v" + std::to_string(from) + ".bak";
+  // An older copy of the same version is an operator's to remove, never ours.
+  if (exists(name)) name = path + ".v" + std::to_string(from) + "-" + std::to_string(unix_ms_now() / 1000) + ".bak";
+  auto copied = write_copy(db, name);
+  if (!copied)
+    return Error{path + ": cannot copy it to " + name + " before migrating from schema version " +
+                 std::to_string(from) + " (" + copied.error().message + "); free space beside it or give memlend " +
+                 "write access to its directory" + left_alone};
   return name;
 }
 

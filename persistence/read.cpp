@@ -268,6 +268,14 @@ Expected<Table> Store::events_since(std::int64_t since_unix_ms, std::size_t limi
   return t;
 }
 
+Expected<void> Store::export_to(const std::string& file) const {
+  const Impl& im = *impl_;
+  std::lock_guard<std::mutex> g(im.db_mutex);
+  auto done = write_copy(im.db.get(), file);
+  if (!done) return Error{im.path + ": cannot export it to " + file + " (" + done.error().message + ")"};
+  return {};
+}
+
 Expected<Table> Store::decisions(const std::string& vm, std::size_t limit) const {
   const Impl& im = *impl_;
   if (!im.has(Sql::decisions_of_vm)) return needs_version(im, "reasons for its decisions");

@@ -185,6 +185,10 @@ class Store {
   // how many events it dropped. Judges age against `now_unix_ms`.
   Expected<std::uint64_t> drop_old_events(std::int64_t now_unix_ms);
 
+  // A plain SQLite file at `file` (which must not exist) holding what the
+  // store holds now, its views included, that sqlite3 opens as it is.
+  Expected<void> export_to(const std::string& file) const;
+
   const std::string& path() const;
   int schema_version() const;
   Stats stats() const;

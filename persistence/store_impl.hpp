@@ -33,6 +33,10 @@ enum class Sql {
   count_
 };
 
+// A consistent copy of the open database at `name`, which must not exist;
+// why not, or nothing (open.cpp).
+Expected<void> write_copy(sqlite3* db, const std::string& name);
+
 struct Store::Impl {
   std::string path;
   Options options;

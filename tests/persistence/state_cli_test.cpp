@@ -86,6 +86,40 @@ BOOST_AUTO_TEST_CASE(json_has_every_array_support_tooling_reads_and_the_file_is_
   BOOST_TEST((fingerprint(db) == before), "memlend state changed the database or made files beside it");
 }
 
+BOOST_AUTO_TEST_CASE(export_writes_a_plain_file_with_the_same_views_and_never_overwrites) {
+  TempDir dir("state");
+  std::string db = dir.file("memlend.db");
+  memlend::test::write_sample_v1(db);
+  ::unlink((db + "-lock").c_str());
+  std::string before = fingerprint(db);
+  std::string copy = dir.file("export.db");
+  auto r = run_process({bin, "state", "--db", db, "--export", copy}, 60);
+  BOOST_TEST_REQUIRE(r.status == 0, r.err);
+  BOOST_TEST(r.out.find("exported " + db + " (schema version ") == 0u, r.out);
+  BOOST_TEST(r.out.find(") to " + copy + "\n") != std::string::npos, r.out);
+  BOOST_TEST((fingerprint(db) == before), "memlend state --export changed the database or made files beside it");
+  BOOST_TEST(!file_exists(copy + "-wal"));
+  BOOST_TEST(!file_exists(copy + ".partial"));
+  // sqlite3 reads the copy's views as memlend state reads the store's.
+  auto lending = run_process({"/usr/bin/sqlite3", "-readonly", copy,
+                              "SELECT name, lent_mib FROM v_host_lending WHERE name = 'B'"}, 60);
+  BOOST_TEST_REQUIRE(lending.status == 0, lending.err);
+  BOOST_TEST(lending.out == "B|49152\n");
+  auto original = run_process({bin, "state", "--db", db, "--json"}, 60);
+  auto copied = run_process({bin, "state", "--db", copy, "--json"}, 60);
+  BOOST_TEST_REQUIRE(copied.status == 0, copied.err);
+  auto a = nlohmann::json::parse(original.out), b = nlohmann::json::parse(copied.out);
+  for (const char* key : {"hosts", "vms", "leases", "mirrors", "recommendations", "recent_events"})
+    BOOST_TEST(a.at(key) == b.at(key), key);
+  // An existing file is never written over; a directory that is not there is said.
+  std::string kept = read_file(copy);
+  expect_bad_input({"--db", db, "--export", copy}, db + ": cannot export it to " + copy, "exists");
+  BOOST_TEST((read_file(copy) == kept));
+  expect_bad_input({"--db", db, "--export", dir.file("none/export.db")}, db, "none/export.db: No such file");
+  expect_bad_input({"--db", db, "--export", dir.file("x.db"), "--json"}, "--export and --json", "choose one");
+  BOOST_TEST(!file_exists(dir.file("x.db")));
+}
+
 BOOST_AUTO_TEST_CASE(text_shows_live_leases_and_counts_the_history) {
   TempDir dir("state");
   std::string db = dir.file("memlend.db");

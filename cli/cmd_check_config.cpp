@@ -32,8 +32,6 @@ std::string blame(const std::string& path, const std::map<std::string, int>& lin
 // (`run`, or `agent` for the agent's unit).
 std::vector<std::string> problems_of(CLI::App& app, const CLI::App& self, const std::string& path,
                                      const std::string& for_command) {
-  auto lines = read_config_lines(path);
-  if (!lines) return {lines.error().message};
   // A fresh command of its own: its checks read the options it holds.
   CLI::App scratch;
   RunCommand run = for_command == "agent" ? make_agent(scratch) : make_run(scratch);
@@ -41,6 +39,8 @@ std::vector<std::string> problems_of(CLI::App& app, const CLI::App& self, const 
   std::vector<CLI::App*> commands{run_cmd};
   for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
     if (sub != &self && sub->get_name() != run_cmd->get_name()) commands.push_back(sub);
+  auto lines = read_config_lines(path, repeatable_keys({run_cmd}));
+  if (!lines) return {lines.error().message};
 
   std::vector<std::pair<int, std::string>> out;  // by line; 0: not of one line
   std::map<std::string, int> run_keys;          // key → line

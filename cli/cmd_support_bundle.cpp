@@ -153,7 +153,11 @@ Expected<Config> read_config(CLI::App& cmd, BundleFlags& f) {
   auto text = read_input_file(c.path, "config file", max_config_bytes);
   if (!text) return text.error();
   c.text = std::move(*text);
-  auto lines = read_config_lines(c.path);
+  // The file is run's or the agent's: their keys that take several values may repeat.
+  std::vector<const CLI::App*> commands;
+  if (const CLI::App* app = cmd.get_parent())
+    for (const CLI::App* sub : app->get_subcommands([](const CLI::App*) { return true; })) commands.push_back(sub);
+  auto lines = read_config_lines(c.path, repeatable_keys(commands));
   if (!lines) return lines.error();
   for (const ConfigLine& l : *lines) {
     std::string where = c.path + ":" + std::to_string(l.line) + ": ";

@@ -106,7 +106,15 @@ std::string attribute_to_config_file(const std::string& message) {
   return a.path + ":" + std::to_string(it->second) + ": key " + it->first + message.substr(colon);
 }
 
-Expected<std::vector<ConfigLine>> read_config_lines(const std::string& path) {
+std::set<std::string> repeatable_keys(const std::vector<const CLI::App*>& commands) {
+  std::set<std::string> out;
+  for (const CLI::App* cmd : commands)
+    for (const CLI::Option* o : cmd->get_options())
+      if (!o->get_lnames().empty() && o->get_expected_max() > 1) out.insert(o->get_lnames().front());
+  return out;
+}
+
+Expected<std::vector<ConfigLine>> read_config_lines(const std::string& path, const std::set<std::string>& repeatable) {
   auto text = read_input_file(path, "config file", max_config_bytes);
   if (!text) return text.error();
   std::istringstream in(*text);
@@ -138,7 +146,7 @@ Expected<std::vector<ConfigLine>> read_config_lines(const std::string& path) {
       l.problem = "key " + clip(key) + ": " + *bad;
       continue;
     }
-    if (auto [it, fresh] = seen.emplace(key, line_no); !fresh) {
+    if (auto [it, fresh] = seen.emplace(key, line_no); !fresh && !repeatable.count(key)) {
       l.problem = "key " + clip(key) + " is set twice (first on line " + std::to_string(it->second) + ")";
       continue;
     }
@@ -167,8 +175,13 @@ std::optional<std::string> set_from_config_file(CLI::Option& opt, const std::str
 namespace {
 
 std::optional<Error> apply_lines(CLI::App& cmd, const std::string& path, std::map<std::string, int>* applied) {
-  auto lines = read_config_lines(path);
+  auto lines = read_config_lines(path, repeatable_keys({&cmd}));
   if (!lines) return lines.error();
+  // The command line wins, over every line of a key it gave.
+  std::set<std::string> given;
+  for (const ConfigLine& l : *lines)
+    if (CLI::Option* opt = l.key.empty() ? nullptr : cmd.get_option_no_throw("--" + l.key); opt && opt->count() > 0)
+      given.insert(l.key);
   std::string command = "memlend " + cmd.get_name();
   for (const ConfigLine& l : *lines) {
     std::string where = path + ":" + std::to_string(l.line) + ": ";
@@ -185,10 +198,10 @@ std::optional<Error> apply_lines(CLI::App& cmd, const std::string& path, std::ma
         return Error{where + "unknown key " + clip(key) + " (did you mean " + clip(dashed) + "?)"};
       return Error{where + "unknown key " + clip(key) + " (" + command + " takes: " + keys_of(cmd) + ")"};
     }
-    if (opt->count() > 0) continue;  // the command line wins
+    if (given.count(key)) continue;
     if (auto bad = set_from_config_file(*opt, l.value))
       return Error{where + "key " + key + ": bad value \"" + clip(l.value) + "\": " + *bad};
-    if (applied) (*applied)[key] = l.line;
+    if (applied) applied->emplace(key, l.line);
   }
   return std::nullopt;
 }

@@ -15,6 +15,7 @@
 
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -44,8 +45,14 @@ struct ConfigLine {
 };
 
 // Every such line of the file, in order; an error only when the file cannot
-// be read. Whether a command takes the key is the caller's question.
-Expected<std::vector<ConfigLine>> read_config_lines(const std::string& path);
+// be read. Whether a command takes the key is the caller's question. A key
+// may be set once, but those of `repeatable` (options that take several
+// values, as --qemu-vm does on the command line) once per value.
+Expected<std::vector<ConfigLine>> read_config_lines(const std::string& path,
+                                                    const std::set<std::string>& repeatable = {});
+
+// The keys of `commands`' options that take several values.
+std::set<std::string> repeatable_keys(const std::vector<const CLI::App*>& commands);
 
 // Gives `opt` a file's value as the same value on the command line would
 // (a flag takes true or false; false leaves it unset). The reason, when the

@@ -365,4 +365,22 @@ BOOST_AUTO_TEST_CASE(check_config_for_the_agent_asks_for_what_the_shipped_file_l
   r = run_process({bin, "check-config", "--for", "agent", "--config", file}, 30, dir.path);
   BOOST_TEST(r.status == 2);
   BOOST_TEST(r.err == "memlend: " + file + ":" + line + ": key listen: \"nowhere\" is not HOST:PORT\n", r.err);
+
+  // The key of an option that takes several values is set once per value;
+  // any other key once.
+  std::string vms = filled + "data-kib-per-gib = 1048576\nmemory-dir = \"" + dir.path + "\"\nqmp-dir = \"" + dir.path + "\"\n";
+  auto vm = [&](const std::string& name) {
+    return "qemu-vm = \"" + name + ",qmp=" + dir.path + "/" + name + ".qmp,max-mib=1024\"\n";
+  };
+  file = dir.write("two.conf", vms + vm("web-1") + vm("web-2"));
+  r = run_process({bin, "check-config", "--for", "agent", "--config", file}, 30, dir.path);
+  BOOST_TEST(r.status == 0, r.err);
+  file = dir.write("same.conf", vms + vm("web-1") + vm("web-1"));
+  r = run_process({bin, "agent", "--config", file}, 30, dir.path);
+  BOOST_TEST(r.status == 2);
+  BOOST_TEST(r.err.find("web-1 is named twice") != std::string::npos, r.err);
+  file = dir.write("twice.conf", filled + "host = \"a\"\nhost = \"b\"\n");
+  r = run_process({bin, "check-config", "--for", "agent", "--config", file}, 30, dir.path);
+  BOOST_TEST(r.status == 2);
+  BOOST_TEST(r.err.find("key host is set twice") != std::string::npos, r.err);
 }

@@ -526,12 +526,17 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
       [=](atom::connect) {
         auto& st = self->state;
         if (st.joined) return;
+        if (st.config.controllers.empty()) return;
         auto mm = self->system().openssl_manager().actor_handle();
-        self->request(mm, std::chrono::seconds(10), caf::connect_atom::value, st.config.controller_host,
-                      st.config.controller_port)
+        const auto& [host, port] = st.config.controllers[st.which % st.config.controllers.size()];
+        std::string where = host + ":" + std::to_string(port);
+        self->request(mm, std::chrono::seconds(10), caf::connect_atom::value, host, port)
             .then(
                 [=](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
-                  if (!ptr) return retry_later(self);
+                  if (!ptr) {
+                    ++self->state.which;
+                    return retry_later(self);
+                  }
                   self->state.registrar = caf::actor_cast<registrar_actor>(ptr);
                   self->monitor(self->state.registrar);
                   self->request(self->state.registrar, defaults::request_timeout, atom::challenge::value)
@@ -539,10 +544,12 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
                             [=](caf::error& err) { join_failed(self, err); });
                 },
                 [=](caf::error& err) {
-                  if (self->state.attempts == 0)
-                    say(self, "cannot reach the controller at " + self->state.config.controller_host + ":" +
-                                  std::to_string(self->state.config.controller_port) + " (" + caf::to_string(err) +
-                                  "); retrying");
+                  auto& st = self->state;
+                  // Each address is said once per outage; the next one is tried next.
+                  if (static_cast<std::size_t>(st.attempts) < st.config.controllers.size())
+                    say(self, "cannot reach a controller at " + where + " (" + caf::to_string(err) + "); " +
+                                  (st.config.controllers.size() > 1 ? "trying the next" : "retrying"));
+                  ++st.which;
                   retry_later(self);
                 });
       },

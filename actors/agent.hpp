@@ -41,8 +41,10 @@ struct AgentConfig {
   std::string secret;
   std::string host;
   std::string data_addr;
-  std::string controller_host;
-  std::uint16_t controller_port = 0;
+  // Where a controller may answer, HOST and port: tried in turn, from the
+  // last that answered, so that an agent finds the cluster's controller
+  // wherever it runs now.
+  std::vector<std::pair<std::string, std::uint16_t>> controllers;
   policy::Scenario scenario;
   std::uint64_t incarnation = 0;
   // Its certificate and key: the proof, at each join, that it is `host`.
@@ -71,6 +73,7 @@ struct agent_state {
   host_proxy_actor home;        // its host actor at the controller
   std::uint64_t generation = 0;  // of the tick chain; a rejoin starts a new one
   int attempts = 0;
+  std::size_t which = 0;  // of config.controllers: the one tried next
   std::set<std::uint64_t> held;  // leases it lends
   std::map<std::uint32_t, std::set<std::uint64_t>> held_for;  // the same, by VM
   std::map<std::uint64_t, std::uint64_t> pool_id;             // lease → its id in this host's pool

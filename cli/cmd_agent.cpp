@@ -44,6 +44,24 @@ struct AgentCheck {
 // The agent's checks of its options that read files but start and make
 // nothing (check-config runs them too); the node's platform is not
 // reached, since a config may be checked before the node's VMs run.
+// The --controller list: HOST:PORT, comma-separated, each with a port, at
+// most 16 (a cluster's controller runs on one of a few nodes).
+Expected<std::vector<std::pair<std::string, std::uint16_t>>> controllers_of(const std::string& text) {
+  std::vector<std::pair<std::string, std::uint16_t>> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    std::size_t comma = std::min(text.find(',', start), text.size());
+    std::string one = text.substr(start, comma - start);
+    auto c = parse_address(one);
+    if (!c || c->second == 0)
+      return Error{"--controller: \"" + one + "\" is not HOST:PORT", ErrorCode::invalid_input};
+    out.push_back(*c);
+    if (out.size() > 16) return Error{"--controller: more than 16 addresses", ErrorCode::invalid_input};
+    start = comma + 1;
+  }
+  return out;
+}
+
 AgentCheck check_agent(const AgentFlags& f) {
   AgentCheck c;
   std::vector<RunProblem>& out = c.problems;
@@ -56,8 +74,7 @@ AgentCheck check_agent(const AgentFlags& f) {
   };
   bool real = !f.platform.platform.empty();
   if (f.controller.empty()) out.push_back({"controller", "agent: --controller is required"});
-  else if (auto c = parse_address(f.controller); !c || c->second == 0)
-    out.push_back({"controller", "--controller: \"" + f.controller + "\" is not HOST:PORT"});
+  else if (auto c = controllers_of(f.controller); !c) out.push_back({"controller", c.error().message});
   if (!real && f.host.empty()) out.push_back({"host", "agent: --host is required (or --platform)"});
   if (!real && f.scenario.empty()) out.push_back({"scenario", "agent: --scenario is required (or --platform)"});
   if (!parse_address(f.listen)) out.push_back({"listen", "--listen: \"" + f.listen + "\" is not HOST:PORT"});
@@ -104,7 +121,10 @@ RunCommand make_agent(CLI::App& app) {
   auto f = std::make_shared<AgentFlags>();
   // Not ->required(): a config file may name them, and CLI11 checks required
   // options before the file is read.
-  cmd->add_option("--controller", f->controller, "The controller's cluster address, HOST:PORT (required)");
+  cmd->add_option("--controller", f->controller,
+                  "Where the cluster's controller may answer, HOST:PORT[,HOST:PORT...] (required): tried in turn, "
+                  "from the last that answered, at start and whenever the controller is lost")
+      ->type_name("ADDRS");
   cmd->add_option("--host", f->host,
                   "NAME of the host this agent speaks for, as its certificate names it: a host of\n"
                   "the scenario, or with --platform the node's (default: what the platform says)");
@@ -140,7 +160,6 @@ RunCommand make_agent(CLI::App& app) {
     bool real = !f->platform.platform.empty();
     AgentCheck c = check_agent(*f);
     if (!c.problems.empty()) return bad_input(c.problems.front().message);
-    auto controller = parse_address(f->controller);
     AgentOptions o;
     if (real) {
       auto node = open_platform(f->platform, f->scenario, f->host);
@@ -160,8 +179,7 @@ RunCommand make_agent(CLI::App& app) {
     o.secret = std::move(c.secret);
     o.host = f->host;
     o.data_addr = f->listen;
-    o.controller_host = controller->first;
-    o.controller_port = controller->second;
+    o.controllers = *controllers_of(f->controller);
     o.scenario = *sc;
     o.tls = {f->cluster.cert, f->cluster.key, f->cluster.ca};
     o.identity = std::make_shared<const NodeIdentity>(std::move(*c.identity));

@@ -384,8 +384,7 @@ int run_agent_actors(const AgentOptions& options, std::shared_ptr<DataPlane> pla
   ac.data_addr = data_addr;
   ac.plane = plane;
   ac.guest = std::move(guest);
-  ac.controller_host = options.controller_host;
-  ac.controller_port = options.controller_port;
+  ac.controllers = options.controllers;
   ac.scenario = options.scenario;
   ac.console = options.console;
   ac.node = options.node;

@@ -87,8 +87,7 @@ struct AgentOptions {
   std::string secret;
   std::string host;
   std::string data_addr;
-  std::string controller_host;
-  std::uint16_t controller_port = 0;
+  std::vector<std::pair<std::string, std::uint16_t>> controllers;
   policy::Scenario scenario;
   TlsFiles tls;
   std::shared_ptr<const NodeIdentity> identity;  // tls.certificate and tls.key, loaded

@@ -194,8 +194,7 @@ long run(int hosts, int needy, double speed) {
       ac.secret = secret;
       ac.host = sc->hosts[h].name;
       ac.data_addr = "127.0.0.1:0";
-      ac.controller_host = "127.0.0.1";
-      ac.controller_port = static_cast<std::uint16_t>(port);
+      ac.controllers = {{"127.0.0.1", static_cast<std::uint16_t>(port)}};
       ac.scenario = *sc;
       ac.incarnation = static_cast<std::uint64_t>(h) + 1;
       ac.console = false;

@@ -92,9 +92,10 @@ class OpenCluster {
   }
 
   // No --host and no --scenario: the node's platform names its host.
-  int start_agent(const std::string& h) {
+  int start_agent(const std::string& h, const std::string& controllers = "") {
     return net.start(h,
-                     {bin, "agent", "--controller", net.address("ctrl") + ":7411", "--platform", "exec",
+                     {bin, "agent", "--controller", controllers.empty() ? net.address("ctrl") + ":7411" : controllers,
+                      "--platform", "exec",
                       "--hooks-dir", hooks(h).string(), "--listen",
                       net.address(h) + ":7412", "--cluster", "c1", "--cluster-secret-file", "secret", "--tls-ca",
                       "ca.pem", "--tls-cert", h + ".pem", "--tls-key", h + ".key"},
@@ -133,7 +134,9 @@ BOOST_AUTO_TEST_CASE(agents_of_real_nodes_make_the_cluster_and_a_short_vm_is_len
   OpenCluster c;
   int controller = c.start_controller();
   int a = c.start_agent("A");
-  int b = c.start_agent("B");
+  // B is told of two places a controller may be, the first where none is.
+  std::string nowhere = c.net.address("ctrl") + ":7499";
+  int b = c.start_agent("B", nowhere + "," + c.net.address("ctrl") + ":7411");
   auto granted = [&] {
     return c.count("lease_granted", [](const auto& e) { return e["vm"] == "web" && e["donor"] == "B"; });
   };
@@ -148,6 +151,8 @@ BOOST_AUTO_TEST_CASE(agents_of_real_nodes_make_the_cluster_and_a_short_vm_is_len
   std::string controller_log = slurp(c.net.dir() + "/controller.log");
   BOOST_TEST(controller_log.find("host A joined with 4 GiB") != std::string::npos, c.logs());
   BOOST_TEST(controller_log.find("VM web appeared on A") != std::string::npos, c.logs());
+  BOOST_TEST(slurp(c.net.dir() + "/agent-B.log").find("cannot reach a controller at " + nowhere) != std::string::npos,
+             c.logs());
   // The decision's reason says what A's reading of its guest was.
   for (const auto& e : c.events())
     if (e["event"] == "lease_granted")

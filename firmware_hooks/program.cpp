@@ -140,10 +140,6 @@ Expected<pid_t> spawn(const std::string& path, const std::vector<std::string>& a
   return pid;
 }
 
-}  // namespace
-
-namespace {
-
 std::string mode_text(mode_t mode) {
   char octal[8];
   std::snprintf(octal, sizeof octal, "%04o", static_cast<unsigned>(mode & 07777));

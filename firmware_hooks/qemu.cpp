@@ -65,7 +65,8 @@ std::optional<std::string> migration_uri_problem(std::string_view uri) {
   auto colon = rest.rfind(':');
   if (colon == std::string_view::npos || colon == 0) return std::string("no HOST:PORT");
   std::string_view host = rest.substr(0, colon), port = rest.substr(colon + 1);
-  if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), [](unsigned char c) { return std::isdigit(c) != 0; }) ||
+  auto digit = [](unsigned char c) { return std::isdigit(c) != 0; };
+  if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), digit) ||
       std::stoul(std::string(port)) == 0 || std::stoul(std::string(port)) > 65535)
     return std::string("no port 1-65535");
   bool bracketed = host.size() > 2 && host.front() == '[' && host.back() == ']';

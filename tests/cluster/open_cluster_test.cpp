@@ -19,6 +19,7 @@
 #include <functional>
 #include <sys/stat.h>
 #include <thread>
+#include <unistd.h>
 
 using memlend::test::eventually;
 using memlend::test::lines_of;
@@ -119,9 +120,14 @@ class OpenCluster {
     return lines_of(slurp((hooks(h) / "plugs.log").string()));
   }
 
+  // With what the test's processes are doing: a run once failed with three
+  // empty logs, and their state is what would have said why.
   std::string logs() const {
+    auto ps = memlend::test::run_process(
+        {"/bin/ps", "-o", "pid,stat,wchan:32,etime,args", "--ppid", std::to_string(::getpid())}, 30);
     return "\n--- controller\n" + slurp(net.dir() + "/controller.log") + "\n--- agent A\n" +
-           slurp(net.dir() + "/agent-A.log") + "\n--- agent B\n" + slurp(net.dir() + "/agent-B.log");
+           slurp(net.dir() + "/agent-A.log") + "\n--- agent B\n" + slurp(net.dir() + "/agent-B.log") +
+           "\n--- processes\n" + ps.out + ps.err;
   }
 
   NetnsCluster net;

@@ -457,15 +457,21 @@ bool from_controller(self_ptr self) {
 // takes to cross: it runs in an actor on a thread of its own, so that the
 // agent samples (and so stays alive to the controller) meanwhile.
 using Outcome = std::tuple<bool, std::string>;
+
+// The work is the actor's argument, not a capture: CAF 0.17 binds a null
+// pointer as the (empty) argument tuple of an actor spawned with none, which
+// UBSan rightly reports.
+caf::behavior worker(caf::event_based_actor* w, std::function<Outcome()> work) {
+  return {[=](atom::migrate) {
+    w->quit();
+    return work();
+  }};
+}
+
 caf::result<bool, std::string> off_thread(self_ptr self, std::function<Outcome()> work) {
   auto rp = self->make_response_promise<bool, std::string>();
-  auto worker = self->spawn<caf::detached>([work](caf::event_based_actor* w) -> caf::behavior {
-    return {[=](atom::migrate) {
-      w->quit();
-      return work();
-    }};
-  });
-  self->request(worker, caf::infinite, atom::migrate::value)
+  auto worker_actor = self->spawn<caf::detached>(worker, std::move(work));
+  self->request(worker_actor, caf::infinite, atom::migrate::value)
       .then([=](bool ok, std::string what) mutable { rp.deliver(ok, std::move(what)); },
             [=](caf::error& e) mutable { rp.deliver(false, "its worker failed: " + caf::to_string(e)); });
   return rp;

@@ -146,7 +146,8 @@ BOOST_AUTO_TEST_CASE(agents_of_real_nodes_make_the_cluster_and_a_short_vm_is_len
   auto granted = [&] {
     return c.count("lease_granted", [](const auto& e) { return e["vm"] == "web" && e["donor"] == "B"; });
   };
-  BOOST_TEST_REQUIRE(eventually([&] { return granted() == 1 && c.plugs("A").size() == 1; }, 90s), c.logs());
+  bool lent = eventually([&] { return granted() == 1 && c.plugs("A").size() == 1; }, 90s);
+  BOOST_TEST_REQUIRE(lent, c.logs());
 
   // The platform of the VM's node plugged the lease: its VM, its lease, the
   // donor by name and where its data path listens, the size.
@@ -202,7 +203,8 @@ BOOST_AUTO_TEST_CASE(agents_of_real_nodes_make_the_cluster_and_a_short_vm_is_len
   auto released = [&] {
     return c.count("lease_released", [](const auto& e) { return e["vm"] == "web" && e["donor"] == "B"; });
   };
-  BOOST_TEST_REQUIRE(eventually([&] { return released() == 1 && c.plugs("A").size() == 2; }, 90s), c.logs());
+  bool given_back = eventually([&] { return released() == 1 && c.plugs("A").size() == 2; }, 90s);
+  BOOST_TEST_REQUIRE(given_back, c.logs());
   BOOST_TEST(c.plugs("A").back().rfind("detach web ", 0) == 0u, c.plugs("A").back());
   BOOST_TEST(granted() == 1u, c.logs());
 
@@ -213,7 +215,8 @@ BOOST_AUTO_TEST_CASE(agents_of_real_nodes_make_the_cluster_and_a_short_vm_is_len
   auto moved = [&] {
     return c.count("vm_migrated", [](const auto& e) { return e["vm"] == "web" && e["host"] == "B"; });
   };
-  BOOST_TEST_REQUIRE(eventually([&] { return moved() == 1; }, 60s), c.logs());
+  bool recorded = eventually([&] { return moved() == 1; }, 60s);
+  BOOST_TEST_REQUIRE(recorded, c.logs());
   for (const auto& e : c.events())
     if (e["event"] == "vm_migrated")
       BOOST_TEST(e["reason"].get<std::string>().find("its hypervisor moved it, not memlend") != std::string::npos,

@@ -57,6 +57,7 @@ using host_proxy_actor = host_actor::extend<
     reacts_to<atom::telemetry, platform::HostSample, std::vector<platform::VmSample>>,  // from its agent
     reacts_to<atom::bind, caf::actor, std::uint64_t>,  // its agent joined: handle, incarnation
     reacts_to<atom::silence, std::uint64_t>,           // heartbeat timer (generation)
+    reacts_to<atom::alive>,                            // from its agent: a reading is under way
     reacts_to<atom::fence, std::vector<std::uint64_t>>,  // leases its agent may keep as a donor
     reacts_to<atom::mirrorfail, std::string, std::string>>;  // from its agent: a VM's mirror cannot be written, why
 

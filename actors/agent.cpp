@@ -297,34 +297,73 @@ void sync_plugs(self_ptr self, const RemoteState& r) {
   }
 }
 
-HostFacts facts_of(const agent_state& st, const policy::Host& h) {
+HostFacts facts_of(const std::string& name, bool data_path, const policy::Host& h) {
   HostFacts f;
-  f.name = st.config.host;
+  f.name = name;
   f.memory_mib = h.memory_mib;
   f.cpu_mhz = h.cpu_mhz;
   f.reserved_mib = h.reserved_mib;
   f.rdma = false;
-  f.data_path = st.config.plane != nullptr;
+  f.data_path = data_path;
   return f;
 }
 
-// A real node's reading, sent as a simulated host's telemetry is. A platform
-// that cannot be read sends nothing: the controller's silence timer then says
-// the host is down, which is what a host whose hypervisor does not answer is.
-void sample_node(self_ptr self) {
+// A real node's reading. It takes as long as its platform lets it (an exec
+// hook's timeout, a hypervisor slow to answer), so it runs in an actor on a
+// thread of its own, and while it runs the agent tells its host actor at each
+// tick that it is alive. A reading that fails sends nothing: the controller's
+// silence timer then says the host is down, which is what a host whose
+// hypervisor does not answer is.
+using Reading = std::tuple<bool, std::string, platform::HostSample, std::vector<platform::VmSample>, HostFacts>;
+
+// The work is the actor's argument, not a capture: CAF 0.17 binds a null
+// pointer as the (empty) argument tuple of an actor spawned with none, which
+// UBSan rightly reports.
+caf::behavior reader(caf::event_based_actor*, std::function<Reading()> work) {
+  return {[=](atom::tick) { return work(); }};
+}
+
+void read_node(self_ptr self) {
   auto& st = self->state;
-  auto s = st.config.node->sample();
-  if (!s) {
-    if (s.error().message != st.unreadable) say(self, "error: cannot read its platform: " + s.error().message);
-    st.unreadable = s.error().message;
+  if (st.reading) {
+    self->send(st.home, atom::alive::value);
     return;
   }
-  if (!st.unreadable.empty()) say(self, "reads its platform again");
-  st.unreadable.clear();
-  st.facts = facts_of(st, s->facts);
-  s->host.host = st.host;
-  for (auto& v : s->vms) v.host = st.host;
-  self->send(st.home, atom::telemetry::value, s->host, s->vms);
+  if (!st.reader) {
+    auto node = st.config.node;
+    std::string name = st.config.host;
+    bool data_path = st.config.plane != nullptr;
+    st.reader = self->spawn<caf::detached + caf::linked>(reader, std::function<Reading()>([=]() -> Reading {
+      auto s = node->sample();
+      if (!s) return {false, s.error().message, {}, {}, {}};
+      return {true, "", std::move(s->host), std::move(s->vms), facts_of(name, data_path, s->facts)};
+    }));
+  }
+  st.reading = true;
+  self->request(st.reader, caf::infinite, atom::tick::value)
+      .then(
+          [=](bool ok, const std::string& error, platform::HostSample& host, std::vector<platform::VmSample>& vms,
+              HostFacts& facts) {
+            auto& st = self->state;
+            st.reading = false;
+            if (!ok) {
+              if (error != st.unreadable) say(self, "error: cannot read its platform: " + error);
+              st.unreadable = error;
+              return;
+            }
+            if (!st.unreadable.empty()) say(self, "reads its platform again");
+            st.unreadable.clear();
+            st.facts = std::move(facts);
+            // Joined since to another controller, its host's id may differ.
+            if (!st.joined) return;
+            host.host = st.host;
+            for (auto& v : vms) v.host = st.host;
+            self->send(st.home, atom::telemetry::value, host, vms);
+          },
+          [=](caf::error& e) {
+            self->state.reading = false;
+            say(self, "error: its platform's reader failed: " + caf::to_string(e));
+          });
 }
 
 // Each agent samples at its own phase of the period, fixed by its host's
@@ -393,7 +432,7 @@ void join(self_ptr self, const std::string& nonce) {
         say(self, "cannot read its platform to join (" + s.error().message + "); trying again");
         return retry_later(self);
       }
-      st.facts = facts_of(st, s->facts);
+      st.facts = facts_of(st.config.host, st.config.plane != nullptr, s->facts);
     }
     hello.facts = *st.facts;
   }
@@ -563,7 +602,7 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
         auto& st = self->state;
         if (!st.joined || generation != st.generation) return;
         if (st.config.node) {
-          sample_node(self);
+          read_node(self);
           return schedule_tick(self);
         }
         double t = st.clock.now(self->clock());

@@ -88,6 +88,10 @@ struct agent_state {
   // through the platform, by VM name.
   std::optional<HostFacts> facts;
   std::string unreadable;
+  // The actor that reads a real node, on a thread of its own, and whether a
+  // reading is under way.
+  caf::actor reader;
+  bool reading = false;
   std::map<std::string, std::map<std::uint64_t, platform::LentMemory>> plugged;
 };
 

@@ -45,6 +45,7 @@ MEMLEND_ATOM(bind, "bind");          // a host actor learns its agent
 MEMLEND_ATOM(fence, "fence");        // an agent keeps only these leases
 MEMLEND_ATOM(connect, "connect");    // an agent's (re)connection timer
 MEMLEND_ATOM(silence, "silence");    // a host actor's heartbeat timer
+MEMLEND_ATOM(alive, "alive");        // an agent whose node's reading is under way
 MEMLEND_ATOM(mirrorfail, "mirrorfail");  // the data path cannot write a VM's mirror
 MEMLEND_ATOM(admit, "admit");        // a host joined, or a VM was first seen
 

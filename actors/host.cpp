@@ -39,6 +39,14 @@ std::optional<std::pair<std::int64_t, std::int64_t>> take_arrival(HostCheckpoint
 
 using self_ptr = host_proxy_actor::stateful_pointer<host_actor_state>;
 
+// Arms the silence timer again: silence for this long means the host (or the
+// way to it) is gone.
+void hear(self_ptr self) {
+  auto& st = self->state;
+  double patience = st.options.period_s * st.options.heartbeat_misses;
+  self->delayed_send(self, st.options.clock.after(patience), atom::silence::value, ++st.beat);
+}
+
 // An agent speaks for its own host only: its samples are of VMs there,
 // whatever they say. A VM it names is the controller's to number; one named
 // for the first time is admitted and its samples count from the next one.
@@ -185,10 +193,15 @@ host_proxy_actor::behavior_type host(host_proxy_actor::stateful_pointer<host_act
           self->send(st.planner, atom::hostup::value, st.ledger.host);
           save();
         }
-        // Silence for this long means the host (or the way to it) is gone.
-        double patience = st.options.period_s * st.options.heartbeat_misses;
-        self->delayed_send(self, st.options.clock.after(patience), atom::silence::value, ++st.beat);
+        hear(self);
         self->send(st.driver, atom::sample::value, st.ledger.host, s.lists_every_vm, own_vms(self, vms));
+      },
+      [=](atom::alive) {
+        // Its agent still reads its node (a slow hook, a hypervisor slow to
+        // answer): it is alive. Only a host that has sent a reading is up.
+        auto& st = self->state;
+        if (!st.ledger.up || caf::actor_cast<caf::actor>(self->current_sender()) != st.agent) return;
+        hear(self);
       },
       [=](atom::silence, std::uint64_t beat) {
         auto& st = self->state;

@@ -83,6 +83,9 @@ struct planner_state {
   JobQueue jobs;
   // The last thing said about a VM that is not acted on, so it is said once.
   std::map<std::uint32_t, std::string> said;
+  // Why each VM last could not be helped: a VM asks again now and then, and
+  // the same answer for the same reason is logged once.
+  std::map<std::uint32_t, std::string> unhelped;
   // Each VM's latest demand as its node's estimator explained it (real nodes).
   std::map<std::uint32_t, std::string> demand_reasons;
   std::set<std::uint32_t> recommended;

@@ -213,9 +213,15 @@ Job migrate_job(self_ptr self, Decision d, Reply reply) {
   return job;
 }
 
-Job unsatisfied_job(self_ptr self, Decision d, Reply reply) {
+Job unsatisfied_job(self_ptr self, Decision d, std::string why, Reply reply) {
   return write_job([=](JobDone done) mutable {
     auto& st = self->state;
+    auto& said = st.unhelped[d.vm];
+    if (said == why) {
+      reply(NeedOutcome::unsatisfied);
+      return done();
+    }
+    said = why;
     auto txn = begin(self);
     emit(self, txn, "unsatisfied", d.vm, d.host, std::nullopt, d.extra_memory_mib,
          st.vm_name(d.vm) + " on " + st.host_name(d.host) + " cannot be helped: " + d.reason, d.reason);
@@ -257,6 +263,9 @@ JobPlan need_job(self_ptr self, std::uint32_t vm, std::int64_t mem, std::int64_t
     auto& st = self->state;
     st.view->set_demand(vm, mem, cpu);
     Decision d = st.view->decide(vm);
+    // The policy's reason, without the node's figures that change at each sample.
+    std::string why = d.reason;
+    if (d.kind != DecisionKind::unsatisfied) st.unhelped.erase(vm);
     // On a real node the figures come from an estimate: say what it rests on.
     if (auto it = st.demand_reasons.find(vm); it != st.demand_reasons.end())
       d.reason += " (" + st.host_name(d.host) + " read: " + it->second + ")";
@@ -274,7 +283,7 @@ JobPlan need_job(self_ptr self, std::uint32_t vm, std::int64_t mem, std::int64_t
     }
     if (d.kind == DecisionKind::remote_memory) return lend_job(self, d, reply);
     if (d.kind == DecisionKind::migrate) return migrate_job(self, d, reply);
-    if (d.kind == DecisionKind::unsatisfied) return unsatisfied_job(self, d, reply);
+    if (d.kind == DecisionKind::unsatisfied) return unsatisfied_job(self, d, std::move(why), reply);
     return write_job([=](JobDone done) mutable {
       reply(outcome_of(d.kind));
       done();

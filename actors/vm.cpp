@@ -80,6 +80,10 @@ void ask_for_more(self_ptr self, const platform::VmSample& s, std::int64_t extra
               st.need.restore(false, 0);
               st.cp.asked_mem = st.cp.asked_cpu = -1;
               save(self);
+            } else if (answer.outcome == NeedOutcome::retry) {
+              st.cp.asked_mem = st.cp.asked_cpu = -1;
+            } else if (answer.outcome == NeedOutcome::unsatisfied) {
+              st.ask_again_at = st.cp.samples + std::max<std::int64_t>(1, st.config.settings.detect_samples);
             }
           },
           [=](caf::error&) {
@@ -162,8 +166,12 @@ vm_actor::behavior_type vm(vm_actor::stateful_pointer<vm_actor_state> self, VmCo
           st.offered_at = s.demand_mem;
           offer_back(self, s);
         }
-        if (!st.busy && st.need.active() && needy && (extra_mem != st.cp.asked_mem || extra_cpu != st.cp.asked_cpu))
+        bool ask_again = st.ask_again_at != 0 && st.cp.samples >= st.ask_again_at;
+        if (!st.busy && st.need.active() && needy &&
+            (ask_again || extra_mem != st.cp.asked_mem || extra_cpu != st.cp.asked_cpu)) {
+          st.ask_again_at = 0;
           ask_for_more(self, s, extra_mem, extra_cpu);
+        }
 
         if (s.remote_mem > 0) {
           start_remote_clock(self, t);

@@ -31,6 +31,11 @@ struct vm_actor_state {
   // not only when the surplus first holds: it may have held on a few MiB of
   // the host's own free memory, long before the guest let go of its leases.
   std::int64_t offered_at = -1;
+  // The sample count at which a need the planner could not meet is asked
+  // again though it has not changed (0: never). The cluster may have changed
+  // since: a donor came up, a lease went back. Asked only when the need
+  // changed, a steady need would wait for good.
+  std::int64_t ask_again_at = 0;
   planner_actor planner;
   sink_actor sink;
   supervisor_actor supervisor;

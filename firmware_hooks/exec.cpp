@@ -349,8 +349,7 @@ class ExecPlatform final : public NodePlatform {
     Args a;
     a.name("the VM's name", vm);
     if (a.problem) return Error{"exec hook incoming: " + *a.problem, ErrorCode::invalid_input};
-    auto path = locate("incoming");
-    if (!path && path.error().message.find("no such hook") != std::string::npos) return std::string();
+    if (!present("incoming")) return std::string();
     auto done = run("incoming", a.list, o_.timeout);
     if (!done) return done.error();
     if (done->signal || done->status != 0)
@@ -421,21 +420,22 @@ class ExecPlatform final : public NodePlatform {
     return {};
   }
 
+  std::string path_of(const char* hook) const { return o_.hooks_dir + (o_.hooks_dir == "/" ? "" : "/") + hook; }
+
+  // Whether the vendor wrote this hook at all (an optional one may be absent).
+  bool present(const char* hook) const {
+    struct stat st {};
+    return ::lstat(path_of(hook).c_str(), &st) == 0 || errno != ENOENT;
+  }
+
   // The hook's path, once it is there and safe to run.
   Expected<std::string> locate(const char* hook) const {
     auto dir = check_dir(o_.hooks_dir);
     if (!dir) return dir.error();
-    std::string path = o_.hooks_dir + (o_.hooks_dir == "/" ? "" : "/") + hook;
+    std::string path = path_of(hook);
     std::string what = "exec hook " + std::string(hook) + " (" + in_quotes(path) + ")";
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) {
-      if (errno == ENOENT) return Error{what + ": no such hook", ErrorCode::unavailable};
-      return Error{system_error(what, errno), ErrorCode::unavailable};
-    }
-    if (!S_ISREG(st.st_mode)) return Error{what + ": not a regular file", ErrorCode::unavailable};
-    auto safe = check_trusted(what, st);
-    if (!safe) return safe.error();
-    if (!(st.st_mode & (S_IXUSR | S_IXGRP | S_IXOTH))) return Error{what + ": not executable", ErrorCode::unavailable};
+    if (!present(hook)) return Error{what + ": no such hook", ErrorCode::unavailable};
+    if (auto safe = check_trusted_program(what, path); !safe) return safe.error();
     return path;
   }
 

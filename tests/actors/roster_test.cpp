@@ -49,6 +49,22 @@ BOOST_AUTO_TEST_CASE(a_host_that_joins_lends_to_a_vm_that_had_no_donor) {
   BOOST_TEST(ledger.lease_mib == std::vector<std::int64_t>{49152});
 }
 
+// The VM's need does not change when B joins: it is the VM's asking again,
+// now and then, that finds B. Said once while nothing changes.
+BOOST_AUTO_TEST_CASE(a_vm_nobody_could_help_is_lent_to_by_a_host_that_joins_later) {
+  ControllerFixture f(alone);
+  f.run_until(100);
+  BOOST_TEST(f.named("unsatisfied").size() == 1u);
+  BOOST_TEST(f.named("lease_granted").empty());
+  BOOST_TEST(f.ask<std::uint32_t>(f.sup, atom::admit::value, big_b()) == 1u);
+  f.run_until(160);
+  auto granted = f.named("lease_granted");
+  BOOST_TEST_REQUIRE(granted.size() == 1u);
+  BOOST_TEST(granted[0].donor == "B");
+  BOOST_TEST(granted[0].t_s <= 100 + 3 * 10 + 10);
+  BOOST_TEST(f.named("unsatisfied").size() == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(a_host_that_rejoins_keeps_its_id_and_takes_its_new_facts) {
   ControllerFixture f(alone);
   HostFacts b = big_b();

@@ -12,13 +12,14 @@ namespace {
 class ReadTransaction {
  public:
   explicit ReadTransaction(const Store::Impl& im) : im_(im) {
-    sql::Cursor c(im_.stmt(Sql::read_begin));
-    rc_ = c.step() == SQLITE_DONE ? SQLITE_OK : sqlite3_extended_errcode(im_.db.get());
-    if (rc_ != SQLITE_OK) error_ = failure_message(im_.path, rc_, im_.db.error());
+    Cursor c(im_, Sql::read_begin);
+    rc_ = c.step();
+    if (rc_ == SQLITE_DONE) rc_ = SQLITE_OK;
+    if (rc_ != SQLITE_OK) error_ = failure_message(im_.path, rc_, im_.error());
   }
   ~ReadTransaction() {
     if (rc_ == SQLITE_OK) {
-      sql::Cursor c(im_.stmt(Sql::read_end));
+      Cursor c(im_, Sql::read_end);
       c.step();
     }
   }
@@ -33,13 +34,13 @@ class ReadTransaction {
 
 // Steps a query to its end, handing each row to `row`.
 template <class F>
-int each_row(sql::Cursor& c, F row) {
+int each_row(Cursor& c, F row) {
   int rc;
   while ((rc = c.step()) == SQLITE_ROW) row(c);
   return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-std::optional<double> opt_real(const sql::Cursor& c, int col) {
+std::optional<double> opt_real(const Cursor& c, int col) {
   if (c.is_null(col)) return std::nullopt;
   return c.real(col);
 }
@@ -74,11 +75,11 @@ Expected<Snapshot> Store::load() const {
   if (!tx.ok()) return Error{tx.error()};
   Snapshot s;
   s.schema_version = im.schema_version;
-  auto failed = [&](int rc) { return Error{failure_message(im.path, rc, im.db.error())}; };
+  auto failed = [&](int rc) { return Error{failure_message(im.path, rc, im.error())}; };
   int rc;
   {
-    sql::Cursor c(im.stmt(Sql::load_controller));
-    rc = each_row(c, [&](const sql::Cursor& r) {
+    Cursor c(im, Sql::load_controller);
+    rc = each_row(c, [&](const Cursor& r) {
       s.clock_s = r.real(0);
       s.scenario = r.text(1);
       s.next_lease_id = static_cast<std::uint64_t>(r.int64(2));
@@ -86,13 +87,13 @@ Expected<Snapshot> Store::load() const {
     if (rc != SQLITE_OK) return failed(rc);
   }
   {
-    sql::Cursor c(im.stmt(Sql::load_last_seq));
-    rc = each_row(c, [&](const sql::Cursor& r) { s.last_event_seq = static_cast<std::uint64_t>(r.int64(0)); });
+    Cursor c(im, Sql::load_last_seq);
+    rc = each_row(c, [&](const Cursor& r) { s.last_event_seq = static_cast<std::uint64_t>(r.int64(0)); });
     if (rc != SQLITE_OK) return failed(rc);
   }
   {
-    sql::Cursor c(im.stmt(Sql::load_hosts));
-    rc = each_row(c, [&](const sql::Cursor& r) {
+    Cursor c(im, Sql::load_hosts);
+    rc = each_row(c, [&](const Cursor& r) {
       HostRecord h;
       h.id = static_cast<std::uint32_t>(r.int64(0));
       h.name = r.text(1);
@@ -112,8 +113,8 @@ Expected<Snapshot> Store::load() const {
     if (rc != SQLITE_OK) return failed(rc);
   }
   {
-    sql::Cursor c(im.stmt(Sql::load_vms));
-    rc = each_row(c, [&](const sql::Cursor& r) {
+    Cursor c(im, Sql::load_vms);
+    rc = each_row(c, [&](const Cursor& r) {
       VmRecord v;
       v.id = static_cast<std::uint32_t>(r.int64(0));
       v.name = r.text(1);
@@ -130,8 +131,8 @@ Expected<Snapshot> Store::load() const {
     if (rc != SQLITE_OK) return failed(rc);
   }
   {
-    sql::Cursor c(im.stmt(Sql::load_leases));
-    rc = each_row(c, [&](const sql::Cursor& r) {
+    Cursor c(im, Sql::load_leases);
+    rc = each_row(c, [&](const Cursor& r) {
       LeaseRecord l;
       l.id = static_cast<std::uint64_t>(r.int64(0));
       l.vm = static_cast<std::uint32_t>(r.int64(1));
@@ -150,8 +151,8 @@ Expected<Snapshot> Store::load() const {
     if (rc != SQLITE_OK) return failed(rc);
   }
   {
-    sql::Cursor c(im.stmt(Sql::load_mirrors));
-    rc = each_row(c, [&](const sql::Cursor& r) {
+    Cursor c(im, Sql::load_mirrors);
+    rc = each_row(c, [&](const Cursor& r) {
       MirrorRecord m;
       m.vm = static_cast<std::uint32_t>(r.int64(0));
       m.path = r.text(1);
@@ -164,8 +165,8 @@ Expected<Snapshot> Store::load() const {
     if (rc != SQLITE_OK) return failed(rc);
   }
   {
-    sql::Cursor c(im.stmt(Sql::load_recommendations));
-    rc = each_row(c, [&](const sql::Cursor& r) {
+    Cursor c(im, Sql::load_recommendations);
+    rc = each_row(c, [&](const Cursor& r) {
       RecommendationRecord x;
       x.vm = static_cast<std::uint32_t>(r.int64(0));
       x.target = static_cast<std::uint32_t>(r.int64(1));
@@ -184,10 +185,10 @@ Expected<std::vector<EventRecord>> Store::events(std::uint64_t after, std::size_
   ReadTransaction tx(im);
   if (!tx.ok()) return Error{tx.error()};
   std::vector<EventRecord> out;
-  sql::Cursor c(im.stmt(Sql::load_events));
+  Cursor c(im, Sql::load_events);
   std::int64_t most = limit > static_cast<std::size_t>(INT64_MAX) ? INT64_MAX : static_cast<std::int64_t>(limit);
   c.bind(after).bind(most);
-  int rc = each_row(c, [&](const sql::Cursor& r) {
+  int rc = each_row(c, [&](const Cursor& r) {
     EventRecord e;
     e.seq = static_cast<std::uint64_t>(r.int64(0));
     e.t_s = r.real(1);
@@ -199,14 +200,14 @@ Expected<std::vector<EventRecord>> Store::events(std::uint64_t after, std::size_
     e.reason = r.text(7);
     out.push_back(std::move(e));
   });
-  if (rc != SQLITE_OK) return Error{failure_message(im.path, rc, im.db.error())};
+  if (rc != SQLITE_OK) return Error{failure_message(im.path, rc, im.error())};
   return out;
 }
 
 namespace {
 
 // The first `columns` values of the cursor's row.
-std::vector<Value> row_of(const sql::Cursor& r, int columns) {
+std::vector<Value> row_of(const Cursor& r, int columns) {
   std::vector<Value> row;
   row.reserve(static_cast<std::size_t>(columns));
   for (int i = 0; i < columns; ++i) {
@@ -221,11 +222,12 @@ std::vector<Value> row_of(const sql::Cursor& r, int columns) {
 }
 
 // The rows of a query as values, column names and all.
-Expected<Table> table_of(const Store::Impl& im, sql::Cursor& c) {
+Expected<Table> table_of(const Store::Impl& im, Cursor& c) {
   Table t;
-  for (int i = 0; i < c.columns(); ++i) t.columns.push_back(c.column_name(i));
-  int rc = each_row(c, [&](const sql::Cursor& r) { t.rows.push_back(row_of(r, r.columns())); });
-  if (rc != SQLITE_OK) return Error{failure_message(im.path, rc, im.db.error())};
+  const int columns = c.columns();
+  for (int i = 0; i < columns; ++i) t.columns.push_back(c.column_name(i));
+  int rc = each_row(c, [&](const Cursor& r) { t.rows.push_back(row_of(r, columns)); });
+  if (rc != SQLITE_OK) return Error{failure_message(im.path, rc, im.error())};
   return t;
 }
 
@@ -246,7 +248,7 @@ Expected<Table> Store::read(View v) const {
   std::lock_guard<std::mutex> g(im.db_mutex);
   ReadTransaction tx(im);
   if (!tx.ok()) return Error{tx.error()};
-  sql::Cursor c(im.stmt(s));
+  Cursor c(im, s);
   return table_of(im, c);
 }
 
@@ -255,7 +257,7 @@ Expected<Table> Store::events_since(std::int64_t since_unix_ms, std::size_t limi
   std::lock_guard<std::mutex> g(im.db_mutex);
   ReadTransaction tx(im);
   if (!tx.ok()) return Error{tx.error()};
-  sql::Cursor c(im.stmt(Sql::events_newest_first));
+  Cursor c(im, Sql::events_newest_first);
   Table t;
   const int shown = c.columns() - 1;  // the last column is what the rows are judged by
   for (int i = 0; i < shown; ++i) t.columns.push_back(c.column_name(i));
@@ -263,7 +265,7 @@ Expected<Table> Store::events_since(std::int64_t since_unix_ms, std::size_t limi
   while (t.rows.size() < limit && (rc = c.step()) == SQLITE_ROW && c.int64(shown) >= since_unix_ms)
     t.rows.push_back(row_of(c, shown));
   if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-    return Error{failure_message(im.path, rc, im.db.error())};
+    return Error{failure_message(im.path, rc, im.error())};
   std::reverse(t.rows.begin(), t.rows.end());
   return t;
 }
@@ -271,6 +273,7 @@ Expected<Table> Store::events_since(std::int64_t since_unix_ms, std::size_t limi
 Expected<void> Store::export_to(const std::string& file) const {
   const Impl& im = *impl_;
   std::lock_guard<std::mutex> g(im.db_mutex);
+  if (im.replicated) return export_replicated(im, file);
   auto done = write_copy(im.db.get(), file);
   if (!done) return Error{im.path + ": cannot export it to " + file + " (" + done.error().message + ")"};
   return {};
@@ -282,26 +285,26 @@ Expected<Table> Store::decisions(const std::string& vm, std::size_t limit) const
   std::lock_guard<std::mutex> g(im.db_mutex);
   ReadTransaction tx(im);
   if (!tx.ok()) return Error{tx.error()};
-  sql::Cursor c(im.stmt(Sql::decisions_of_vm));
+  Cursor c(im, Sql::decisions_of_vm);
   std::int64_t most = limit > static_cast<std::size_t>(INT64_MAX) ? INT64_MAX : static_cast<std::int64_t>(limit);
   c.bind(vm).bind(most);
   auto t = table_of(im, c);
   if (!t || !t->rows.empty()) return t;
   // No decision: a VM that has none yet, or a name the store does not know.
   {
-    sql::Cursor found(im.stmt(Sql::vm_known));
+    Cursor found(im, Sql::vm_known);
     int rc = found.bind(vm).step();
     if (rc == SQLITE_ROW) return t;
-    if (rc != SQLITE_DONE) return Error{failure_message(im.path, rc, im.db.error())};
+    if (rc != SQLITE_DONE) return Error{failure_message(im.path, rc, im.error())};
   }
-  sql::Cursor names(im.stmt(Sql::vm_names));
+  Cursor names(im, Sql::vm_names);
   std::string list;
   int shown = 0;
-  int rc = each_row(names, [&](const sql::Cursor& r) {
+  int rc = each_row(names, [&](const Cursor& r) {
     if (shown++) list += ", ";
     list += shown > 10 ? std::string("...") : r.text(0);
   });
-  if (rc != SQLITE_OK) return Error{failure_message(im.path, rc, im.db.error())};
+  if (rc != SQLITE_OK) return Error{failure_message(im.path, rc, im.error())};
   return Error{im.path + ": no VM named \"" + vm + "\" (" +
                (shown ? "its VMs: " + list : std::string("it holds no VMs yet")) + ")"};
 }

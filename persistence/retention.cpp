@@ -24,14 +24,13 @@ Expected<std::uint64_t> Store::Impl::drop_old_events(std::int64_t now_unix_ms) {
     std::lock_guard<std::mutex> q(queue_mutex);
     if (!broken.empty()) return Error{broken};
   }
-  sqlite3* d = db.get();
   auto failed = [&](int rc) -> Error {
-    std::string message = failure_message(path, rc, db.error());
-    if (!sqlite3_get_autocommit(d)) sql::exec(d, "ROLLBACK");
+    std::string message = failure_message(path, rc, error());
+    roll_back();
     return Error{message + " (dropping the oldest events; nothing was dropped)"};
   };
   auto run = [&](Sql s) {
-    sql::Cursor c(stmt(s));
+    Cursor c(*this, s);
     int rc = c.step();
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
   };
@@ -39,7 +38,7 @@ Expected<std::uint64_t> Store::Impl::drop_old_events(std::int64_t now_unix_ms) {
 
   std::int64_t first = 0, last = 0;
   {
-    sql::Cursor c(stmt(Sql::events_bounds));
+    Cursor c(*this, Sql::events_bounds);
     int rc = c.step();
     if (rc != SQLITE_ROW) return failed(rc);
     first = c.int64(0);
@@ -55,7 +54,7 @@ Expected<std::uint64_t> Store::Impl::drop_old_events(std::int64_t now_unix_ms) {
     const std::int64_t cutoff = now_unix_ms - static_cast<std::int64_t>(options.events_keep_days) * 86400000;
     // Up to the first row of the batch that is recent enough: a prefix of the
     // log, even where the wall clock once went back.
-    sql::Cursor c(stmt(Sql::events_first_recent));
+    Cursor c(*this, Sql::events_first_recent);
     c.bind(first).bind(batch_end).bind(cutoff);
     int rc = c.step();
     if (rc == SQLITE_ROW)
@@ -71,12 +70,12 @@ Expected<std::uint64_t> Store::Impl::drop_old_events(std::int64_t now_unix_ms) {
     return std::uint64_t{0};
   }
   {
-    sql::Cursor c(stmt(Sql::retention_mark));
+    Cursor c(*this, Sql::retention_mark);
     int rc = c.bind(through).bind(now_unix_ms).step();
     if (rc != SQLITE_DONE) return failed(rc);
   }
   {
-    sql::Cursor c(stmt(Sql::events_drop));
+    Cursor c(*this, Sql::events_drop);
     int rc = c.bind(through).step();
     if (rc != SQLITE_DONE) return failed(rc);
   }

@@ -112,6 +112,17 @@ struct Options {
   std::chrono::milliseconds events_drop_every{60000};
 };
 
+// Where a replicated store is: members of its dqlite cluster (host:port, any
+// of them: the leader is found through whichever answers) and the database.
+struct Replica {
+  std::vector<std::string> members;
+  std::string database = "memlend";
+  // How long to look for a leader (an election may be under way) and to wait
+  // for each answer.
+  std::chrono::milliseconds find_leader{10000};
+  std::chrono::milliseconds timeout{5000};
+};
+
 // Everything the controller needs to rebuild itself after a restart.
 struct Snapshot {
   int schema_version = 0;
@@ -152,6 +163,11 @@ class Store {
   // migrates it forward, takes the exclusive lock. Every error names the
   // file and says what to do; a file that is refused is left as it was.
   static Expected<std::unique_ptr<Store>> open(const std::string& path, const Options& options = {});
+  // Opens the store kept by a dqlite cluster (replica/), found through any
+  // of its members: the same store, its statements run by the cluster's
+  // leader, each batch durable once a quorum holds it. A new database gets
+  // memlend's schema; an older one is migrated in one transaction.
+  static Expected<std::unique_ptr<Store>> open_replicated(const Replica& where, const Options& options = {});
   // Commits everything submitted, then closes.
   ~Store();
   Store(const Store&) = delete;

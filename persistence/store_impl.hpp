@@ -2,8 +2,10 @@
 #pragma once
 
 #include "persistence/file_lock.hpp"
+#include "persistence/schema.hpp"
 #include "persistence/sqlite.hpp"
 #include "persistence/store.hpp"
+#include "replica/client.hpp"
 
 #include <atomic>
 #include <condition_variable>
@@ -33,12 +35,40 @@ enum class Sql {
   count_
 };
 
+struct StatementText {
+  Sql id;
+  const char* sql;
+  bool write;
+  int since = 1;  // the first schema version it runs on; a later entry for the same id takes over
+};
+// Every statement the store runs (statements.cpp).
+const std::vector<StatementText>& statement_texts();
+// The SQL that takes a database from schema version `from` to the newest of
+// `migrations` (`to`): run in one transaction, it bumps the version too.
+std::string migration_script(const std::vector<Migration>& migrations, std::int64_t from, std::int64_t& to);
+std::string quoted(const std::string& text);
+
+// The same for a replicated store (replicated.cpp): a new local file with
+// memlend's schema and the rows of every table, read in one transaction.
+Expected<void> export_replicated(const Store::Impl& im, const std::string& name);
+
 // A consistent copy of the open database at `name`, which must not exist;
 // why not, or nothing (open.cpp).
 Expected<void> write_copy(sqlite3* db, const std::string& name);
 
+// A store kept by a dqlite cluster (Store::open_replicated): a client of its
+// leader, to which each statement's text goes with its parameters.
+struct Replicated {
+  std::vector<std::string> members;  // host:port of any members, to find the leader through
+  std::string database;
+  std::optional<replica::Client> client;
+  std::vector<std::string> texts;  // by Sql; empty: not on this schema version
+  std::string error;               // of the last statement that failed
+  std::int64_t last_insert_id = 0;
+};
+
 struct Store::Impl {
-  std::string path;
+  std::string path;  // the file, or how a replicated store is named in messages
   Options options;
   int schema_version = 0;
   FileLock lock;
@@ -66,20 +96,85 @@ struct Store::Impl {
   std::thread writer;
 
   ~Impl();
+  std::unique_ptr<Replicated> replicated;  // set: the store is a dqlite cluster's, not a file
+
   const sql::Statement& stmt(Sql s) const { return stmts[static_cast<std::size_t>(s)]; }
   // A statement of a later schema than the file's (a read-only look at a file
   // the controller has not migrated yet) is not prepared.
-  bool has(Sql s) const { return stmt(s).get() != nullptr; }
+  bool has(Sql s) const {
+    if (replicated) return !replicated->texts[static_cast<std::size_t>(s)].empty();
+    return stmt(s).get() != nullptr;
+  }
+  // The engine's words for the last failure.
+  std::string error() const { return replicated ? replicated->error : db.error(); }
+  std::int64_t last_insert_id() const {
+    return replicated ? replicated->last_insert_id : sqlite3_last_insert_rowid(db.get());
+  }
+  // Ends a transaction a failure left open.
+  void roll_back() const;
   bool writable() const { return options.access == Access::read_write; }
 
   // open.cpp
   Expected<void> prepare_statements();
+  void start_writer();
   // writer.cpp
   void run_writer();
   std::vector<Outcome> write_group(std::vector<Unit>& units);
   void stop_writer();
   // retention.cpp: one bounded pass; the number of events dropped.
   Expected<std::uint64_t> drop_old_events(std::int64_t now_unix_ms);
+};
+
+// One use of one of the store's statements (as sql::Cursor), on whichever
+// engine keeps the store: the statement prepared at open on the local file,
+// or its text sent to the replicated store's leader, whose rows come back
+// whole (a statement that returns rows is one that starts with SELECT).
+class Cursor {
+ public:
+  Cursor(const Store::Impl& im, Sql s);
+  Cursor(const Cursor&) = delete;
+  Cursor& operator=(const Cursor&) = delete;
+
+  Cursor& bind(std::int64_t v);
+  Cursor& bind(std::uint64_t v) { return bind(static_cast<std::int64_t>(v)); }
+  Cursor& bind(std::uint32_t v) { return bind(static_cast<std::int64_t>(v)); }
+  Cursor& bind(int v) { return bind(static_cast<std::int64_t>(v)); }
+  Cursor& bind(bool v) { return bind(static_cast<std::int64_t>(v ? 1 : 0)); }
+  Cursor& bind(double v);
+  // As sql::Cursor: text is bound without a copy on a local file, so it must
+  // outlive the step.
+  Cursor& bind(std::string_view v);
+  Cursor& bind(const std::string& v) { return bind(std::string_view(v)); }
+  Cursor& bind(const char* v) { return bind(std::string_view(v)); }
+  Cursor& bind(std::string&&) = delete;
+  Cursor& bind_null();
+  template <class T>
+  Cursor& bind(const std::optional<T>& v) {
+    return v ? bind(*v) : bind_null();
+  }
+
+  // SQLITE_ROW, SQLITE_DONE, or an error code (the engine's words: Impl::error()).
+  int step();
+
+  bool is_null(int col) const { return type(col) == SQLITE_NULL; }
+  std::int64_t int64(int col) const;
+  double real(int col) const;
+  std::string text(int col) const;
+  int type(int col) const;
+  int columns();
+  std::string column_name(int col);
+
+ private:
+  const replica::Value& at(int col) const;
+  int run();
+
+  const Store::Impl& im_;
+  Sql sql_;
+  std::optional<sql::Cursor> local_;
+  std::vector<replica::Value> params_;
+  replica::Rows rows_;
+  int ran_ = -1;               // the remote statement's result code, once run
+  std::size_t next_ = 0;       // the remote row step() shows next
 };
 
 // The one line for an SQLite failure on `path`: what is wrong and what to do.

@@ -66,7 +66,7 @@ class Writer {
   Writer(Store::Impl& im, double t_s, std::int64_t now) : im_(im), t_s_(t_s), now_(now) {}
 
   Result run(Sql s) {
-    sql::Cursor c(im_.stmt(s));
+    Cursor c(im_, s);
     return done(c.step(), [] { return std::string(); });
   }
 
@@ -97,7 +97,7 @@ class Writer {
   template <class What>
   Result done(int rc, What what) {
     if (rc == SQLITE_DONE || rc == SQLITE_ROW || rc == SQLITE_OK) return {};
-    std::string detail = im_.db.error();
+    std::string detail = im_.error();
     if (is_refusal(rc)) return {rc, im_.path + ": refused " + what() + ": " + detail};
     return {rc, failure_message(im_.path, rc, detail)};
   }
@@ -105,7 +105,7 @@ class Writer {
 
   // A stored id keeps its name: a scenario whose hosts or VMs moved is refused.
   Result same_name(Sql s, std::uint32_t id, const std::string& name, const char* kind) {
-    sql::Cursor c(im_.stmt(s));
+    Cursor c(im_, s);
     int rc = c.bind(id).step();
     if (rc == SQLITE_ROW && c.text(0) != name)
       return refuse(std::string(kind) + " " + std::to_string(id) + " \"" + name + "\": the store has " + kind + " " +
@@ -117,7 +117,7 @@ class Writer {
 
   Result put(const HostRecord& h) {
     if (auto r = same_name(Sql::host_name, h.id, h.name, "host"); !r.ok()) return r;
-    sql::Cursor c(im_.stmt(Sql::host_upsert));
+    Cursor c(im_, Sql::host_upsert);
     c.bind(h.id).bind(h.name).bind(h.memory_mib).bind(h.cpu_mhz).bind(h.reserved_mib).bind(h.rdma);
     c.bind(h.data_path).bind(h.up).bind(h.fabric).bind(h.used_mib).bind(h.used_mhz).bind(h.actor_state);
     c.bind(t_s_).bind(now_);
@@ -126,7 +126,7 @@ class Writer {
 
   Result put(const VmRecord& v) {
     if (auto r = same_name(Sql::vm_name, v.id, v.name, "VM"); !r.ok()) return r;
-    sql::Cursor c(im_.stmt(Sql::vm_upsert));
+    Cursor c(im_, Sql::vm_upsert);
     c.bind(v.id).bind(v.name).bind(v.host).bind(v.memory_mib).bind(v.cpu_mhz).bind(v.local_mib);
     c.bind(v.remote_since_s).bind(v.migrating_to).bind(v.actor_state).bind(t_s_).bind(now_);
     return done(c.step(), [&] { return "VM " + std::to_string(v.id) + " \"" + v.name + "\""; });
@@ -136,7 +136,7 @@ class Writer {
     auto what = [&] { return "lease " + std::to_string(l.id); };
     std::string from;
     {
-      sql::Cursor c(im_.stmt(Sql::lease_get));
+      Cursor c(im_, Sql::lease_get);
       int rc = c.bind(l.id).step();
       if (rc == SQLITE_ROW) {
         from = c.text(2);
@@ -155,39 +155,39 @@ class Writer {
       return refuse(what() + ": " + (from.empty() ? std::string("a new lease") : from) + " → " + to +
                     " is not a step a lease may take (see the table lease_transitions)");
     if (from.empty()) {
-      sql::Cursor c(im_.stmt(Sql::lease_insert));
+      Cursor c(im_, Sql::lease_insert);
       c.bind(l.id).bind(l.vm).bind(l.donor).bind(l.recipient).bind(l.mib).bind(to).bind(l.transport);
       c.bind(l.datapath_key).bind(l.epoch).bind(t_s_).bind(now_);
       return done(c.step(), what);
     }
-    sql::Cursor c(im_.stmt(Sql::lease_update));
+    Cursor c(im_, Sql::lease_update);
     c.bind(l.id).bind(l.recipient).bind(l.mib).bind(to).bind(l.transport).bind(l.datapath_key).bind(l.epoch);
     c.bind(t_s_).bind(now_);
     return done(c.step(), what);
   }
 
   Result put(const MirrorRecord& m) {
-    sql::Cursor c(im_.stmt(Sql::mirror_upsert));
+    Cursor c(im_, Sql::mirror_upsert);
     c.bind(m.vm).bind(m.path).bind(m.bytes).bind(m.watermark_bytes).bind(to_string(m.state)).bind(t_s_).bind(now_);
     return done(c.step(), [&] { return "mirror of VM " + std::to_string(m.vm); });
   }
 
   Result put(const RecommendationRecord& r) {
-    sql::Cursor c(im_.stmt(Sql::recommendation_upsert));
+    Cursor c(im_, Sql::recommendation_upsert);
     c.bind(r.vm).bind(r.target).bind(r.reason).bind(t_s_).bind(now_);
     return done(c.step(), [&] { return "recommendation for VM " + std::to_string(r.vm); });
   }
 
   Result drop(const Batch::DropRecommendation& d) {
-    sql::Cursor c(im_.stmt(Sql::recommendation_delete));
+    Cursor c(im_, Sql::recommendation_delete);
     return done(c.bind(d.vm).step(), [&] { return "recommendation for VM " + std::to_string(d.vm); });
   }
 
   Result append(const EventRecord& e, std::vector<std::uint64_t>& seqs) {
-    auto text_or_null = [](sql::Cursor& c, const std::string& s) -> sql::Cursor& {
+    auto text_or_null = [](Cursor& c, const std::string& s) -> Cursor& {
       return s.empty() ? c.bind_null() : c.bind(s);
     };
-    sql::Cursor c(im_.stmt(Sql::event_insert));
+    Cursor c(im_, Sql::event_insert);
     c.bind(e.t_s).bind(e.event);
     text_or_null(c, e.vm);
     text_or_null(c, e.host);
@@ -198,12 +198,12 @@ class Writer {
     if (im_.schema_version >= 4) text_or_null(c, e.reason);
     Result r = done(c.step(), [&] { return "event " + e.event; });
     // No AUTOINCREMENT: a rolled-back row's number is used again, so the log has no gaps.
-    if (r.ok()) seqs.push_back(static_cast<std::uint64_t>(sqlite3_last_insert_rowid(im_.db.get())));
+    if (r.ok()) seqs.push_back(static_cast<std::uint64_t>(im_.last_insert_id()));
     return r;
   }
 
   Result scenario(const Batch::SetScenario& s) {
-    sql::Cursor c(im_.stmt(Sql::scenario_set));
+    Cursor c(im_, Sql::scenario_set);
     return done(c.bind(s.fingerprint).step(), [] { return std::string("scenario"); });
   }
 
@@ -230,10 +230,14 @@ std::vector<Outcome> Store::Impl::write_group(std::vector<Unit>& units) {
     std::lock_guard<std::mutex> q(queue_mutex);
     if (!broken.empty()) return fail_all(broken);
   }
-  sqlite3* d = db.get();
+  bool committing = false;
   auto give_up = [&](const Result& r) {
-    if (!sqlite3_get_autocommit(d)) sql::exec(d, "ROLLBACK");
-    std::string message = r.message + "; nothing of this change was recorded";
+    roll_back();
+    // A COMMIT whose answer a lost leader never sent may have reached a
+    // quorum: the next leader's store tells.
+    std::string message = r.message + (committing && replicated
+                                           ? "; whether this change was recorded is known once a leader is found"
+                                           : "; nothing of this change was recorded");
     if (!is_transient(r.rc)) {
       std::lock_guard<std::mutex> q(queue_mutex);
       broken = r.message + "; the store stopped writing: restart memlend once this is fixed";
@@ -285,11 +289,12 @@ std::vector<Outcome> Store::Impl::write_group(std::vector<Unit>& units) {
     }
     if (again) continue;
     if (any) {
-      sql::Cursor c(stmt(Sql::controller_advance));
+      Cursor c(*this, Sql::controller_advance);
       c.bind(clock).bind(static_cast<std::int64_t>(max_lease + 1)).bind(now);
       int rc = c.step();
-      if (rc != SQLITE_DONE) return give_up({rc, failure_message(path, rc, db.error())});
+      if (rc != SQLITE_DONE) return give_up({rc, failure_message(path, rc, error())});
     }
+    committing = true;
     if (auto r = tx.run(Sql::commit); !r.ok()) return give_up(r);
     break;
   }

@@ -1,0 +1,90 @@
+// Three dqlite nodes on loopback, each in a process of its own
+// (replica_node_host), so that the leader can die by kill -9 as a node would.
+#pragma once
+
+#include <boost/test/unit_test.hpp>
+
+#include "replica/client.hpp"
+#include "tests/support/child.hpp"
+#include "tests/support/http_get.hpp"
+
+#include <array>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace memlend::test::replica_cluster {
+
+using namespace memlend::replica;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+// Raft's election timeout is 15 times this (300 ms): short, and still far
+// above a loaded machine's loopback round trip.
+constexpr const char* latency_ms = "20";
+// How long a new leader may take: many election timeouts, for a machine
+// that runs other builds beside the test.
+constexpr milliseconds election_bound = seconds(20);
+constexpr const char* db = "memlend";
+
+template <class T>
+T must(Expected<T> e, const char* what) {
+  BOOST_TEST_REQUIRE(bool(e), what << ": " << (e ? "" : e.error().message));
+  return std::move(*e);
+}
+
+inline void must(Expected<void> e, const char* what) {
+  BOOST_TEST_REQUIRE(bool(e), what << ": " << (e ? "" : e.error().message));
+}
+
+class Cluster {
+ public:
+  Cluster() : dir_(make_temp_dir("replica")) {
+    for (int i = 0; i < 3; ++i) addresses_[i] = "127.0.0.1:" + std::to_string(free_loopback_port());
+    for (int id = 1; id <= 3; ++id) start(id);
+    Client leader = must(connect_leader({address(1)}, "", election_bound), "the bootstrapped node leads");
+    BOOST_TEST_REQUIRE(must(leader.leader(), "leader").id == 1u);
+    for (int id = 2; id <= 3; ++id) {
+      must(leader.add(id, address(id)), "add");
+      must(leader.assign(id, Role::voter), "assign");
+    }
+  }
+
+  // Its nodes stopped first: they write into the directory until they end.
+  ~Cluster() {
+    for (auto& node : nodes_) node.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+
+  const std::string& address(int id) const { return addresses_[id - 1]; }
+  std::vector<std::string> addresses() const { return {addresses_.begin(), addresses_.end()}; }
+
+  // Starts node `id`, afresh or from what its data directory holds.
+  void start(int id) {
+    auto& node = nodes_[id - 1];
+    node.reset();
+    std::string data = dir_ + "/node" + std::to_string(id);
+    node = std::make_unique<Child>(
+        std::vector<std::string>{MEMLEND_REPLICA_NODE_HOST, std::to_string(id), address(id), data, latency_ms},
+        dir_ + "/node" + std::to_string(id) + "-run");
+    BOOST_TEST_REQUIRE(!node->wait_stdout("ready", seconds(30)).empty(),
+                       "node " << id << " did not start: " << node->err());
+  }
+
+  void kill9(int id) {
+    nodes_[id - 1]->kill9();
+    nodes_[id - 1]->wait(seconds(10));
+  }
+
+ private:
+  std::string dir_;
+  std::array<std::string, 3> addresses_;
+  std::array<std::unique_ptr<Child>, 3> nodes_;
+};
+
+
+}  // namespace memlend::test::replica_cluster

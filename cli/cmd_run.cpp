@@ -3,6 +3,7 @@
 #include "core/stop_signals.hpp"
 #include "node/controller.hpp"
 #include "journal/journal.hpp"
+#include "node/leadership.hpp"
 #include "node/recovery.hpp"
 #include "persistence/store.hpp"
 #include "cli/cli.hpp"
@@ -46,6 +47,12 @@ struct RunFlags {
   bool no_db = false;
   std::uint32_t events_keep_days = 30;
   std::uint64_t events_keep_rows = 1000000;
+  // The replicated store: this node's member of its dqlite cluster.
+  std::uint64_t replica_id = 0;
+  std::string replica_address;
+  std::string replica_join;
+  std::string replica_dir;
+  std::uint32_t replica_latency_ms = 0;
 };
 
 // A century of days, and as many rows as a year of a busy cluster's events
@@ -105,6 +112,7 @@ struct RunCheck {
   std::string origin;
   std::optional<policy::Scenario> scenario;
   RunOptions options;
+  std::optional<MemberOptions> member;  // the replicated store's member on this node
   std::vector<RunProblem> problems;
 };
 
@@ -249,6 +257,38 @@ RunCheck check_run(RunFlags& f, bool speed_given, bool start) {
       o.network.tls = {f.cluster.cert, f.cluster.key, f.cluster.ca};
     }
   }
+  if (f.replica_id != 0 || !f.replica_address.empty() || !f.replica_join.empty() || !f.replica_dir.empty()) {
+    auto flag_problem = [&](const std::string& key, const std::string& message) { return problem(key, message); };
+    if (f.replica_id == 0 && flag_problem("replica-id", "--replica-id: required with the other --replica-* options, from 1"))
+      return c;
+    if (f.listen.empty() && flag_problem("replica-id", "--replica-id: a replicated store is for a cluster: needs --listen"))
+      return c;
+    if ((f.no_db || f.dry_run) &&
+        flag_problem("replica-id", "--replica-id: a replicated store records; not with --no-db or --dry-run"))
+      return c;
+    if (!parse_address(f.replica_address) &&
+        flag_problem("replica-address", "--replica-address: \"" + f.replica_address + "\" is not HOST:PORT"))
+      return c;
+    if (f.replica_dir.empty() && flag_problem("replica-dir", "--replica-dir: required with --replica-id"))
+      return c;
+    MemberOptions m;
+    m.id = f.replica_id;
+    m.address = f.replica_address;
+    m.data_dir = f.replica_dir;
+    if (f.replica_latency_ms > 0) m.network_latency = std::chrono::milliseconds(f.replica_latency_ms);
+    std::stringstream list(f.replica_join);
+    for (std::string item; std::getline(list, item, ',');) {
+      if (!parse_address(item) &&
+          flag_problem("replica-join", "--replica-join: \"" + item + "\" is not HOST:PORT"))
+        return c;
+      m.join.push_back(item);
+    }
+    if (m.id != 1 && m.join.empty() &&
+        flag_problem("replica-join", "--replica-join: member " + std::to_string(m.id) +
+                                         " joins through members already there (member 1 starts the cluster)"))
+      return c;
+    c.member = m;
+  }
   return c;
 }
 
@@ -306,6 +346,21 @@ RunCommand make_run(CLI::App& app) {
                   "Cluster mode: agents on the hosts join here (HOST:PORT, over TLS) and report\n"
                   "their hosts; needs --cluster, --cluster-secret-file and the --tls-* files");
   add_cluster_flags(cmd, f->cluster);
+  cmd->add_option("--replica-id", f->replica_id,
+                  "Keep the store in a dqlite cluster, of which this node is member N (1 starts\n"
+                  "the cluster; never reuse an id): the controller runs on whichever member\n"
+                  "leads, and moves when it dies; --db is not used")
+      ->type_name("N");
+  cmd->add_option("--replica-address", f->replica_address,
+                  "Where this member listens for the other members and for memlend (HOST:PORT)");
+  cmd->add_option("--replica-join", f->replica_join,
+                  "Members already in the cluster to join through (HOST:PORT[,HOST:PORT...])");
+  cmd->add_option("--replica-dir", f->replica_dir, "This member's Raft log and snapshots")->type_name("DIR");
+  cmd->add_option("--replica-latency-ms", f->replica_latency_ms,
+                  "The network round trip the cluster plans for: Raft's election timeout is 15\n"
+                  "times it (default: dqlite's, 3 s elections)")
+      ->type_name("MS")
+      ->check(CLI::Range(1u, 10000u));
   // A demo is for looking at, Grafana included; a scenario run is often a test
   // beside others, which must not fight over one port.
   add_metrics_option(cmd, f->metrics,
@@ -325,7 +380,6 @@ RunCommand make_run(CLI::App& app) {
     const std::string& text = c.text;
     const std::string& origin = c.origin;
     const policy::Scenario* sc = &*c.scenario;
-    std::vector<std::string> resume_notes;
     o.platform = platform::make_sim(*sc);
     // The metrics server's threads inherit this thread's mask: made before
     // the stop signals were blocked, one of them could take a SIGTERM and die
@@ -336,53 +390,70 @@ RunCommand make_run(CLI::App& app) {
     auto exposer = start_metrics_server(o.metrics);
     if (!exposer) return bad_input(exposer.error().message);
     o.metrics.serve = nullptr;
-    if (!f->no_db && !f->dry_run) {
-      ResumeOptions ro;
-      ro.db = f->db;
-      ro.scenario_text = text;
-      ro.until_s = o.until_s;
-      ro.data_path_in_process = !o.network.enabled;
-      ro.datastore = o.datastore;
-      ro.events_keep_days = f->events_keep_days;
-      ro.events_keep_rows = f->events_keep_rows;
-      if (o.metrics.registry)
-        ro.on_commit = [h = o.metrics.registry->store_commit_duration()](double s) { h.observe(s); };
-      auto resumed = open_run(*sc, ro);
-      if (!resumed) return bad_input(resumed.error().message);
-      if (o.health) o.health->set_store(Health::Store::open);
-      o.store = resumed->store;
-      o.scenario = resumed->scenario;
-      o.start = resumed->start;
-      o.origin_s = resumed->origin_s;
-      o.platform = resumed->platform;
-      o.fingerprint = resumed->fingerprint;
-      resume_notes = resumed->notes;
-      if (!resumed->resumed && !f->events_out.empty())
-        if (auto err = empty_events_file(f->events_out)) return bad_input("--events-out: " + *err);
-      if (resumed->resumed && !f->events_out.empty())
-        if (auto err = catch_up_events_file(f->events_out, *resumed->store)) return bad_input("--events-out: " + *err);
-    } else {
-      if (o.health) o.health->set_store(Health::Store::none);
-      if (!f->events_out.empty())
-        if (auto err = empty_events_file(f->events_out)) return bad_input("--events-out: " + *err);
-    }
-    if (!f->quiet) {
-      for (const auto& n : resume_notes) log::console("memlend: ", n);
-      std::ostringstream running;
-      if (o.network.open)
-        running << "running " << origin << ": hosts join as their agents do"
-                << (o.until_s ? " until t=" + std::to_string(static_cast<long>(*o.until_s)) + "s" : "")
-                << (o.dry_run ? " (dry run)" : "");
-      else
-        running << "running " << origin << " on the simulated platform at " << o.speed << "x until t="
-                << *o.until_s << "s" << (o.dry_run ? " (dry run)" : "");
-      log::console("memlend: ", running.str());
-      if (o.data.enabled && !o.network.enabled)
-        log::console("memlend: ", "data path: each simulated host serves its memory on loopback over TCP, " +
-                                      std::to_string(f->data_kib_per_gib) +
-                                      " KiB for every GiB lent; a guest workload writes and checks it");
-    }
-    return run_controller(o);
+    // Once, or on a replicated store each time this node leads.
+    auto run_once = [&](std::function<bool()> still_leading, std::optional<store::Replica> replica) -> int {
+      std::vector<std::string> resume_notes;
+      if (!f->no_db && !f->dry_run) {
+        ResumeOptions ro;
+        ro.db = f->db;
+        ro.replica = replica;
+        ro.scenario_text = text;
+        ro.until_s = o.until_s;
+        ro.data_path_in_process = !o.network.enabled;
+        ro.datastore = o.datastore;
+        ro.events_keep_days = f->events_keep_days;
+        ro.events_keep_rows = f->events_keep_rows;
+        if (o.metrics.registry)
+          ro.on_commit = [h = o.metrics.registry->store_commit_duration()](double s) { h.observe(s); };
+        auto resumed = open_run(*sc, ro);
+        // The leadership may have gone while the store opened.
+        if (!resumed && still_leading && !still_leading()) return lost_leadership;
+        if (!resumed) return bad_input(resumed.error().message);
+        if (o.health) o.health->set_store(Health::Store::open);
+        o.store = resumed->store;
+        o.scenario = resumed->scenario;
+        o.start = resumed->start;
+        o.origin_s = resumed->origin_s;
+        o.platform = resumed->platform;
+        o.fingerprint = resumed->fingerprint;
+        resume_notes = resumed->notes;
+        if (!resumed->resumed && !f->events_out.empty())
+          if (auto err = empty_events_file(f->events_out)) return bad_input("--events-out: " + *err);
+        if (resumed->resumed && !f->events_out.empty())
+          if (auto err = catch_up_events_file(f->events_out, *resumed->store)) return bad_input("--events-out: " + *err);
+      } else {
+        if (o.health) o.health->set_store(Health::Store::none);
+        if (!f->events_out.empty())
+          if (auto err = empty_events_file(f->events_out)) return bad_input("--events-out: " + *err);
+      }
+      if (!f->quiet) {
+        for (const auto& n : resume_notes) log::console("memlend: ", n);
+        std::ostringstream running;
+        if (o.network.open)
+          running << "running " << origin << ": hosts join as their agents do"
+                  << (o.until_s ? " until t=" + std::to_string(static_cast<long>(*o.until_s)) + "s" : "")
+                  << (o.dry_run ? " (dry run)" : "");
+        else
+          running << "running " << origin << " on the simulated platform at " << o.speed << "x until t="
+                  << *o.until_s << "s" << (o.dry_run ? " (dry run)" : "");
+        log::console("memlend: ", running.str());
+        if (o.data.enabled && !o.network.enabled)
+          log::console("memlend: ", "data path: each simulated host serves its memory on loopback over TCP, " +
+                                        std::to_string(f->data_kib_per_gib) +
+                                        " KiB for every GiB lent; a guest workload writes and checks it");
+      }
+      o.still_leading = still_leading;
+      int status = run_controller(o);
+      o.store.reset();  // a store whose leader is gone writes nothing more
+      return status;
+    };
+    if (!c.member) return run_once(nullptr, std::nullopt);
+    auto member = Member::start(*c.member);
+    if (!member && member.error().code == ErrorCode::unavailable) return exit_ok;  // stopped while joining
+    if (!member) return bad_input("--replica-id: " + member.error().message);
+    return follow_leadership(**member, [&](std::function<bool()> still_leading) {
+      return run_once(std::move(still_leading), (*member)->store());
+    });
   }), [check] { return check(false).problems; }};
 }
 

@@ -5,6 +5,7 @@
 #include "demo/guest_workload.hpp"
 #include "core/log.hpp"
 #include "core/stop_signals.hpp"
+#include "node/leadership.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/pulse.hpp"
 #include "node/systemd_notify.hpp"
@@ -86,6 +87,30 @@ struct SignalWatch {
   ~SignalWatch() {
     done = true;
     thread.join();
+  }
+};
+
+// A thread that asks `leads` every half second and calls `lost()` once it
+// says no (a controller on a replicated store's leader); none without `leads`.
+struct LeadershipWatch {
+  std::atomic<bool> done{false};
+  std::thread thread;
+
+  LeadershipWatch(std::function<bool()> leads, std::function<void()> lost) {
+    if (!leads) return;
+    thread = std::thread([this, leads, lost] {
+      while (!done) {
+        for (int i = 0; i < 5 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        if (!done && !leads()) {
+          lost();
+          return;
+        }
+      }
+    });
+  }
+  ~LeadershipWatch() {
+    done = true;
+    if (thread.joinable()) thread.join();
   }
 };
 
@@ -308,13 +333,19 @@ int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane) {
     systemd::notify("STOPPING=1");
     caf::anon_send(sup, atom::shutdown::value);
   });
+  std::atomic<bool> deposed{false};
+  LeadershipWatch leadership(options.still_leading, [sup, &deposed] {
+    deposed = true;
+    caf::anon_send(sup, atom::shutdown::value);
+  });
   waiter->receive([&](const caf::down_msg& dm) {
-    if (dm.reason && dm.reason != caf::exit_reason::user_shutdown) {
+    if (dm.reason && dm.reason != caf::exit_reason::user_shutdown && !deposed) {
       std::cerr << "memlend: stopped after an error: " << sys.render(dm.reason) << '\n';
       status = 1;
     }
   });
   health->stopping();
+  if (deposed) return lost_leadership;
   systemd::notify("STOPPING=1");
   return status;
 }

@@ -13,6 +13,7 @@
 
 #include <caf/actor_system_config.hpp>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -67,6 +68,10 @@ struct RunOptions {
   MetricsOptions metrics;
   // What /readyz reads and the pulse writes; none: one of its own, read by no one.
   std::shared_ptr<Health> health;
+  // A controller on the leader of a replicated store: asked every half
+  // second; false stops the controller, and run_controller returns
+  // lost_leadership (node/leadership.hpp).
+  std::function<bool()> still_leading;
 };
 
 // Registers memlend's message types, under the names other nodes expect.

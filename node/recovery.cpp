@@ -94,18 +94,19 @@ Expected<Resumed> open_run(const Scenario& scenario, const ResumeOptions& option
   so.on_commit = options.on_commit;
   so.events_keep_days = options.events_keep_days;
   so.events_keep_rows = options.events_keep_rows;
-  auto opened = store::Store::open(options.db, so);
+  auto opened = options.replica ? store::Store::open_replicated(*options.replica, so) : store::Store::open(options.db, so);
   if (!opened) return Error{opened.error().message};
   std::shared_ptr<store::Store> db(std::move(*opened));
+  const std::string where = db->path();
   auto snapshot = db->load();
   if (!snapshot) return Error{snapshot.error().message};
 
   if (!snapshot->fresh() && snapshot->scenario != fingerprint)
-    return Error{options.db + ": holds the state of another scenario; give --db another file, or move this one "
-                              "away to start afresh"};
+    return Error{where + ": holds the state of another scenario; give --db another file, or move this one "
+                         "away to start afresh"};
   // A run that already reached its end has nothing to resume: the demo run
   // again starts over, keeping the old file beside.
-  if (!snapshot->fresh() && options.until_s && snapshot->clock_s >= *options.until_s) {
+  if (!options.replica && !snapshot->fresh() && options.until_s && snapshot->clock_s >= *options.until_s) {
     db.reset();
     std::string aside = options.db + ".ended-" + std::to_string(static_cast<long long>(std::time(nullptr)));
     std::error_code ec;
@@ -137,7 +138,7 @@ Expected<Resumed> open_run(const Scenario& scenario, const ResumeOptions& option
   // Resume: the cluster as the store left it.
   const store::Snapshot& snap = *snapshot;
   if (auto bad = grown_from(snap, scenario))
-    return Error{options.db + ": " + *bad + "; give --db another file"};
+    return Error{where + ": " + *bad + "; give --db another file"};
   Scenario now = scenario;
   for (const auto& h : snap.hosts) {
     if (h.id >= now.hosts.size()) now.hosts.push_back(host_of_record(h));
@@ -179,7 +180,7 @@ Expected<Resumed> open_run(const Scenario& scenario, const ResumeOptions& option
   for (const auto& v : snap.vms)
     if (v.remote_since_s) start.remote_since[v.id] = *v.remote_since_s;
   for (const auto& r : snap.recommendations) start.recommended.insert(r.vm);
-  out.notes.push_back("resuming from " + options.db + " at t=" + std::to_string(static_cast<long>(snap.clock_s)) +
+  out.notes.push_back("resuming from " + where + " at t=" + std::to_string(static_cast<long>(snap.clock_s)) +
                       "s: " + std::to_string(start.leases.size()) + " leases, " +
                       std::to_string(snap.mirrors.size()) + " mirrors, " +
                       std::to_string(snap.recommendations.size()) + " recommendations");

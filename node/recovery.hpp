@@ -31,6 +31,8 @@ struct Resumed {
 
 struct ResumeOptions {
   std::string db;
+  // Set: the store is the one a dqlite cluster keeps (db is not used).
+  std::optional<store::Replica> replica;
   std::string scenario_text;  // what the fingerprint is taken of
   std::optional<double> until_s;
   // The data path lived in the controller's own process (single-process

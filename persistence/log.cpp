@@ -65,6 +65,8 @@ void install_sqlite_log() {
   });
 }
 
+void route_sqlite_log() { install_sqlite_log(); }
+
 std::int64_t unix_ms_now() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();

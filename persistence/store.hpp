@@ -221,6 +221,10 @@ class Store {
 enum class LogLevel { notice, warning, error };
 using LogSink = std::function<void(LogLevel, const std::string&)>;
 void set_log_sink(LogSink sink);
+// Routes SQLite's own error log to the sink. The store does it when it first
+// opens; a process whose other parts start SQLite first (an embedded dqlite
+// node) calls it before them, or SQLite's log goes nowhere.
+void route_sqlite_log();
 
 // The default database of `memlend run` and `memlend state`.
 inline constexpr const char* default_db_path = "memlend.db";

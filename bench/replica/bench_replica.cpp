@@ -18,6 +18,8 @@
 
 #include <sqlite3.h>
 
+#include "persistence/store.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -182,6 +184,49 @@ std::vector<double> dqlite_commits(Client& leader, int commits) {
   return ms;
 }
 
+// The store's own commit of one decision as the planner makes it (a lease
+// granted, with its event), through Store: group commit, its rules checked,
+// and on the cluster every statement a round trip to the leader.
+std::vector<double> decision_commits(memlend::store::Store& s, int commits) {
+  using namespace memlend::store;
+  Batch setup(0);
+  for (std::uint32_t h = 0; h < 2; ++h) {
+    HostRecord r;
+    r.id = h;
+    r.name = h == 0 ? "A" : "B";
+    r.memory_mib = 65536;
+    r.cpu_mhz = 16000;
+    setup.put(r);
+  }
+  VmRecord v;
+  v.name = "VM";
+  v.memory_mib = 8192;
+  setup.put(v);
+  if (auto o = s.commit(std::move(setup)); !o.ok()) die("store: " + o.error);
+  std::vector<double> ms;
+  for (int i = 0; i < commits; ++i) {
+    LeaseRecord l;
+    l.id = static_cast<std::uint64_t>(i) + 1;
+    l.donor = 1;
+    l.mib = 256;
+    l.state = LeaseState::active;
+    EventRecord e;
+    e.t_s = i;
+    e.event = "lease_granted";
+    e.vm = "VM";
+    e.host = "A";
+    e.donor = "B";
+    e.mib = 256;
+    e.reason = "VM needs 256 MiB more memory: B lends it";
+    Batch b(i);
+    b.put(l).event(e);
+    auto t = Clock::now();
+    if (auto o = s.commit(std::move(b)); !o.ok()) die("store: " + o.error);
+    ms.push_back(ms_since(t));
+  }
+  return ms;
+}
+
 std::vector<std::string> live_addresses(const std::vector<std::unique_ptr<NodeProcess>>& nodes) {
   std::vector<std::string> out;
   for (const auto& n : nodes)
@@ -260,6 +305,18 @@ int main(int argc, char** argv) {
 
   auto local = percentiles(sqlite_commits(root + "/local.db", commits));
   auto replicated = percentiles(dqlite_commits(leader, commits));
+  Percentiles store_local, store_replicated;
+  {
+    auto file = memlend::store::Store::open(root + "/store.db");
+    if (!file) die(file.error().message);
+    store_local = percentiles(decision_commits(**file, commits));
+    memlend::store::Replica where;
+    for (const auto& n : nodes) where.members.push_back(n->address());
+    where.database = "store-bench";
+    auto kept = memlend::store::Store::open_replicated(where);
+    if (!kept) die(kept.error().message);
+    store_replicated = percentiles(decision_commits(**kept, commits));
+  }
 
   std::vector<double> failover_ms;
   for (int k = 0; k < failovers; ++k) {
@@ -281,6 +338,11 @@ int main(int argc, char** argv) {
               local.p50, local.p99, local.max);
   std::printf("  %-44s p50 %7.3f ms   p99 %7.3f ms   max %7.3f ms\n", "dqlite, 3 voters on loopback, via leader:",
               replicated.p50, replicated.p99, replicated.max);
+  std::printf("a decision's commit through memlend's store (a lease granted and its event), %d times:\n", commits);
+  std::printf("  %-44s p50 %7.3f ms   p99 %7.3f ms   max %7.3f ms\n", "local store file (today's):", store_local.p50,
+              store_local.p99, store_local.max);
+  std::printf("  %-44s p50 %7.3f ms   p99 %7.3f ms   max %7.3f ms\n", "replicated store, 3 voters on loopback:",
+              store_replicated.p50, store_replicated.p99, store_replicated.max);
   if (!failover_ms.empty()) {
     auto f = percentiles(failover_ms);
     std::printf("failover, leader killed (SIGKILL) -> first write committed by the new leader, %d times:\n", failovers);

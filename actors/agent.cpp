@@ -445,6 +445,18 @@ void join(self_ptr self, const std::string& nonce) {
               self->quit(caf::make_error(caf::sec::runtime_error, "refused: " + r.reason));
               return;
             }
+            if (r.epoch < st.epoch) {
+              std::string where = "its controller";
+              if (!st.config.controllers.empty()) {
+                const auto& [host, port] = st.config.controllers[st.which % st.config.controllers.size()];
+                where = "the controller at " + host + ":" + std::to_string(port);
+              }
+              say(self, "refused " + where + ": its leadership epoch " +
+                            std::to_string(r.epoch) + " is below " + std::to_string(st.epoch) +
+                            ", that of a controller it joined before; trying the next");
+              ++st.which;
+              return retry_later(self);
+            }
             if (st.config.plane && r.data_bytes_per_mib != 0 &&
                 r.data_bytes_per_mib != st.config.plane->options().bytes_per_mib) {
               say(self, "its --data-kib-per-gib is " + std::to_string(st.config.plane->options().bytes_per_mib) +
@@ -453,6 +465,7 @@ void join(self_ptr self, const std::string& nonce) {
               return;
             }
             st.host = r.host;
+            st.epoch = r.epoch;
             // The same controller (its host actor restarted, or a partition
             // healed) still knows every grant it made, recorded or in flight.
             caf::node_id now = st.registrar.node();
@@ -465,7 +478,8 @@ void join(self_ptr self, const std::string& nonce) {
             st.attempts = 0;
             ++st.generation;
             say(self, "joined cluster " + st.config.cluster + " at t=" + std::to_string(static_cast<long>(r.scenario_t)) +
-                          "s; it lends or borrows through " + std::to_string(r.leases.size()) +
+                          "s" + (r.epoch ? " (leadership epoch " + std::to_string(r.epoch) + ")" : std::string()) +
+                          "; it lends or borrows through " + std::to_string(r.leases.size()) +
                           (r.leases.size() == 1 ? " lease" : " leases"));
             self->send(self, atom::tick::value, st.generation);
             if (st.config.probe && st.config.probe->joined) st.config.probe->joined(st.config.host);

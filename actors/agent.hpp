@@ -82,6 +82,10 @@ struct agent_state {
   // a grant that nobody will release, which the next join frees.
   caf::node_id controller;
   std::vector<std::uint64_t> grants_at_loss;
+  // The highest leadership epoch of a controller it joined: one below it is
+  // a deposed leader (cut off from the store's quorum, or not yet told), and
+  // is refused.
+  std::uint64_t epoch = 0;
   std::map<std::uint32_t, std::uint64_t> guest_passes;  // its guest workload's rounds said so far, by VM
   // A real node: what it joins with (from its last reading), the last
   // reading's failure (said once), and the leases plugged into each VM

@@ -169,6 +169,9 @@ struct JoinReply {
   // The cluster's sample period, so that an agent of a real node, which
   // reads no scenario, samples at the pace the controller's timers expect.
   std::int64_t sample_period_s = 0;
+  // The controller's leadership epoch (0: it keeps no store): an agent
+  // refuses a controller whose epoch is below one it has joined before.
+  std::uint64_t epoch = 0;
 };
 
 template <class Inspector>
@@ -196,7 +199,7 @@ typename Inspector::result_type inspect(Inspector& f, Placement& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, JoinReply& x) {
   return f(caf::meta::type_name("memlend.join_reply"), x.ok, x.reason, x.host, x.scenario_t, x.speed, x.leases,
-           x.placements, x.data_bytes_per_mib, x.host_names, x.sample_period_s);
+           x.placements, x.data_bytes_per_mib, x.host_names, x.sample_period_s, x.epoch);
 }
 
 template <class Inspector>

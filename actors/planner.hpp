@@ -34,6 +34,9 @@ struct StartState {
   std::uint64_t next_lease = 1;
   // Where each VM ran when the scenario began (agents rebuild from it).
   std::vector<policy::HostId> first_hosts;
+  // The leadership epoch this controller raised in the store as it started
+  // (0: no store); every agent that joins is told it.
+  std::uint64_t epoch = 0;
 };
 
 // Leases a scenario says VMs already have, numbered from 1 in scenario order;

@@ -75,6 +75,7 @@ void finish_join(self_ptr self, Joining j, std::uint32_t h) {
                       r.scenario_t = st.config.clock.now(self->clock());
                       r.speed = st.config.clock.speed;
                       r.sample_period_s = st.config.sample_period_s;
+                      r.epoch = st.config.epoch;
                       r.leases = leases_of_host(leases, h);
                       r.placements = party_placements(std::move(placements), r.leases, h);
                       for (const auto& l : r.leases)

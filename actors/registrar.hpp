@@ -28,6 +28,7 @@ struct RegistrarConfig {
   // and a known host's facts follow its agent's.
   bool open = false;
   std::int64_t sample_period_s = 10;  // told to each agent that joins
+  std::uint64_t epoch = 0;            // the leadership epoch, told to each agent that joins
 };
 
 struct registrar_state {

@@ -318,6 +318,7 @@ supervisor_actor::behavior_type supervisor(supervisor_actor::stateful_pointer<su
                        st.config.cluster.ca};
     rc.open = st.config.cluster.open;
     rc.sample_period_s = sc.settings.sample_period_s;
+    rc.epoch = st.config.start.epoch;
     st.registrar = self->spawn(registrar, rc, sup, st.planner, st.driver, st.config.sink);
     adopt(self, ChildKind::registrar, 0, caf::actor_cast<caf::actor>(st.registrar), {});
   }

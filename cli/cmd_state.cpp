@@ -62,6 +62,9 @@ int print_text(const std::string& path, const StateViews& v) {
         << cell("", c[column_index(v.controller, "live_leases")]) << " live leases, "
         << cell("", c[column_index(v.controller, "events")]) << " events, last written "
         << cell("", c[column_index(v.controller, "updated_at")]);
+    // Schema version 5 on: how many controllers have started on it.
+    if (auto e = column_index(v.controller, "epoch"); e < c.size())
+      out << ", leadership epoch " << cell("", c[e]);
   }
   out << '\n';
   print_table(out, "hosts (MiB)", v.hosts,

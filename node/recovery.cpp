@@ -124,11 +124,23 @@ Expected<Resumed> open_run(const Scenario& scenario, const ResumeOptions& option
     if (!snapshot) return Error{snapshot.error().message};
   }
 
+  // This controller's first transaction raises the leadership epoch: a
+  // controller that started before it, on this node or another, is older.
+  auto raise_epoch = [&](double t) -> Expected<std::uint64_t> {
+    std::uint64_t next = snapshot->epoch + 1;
+    auto raised = db->commit(store::Batch(t).epoch(next));
+    if (!raised.ok()) return Error{raised.error};
+    return next;
+  };
+
   if (snapshot->fresh()) {
     out.scenario = scenario;
     out.start = fresh_start(scenario, 0);
     auto outcome = db->commit(first_batch(scenario, out.start, fingerprint, options.datastore));
     if (!outcome.ok()) return Error{outcome.error};
+    auto epoch = raise_epoch(0);
+    if (!epoch) return epoch.error();
+    out.start.epoch = *epoch;
     out.platform = platform::make_sim(scenario);
     out.store = db;
     out.fingerprint = fingerprint;
@@ -180,10 +192,14 @@ Expected<Resumed> open_run(const Scenario& scenario, const ResumeOptions& option
   for (const auto& v : snap.vms)
     if (v.remote_since_s) start.remote_since[v.id] = *v.remote_since_s;
   for (const auto& r : snap.recommendations) start.recommended.insert(r.vm);
+  auto epoch = raise_epoch(snap.clock_s);
+  if (!epoch) return epoch.error();
+  start.epoch = *epoch;
   out.notes.push_back("resuming from " + where + " at t=" + std::to_string(static_cast<long>(snap.clock_s)) +
                       "s: " + std::to_string(start.leases.size()) + " leases, " +
                       std::to_string(snap.mirrors.size()) + " mirrors, " +
-                      std::to_string(snap.recommendations.size()) + " recommendations");
+                      std::to_string(snap.recommendations.size()) + " recommendations; leadership epoch " +
+                      std::to_string(start.epoch));
   out.platform = rebuild_platform(scenario, now, start, out.notes);
   out.scenario = std::move(now);
   out.start = std::move(start);

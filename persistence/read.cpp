@@ -83,6 +83,7 @@ Expected<Snapshot> Store::load() const {
       s.clock_s = r.real(0);
       s.scenario = r.text(1);
       s.next_lease_id = static_cast<std::uint64_t>(r.int64(2));
+      if (im.schema_version >= 5) s.epoch = static_cast<std::uint64_t>(r.int64(3));
     });
     if (rc != SQLITE_OK) return failed(rc);
   }

@@ -362,12 +362,34 @@ LEFT JOIN events e ON e.seq = (SELECT MAX(seq) FROM events WHERE vm = v.name AND
 ORDER BY v.id;
 )sql";
 
+// Version 5. The leadership epoch: each controller that starts on the store
+// (a restart, or a new leader of a replicated store) raises it in its first
+// transaction, and agents refuse a controller whose epoch is below one they
+// have seen. It never goes down.
+const char* const v5 = R"sql(
+ALTER TABLE controller ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+CREATE TRIGGER controller_epoch_rises BEFORE UPDATE OF epoch ON controller
+WHEN NEW.epoch <= OLD.epoch
+BEGIN SELECT RAISE(ABORT, 'the leadership epoch only rises'); END;
+
+DROP VIEW v_controller;
+CREATE VIEW v_controller AS
+SELECT (SELECT MAX(version) FROM schema_history) AS schema_version,
+       c.clock_s, c.scenario, c.next_lease_id,
+       (SELECT COALESCE(MAX(seq), 0) FROM events) AS events,
+       (SELECT COUNT(*) FROM leases WHERE state <> 'released') AS live_leases,
+       strftime('%Y-%m-%dT%H:%M:%SZ', c.updated_unix_ms / 1000, 'unixepoch') AS updated_at,
+       c.epoch
+FROM controller c;
+)sql";
+
 const std::vector<Migration>& builtin_migrations() {
   static const std::vector<Migration> all{
       {1, "hosts, VMs, leases, mirrors, recommendations, event log, clock, support views", v1},
       {2, "no lease secret in the store or the support views", v2},
       {3, "mirrors that could not be written: state failed, events mirror_failed and memory_lost", v3},
       {4, "each decision's reason with its event; retention may drop the oldest events", v4},
+      {5, "the leadership epoch, raised by each controller that starts", v5},
   };
   return all;
 }

@@ -77,6 +77,8 @@ const std::vector<StatementText>& statement_texts() {
       {Sql::read_begin, "BEGIN DEFERRED", false},
       {Sql::read_end, "COMMIT", false},
       {Sql::load_controller, "SELECT clock_s, scenario, next_lease_id FROM controller WHERE id = 1", false},
+      {Sql::load_controller, "SELECT clock_s, scenario, next_lease_id, epoch FROM controller WHERE id = 1", false, 5},
+      {Sql::epoch_set, "UPDATE controller SET epoch = ?1 WHERE id = 1", true, 5},
       {Sql::load_last_seq, "SELECT COALESCE(MAX(seq), 0) FROM events", false},
       {Sql::load_hosts,
        "SELECT id, name, memory_mib, cpu_mhz, reserved_mib, rdma, data_path, up, fabric, used_mib, used_mhz, "

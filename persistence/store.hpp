@@ -38,8 +38,11 @@ class Batch {
   struct SetScenario {
     std::string fingerprint;
   };
+  struct SetEpoch {
+    std::uint64_t epoch = 0;
+  };
   using Op = std::variant<HostRecord, VmRecord, LeaseRecord, MirrorRecord, RecommendationRecord,
-                          DropRecommendation, EventRecord, SetScenario>;
+                          DropRecommendation, EventRecord, SetScenario, SetEpoch>;
 
   explicit Batch(double t_s) : t_s_(t_s) {}
 
@@ -55,6 +58,8 @@ class Batch {
   Batch& event(EventRecord e) { return add(std::move(e)); }
   // What the controller runs (a digest of the scenario), kept for recovery.
   Batch& scenario(std::string fingerprint) { return add(SetScenario{std::move(fingerprint)}); }
+  // The leadership epoch; refused unless above the stored one.
+  Batch& epoch(std::uint64_t e) { return add(SetEpoch{e}); }
 
   double t_s() const { return t_s_; }
   const std::vector<Op>& ops() const { return ops_; }
@@ -130,6 +135,7 @@ struct Snapshot {
   std::string scenario;       // what Batch::scenario recorded
   std::uint64_t next_lease_id = 1;   // larger than any lease id ever stored
   std::uint64_t last_event_seq = 0;  // 0: no events yet
+  std::uint64_t epoch = 0;           // the leadership epoch (0: none raised yet)
   std::vector<HostRecord> hosts;     // by id
   std::vector<VmRecord> vms;         // by id
   std::vector<LeaseRecord> leases;   // every lease not released, by id

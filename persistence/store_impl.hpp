@@ -23,7 +23,7 @@ enum class Sql {
   host_name, host_upsert, vm_name, vm_upsert,
   lease_get, lease_insert, lease_update,
   mirror_upsert, recommendation_upsert, recommendation_delete,
-  event_insert, scenario_set, controller_advance,
+  event_insert, scenario_set, controller_advance, epoch_set,
   // retention (retention.cpp)
   events_bounds, events_first_recent, retention_mark, events_drop,
   // reads

@@ -84,6 +84,7 @@ class Writer {
                                 [&](const Batch::DropRecommendation& d) { return drop(d); },
                                 [&](const EventRecord& e) { return append(e, seqs); },
                                 [&](const Batch::SetScenario& s) { return scenario(s); },
+                                [&](const Batch::SetEpoch& e) { return epoch(e); },
                             },
                             op);
       if (!r.ok()) return r;
@@ -205,6 +206,13 @@ class Writer {
   Result scenario(const Batch::SetScenario& s) {
     Cursor c(im_, Sql::scenario_set);
     return done(c.bind(s.fingerprint).step(), [] { return std::string("scenario"); });
+  }
+
+  Result epoch(const Batch::SetEpoch& e) {
+    if (!im_.has(Sql::epoch_set))
+      return refuse("the leadership epoch: schema version " + std::to_string(im_.schema_version) + " keeps none");
+    Cursor c(im_, Sql::epoch_set);
+    return done(c.bind(e.epoch).step(), [&] { return "the leadership epoch " + std::to_string(e.epoch); });
   }
 
   Store::Impl& im_;

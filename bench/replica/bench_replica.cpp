@@ -266,6 +266,7 @@ void wait_for_leader_seen_by(const std::string& address) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  memlend::store::route_sqlite_log();  // before the nodes start SQLite
   const char* tmp = std::getenv("TMPDIR");
   std::string dir = tmp && *tmp ? tmp : "/tmp";
   int commits = 1000, failovers = 5;

@@ -108,6 +108,13 @@ class Failover {
     return n;
   }
 
+  // The leadership epoch of the controller an agent joined last, by its log (0: none).
+  int last_epoch(const std::string& agent) const {
+    std::string log = log_of(agent);
+    auto at = log.rfind("(leadership epoch ");
+    return at == std::string::npos ? 0 : std::atoi(log.c_str() + at + 18);
+  }
+
   std::vector<std::string> plugs(const std::string& h) const {
     return lines_of(slurp((hooks(h) / "plugs.log").string()));
   }
@@ -143,6 +150,8 @@ BOOST_AUTO_TEST_CASE(the_leaders_death_moves_the_controller_and_loses_no_decisio
   // The first leader lends web 256 MiB of B's, and A's platform plugs it.
   bool lent = eventually([&] { return f.count("c1", "lease_granted") == 1 && f.plugs("A").size() == 1; }, 90s);
   BOOST_TEST_REQUIRE(lent, f.logs());
+  // The first controller raised the leadership epoch to 1, and told the agents.
+  BOOST_TEST(f.last_epoch("A") == 1, f.logs());
 
   // The leader's node dies.
   f.net.kill9(pid["c1"]);
@@ -162,6 +171,9 @@ BOOST_AUTO_TEST_CASE(the_leaders_death_moves_the_controller_and_loses_no_decisio
            rejoined("B");
   }, 90s);
   BOOST_TEST_REQUIRE(back, f.logs());
+  // The new leader's first transaction raised it: a deposed leader's epoch
+  // is below what the agents have now seen, and they would refuse it.
+  for (const auto& h : {"A", "B"}) BOOST_TEST(f.last_epoch(h) >= 2, f.logs());
 
   // The new controller decides: web's guest is short again, by 256 MiB more.
   make_node(f.hooks("A"), "A", 16384, 0, "web", -206);

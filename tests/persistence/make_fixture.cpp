@@ -24,7 +24,9 @@ int main(int argc, char** argv) {
   }
   try {
     // Each version's sample on top of the older ones, as a file of it would hold.
-    if (version >= 4)
+    if (version >= 5)
+      memlend::test::write_sample_v5(path);
+    else if (version >= 4)
       memlend::test::write_sample_v4(path);
     else
       memlend::test::write_sample_v1(path);

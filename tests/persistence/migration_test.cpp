@@ -362,3 +362,30 @@ BOOST_AUTO_TEST_CASE(the_v4_fixture_keeps_its_decisions_and_their_reasons) {
   BOOST_TEST((*events)[1].reason.empty());
   BOOST_TEST((*events)[2].reason == "no host can lend 4096 MiB");
 }
+
+BOOST_AUTO_TEST_CASE(the_v5_fixture_keeps_its_epoch_which_only_rises) {
+  TempDir dir("migrate");
+  {
+    // Migrated from version 4: no controller has raised it yet.
+    auto s = Store::open(copy_of(dir, 4));
+    BOOST_TEST_REQUIRE(bool(s), (s ? "" : s.error().message));
+    auto snap = (*s)->load();
+    BOOST_TEST_REQUIRE(bool(snap));
+    BOOST_TEST(snap->epoch == 0u);
+  }
+  auto s = Store::open(copy_of(dir, 5));
+  BOOST_TEST_REQUIRE(bool(s), (s ? "" : s.error().message));
+  auto snap = (*s)->load();
+  BOOST_TEST_REQUIRE(bool(snap));
+  BOOST_TEST(snap->epoch == 2u);
+  BOOST_TEST(snap->last_event_seq == 10u);
+  auto same = (*s)->commit(Batch(740).epoch(2));
+  BOOST_TEST((same.status == Status::refused), same.error);
+  BOOST_TEST(same.error.find("the leadership epoch only rises") != std::string::npos, same.error);
+  auto raised = (*s)->commit(Batch(740).epoch(3));
+  BOOST_TEST(raised.ok(), raised.error);
+  auto view = (*s)->read(View::controller);
+  BOOST_TEST_REQUIRE(bool(view));
+  BOOST_TEST(view->columns.back() == "epoch");
+  BOOST_TEST(std::get<std::int64_t>(view->rows.at(0).back()) == 3);
+}

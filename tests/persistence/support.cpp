@@ -188,6 +188,20 @@ std::vector<store::Batch> sample_v4() {
   return out;
 }
 
+std::vector<store::Batch> sample_v5() {
+  std::vector<store::Batch> out;
+  out.push_back(std::move(store::Batch(720).epoch(1)));
+  out.push_back(std::move(store::Batch(730).epoch(2)));
+  return out;
+}
+
+void write_sample_v5(const std::string& path) {
+  auto all = sample_v1();
+  for (auto& b : sample_v4()) all.push_back(std::move(b));
+  for (auto& b : sample_v5()) all.push_back(std::move(b));
+  write_batches(path, std::move(all));
+}
+
 void write_sample_v4(const std::string& path) {
   auto all = sample_v1();
   for (auto& b : sample_v4()) all.push_back(std::move(b));

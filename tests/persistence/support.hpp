@@ -75,5 +75,9 @@ void write_sample_v1(const std::string& path);
 // beside an event that is none. fixtures/v4.sqlite holds both samples.
 std::vector<store::Batch> sample_v4();
 void write_sample_v4(const std::string& path);
+// Version 5 keeps the leadership epoch: two controllers started on it (epoch
+// 2). fixtures/v5.sqlite holds every sample.
+std::vector<store::Batch> sample_v5();
+void write_sample_v5(const std::string& path);
 
 }  // namespace memlend::test

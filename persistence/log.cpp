@@ -54,18 +54,27 @@ void log(LogLevel level, const std::string& message) {
   std::cerr << "memlend: store: " << tag << message << '\n';
 }
 
-void install_sqlite_log() {
+namespace {
+
+std::once_flag routed;
+
+void route_once(bool memstatus) {
   // sqlite3_config must come before SQLite initialises itself, once per process.
-  static std::once_flag once;
-  std::call_once(once, [] {
+  std::call_once(routed, [memstatus] {
     if (sqlite3_config(SQLITE_CONFIG_LOG, from_sqlite, nullptr) != SQLITE_OK)
       log(LogLevel::warning, "SQLite was initialised before the store: its own log is not routed here");
     // Memory statistics take a global mutex on every allocation; nothing reads them.
-    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    if (!memstatus) sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
   });
 }
 
-void route_sqlite_log() { install_sqlite_log(); }
+}  // namespace
+
+void install_sqlite_log() { route_once(false); }
+
+// A dqlite node in the process: SQLite's memory statistics stay as dqlite
+// expects them (its leader crashed in its VFS without them).
+void route_sqlite_log() { route_once(true); }
 
 std::int64_t unix_ms_now() {
   using namespace std::chrono;

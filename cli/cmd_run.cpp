@@ -452,7 +452,11 @@ RunCommand make_run(CLI::App& app) {
     if (!member && member.error().code == ErrorCode::unavailable) return exit_ok;  // stopped while joining
     if (!member) return bad_input("--replica-id: " + member.error().message);
     return follow_leadership(**member, [&](std::function<bool()> still_leading) {
-      return run_once(std::move(still_leading), (*member)->store());
+      // A store that lost its connection to the leader records nothing more,
+      // though this member may still lead: the term ends, and the next opens
+      // the store afresh.
+      auto leads_and_records = [&o, still_leading] { return still_leading() && (!o.store || o.store->recording()); };
+      return run_once(leads_and_records, (*member)->store());
     });
   }), [check] { return check(false).problems; }};
 }

@@ -498,4 +498,9 @@ Stats Store::stats() const {
   return impl_->stats;
 }
 
+bool Store::recording() const {
+  std::lock_guard<std::mutex> g(impl_->queue_mutex);
+  return impl_->broken.empty();
+}
+
 }  // namespace memlend::store

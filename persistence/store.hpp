@@ -214,6 +214,9 @@ class Store {
   const std::string& path() const;
   int schema_version() const;
   Stats stats() const;
+  // Whether it still records: false once a failure stopped its writer (a
+  // broken file, or a replicated store's lost connection to its leader).
+  bool recording() const;
 
   struct Impl;
 

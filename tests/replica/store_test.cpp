@@ -176,6 +176,9 @@ BOOST_AUTO_TEST_CASE(nothing_acknowledged_is_lost_when_the_leader_dies) {
     // The old leader's connection is gone: the store says so, and records nothing.
     auto o = store->commit(Batch(4).event(event("unsatisfied", 4)));
     BOOST_TEST(!o.ok());
+    BOOST_TEST(o.error.find("lost the cluster's leader") != std::string::npos, o.error);
+    // It records nothing more: a controller on it ends its term (cmd_run).
+    BOOST_TEST(!store->recording());
   }
   auto store = open_ok(through(cluster.addresses()));
   auto snap = store->load();

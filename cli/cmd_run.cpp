@@ -259,9 +259,11 @@ RunCheck check_run(RunFlags& f, bool speed_given, bool start) {
   }
   if (f.replica_id != 0 || !f.replica_address.empty() || !f.replica_join.empty() || !f.replica_dir.empty()) {
     auto flag_problem = [&](const std::string& key, const std::string& message) { return problem(key, message); };
-    if (f.replica_id == 0 && flag_problem("replica-id", "--replica-id: required with the other --replica-* options, from 1"))
+    if (f.replica_id == 0 &&
+        flag_problem("replica-id", "--replica-id: required with the other --replica-* options, from 1"))
       return c;
-    if (f.listen.empty() && flag_problem("replica-id", "--replica-id: a replicated store is for a cluster: needs --listen"))
+    if (f.listen.empty() &&
+        flag_problem("replica-id", "--replica-id: a replicated store is for a cluster: needs --listen"))
       return c;
     if ((f.no_db || f.dry_run) &&
         flag_problem("replica-id", "--replica-id: a replicated store records; not with --no-db or --dry-run"))
@@ -420,7 +422,8 @@ RunCommand make_run(CLI::App& app) {
         if (!resumed->resumed && !f->events_out.empty())
           if (auto err = empty_events_file(f->events_out)) return bad_input("--events-out: " + *err);
         if (resumed->resumed && !f->events_out.empty())
-          if (auto err = catch_up_events_file(f->events_out, *resumed->store)) return bad_input("--events-out: " + *err);
+          if (auto err = catch_up_events_file(f->events_out, *resumed->store))
+            return bad_input("--events-out: " + *err);
       } else {
         if (o.health) o.health->set_store(Health::Store::none);
         if (!f->events_out.empty())

@@ -187,9 +187,14 @@ Expected<ProgramEnd> run_program(const std::string& path, const std::vector<std:
   auto deadline = Clock::now() + limits.timeout;
   ProgramEnd f;
   bool eof = false, late = false, left_killed = false;
-  while (!(eof && group.exited())) {
+  for (;;) {
+    // Asked once per round: the program may exit between two askings, and a
+    // round that saw it running, then exited, polled nothing until the
+    // deadline (a hook that answered at once took its whole timeout).
+    const bool exited = group.exited();
+    if (eof && exited) break;
     // What the program left running in its group may hold its stdout open.
-    if (group.exited() && !left_killed) {
+    if (exited && !left_killed) {
       group.kill();
       left_killed = true;
     }
@@ -201,7 +206,7 @@ Expected<ProgramEnd> run_program(const std::string& path, const std::vector<std:
     pollfd p[2];
     nfds_t n = 0;
     if (!eof) p[n++] = {out.get(), POLLIN, 0};
-    if (!group.exited()) {
+    if (!exited) {
       if (exit_fd.get() >= 0)
         p[n++] = {exit_fd.get(), POLLIN, 0};
       else

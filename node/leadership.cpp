@@ -79,8 +79,8 @@ Expected<std::unique_ptr<Member>> Member::start(const MemberOptions& options) {
     if (joined) return m;
     if (joined.error().code == ErrorCode::invalid_input) return joined.error();
     if (joined.error().message != said)
-      log::console("memlend: ", "warning: store: cannot join the cluster through its members yet (" + joined.error().message +
-                "); trying again");
+      log::console("memlend: ", "warning: store: cannot join the cluster through its members yet (" +
+                                    joined.error().message + "); trying again");
     said = joined.error().message;
   } while (!stop_signal_within(500ms));
   return Error{"stopped before joining the store's cluster", ErrorCode::unavailable};
@@ -104,17 +104,20 @@ int follow_leadership(Member& member, const std::function<int(std::function<bool
   bool said = false;
   for (;;) {
     if (!member.leads()) {
-      if (!said) log::console("memlend: ", "store: member " + std::to_string(member.options().id) + " follows; the controller runs on the leader");
+      if (!said)
+        log::console("memlend: ", "store: member " + std::to_string(member.options().id) +
+                                      " follows; the controller runs on the leader");
       said = true;
       if (stop_signal_within(250ms)) return 0;
       continue;
     }
     said = false;
-    log::console("memlend: ", "store: member " + std::to_string(member.options().id) + " leads; the controller starts here");
+    log::console("memlend: ",
+                 "store: member " + std::to_string(member.options().id) + " leads; the controller starts here");
     int status = lead([&member] { return member.leads(); });
     if (status != lost_leadership) return status;
     log::console("memlend: ", "warning: store: member " + std::to_string(member.options().id) +
-              " no longer leads; the controller stopped here and runs on the new leader");
+                                  " no longer leads; the controller stopped here and runs on the new leader");
   }
 }
 

@@ -44,7 +44,8 @@ Expected<std::int64_t> inspect(replica::Client& c, const std::string& name, int 
                  ErrorCode::invalid_input};
   if (*version > known)
     return Error{name + ": written by a newer memlend (schema version " + std::to_string(*version) +
-                     "; this memlend knows versions up to " + std::to_string(known) + "); run that memlend or a newer one",
+                     "; this memlend knows versions up to " + std::to_string(known) +
+                     "); run that memlend or a newer one",
                  ErrorCode::invalid_input};
   if (*version <= 0 || *objects == 0)
     return Error{name + ": memlend's application_id but no schema; the database is damaged", ErrorCode::failed};
@@ -129,7 +130,8 @@ Expected<void> copy_table(replica::Client& c, sqlite3* out, const std::string& t
   std::string name = "\"" + table + "\"";
   auto rows = c.query("SELECT * FROM " + name);
   if (!rows) return Error{table + ": " + rows.error().message, rows.error().code};
-  if (sql::exec(out, ("DELETE FROM " + name).c_str()) != SQLITE_OK) return Error{table + ": " + sql::Connection::describe(out)};
+  if (sql::exec(out, ("DELETE FROM " + name).c_str()) != SQLITE_OK)
+    return Error{table + ": " + sql::Connection::describe(out)};
   if (rows->rows.empty()) return {};
   std::string text = "INSERT INTO " + name + " (";
   std::string marks;
@@ -170,11 +172,14 @@ Expected<void> export_replicated(const Store::Impl& im, const std::string& name)
     return Error{im.path + ": cannot make the copy in memory"};
   }
   sql::Connection copy(mem);
-  auto failed = [&](const std::string& why) { return Error{im.path + ": cannot export it to " + name + " (" + why + ")"}; };
+  auto failed = [&](const std::string& why) {
+    return Error{im.path + ": cannot export it to " + name + " (" + why + ")"};
+  };
   if (sql::exec(mem, script.c_str()) != SQLITE_OK) return failed(copy.error());
   if (sql::exec(mem, "BEGIN") != SQLITE_OK) return failed(copy.error());
   if (auto b = c.exec("BEGIN DEFERRED"); !b) return failed(b.error().message);
-  auto tables = c.query("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name");
+  auto tables =
+      c.query("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name");
   Expected<void> copied;
   if (!tables) copied = tables.error();
   for (std::size_t i = 0; tables && copied && i < tables->rows.size(); ++i)
@@ -240,7 +245,8 @@ Expected<std::unique_ptr<Store>> Store::open_replicated(const Replica& where, co
     for (const auto& row : steps->rows) {
       const auto* from = row.size() == 2 ? std::get_if<std::string>(&row[0]) : nullptr;
       const auto* to = row.size() == 2 ? std::get_if<std::string>(&row[1]) : nullptr;
-      if (!from || !to) return Error{impl->path + ": lease_transitions: a row that is not two names", ErrorCode::failed};
+      if (!from || !to)
+        return Error{impl->path + ": lease_transitions: a row that is not two names", ErrorCode::failed};
       impl->lease_steps.emplace(*from, *to);
     }
     impl->start_writer();

@@ -331,6 +331,16 @@ struct HangingDatastore {
   }
 };
 
+// B lends VM2 48 GiB and stays up: the stall must last as long as the test
+// takes to see it, which under load can outlast the main scenario's donor.
+const char* lending_only = R"({
+  "settings": { "sample_period_s": 10, "detect_samples": 2, "migrate_after_s": 86400 },
+  "hosts": [ { "name": "A", "memory_mib": 16384,  "cpu_mhz": 32000 },
+             { "name": "B", "memory_mib": 131072, "cpu_mhz": 8000 } ],
+  "vms": [ { "name": "VM2", "host": "A", "memory_mib": 16384, "cpu_mhz": 16000 } ],
+  "events": [ { "at_s": 15, "vm": "VM2", "memory_mib": 65536 } ]
+})";
+
 // Twelve VMs, none of which needs anything: a steady stream of samples for
 // the failpoint to crash their actors on, spread over all of them.
 const char* quiet_cluster = R"({
@@ -366,6 +376,7 @@ BOOST_AUTO_TEST_CASE(a_datastore_that_hangs_fires_the_mirror_stalled_alert) {
   const std::string lag = "memlend_datapath_mirror_lag_bytes";
   std::optional<std::size_t> hung_at;
   RecordOptions how;
+  how.scenario = lending_only;
   // Hung once the mirror is being written: the lease's mirror file is made
   // before, on a datastore that answers.
   how.after_scrape = [&](const Run& r) {

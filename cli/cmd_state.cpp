@@ -98,8 +98,9 @@ Action add_state(CLI::App& app) {
       "state",
       "Show what the controller's store holds: hosts and what they lend, VMs and their\n"
       "memory, leases, mirrors, recommendations and the latest events. Opens the database\n"
-      "read-only: it works while the controller runs and never changes the file.");
-  auto db = std::make_shared<std::string>(store::default_db_path);
+      "read-only: it works while the controller runs and never changes the file; on a\n"
+      "cluster it reads the replicated store through the members.");
+  auto source = std::make_shared<StoreSource>();
   auto as_json = std::make_shared<bool>(false);
   cmd->add_flag("--json", *as_json,
                 "Print one JSON object with the arrays hosts, vms, leases, mirrors, recommendations\n"
@@ -109,28 +110,25 @@ Action add_state(CLI::App& app) {
                   "Write what the store holds to FILE instead, a plain SQLite file with the same views\n"
                   "(sqlite3 opens it as it is); FILE must not exist")
       ->type_name("FILE");
-  cmd->add_option("--db", *db,
-                  "The controller's database (default: the installed config's, else memlend.db in the working "
-                  "directory)")
-      ->type_name("FILE");
-  return [cmd, db, as_json, export_file] {
-    if (auto found = find_installed_store(*cmd, *db); !found) return bad_input(found.error().message);
+  add_store_options(*cmd, source);
+  return [cmd, source, as_json, export_file] {
+    if (auto found = find_installed_store(*cmd, *source); !found) return bad_input(found.error().message);
     if (!export_file->empty() && *as_json) return bad_input("--export and --json: choose one");
-    auto s = open_store_for_reading(*db);
+    auto s = open_store_for_reading(*source);
     if (!s) return bad_input(s.error().message);
     if (!export_file->empty()) {
       if (auto done = (*s)->export_to(*export_file); !done) return bad_input(done.error().message);
-      std::cout << "exported " << *db << " (schema version " << (*s)->schema_version() << ") to " << *export_file
-                << '\n';
+      std::cout << "exported " << source->name() << " (schema version " << (*s)->schema_version() << ") to "
+                << *export_file << '\n';
       return exit_ok;
     }
     auto v = read_state_views(**s);
     if (!v) return bad_input(v.error().message);
     if (*as_json) {
-      std::cout << state_json(*db, *v).dump(2) << '\n';
+      std::cout << state_json(source->name(), *v).dump(2) << '\n';
       return exit_ok;
     }
-    return print_text(*db, *v);
+    return print_text(source->name(), *v);
   };
 }
 

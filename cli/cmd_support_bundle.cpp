@@ -57,7 +57,7 @@ const std::set<std::string> keys_from_config{"db",          "platform", "qmp-dir
 struct BundleFlags {
   std::string out;
   std::string config;
-  std::string db = store::default_db_path;
+  std::shared_ptr<StoreSource> source = std::make_shared<StoreSource>();
   std::string metrics_url;
   std::string since = "1h";
   bool force = false;
@@ -157,6 +157,8 @@ Expected<Config> read_config(CLI::App& cmd, BundleFlags& f) {
   std::vector<const CLI::App*> commands;
   if (const CLI::App* app = cmd.get_parent())
     for (const CLI::App* sub : app->get_subcommands([](const CLI::App*) { return true; })) commands.push_back(sub);
+  // Asked before the file sets --db: the command line's own choice wins.
+  const bool db_given = cmd.get_option("--db")->count() > 0;
   auto lines = read_config_lines(c.path, repeatable_keys(commands));
   if (!lines) return lines.error();
   for (const ConfigLine& l : *lines) {
@@ -172,8 +174,13 @@ Expected<Config> read_config(CLI::App& cmd, BundleFlags& f) {
     if (auto bad = set_from_config_file(*opt, l.value))
       c.problems.push_back(where + "key " + l.key + ": bad value \"" + clip(l.value) + "\": " + *bad);
   }
-  bool db_given = cmd.get_option("--db")->count() > 0;
-  if (c.installed && !db_given) f.db = installed_db_path(c.values.count("db") ? f.db : "");
+  if (c.installed && !db_given) f.source->db = installed_db_path(c.values.count("db") ? f.source->db : "");
+  // A node of a cluster: its store is the cluster's, unless told otherwise.
+  if (!db_given && cmd.get_option("--replica")->count() == 0) {
+    auto members = replica_members_in(c.path);
+    if (members) f.source->members = std::move(*members);
+    else c.problems.push_back(members.error().message);
+  }
   return c;
 }
 
@@ -283,15 +290,15 @@ BundlePart check_config_part(const Config& c) {
 }
 
 // state.json and events.jsonl, from one read-only look at the store.
-std::vector<BundlePart> store_parts(const std::string& db, std::time_t since) {
-  auto s = open_store_for_reading(db);
+std::vector<BundlePart> store_parts(const StoreSource& source, std::time_t since) {
+  auto s = open_store_for_reading(source);
   if (!s) return {missing("state.json", s.error().message), missing("events.jsonl", s.error().message)};
   std::vector<BundlePart> parts;
   auto v = read_state_views(**s);
   if (!v) {
     parts.push_back(missing("state.json", v.error().message));
   } else {
-    auto j = state_json(db, *v);
+    auto j = state_json(source.name(), *v);
     parts.push_back(collected("state.json", j.dump(2) + "\n",
                               std::to_string(j["hosts"].size()) + " hosts, " + std::to_string(j["vms"].size()) +
                                   " VMs, " + std::to_string(j["leases"].size()) + " leases"));
@@ -406,7 +413,7 @@ std::string manifest(const BundleFlags& f, const Config& c, const std::string& n
     << "made:      " << utc(now) << " by memlend " MEMLEND_VERSION " on " << node << "\n"
     << "window:    events and logs since " << utc(since) << " (--since " << f.since << ")\n"
     << "config:    " << (c.path.empty() ? "none" : c.path + (c.installed ? " (the installed one)" : "")) << "\n"
-    << "store:     " << f.db << "\n"
+    << "store:     " << f.source->name() << "\n"
     << "platform:  " << (f.platform.platform.empty() ? "none" : f.platform.platform) << "\n"
     << "scrubbed:  " << scrubbed << " places of key material removed (PEM blocks and secrets' bytes)\n";
   for (const auto& n : secret_notes) m << "secret:    " << n << "\n";
@@ -440,7 +447,7 @@ int make_bundle(CLI::App& cmd, BundleFlags& f) {
   std::vector<BundlePart> parts;
   parts.push_back(config_part(*config));
   parts.push_back(check_config_part(*config));
-  for (auto& p : store_parts(f.db, since)) parts.push_back(std::move(p));
+  for (auto& p : store_parts(*f.source, since)) parts.push_back(std::move(p));
   parts.push_back(journal_part(since));
   parts.push_back(metrics_part(f, *config));
   parts.push_back(versions_part());
@@ -489,9 +496,7 @@ Action add_support_bundle(CLI::App& app) {
                   "The node's config file: its store, metrics address, platform and secret files (default " +
                       std::string(installed_config) + " when it exists)")
       ->type_name("FILE");
-  cmd->add_option("--db", f->db,
-                  "The controller's database (default: the config's, else memlend.db in the working directory)")
-      ->type_name("FILE");
+  add_store_options(*cmd, f->source);
   cmd->add_option("--metrics-url", f->metrics_url,
                   "The metrics page to scrape (default: http://ADDR/metrics for the config's metrics address)")
       ->type_name("URL");

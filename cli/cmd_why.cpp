@@ -13,7 +13,7 @@ namespace {
 
 struct WhyFlags {
   std::string vm;
-  std::string db = store::default_db_path;
+  std::shared_ptr<StoreSource> source = std::make_shared<StoreSource>();
   bool json = false;
   std::size_t limit = 20;
 };
@@ -27,11 +27,11 @@ int print_text(const WhyFlags& f, const store::Table& t) {
   };
   auto& out = std::cout;
   if (t.rows.empty()) {
-    out << f.vm << ": no decisions recorded in " << f.db << '\n';
+    out << f.vm << ": no decisions recorded in " << f.source->name() << '\n';
     return exit_ok;
   }
   out << f.vm << ": " << t.rows.size() << (t.rows.size() == f.limit ? " latest" : "") << " decision"
-      << (t.rows.size() == 1 ? "" : "s") << " in " << f.db << ", newest first\n";
+      << (t.rows.size() == 1 ? "" : "s") << " in " << f.source->name() << ", newest first\n";
   for (const auto& row : t.rows) {
     out << "\n  #" << at(row, "seq") << "  t=" << at(row, "t_s") << "s  " << at(row, "recorded_at") << "  "
         << at(row, "event");
@@ -49,26 +49,24 @@ Action add_why(CLI::App& app) {
       "why",
       "Show why: the decisions the controller made for one VM, newest first, each\n"
       "with its reason (lent memory, moved it, recommended a move, could not help).\n"
-      "Opens the database read-only: it works while the controller runs.");
+      "Opens the database read-only: it works while the controller runs; on a cluster\n"
+      "it reads the replicated store through the members.");
   auto f = std::make_shared<WhyFlags>();
   cmd->add_option("VM", f->vm, "The VM's name, as in the scenario")->required();
-  cmd->add_option("--db", f->db,
-                  "The controller's database (default: the installed config's, else memlend.db in the working "
-                  "directory)")
-      ->type_name("FILE");
+  add_store_options(*cmd, f->source);
   cmd->add_flag("--json", f->json, "Print one JSON object: database, vm and the array decisions");
   cmd->add_option("--limit", f->limit, "Show the N newest decisions at most (default 20)");
   return [cmd, f] {
-    if (auto found = find_installed_store(*cmd, f->db); !found) return bad_input(found.error().message);
+    if (auto found = find_installed_store(*cmd, *f->source); !found) return bad_input(found.error().message);
     if (f->limit < 1 || f->limit > most_limit)
       return bad_input("--limit: must be from 1 to " + std::to_string(most_limit));
-    auto s = open_store_for_reading(f->db);
+    auto s = open_store_for_reading(*f->source);
     if (!s) return bad_input(s.error().message);
     auto t = (*s)->decisions(f->vm, f->limit);
     if (!t) return bad_input(t.error().message);
     if (!f->json) return print_text(*f, *t);
     nlohmann::ordered_json j;
-    j["database"] = f->db;
+    j["database"] = f->source->name();
     j["vm"] = f->vm;
     j["decisions"] = rows_json(*t);
     std::cout << j.dump(2) << '\n';

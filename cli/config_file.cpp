@@ -96,6 +96,8 @@ Applied& applied_file() {
 
 }  // namespace
 
+const std::map<std::string, int>& applied_file_keys() { return applied_file().keys; }
+
 std::string attribute_to_config_file(const std::string& message) {
   const auto& a = applied_file();
   if (message.rfind("--", 0) != 0) return message;

@@ -59,6 +59,9 @@ std::set<std::string> repeatable_keys(const std::vector<const CLI::App*>& comman
 // option refuses it.
 std::optional<std::string> set_from_config_file(CLI::Option& opt, const std::string& value);
 
+// The keys --config's file set for this process's command (key → line).
+const std::map<std::string, int>& applied_file_keys();
+
 // A value is checked by the command's action, whose error names the option
 // ("--metrics: ..."); when that option's value came from the config file the
 // error names the file, the line and the key instead. Other messages pass as

@@ -1,5 +1,6 @@
 #include "cli/store_rows.hpp"
 
+#include "cli/cluster_flags.hpp"
 #include "cli/config_file.hpp"
 
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include <cstdio>
 #include <map>
 #include <set>
+#include <sstream>
 
 namespace memlend::cli {
 
@@ -36,14 +38,94 @@ nlohmann::ordered_json with_last_decisions(const store::Table& decisions, nlohma
 
 }  // namespace
 
-Expected<void> find_installed_store(CLI::App& cmd, std::string& db) {
-  const CLI::Option* given_db = cmd.get_option_no_throw("--db");
-  const CLI::Option* given_config = cmd.get_option_no_throw("--config");
-  if ((given_db && given_db->count() > 0) || (given_config && given_config->count() > 0)) return {};
-  if (::access(installed_config, F_OK) != 0) return {};
-  std::map<std::string, int> applied;
-  if (auto bad = apply_config_file(cmd, installed_config, &applied)) return *bad;
-  db = installed_db_path(applied.count("db") ? db : "");
+std::string StoreSource::name() const {
+  if (members.empty()) return db;
+  std::string list;
+  for (const auto& m : members) list += (list.empty() ? "" : ",") + m;
+  return "the cluster through " + list;
+}
+
+namespace {
+
+// "HOST:PORT,HOST:PORT" as members; `what` names the flag or key.
+Expected<std::vector<std::string>> members_of(const std::string& list, const std::string& what) {
+  std::vector<std::string> out;
+  std::stringstream items(list);
+  for (std::string item; std::getline(items, item, ',');) {
+    if (!parse_address(item) || parse_address(item)->second == 0)
+      return Error{what + ": \"" + item + "\" is not HOST:PORT", ErrorCode::invalid_input};
+    out.push_back(item);
+  }
+  if (out.empty()) return Error{what + ": no member given", ErrorCode::invalid_input};
+  return out;
+}
+
+bool given_on_command_line(const CLI::App& cmd, const std::string& name) {
+  const CLI::Option* o = cmd.get_option_no_throw(name);
+  return o && o->count() > 0;
+}
+
+}  // namespace
+
+Expected<std::vector<std::string>> replica_members_in(const std::string& path) {
+  auto lines = read_config_lines(path);
+  if (!lines) return lines.error();
+  std::string address, join;
+  int address_line = 0, join_line = 0;
+  for (const ConfigLine& l : *lines) {
+    if (l.key == "replica-address") address = l.value, address_line = l.line;
+    if (l.key == "replica-join") join = l.value, join_line = l.line;
+  }
+  if (address.empty()) return std::vector<std::string>{};
+  auto out = members_of(address, path + ":" + std::to_string(address_line) + ": key replica-address");
+  if (!out) return out.error();
+  if (!join.empty()) {
+    auto more = members_of(join, path + ":" + std::to_string(join_line) + ": key replica-join");
+    if (!more) return more.error();
+    for (auto& m : *more)
+      if (std::find(out->begin(), out->end(), m) == out->end()) out->push_back(std::move(m));
+  }
+  return out;
+}
+
+void add_store_options(CLI::App& cmd, const std::shared_ptr<StoreSource>& source) {
+  cmd.add_option("--db", source->db,
+                 "The controller's database (default: the installed config's, else memlend.db in the working "
+                 "directory)")
+      ->type_name("FILE");
+  cmd.add_option_function<std::string>(
+         "--replica",
+         [source](const std::string& list) {
+           auto m = members_of(list, "--replica");
+           if (!m) throw CLI::ValidationError(m.error().message);
+           source->members = std::move(*m);
+         },
+         "Read the store a cluster keeps (memlend run --replica-*) instead of a file, through\n"
+         "these members of it (any one that answers will do); the default on a node whose\n"
+         "config names its member")
+      ->type_name("HOST:PORT[,...]")
+      ->excludes("--db");
+}
+
+Expected<void> find_installed_store(CLI::App& cmd, StoreSource& source) {
+  if (given_on_command_line(cmd, "--replica")) return {};
+  const bool has_config = given_on_command_line(cmd, "--config");
+  // With --config, with_config_file has set --db from the file already.
+  const bool db_from_file = has_config && applied_file_keys().count("db");
+  if (given_on_command_line(cmd, "--db") && !db_from_file) return {};
+  std::string config;
+  if (has_config) {
+    config = cmd.get_option("--config")->as<std::string>();
+  } else if (::access(installed_config, F_OK) == 0) {
+    config = installed_config;
+    std::map<std::string, int> applied;
+    if (auto bad = apply_config_file(cmd, installed_config, &applied)) return *bad;
+    source.db = installed_db_path(applied.count("db") ? source.db : "");
+  }
+  if (config.empty()) return {};
+  auto members = replica_members_in(config);
+  if (!members) return members.error();
+  source.members = std::move(*members);
   return {};
 }
 
@@ -53,11 +135,14 @@ std::string installed_db_path(std::string db) {
   return db;
 }
 
-Expected<std::unique_ptr<store::Store>> open_store_for_reading(const std::string& db) {
+Expected<std::unique_ptr<store::Store>> open_store_for_reading(const StoreSource& source) {
   store::set_log_sink([](store::LogLevel, const std::string&) {});
   store::Options options;
   options.access = store::Access::read_only;
-  return store::Store::open(db, options);
+  if (source.members.empty()) return store::Store::open(source.db, options);
+  store::Replica where;
+  where.members = source.members;
+  return store::Store::open_replicated(where, options);
 }
 
 Expected<StateViews> read_state_views(const store::Store& s) {

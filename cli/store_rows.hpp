@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace memlend::cli {
 
@@ -21,17 +22,36 @@ inline constexpr const char* installed_state_dir = "/var/lib/memlend";
 // none set): the service runs in its state directory, so a relative path is there.
 std::string installed_db_path(std::string db);
 
-// Where the store is when `cmd` was given neither --db nor --config: on a
-// node with memlend installed, what the installed config says, else the
-// package's state directory, so that support's first `memlend state` needs no
-// flags; elsewhere memlend.db in the working directory, as before. Sets `db`
-// (the --db option's variable); an installed config that cannot be read is
-// an error.
-Expected<void> find_installed_store(CLI::App& cmd, std::string& db);
+// Where support tooling reads the store: a file, or the store a dqlite
+// cluster keeps (memlend run --replica-*), through any of its members.
+struct StoreSource {
+  std::string db = store::default_db_path;
+  std::vector<std::string> members;  // HOST:PORT each; empty: the file
+  // For output: the file, or "the cluster through HOST:PORT,...".
+  std::string name() const;
+};
+
+// Adds --db FILE and --replica HOST:PORT[,...] to `cmd`.
+void add_store_options(CLI::App& cmd, const std::shared_ptr<StoreSource>& source);
+
+// Where the store is when `cmd` was not told on its command line: a config
+// (--config, else on a node with memlend installed the installed one) that
+// names this node's member of a cluster (replica-address, replica-join)
+// means the cluster's store; else the config's `db`, the installed one
+// relative to the package's state directory, so that support's first
+// `memlend state` needs no flags; elsewhere memlend.db in the working
+// directory, as before. A config that cannot be read, or a member that is
+// not HOST:PORT, is an error.
+Expected<void> find_installed_store(CLI::App& cmd, StoreSource& source);
+
+// The members a config names for its node's member of a cluster: its own
+// replica-address first, then its replica-join. None when it names none.
+Expected<std::vector<std::string>> replica_members_in(const std::string& config);
 
 // Read-only, without a lock and without SQLite's own log (the one line of a
-// refusal says it all): works while the controller runs, changes nothing.
-Expected<std::unique_ptr<store::Store>> open_store_for_reading(const std::string& db);
+// refusal says it all): works while the controller runs, changes nothing. A
+// cluster's store is read through its leader, found through the members.
+Expected<std::unique_ptr<store::Store>> open_store_for_reading(const StoreSource& source);
 
 // The views `memlend state` shows, read from one store.
 struct StateViews {

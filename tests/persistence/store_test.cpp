@@ -31,14 +31,7 @@ std::unique_ptr<Store> open_ok(const std::string& path, Access access = Access::
 // Hosts A, B, C and VMs VM0 (on A) and VM1 (on B), committed.
 void setup_cluster(Store& s) {
   Batch b(0);
-  for (std::uint32_t h = 0; h < 3; ++h) {
-    HostRecord r;
-    r.id = h;
-    r.name = std::string(1, static_cast<char>('A' + h));
-    r.memory_mib = 65536;
-    r.cpu_mhz = 16000;
-    b.put(r);
-  }
+  for (std::uint32_t h = 0; h < 3; ++h) b.put(memlend::test::test_host(h));
   for (std::uint32_t v = 0; v < 2; ++v) {
     VmRecord r;
     r.id = v;

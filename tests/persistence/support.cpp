@@ -162,6 +162,15 @@ void write_batches(const std::string& path, std::vector<store::Batch> batches) {
 
 void write_sample_v1(const std::string& path) { write_batches(path, sample_v1()); }
 
+store::HostRecord test_host(std::uint32_t id) {
+  store::HostRecord r;
+  r.id = id;
+  r.name = std::string(1, static_cast<char>('A' + id));
+  r.memory_mib = 65536;
+  r.cpu_mhz = 16000;
+  return r;
+}
+
 std::string bad_input_answer(const std::vector<std::string>& argv, const std::string& names, const std::string& what) {
   auto r = run_process(argv, 60);
   std::string wrong;

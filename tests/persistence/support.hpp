@@ -64,6 +64,9 @@ std::string raw_value(const std::string& db_path, const std::string& sql);
 // Runs memlend's support tooling and checks its answer to bad input: exit
 // status 2, nothing on stdout, one line on stderr that starts with `names`
 // and says `what`. What is wrong with the answer, "" when nothing is.
+// Host `id` of a test's cluster: named A, B, ... by id, 64 GiB, 16 GHz.
+store::HostRecord test_host(std::uint32_t id);
+
 std::string bad_input_answer(const std::vector<std::string>& argv, const std::string& names, const std::string& what);
 
 // The sample data of schema version 1, as the batches that write it. Its

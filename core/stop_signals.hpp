@@ -6,6 +6,8 @@
 
 #include <csignal>
 
+#include <chrono>
+
 namespace memlend {
 
 inline sigset_t stop_signals() {
@@ -14,6 +16,15 @@ inline sigset_t stop_signals() {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   return set;
+}
+
+// Waits up to `most` for one of them (blocked in this thread, as they are in
+// every thread of the long-running commands); true when one came.
+inline bool stop_signal_within(std::chrono::milliseconds most) {
+  sigset_t set = stop_signals();
+  timespec wait{static_cast<time_t>(most.count() / 1000), static_cast<long>((most.count() % 1000) * 1000000)};
+  int sig = sigtimedwait(&set, nullptr, &wait);
+  return sig == SIGINT || sig == SIGTERM;
 }
 
 // Blocks them in this thread (and so in the threads it makes) for its

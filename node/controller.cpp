@@ -67,21 +67,17 @@ namespace {
 // A thread that turns the first SIGINT or SIGTERM into `stop()`; it ends by
 // itself once `done` is set. The signals are blocked already.
 struct SignalWatch {
-  sigset_t set = stop_signals();
   std::atomic<bool> done{false};
   std::thread thread;
 
   template <class F>
   explicit SignalWatch(F stop) {
     thread = std::thread([this, stop] {
-      timespec wait{0, 200'000'000};
-      while (!done) {
-        int sig = sigtimedwait(&set, nullptr, &wait);
-        if (sig == SIGINT || sig == SIGTERM) {
+      while (!done)
+        if (stop_signal_within(std::chrono::milliseconds(200))) {
           stop();
           return;
         }
-      }
     });
   }
   ~SignalWatch() {

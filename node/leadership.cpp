@@ -22,15 +22,6 @@ replica::Limits quick() {
   return l;
 }
 
-// Waits up to `most` for a stop signal (blocked in this thread, as in every
-// thread of memlend's long-running commands); true when one came.
-bool stop_signal_within(std::chrono::milliseconds most) {
-  sigset_t set = stop_signals();
-  timespec wait{static_cast<time_t>(most.count() / 1000), static_cast<long>((most.count() % 1000) * 1000000)};
-  int sig = sigtimedwait(&set, nullptr, &wait);
-  return sig == SIGINT || sig == SIGTERM;
-}
-
 // Has the leader add this member, or give it the role it lacks.
 Expected<void> join(const MemberOptions& o) {
   auto leader = replica::connect_leader(o.join, "", 2000ms, quick());

@@ -3,6 +3,7 @@
 #include "core/log.hpp"
 #include "core/stop_signals.hpp"
 #include "replica/client.hpp"
+#include "replica/roles.hpp"
 
 #include <algorithm>
 #include <csignal>
@@ -63,6 +64,7 @@ Expected<std::unique_ptr<Member>> Member::start(const MemberOptions& options) {
   auto node = replica::Node::start(nc);
   if (!node) return node.error();
   m->node_ = std::move(*node);
+  m->keeper_ = std::thread([m = m.get()] { m->keep_roles(); });
   if (options.id == 1) return m;
   std::string said;
   do {
@@ -77,11 +79,47 @@ Expected<std::unique_ptr<Member>> Member::start(const MemberOptions& options) {
   return Error{"stopped before joining the store's cluster", ErrorCode::unavailable};
 }
 
+Member::~Member() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  stop_.notify_all();
+  if (keeper_.joinable()) keeper_.join();
+}
+
 bool Member::leads() {
-  auto c = replica::Client::connect(options_.address, quick());
-  if (!c) return false;
-  auto leader = c->leader();
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!self_ || self_->spent()) {
+    self_.reset();
+    auto c = replica::Client::connect(options_.address, quick());
+    if (!c) return false;
+    self_.emplace(std::move(*c));
+  }
+  auto leader = self_->leader();
   return leader && leader->id == options_.id;
+}
+
+void Member::keep_roles() {
+  replica::RoleKeeper keeper([](const std::string& address) { return replica::answers(address, quick()); });
+  std::string said;
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (!stop_.wait_for(lock, options_.role_period, [this] { return stopping_; })) {
+    lock.unlock();
+    auto c = replica::Client::connect(options_.address, quick());
+    auto leader = c ? c->leader() : Expected<replica::NodeInfo>(c.error());
+    if (leader && leader->id == options_.id) {
+      auto done = keeper.pass(*c, options_.id);
+      if (done) {
+        for (const auto& change : *done) log::console("memlend: ", "store: " + change);
+        said.clear();
+      } else if (done.error().message != said) {
+        said = done.error().message;
+        log::console("memlend: ", "warning: store: cannot keep the members' roles (" + said + "); trying again");
+      }
+    }
+    lock.lock();
+  }
 }
 
 store::Replica Member::store() const {

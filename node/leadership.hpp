@@ -8,13 +8,18 @@
 
 #include "core/expected.hpp"
 #include "persistence/store.hpp"
+#include "replica/client.hpp"
 #include "replica/node.hpp"
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace memlend {
@@ -26,10 +31,13 @@ struct MemberOptions {
   std::string data_dir;                 // Raft's log and snapshots
   std::optional<std::chrono::milliseconds> network_latency;
   std::string database = "memlend";
+  // How often the leader probes the others; three misses in a row make a
+  // member dead to the roles it keeps.
+  std::chrono::milliseconds role_period{2000};
 };
 
 // The cluster keeps this many voters; the other members are standbys, which
-// hold a copy of the log and can be made voters.
+// hold a copy of the log and can be made voters, and spares.
 inline constexpr std::size_t store_voters = 3;
 
 class Member {
@@ -39,6 +47,11 @@ class Member {
   // store_voters, else as a standby; waits for that until a stop signal.
   static Expected<std::unique_ptr<Member>> start(const MemberOptions& options);
 
+  // Stops keeping roles, then the member.
+  ~Member();
+  Member(const Member&) = delete;
+  Member& operator=(const Member&) = delete;
+
   // Whether this member leads now, as it sees itself.
   bool leads();
   // The store as this member reaches it: through itself.
@@ -47,8 +60,16 @@ class Member {
 
  private:
   explicit Member(MemberOptions options) : options_(std::move(options)) {}
+  // While it leads, every `role_period`: voters that stopped answering give
+  // their vote to members that answer (replica/roles.hpp).
+  void keep_roles();
   MemberOptions options_;
   std::unique_ptr<replica::Node> node_;
+  std::mutex mutex_;
+  std::optional<replica::Client> self_;  // leads()'s connection, kept while it works
+  std::condition_variable stop_;
+  bool stopping_ = false;
+  std::thread keeper_;
 };
 
 // Waits until `member` leads, then runs `lead(still_leading)`, which runs

@@ -127,8 +127,8 @@ BOOST_AUTO_TEST_CASE(the_v2_fixture_migrates_and_takes_a_failed_mirror) {
   check_sample_v1(*snap);
   Batch b(700);
   b.put(MirrorRecord{1, "memlend-datastore/VM2.mirror", 49152LL << 20, 1LL << 30, MirrorState::failed, 700});
-  b.event(EventRecord{0, 700, "mirror_failed", "VM2", "A", "", 49152});
-  b.event(EventRecord{0, 710, "memory_lost", "VM2", "A", "B", 49152});
+  b.event(EventRecord{0, 700, "mirror_failed", "VM2", "A", "", 49152, ""});
+  b.event(EventRecord{0, 710, "memory_lost", "VM2", "A", "B", 49152, ""});
   BOOST_TEST((*s)->commit(std::move(b)).ok());
   BOOST_TEST(memlend::test::raw_value(path, "SELECT state FROM v_mirrors WHERE vm = 'VM2'") == "failed");
   BOOST_TEST(memlend::test::raw_value(path, "SELECT mirror_state FROM v_vm_memory WHERE name = 'VM2'") == "failed");

@@ -1,5 +1,6 @@
-// Three dqlite nodes on loopback, each in a process of its own
-// (replica_node_host), so that the leader can die by kill -9 as a node would.
+// Three dqlite nodes on loopback (voters; more are standbys), each in a
+// process of its own (replica_node_host), so that the leader can die by
+// kill -9 as a node would.
 #pragma once
 
 #include <boost/test/unit_test.hpp>
@@ -8,7 +9,6 @@
 #include "tests/support/child.hpp"
 #include "tests/support/http_get.hpp"
 
-#include <array>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -40,14 +40,14 @@ inline void must(Expected<void> e, const char* what) {
 
 class Cluster {
  public:
-  Cluster() : dir_(make_temp_dir("replica")) {
-    for (int i = 0; i < 3; ++i) addresses_[i] = "127.0.0.1:" + std::to_string(free_loopback_port());
-    for (int id = 1; id <= 3; ++id) start(id);
+  explicit Cluster(int size = 3) : dir_(make_temp_dir("replica")), addresses_(size), nodes_(size) {
+    for (auto& a : addresses_) a = "127.0.0.1:" + std::to_string(free_loopback_port());
+    for (int id = 1; id <= size; ++id) start(id);
     Client leader = must(connect_leader({address(1)}, "", election_bound), "the bootstrapped node leads");
     BOOST_TEST_REQUIRE(must(leader.leader(), "leader").id == 1u);
-    for (int id = 2; id <= 3; ++id) {
+    for (int id = 2; id <= size; ++id) {
       must(leader.add(id, address(id)), "add");
-      must(leader.assign(id, Role::voter), "assign");
+      must(leader.assign(id, id <= 3 ? Role::voter : Role::standby), "assign");
     }
   }
 
@@ -82,8 +82,8 @@ class Cluster {
 
  private:
   std::string dir_;
-  std::array<std::string, 3> addresses_;
-  std::array<std::unique_ptr<Child>, 3> nodes_;
+  std::vector<std::string> addresses_;
+  std::vector<std::unique_ptr<Child>> nodes_;
 };
 
 

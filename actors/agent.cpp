@@ -3,6 +3,7 @@
 #include "identity/cluster_auth.hpp"
 #include "actors/defaults.hpp"
 #include "core/log.hpp"
+#include "rdma/net.hpp"
 
 #include <caf/all.hpp>
 #include <caf/io/middleman_actor.hpp>
@@ -38,6 +39,18 @@ log::Fields about_vm(const std::string& vm, std::uint64_t lease = 0) {
   f.vm = vm;
   f.lease = lease;
   return f;
+}
+
+void retry_later(self_ptr self);
+
+// The next address at once while this round has some left (a controller
+// that moved is found without waiting), else retry_later.
+void try_next(self_ptr self) {
+  auto& st = self->state;
+  ++st.which;
+  if (++st.missed_in_round < st.config.controllers.size()) return self->send(self, atom::connect::value);
+  st.missed_in_round = 0;
+  retry_later(self);
 }
 
 void retry_later(self_ptr self) {
@@ -476,6 +489,8 @@ void join(self_ptr self, const std::string& nonce) {
             self->monitor(st.home);
             st.joined = true;
             st.attempts = 0;
+            st.missed_in_round = 0;
+            st.said_missing.clear();
             ++st.generation;
             say(self, "joined cluster " + st.config.cluster + " at t=" + std::to_string(static_cast<long>(r.scenario_t)) +
                           "s" + (r.epoch ? " (leadership epoch " + std::to_string(r.epoch) + ")" : std::string()) +
@@ -519,6 +534,24 @@ caf::behavior worker(caf::event_based_actor* w, std::function<Outcome()> work) {
     w->quit();
     return work();
   }};
+}
+
+// The controller's registrar through CAF's network layer, once something
+// listens at host:port; `unreachable(why)` when it cannot be had.
+template <class Unreachable>
+void connect_to(self_ptr self, const std::string& host, std::uint16_t port, Unreachable unreachable) {
+  auto mm = self->system().openssl_manager().actor_handle();
+  self->request(mm, std::chrono::seconds(10), caf::connect_atom::value, host, port)
+      .then(
+          [=](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
+            if (!ptr) return try_next(self);
+            self->state.registrar = caf::actor_cast<registrar_actor>(ptr);
+            self->monitor(self->state.registrar);
+            self->request(self->state.registrar, defaults::request_timeout, atom::challenge::value)
+                .then([=](const std::string& nonce) { join(self, nonce); },
+                      [=](caf::error& err) { join_failed(self, err); });
+          },
+          [=](caf::error& err) { unreachable(caf::to_string(err)); });
 }
 
 caf::result<bool, std::string> off_thread(self_ptr self, std::function<Outcome()> work) {
@@ -578,6 +611,8 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
     ++st.generation;
     if (st.config.plane) st.grants_at_loss = st.config.plane->pool_leases(st.config.host);
     say(self, "lost the controller (" + caf::to_string(dm.reason) + "); reconnecting");
+    // The others first: the one just lost is the least likely to answer.
+    if (st.config.controllers.size() > 1) ++st.which;
     retry_later(self);
   });
   self->send(self, atom::connect::value);
@@ -586,31 +621,33 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
         auto& st = self->state;
         if (st.joined) return;
         if (st.config.controllers.empty()) return;
-        auto mm = self->system().openssl_manager().actor_handle();
         const auto& [host, port] = st.config.controllers[st.which % st.config.controllers.size()];
         std::string where = host + ":" + std::to_string(port);
-        self->request(mm, std::chrono::seconds(10), caf::connect_atom::value, host, port)
+        auto unreachable = [=](const std::string& why) {
+          auto& st = self->state;
+          // Each address is said once per outage.
+          if (st.said_missing.insert(st.which % st.config.controllers.size()).second)
+            say(self, "cannot reach a controller at " + where + " (" + why + "); " +
+                          (st.config.controllers.size() > 1 ? "trying the next" : "retrying"));
+          try_next(self);
+        };
+        // CAF 0.17's middleman connects blocking, one connect at a time: a
+        // connect to a dead host (whose SYNs nobody answers) holds every
+        // later connect, to any controller, for the kernel's minutes of SYN
+        // retries. So a plain TCP connect, bounded and off the actor's
+        // thread, says first whether anything listens there.
+        auto probe = self->spawn<caf::detached>(worker, std::function<Outcome()>([where]() -> Outcome {
+          auto fd = rdma::net::connect_tcp(where, defaults::controller_probe_timeout);
+          if (!fd) return {false, fd.error().message};
+          return {true, ""};
+        }));
+        self->request(probe, caf::infinite, atom::migrate::value)
             .then(
-                [=](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
-                  if (!ptr) {
-                    ++self->state.which;
-                    return retry_later(self);
-                  }
-                  self->state.registrar = caf::actor_cast<registrar_actor>(ptr);
-                  self->monitor(self->state.registrar);
-                  self->request(self->state.registrar, defaults::request_timeout, atom::challenge::value)
-                      .then([=](const std::string& nonce) { join(self, nonce); },
-                            [=](caf::error& err) { join_failed(self, err); });
+                [=](bool listens, const std::string& why) {
+                  if (!listens) return unreachable(why);
+                  connect_to(self, host, port, unreachable);
                 },
-                [=](caf::error& err) {
-                  auto& st = self->state;
-                  // Each address is said once per outage; the next one is tried next.
-                  if (static_cast<std::size_t>(st.attempts) < st.config.controllers.size())
-                    say(self, "cannot reach a controller at " + where + " (" + caf::to_string(err) + "); " +
-                                  (st.config.controllers.size() > 1 ? "trying the next" : "retrying"));
-                  ++st.which;
-                  retry_later(self);
-                });
+                [=](caf::error& err) { unreachable(caf::to_string(err)); });
       },
       [=](atom::tick, std::uint64_t generation) {
         auto& st = self->state;

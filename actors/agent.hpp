@@ -72,8 +72,10 @@ struct agent_state {
   registrar_actor registrar;
   host_proxy_actor home;        // its host actor at the controller
   std::uint64_t generation = 0;  // of the tick chain; a rejoin starts a new one
-  int attempts = 0;
+  int attempts = 0;       // rounds of config.controllers that found none
   std::size_t which = 0;  // of config.controllers: the one tried next
+  std::size_t missed_in_round = 0;    // addresses that failed since the last round began
+  std::set<std::size_t> said_missing;  // addresses said unreachable in this outage
   std::set<std::uint64_t> held;  // leases it lends
   std::map<std::uint32_t, std::set<std::uint64_t>> held_for;  // the same, by VM
   std::map<std::uint64_t, std::uint64_t> pool_id;             // lease → its id in this host's pool

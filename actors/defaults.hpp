@@ -26,5 +26,9 @@ inline constexpr auto shutdown_grace = std::chrono::seconds(5);
 // asking for nonces and never joining cannot grow the registrar without bound.
 inline constexpr auto join_nonce_ttl = std::chrono::seconds(60);
 inline constexpr std::size_t join_nonces_max = 4096;
+// An agent's plain TCP connect to a controller's address, before CAF's: a
+// dead host costs this much, then the next address is tried. Far above a
+// cluster network's round trip, far below the kernel's SYN retries.
+inline constexpr auto controller_probe_timeout = std::chrono::milliseconds(2000);
 
 }  // namespace memlend::defaults

@@ -1,5 +1,6 @@
 #include "persistence/store_impl.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <iostream>
 #include <mutex>
@@ -10,6 +11,8 @@ namespace memlend::store {
 namespace {
 
 std::mutex sink_mutex;
+// Set before SQLite logs anything (route_once), read from any thread after.
+std::atomic<bool> node_in_process{false};
 LogSink& sink() {
   static LogSink s;
   return s;
@@ -25,6 +28,9 @@ void from_sqlite(void*, int rc, const char* message) {
   // A killed controller's WAL is replayed by each connection that opens the
   // file first (the read-only check, then the writer): news once, not twice.
   if (rc == SQLITE_NOTICE_RECOVER_WAL) {
+    // A dqlite node's SQLite replays the replicated WAL in its own VFS at
+    // every transaction a follower applies: routine there, a line each.
+    if (node_in_process) return;
     static std::mutex m;
     static std::set<std::string> said;
     std::lock_guard<std::mutex> g(m);
@@ -58,13 +64,14 @@ namespace {
 
 std::once_flag routed;
 
-void route_once(bool memstatus) {
+void route_once(bool dqlite_node) {
   // sqlite3_config must come before SQLite initialises itself, once per process.
-  std::call_once(routed, [memstatus] {
+  std::call_once(routed, [dqlite_node] {
+    node_in_process = dqlite_node;
     if (sqlite3_config(SQLITE_CONFIG_LOG, from_sqlite, nullptr) != SQLITE_OK)
       log(LogLevel::warning, "SQLite was initialised before the store: its own log is not routed here");
     // Memory statistics take a global mutex on every allocation; nothing reads them.
-    if (!memstatus) sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    if (!dqlite_node) sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
   });
 }
 

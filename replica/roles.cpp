@@ -5,7 +5,8 @@
 namespace memlend::replica {
 
 std::vector<RoleChange> rebalance(const std::vector<NodeInfo>& members, const std::set<std::uint64_t>& answering,
-                                  std::uint64_t leader, RoleTargets targets) {
+                                  std::uint64_t leader, RoleTargets targets,
+                                  const std::set<std::uint64_t>& joining) {
   std::vector<NodeInfo> sorted = members;
   std::sort(sorted.begin(), sorted.end(), [](const NodeInfo& a, const NodeInfo& b) { return a.id < b.id; });
   auto alive = [&](const NodeInfo& m) { return m.id == leader || answering.count(m.id) > 0; };
@@ -13,6 +14,10 @@ std::vector<RoleChange> rebalance(const std::vector<NodeInfo>& members, const st
   std::size_t live_voters = 0;
   std::vector<RoleChange> out;
   for (const auto& m : sorted) {
+    if (joining.count(m.id)) {
+      if (m.role == Role::voter) ++live_voters;
+      continue;
+    }
     switch (m.role) {
       case Role::voter:
         if (alive(m)) ++live_voters;
@@ -55,17 +60,18 @@ RoleKeeper::RoleKeeper(std::function<bool(const std::string&)> probe, unsigned m
 Expected<std::vector<std::string>> RoleKeeper::pass(Client& leader, std::uint64_t self) {
   auto members = leader.cluster();
   if (!members) return members.error();
-  std::set<std::uint64_t> answering;
+  std::set<std::uint64_t> answering, joining;
   std::map<std::uint64_t, unsigned> missed;
   for (const auto& m : *members) {
     if (m.id == self) continue;
+    if (!missed_.count(m.id)) joining.insert(m.id);
     unsigned n = probe_(m.address) ? 0 : (missed_.count(m.id) ? missed_[m.id] : 0) + 1;
     missed[m.id] = n;
     if (n < misses_) answering.insert(m.id);
   }
   missed_ = std::move(missed);  // members removed since are forgotten
   std::vector<std::string> done;
-  for (const auto& c : rebalance(*members, answering, self, targets_)) {
+  for (const auto& c : rebalance(*members, answering, self, targets_, joining)) {
     auto m = std::find_if(members->begin(), members->end(), [&](const NodeInfo& n) { return n.id == c.id; });
     if (auto assigned = leader.assign(c.id, c.to); !assigned)
       return Error{"member " + std::to_string(c.id) + ": cannot make it a " + std::string(to_string(c.to)) + " (" +

@@ -34,8 +34,11 @@ struct RoleChange {
 // than before a step. A dead voter is made a spare only once a live member
 // has its vote; a dead standby is made a spare at once (it holds nothing a
 // vote could use), and live spares fill the standbys' places.
+// Members in `joining` count as they are and change nothing: their join is
+// assigning their role, and two changes at once are refused.
 std::vector<RoleChange> rebalance(const std::vector<NodeInfo>& members, const std::set<std::uint64_t>& answering,
-                                  std::uint64_t leader, RoleTargets targets = {});
+                                  std::uint64_t leader, RoleTargets targets = {},
+                                  const std::set<std::uint64_t>& joining = {});
 
 // One member's health as the leader sees it, over passes: dead after
 // `misses` failed probes in a row, so that one slow answer moves no vote.
@@ -44,7 +47,8 @@ class RoleKeeper {
   // `probe(address)`: whether the member there answers now.
   RoleKeeper(std::function<bool(const std::string&)> probe, unsigned misses = 3, RoleTargets targets = {});
   // On the leader, through `leader` (a client of this node, which leads):
-  // probes every other member, then assigns what rebalance() says. Each
+  // probes every other member, then assigns what rebalance() says (a member
+  // first seen in this pass is left to its join). Each
   // change made, as "member 2 (10.0.0.2:7420): voter → spare".
   Expected<std::vector<std::string>> pass(Client& leader, std::uint64_t self);
 

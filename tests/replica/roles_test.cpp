@@ -46,6 +46,8 @@ BOOST_AUTO_TEST_CASE(a_dead_voter_gives_its_vote_to_a_standby_then_becomes_a_spa
   // Everyone answers: nothing to do.
   BOOST_TEST(said(rebalance(members, {2, 3, 4, 5}, 1)) == "5→standby ");
   BOOST_TEST(said(rebalance(members, {2, 3, 4, 5}, 1, {3, 1})).empty());
+  // A member whose join is assigning its role is left to it.
+  BOOST_TEST(said(rebalance(members, {3, 4, 5}, 1, {}, {4})) == "5→voter 2→spare ");
 }
 
 BOOST_AUTO_TEST_CASE(a_dead_voter_keeps_its_vote_while_nobody_can_take_it) {

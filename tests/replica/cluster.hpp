@@ -10,6 +10,7 @@
 #include "tests/support/http_get.hpp"
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,9 +41,15 @@ inline void must(Expected<void> e, const char* what) {
 
 class Cluster {
  public:
-  explicit Cluster(int size = 3) : dir_(make_temp_dir("replica")), addresses_(size), nodes_(size) {
+  // `prepare(id, data_dir)` runs before each node first starts (a test's
+  // own filesystem under one, say).
+  explicit Cluster(int size = 3, std::function<void(int, const std::string&)> prepare = {})
+      : dir_(make_temp_dir("replica")), addresses_(size), nodes_(size) {
     for (auto& a : addresses_) a = "127.0.0.1:" + std::to_string(free_loopback_port());
-    for (int id = 1; id <= size; ++id) start(id);
+    for (int id = 1; id <= size; ++id) {
+      if (prepare) prepare(id, data_dir(id));
+      start(id);
+    }
     Client leader = must(connect_leader({address(1)}, "", election_bound), "the bootstrapped node leads");
     BOOST_TEST_REQUIRE(must(leader.leader(), "leader").id == 1u);
     for (int id = 2; id <= size; ++id) {
@@ -63,17 +70,22 @@ class Cluster {
   const std::string& address(int id) const { return addresses_[id - 1]; }
   std::vector<std::string> addresses() const { return {addresses_.begin(), addresses_.end()}; }
 
+  std::string data_dir(int id) const { return dir_ + "/node" + std::to_string(id); }
+
   // Starts node `id`, afresh or from what its data directory holds.
   void start(int id) {
     auto& node = nodes_[id - 1];
     node.reset();
-    std::string data = dir_ + "/node" + std::to_string(id);
+    std::string data = data_dir(id);
     node = std::make_unique<Child>(
         std::vector<std::string>{MEMLEND_REPLICA_NODE_HOST, std::to_string(id), address(id), data, latency_ms},
         dir_ + "/node" + std::to_string(id) + "-run");
     BOOST_TEST_REQUIRE(!node->wait_stdout("ready", seconds(30)).empty(),
                        "node " << id << " did not start: " << node->err());
   }
+
+  // What node `id` said on stderr (its last start's).
+  std::string err(int id) const { return nodes_[id - 1] ? nodes_[id - 1]->err() : std::string(); }
 
   void kill9(int id) {
     nodes_[id - 1]->kill9();

@@ -2,6 +2,7 @@
 
 #include "identity/cluster_auth.hpp"
 #include "actors/defaults.hpp"
+#include "actors/off_thread.hpp"
 #include "core/log.hpp"
 #include "rdma/net.hpp"
 
@@ -329,13 +330,6 @@ HostFacts facts_of(const std::string& name, bool data_path, const policy::Host& 
 // hypervisor does not answer is.
 using Reading = std::tuple<bool, std::string, platform::HostSample, std::vector<platform::VmSample>, HostFacts>;
 
-// The work is the actor's argument, not a capture: CAF 0.17 binds a null
-// pointer as the (empty) argument tuple of an actor spawned with none, which
-// UBSan rightly reports.
-caf::behavior reader(caf::event_based_actor*, std::function<Reading()> work) {
-  return {[=](atom::tick) { return work(); }};
-}
-
 void read_node(self_ptr self) {
   auto& st = self->state;
   if (st.reading) {
@@ -346,11 +340,11 @@ void read_node(self_ptr self) {
     auto node = st.config.node;
     std::string name = st.config.host;
     bool data_path = st.config.plane != nullptr;
-    st.reader = self->spawn<caf::detached + caf::linked>(reader, std::function<Reading()>([=]() -> Reading {
+    st.reader = spawn_off_thread(self, std::function<Reading()>([=]() -> Reading {
       auto s = node->sample();
       if (!s) return {false, s.error().message, {}, {}, {}};
       return {true, "", std::move(s->host), std::move(s->vms), facts_of(name, data_path, s->facts)};
-    }));
+    }), false);
   }
   st.reading = true;
   self->request(st.reader, caf::infinite, atom::tick::value)
@@ -521,20 +515,8 @@ bool from_controller(self_ptr self) {
   return self->state.joined && sender && sender->node() == self->state.controller;
 }
 
-// A migration blocks its platform call for as long as the guest's memory
-// takes to cross: it runs in an actor on a thread of its own, so that the
-// agent samples (and so stays alive to the controller) meanwhile.
+// A platform action's outcome (done, or why not), made off the agent's thread.
 using Outcome = std::tuple<bool, std::string>;
-
-// The work is the actor's argument, not a capture: CAF 0.17 binds a null
-// pointer as the (empty) argument tuple of an actor spawned with none, which
-// UBSan rightly reports.
-caf::behavior worker(caf::event_based_actor* w, std::function<Outcome()> work) {
-  return {[=](atom::migrate) {
-    w->quit();
-    return work();
-  }};
-}
 
 // The controller's registrar through CAF's network layer, once something
 // listens at host:port; `unreachable(why)` when it cannot be had.
@@ -556,8 +538,8 @@ void connect_to(self_ptr self, const std::string& host, std::uint16_t port, Unre
 
 caf::result<bool, std::string> off_thread(self_ptr self, std::function<Outcome()> work) {
   auto rp = self->make_response_promise<bool, std::string>();
-  auto worker_actor = self->spawn<caf::detached>(worker, std::move(work));
-  self->request(worker_actor, caf::infinite, atom::migrate::value)
+  auto worker = spawn_off_thread(self, std::move(work), true);
+  self->request(worker, caf::infinite, atom::tick::value)
       .then([=](bool ok, std::string what) mutable { rp.deliver(ok, std::move(what)); },
             [=](caf::error& e) mutable { rp.deliver(false, "its worker failed: " + caf::to_string(e)); });
   return rp;
@@ -636,12 +618,12 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
         // later connect, to any controller, for the kernel's minutes of SYN
         // retries. So a plain TCP connect, bounded and off the actor's
         // thread, says first whether anything listens there.
-        auto probe = self->spawn<caf::detached>(worker, std::function<Outcome()>([where]() -> Outcome {
+        auto probe = spawn_off_thread(self, std::function<Outcome()>([where]() -> Outcome {
           auto fd = rdma::net::connect_tcp(where, defaults::controller_probe_timeout);
           if (!fd) return {false, fd.error().message};
           return {true, ""};
-        }));
-        self->request(probe, caf::infinite, atom::migrate::value)
+        }), true);
+        self->request(probe, caf::infinite, atom::tick::value)
             .then(
                 [=](bool listens, const std::string& why) {
                   if (!listens) return unreachable(why);

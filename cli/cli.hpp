@@ -30,6 +30,7 @@ Action add_agent(CLI::App& app);
 Action add_inspect(CLI::App& app);
 Action add_check_config(CLI::App& app);
 Action add_support_bundle(CLI::App& app);
+Action add_members(CLI::App& app);
 
 // A problem `run` finds with its options: the option's long name (its key in
 // a config file) and the line bad_input prints.

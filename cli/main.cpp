@@ -68,6 +68,7 @@ int main(int argc, char** argv) {
   add(add_version);
   add(add_check_config);
   add(add_support_bundle);
+  add(add_members);
   // Every command takes --config, --log-level and --log-format, so that one config file and
   // one habit serve them all; commands that log nothing of their own still
   // log what the libraries they use report.

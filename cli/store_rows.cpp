@@ -45,10 +45,7 @@ std::string StoreSource::name() const {
   return "the cluster through " + list;
 }
 
-namespace {
-
-// "HOST:PORT,HOST:PORT" as members; `what` names the flag or key.
-Expected<std::vector<std::string>> members_of(const std::string& list, const std::string& what) {
+Expected<std::vector<std::string>> parse_members(const std::string& list, const std::string& what) {
   std::vector<std::string> out;
   std::stringstream items(list);
   for (std::string item; std::getline(items, item, ',');) {
@@ -59,6 +56,8 @@ Expected<std::vector<std::string>> members_of(const std::string& list, const std
   if (out.empty()) return Error{what + ": no member given", ErrorCode::invalid_input};
   return out;
 }
+
+namespace {
 
 bool given_on_command_line(const CLI::App& cmd, const std::string& name) {
   const CLI::Option* o = cmd.get_option_no_throw(name);
@@ -77,10 +76,10 @@ Expected<std::vector<std::string>> replica_members_in(const std::string& path) {
     if (l.key == "replica-join") join = l.value, join_line = l.line;
   }
   if (address.empty()) return std::vector<std::string>{};
-  auto out = members_of(address, path + ":" + std::to_string(address_line) + ": key replica-address");
+  auto out = parse_members(address, path + ":" + std::to_string(address_line) + ": key replica-address");
   if (!out) return out.error();
   if (!join.empty()) {
-    auto more = members_of(join, path + ":" + std::to_string(join_line) + ": key replica-join");
+    auto more = parse_members(join, path + ":" + std::to_string(join_line) + ": key replica-join");
     if (!more) return more.error();
     for (auto& m : *more)
       if (std::find(out->begin(), out->end(), m) == out->end()) out->push_back(std::move(m));
@@ -96,7 +95,7 @@ void add_store_options(CLI::App& cmd, const std::shared_ptr<StoreSource>& source
   cmd.add_option_function<std::string>(
          "--replica",
          [source](const std::string& list) {
-           auto m = members_of(list, "--replica");
+           auto m = parse_members(list, "--replica");
            if (!m) throw CLI::ValidationError(m.error().message);
            source->members = std::move(*m);
          },

@@ -44,6 +44,9 @@ void add_store_options(CLI::App& cmd, const std::shared_ptr<StoreSource>& source
 // not HOST:PORT, is an error.
 Expected<void> find_installed_store(CLI::App& cmd, StoreSource& source);
 
+// "HOST:PORT,HOST:PORT" as members; an error names `what` (a flag, a key).
+Expected<std::vector<std::string>> parse_members(const std::string& list, const std::string& what);
+
 // The members a config names for its node's member of a cluster: its own
 // replica-address first, then its replica-join. None when it names none.
 Expected<std::vector<std::string>> replica_members_in(const std::string& config);

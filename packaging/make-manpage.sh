@@ -83,6 +83,7 @@ whatis() {
     version) echo "print the version of memlend" ;;
     check-config) echo "check a memlend configuration file" ;;
     support-bundle) echo "write one archive of what support needs, without key material" ;;
+    members) echo "list the members of the replicated store's cluster, or remove a dead one" ;;
     *) "$bin" "$1" --help | head -n 1 | sed 's/^\(.\)/\L\1/; s/[.:]$//' ;;
   esac
 }
@@ -225,7 +226,8 @@ Prometheus alert rules.
 The Grafana dashboard.
 EOF
   exit_status
-  printf '.SH SEE ALSO\n'
+  # Unhyphenated: a page's name broken across lines is no name to search for.
+  printf '.SH SEE ALSO\n.nh\n'
   for c in $commands; do
     printf '.BR memlend\\-%s (1),\n' "$(printf '%s' "$c" | sed 's/-/\\-/g')"
   done

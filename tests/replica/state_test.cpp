@@ -148,3 +148,29 @@ BOOST_AUTO_TEST_CASE(a_bad_member_is_refused_in_one_line) {
   std::ofstream(config) << "replica-address = \"somewhere\"\n";
   expect_bad_input({"state", "--config", config}, config + ":1: key replica-address", "is not HOST:PORT");
 }
+
+BOOST_AUTO_TEST_CASE(members_lists_the_cluster_and_removes_a_dead_member_only) {
+  Cluster cluster;
+  std::string through = cluster.address(2);
+  auto listed = [&] { return nlohmann::json::parse(run_ok({bin, "members", "--json", "--replica", through}).out); };
+  auto j = listed();
+  BOOST_TEST_REQUIRE(j.at("members").size() == 3u);
+  for (const auto& m : j.at("members")) {
+    BOOST_TEST(m.at("role") == "voter");
+    BOOST_TEST(m.at("answers") == true);
+    BOOST_TEST(m.at("leads") == (m.at("id") == 1));
+  }
+  auto text = run_ok({bin, "members", "--replica", through}).out;
+  BOOST_TEST(text.find("1  " + cluster.address(1) + "  voter, leads") != std::string::npos, text);
+
+  expect_bad_input({"members", "--replica", through, "--remove", "1"}, "--remove: member 1", "leads");
+  expect_bad_input({"members", "--replica", through, "--remove", "3"}, "--remove: member 3", "stop its memlend first");
+  expect_bad_input({"members", "--replica", through, "--remove", "9"}, "--remove: member 9", "is not in the cluster");
+
+  cluster.kill9(3);
+  auto dead = listed();
+  BOOST_TEST(dead.at("members")[2].at("answers") == false);
+  auto removed = run_ok({bin, "members", "--replica", through, "--remove", "3"});
+  BOOST_TEST(removed.out.find("removed member 3 (" + cluster.address(3) + "), a voter") == 0u, removed.out);
+  BOOST_TEST(listed().at("members").size() == 2u);
+}

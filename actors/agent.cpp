@@ -487,6 +487,20 @@ void join(self_ptr self, const std::string& nonce) {
           [=](caf::error& err) { join_failed(self, err); });
 }
 
+// The controller at the address tried answered with its registrar (none:
+// nobody published one there): asks it to let this agent join.
+void reached(self_ptr self, const caf::actor& registrar) {
+  auto& st = self->state;
+  if (!registrar) {
+    ++st.which;
+    return retry_later(self);
+  }
+  st.registrar = caf::actor_cast<registrar_actor>(registrar);
+  self->monitor(st.registrar);
+  self->request(st.registrar, defaults::request_timeout, atom::challenge::value)
+      .then([=](const std::string& nonce) { join(self, nonce); }, [=](caf::error& err) { join_failed(self, err); });
+}
+
 }  // namespace
 
 std::vector<std::uint64_t> unrecorded_grants(const std::vector<std::uint64_t>& grants_at_loss,
@@ -586,21 +600,14 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
         auto& st = self->state;
         if (st.joined) return;
         if (st.config.controllers.empty()) return;
-        auto mm = self->system().openssl_manager().actor_handle();
         const auto& [host, port] = st.config.controllers[st.which % st.config.controllers.size()];
+        if (st.config.reach) return reached(self, st.config.reach(host, port));
+        auto mm = self->system().openssl_manager().actor_handle();
         std::string where = host + ":" + std::to_string(port);
         self->request(mm, std::chrono::seconds(10), caf::connect_atom::value, host, port)
             .then(
                 [=](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
-                  if (!ptr) {
-                    ++self->state.which;
-                    return retry_later(self);
-                  }
-                  self->state.registrar = caf::actor_cast<registrar_actor>(ptr);
-                  self->monitor(self->state.registrar);
-                  self->request(self->state.registrar, defaults::request_timeout, atom::challenge::value)
-                      .then([=](const std::string& nonce) { join(self, nonce); },
-                            [=](caf::error& err) { join_failed(self, err); });
+                  reached(self, caf::actor_cast<caf::actor>(ptr));
                 },
                 [=](caf::error& err) {
                   auto& st = self->state;
@@ -670,7 +677,7 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
       },
       [=](atom::get) {
         auto& st = self->state;
-        nlohmann::json j{{"host", st.config.host}, {"joined", st.joined}, {"held", st.held}};
+        nlohmann::json j{{"host", st.config.host}, {"joined", st.joined}, {"held", st.held}, {"epoch", st.epoch}};
         if (st.joined) j["t_s"] = st.clock.now(self->clock());
         return j.dump();
       },

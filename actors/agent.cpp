@@ -1,4 +1,5 @@
 #include "actors/agent.hpp"
+#include "actors/agent_internal.hpp"
 
 #include "identity/cluster_auth.hpp"
 #include "actors/defaults.hpp"
@@ -17,27 +18,43 @@
 
 namespace memlend {
 
-namespace {
+namespace agent_detail {
 
-using self_ptr = agent_actor::stateful_pointer<agent_state>;
-
-// One actor per agent process prints, so plain stdout cannot interleave.
-// `about`: what the line concerns beside this host, for the log's fields.
-void say(self_ptr self, const std::string& text, log::Fields about = {}) {
+void say(self_ptr self, const std::string& text, log::Fields about) {
   if (!self->state.config.console) return;
   about.host = self->state.config.host;
   log::console("memlend agent " + about.host + ": ", text, about);
 }
 
-log::Fields about_lease(std::uint64_t lease) {
+log::Fields about_vm(const std::string& vm, std::uint64_t lease) {
   log::Fields f;
+  f.vm = vm;
   f.lease = lease;
   return f;
 }
 
-log::Fields about_vm(const std::string& vm, std::uint64_t lease = 0) {
+bool from_controller(self_ptr self) {
+  const auto& sender = self->current_sender();
+  return self->state.joined && sender && sender->node() == self->state.controller;
+}
+
+}  // namespace agent_detail
+
+namespace {
+
+using namespace agent_detail;
+
+// What only this process sends (its own timers, the data path's reports, a
+// stop signal): a peer that holds the agent's handle, as every controller it
+// has tried does, must not stop it, speed its ticks up or make it report a
+// mirror's failure as its own.
+bool from_this_process(self_ptr self) {
+  const auto& sender = self->current_sender();
+  return !sender || sender->node() == self->node();
+}
+
+log::Fields about_lease(std::uint64_t lease) {
   log::Fields f;
-  f.vm = vm;
   f.lease = lease;
   return f;
 }
@@ -461,8 +478,7 @@ void join(self_ptr self, const std::string& nonce) {
               say(self, "refused " + where + ": its leadership epoch " +
                             std::to_string(r.epoch) + " is below " + std::to_string(st.epoch) +
                             ", that of a controller it joined before; trying the next");
-              ++st.which;
-              return retry_later(self);
+              return try_next(self);
             }
             if (st.config.plane && r.data_bytes_per_mib != 0 &&
                 r.data_bytes_per_mib != st.config.plane->options().bytes_per_mib) {
@@ -496,6 +512,17 @@ void join(self_ptr self, const std::string& nonce) {
           [=](caf::error& err) { join_failed(self, err); });
 }
 
+// The controller at the address tried answered with its registrar (none:
+// nobody published one there): asks it to let this agent join.
+void reached(self_ptr self, const caf::actor& registrar) {
+  auto& st = self->state;
+  if (!registrar) return try_next(self);
+  st.registrar = caf::actor_cast<registrar_actor>(registrar);
+  self->monitor(st.registrar);
+  self->request(st.registrar, defaults::request_timeout, atom::challenge::value)
+      .then([=](const std::string& nonce) { join(self, nonce); }, [=](caf::error& err) { join_failed(self, err); });
+}
+
 }  // namespace
 
 std::vector<std::uint64_t> unrecorded_grants(const std::vector<std::uint64_t>& grants_at_loss,
@@ -506,16 +533,7 @@ std::vector<std::uint64_t> unrecorded_grants(const std::vector<std::uint64_t>& g
   return out;
 }
 
-// What the controller commands (a VM's state, a fence, a migration) comes
-// from the controller this agent joined, and from no other node: a
-// compromised peer must not make this node map or drop leases, move its VMs
-// to itself, nor start QEMUs.
-bool from_controller(self_ptr self) {
-  const auto& sender = self->current_sender();
-  return self->state.joined && sender && sender->node() == self->state.controller;
-}
-
-// A platform action's outcome (done, or why not), made off the agent's thread.
+// A connect probe's outcome: something listens, or why not.
 using Outcome = std::tuple<bool, std::string>;
 
 // The controller's registrar through CAF's network layer, once something
@@ -526,58 +544,9 @@ void connect_to(self_ptr self, const std::string& host, std::uint16_t port, Unre
   self->request(mm, std::chrono::seconds(10), caf::connect_atom::value, host, port)
       .then(
           [=](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
-            if (!ptr) return try_next(self);
-            self->state.registrar = caf::actor_cast<registrar_actor>(ptr);
-            self->monitor(self->state.registrar);
-            self->request(self->state.registrar, defaults::request_timeout, atom::challenge::value)
-                .then([=](const std::string& nonce) { join(self, nonce); },
-                      [=](caf::error& err) { join_failed(self, err); });
+            reached(self, caf::actor_cast<caf::actor>(ptr));
           },
           [=](caf::error& err) { unreachable(caf::to_string(err)); });
-}
-
-caf::result<bool, std::string> off_thread(self_ptr self, std::function<Outcome()> work) {
-  auto rp = self->make_response_promise<bool, std::string>();
-  auto worker = spawn_off_thread(self, std::move(work), true);
-  self->request(worker, caf::infinite, atom::tick::value)
-      .then([=](bool ok, std::string what) mutable { rp.deliver(ok, std::move(what)); },
-            [=](caf::error& e) mutable { rp.deliver(false, "its worker failed: " + caf::to_string(e)); });
-  return rp;
-}
-
-caf::result<bool, std::string> answer(bool ok, std::string what) {
-  return caf::result<bool, std::string>(ok, std::move(what));
-}
-
-caf::result<bool, std::string> receive_vm(self_ptr self, const std::string& vm) {
-  auto& st = self->state;
-  if (!from_controller(self)) return answer(false, "not from this agent's controller");
-  // The scenario's platform moves the VM itself when the controller tells.
-  if (!st.config.node) return answer(true, "");
-  say(self, "readies this node to take in VM " + vm, about_vm(vm));
-  auto node = st.config.node;
-  return off_thread(self, [node, vm]() -> Outcome {
-    auto address = node->platform().receive(vm);
-    if (!address) return {false, address.error().message};
-    return {true, *address};
-  });
-}
-
-caf::result<bool, std::string> migrate_vm(self_ptr self, const std::string& vm, const std::string& host,
-                                          const std::string& address) {
-  auto& st = self->state;
-  if (!from_controller(self)) return answer(false, "not from this agent's controller");
-  if (!st.config.node) return answer(true, "");
-  // Its memory is a file this node serves: at the target no file would be.
-  if (st.config.plane_plugs.count(vm))
-    return answer(false, "VM " + vm + "'s memory is a file this node's memlend serves (qemu-vm), which stays here");
-  say(self, "migrates VM " + vm + " to " + host + " (" + address + ")", about_vm(vm));
-  auto node = st.config.node;
-  return off_thread(self, [node, vm, host, address]() -> Outcome {
-    auto done = node->platform().migrate(vm, platform::MigrationTarget{host, address});
-    if (!done) return {false, done.error().message};
-    return {true, ""};
-  });
 }
 
 agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self, AgentConfig config) {
@@ -601,9 +570,10 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
   return {
       [=](atom::connect) {
         auto& st = self->state;
-        if (st.joined) return;
+        if (st.joined || !from_this_process(self)) return;
         if (st.config.controllers.empty()) return;
         const auto& [host, port] = st.config.controllers[st.which % st.config.controllers.size()];
+        if (st.config.reach) return reached(self, st.config.reach(host, port));
         std::string where = host + ":" + std::to_string(port);
         auto unreachable = [=](const std::string& why) {
           auto& st = self->state;
@@ -633,7 +603,7 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
       },
       [=](atom::tick, std::uint64_t generation) {
         auto& st = self->state;
-        if (!st.joined || generation != st.generation) return;
+        if (!st.joined || generation != st.generation || !from_this_process(self)) return;
         if (st.config.node) {
           read_node(self);
           return schedule_tick(self);
@@ -656,6 +626,7 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
       },
       [=](atom::mirrorfail, const std::string& vm, const std::string& why) {
         auto& st = self->state;
+        if (!from_this_process(self)) return;
         say(self, "error: the mirror of " + vm + " cannot be written (" + why + ")", about_vm(vm));
         // Not joined: the controller hears of it when the region fails
         // again; the log line above is the record meanwhile.
@@ -689,11 +660,13 @@ agent_actor::behavior_type agent(agent_actor::stateful_pointer<agent_state> self
       },
       [=](atom::get) {
         auto& st = self->state;
-        nlohmann::json j{{"host", st.config.host}, {"joined", st.joined}, {"held", st.held}};
+        nlohmann::json j{{"host", st.config.host}, {"joined", st.joined}, {"held", st.held}, {"epoch", st.epoch}};
         if (st.joined) j["t_s"] = st.clock.now(self->clock());
         return j.dump();
       },
-      [=](atom::shutdown) { self->quit(); },
+      [=](atom::shutdown) {
+        if (from_this_process(self)) self->quit();
+      },
   };
 }
 

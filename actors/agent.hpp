@@ -15,6 +15,7 @@
 #include "firmware_hooks/node_sampler.hpp"
 #include "firmware_hooks/platform.hpp"
 
+#include <caf/actor.hpp>
 #include <caf/node_id.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
@@ -45,6 +46,10 @@ struct AgentConfig {
   // last that answered, so that an agent finds the cluster's controller
   // wherever it runs now.
   std::vector<std::pair<std::string, std::uint16_t>> controllers;
+  // Who answers at an address of `controllers`: unset, CAF's middleman over
+  // TLS. The actor tests set it to the registrars of controllers in their own
+  // process, so that the whole join runs on CAF's test coordinator.
+  std::function<caf::actor(const std::string& host, std::uint16_t port)> reach;
   policy::Scenario scenario;
   std::uint64_t incarnation = 0;
   // Its certificate and key: the proof, at each join, that it is `host`.

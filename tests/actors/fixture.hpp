@@ -9,6 +9,7 @@
 #include "scenario/scenario.hpp"
 
 #include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
 #include <caf/scheduler/test_coordinator.hpp>
 
 #include <filesystem>
@@ -18,9 +19,16 @@
 
 namespace memlend::test {
 
-inline caf::actor_system_config& testing_config(caf::actor_system_config& cfg) {
+inline caf::actor_system_config& testing_config(caf::actor_system_config& cfg, bool own_node = false) {
   cfg.set("scheduler.policy", caf::atom("testing"));
   register_types(cfg);
+  // Without the middleman every actor system's node id is the same invalid
+  // one; with it (its test backend: no network, no thread of its own) each
+  // has its own, as each process of a cluster has.
+  if (own_node) {
+    cfg.load<caf::io::middleman>();
+    cfg.set("middleman.network-backend", caf::atom("testing"));
+  }
   return cfg;
 }
 
@@ -28,9 +36,12 @@ class ControllerFixture {
  public:
   // With `registry`, a metrics actor counts and samples into it, as in `run --metrics`.
   // With `cluster`, hosts are agents' to report, and they join through the registrar.
+  // With an `epoch`, it is one term of a replicated store's controller: it
+  // tells agents that epoch, and its process is a node of its own.
   explicit ControllerFixture(const std::string& scenario_json, bool dry_run = false,
-                             metrics::Registry* registry = nullptr, ClusterConfig cluster = {})
-      : sys(testing_config(cfg)),
+                             metrics::Registry* registry = nullptr, ClusterConfig cluster = {},
+                             std::uint64_t epoch = 0)
+      : sys(testing_config(cfg, epoch != 0)),
         sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())),
         events(std::make_shared<std::vector<LogEvent>>()) {
     auto sc = platform::parse_scenario(scenario_json, "test scenario");
@@ -47,6 +58,7 @@ class ControllerFixture {
     SupervisorConfig c;
     c.scenario = scenario;
     c.start = fresh_start(scenario, 0);
+    c.start.epoch = epoch;
     c.speed = 1;
     c.dry_run = dry_run;
     c.datastore = datastore.string();

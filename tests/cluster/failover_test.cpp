@@ -2,10 +2,11 @@
 // member of the dqlite cluster that keeps the store, each in a network
 // namespace of its own, and the controller runs on the member that leads.
 // Two agents of real nodes (the exec backend) join it through the list of
-// all three. The leader is killed with kill -9 in the middle of the work:
-// another member leads, its controller resumes from the replicated store,
-// the agents find it, the lease lent before goes on untouched (never
-// unplugged, never granted twice), and the new controller decides anew.
+// all three. The leader is killed with kill -9 in the middle of the work
+// (or every member is, and all start again): another member leads (or one
+// does), its controller resumes from the replicated store, the agents find
+// it, the lease lent before goes on untouched (never unplugged, never
+// granted twice), and the new controller decides anew.
 #define BOOST_TEST_MODULE failover
 #include <boost/test/unit_test.hpp>
 
@@ -51,11 +52,19 @@ class Failover {
   }
 
   fs::path hooks(const std::string& h) const { return fs::path(net.dir()) / ("hooks-" + h); }
-  std::string log_of(const std::string& node) const { return slurp(net.dir() + "/" + node + ".log"); }
+  // A member's log is that of its process now: a member started again logs
+  // to a file of its own, so what its first process said is not taken for it.
+  std::string log_name(const std::string& node) const {
+    auto it = starts.find(node);
+    return node + (it == starts.end() || it->second <= 1 ? "" : "-" + std::to_string(it->second)) + ".log";
+  }
+  std::string log_of(const std::string& node) const { return slurp(net.dir() + "/" + log_name(node)); }
 
   // Member i of the store; 1 starts the cluster, the others join through it.
+  // Started again, it resumes from its --replica-dir.
   int start_member(int i) {
     std::string name = "c" + std::to_string(i);
+    ++starts[name];
     std::vector<std::string> argv = {
         bin, "run", "--scenario", "settings.json", "--events-out", "events-" + name + ".jsonl", "--metrics", "off",
         "--listen", net.address(name) + ":7411", "--cluster", "c1", "--cluster-secret-file", "secret",
@@ -66,18 +75,43 @@ class Failover {
       argv.push_back("--replica-join");
       argv.push_back(net.address("c1") + ":7420");
     }
-    return net.start(name, argv, name + ".log");
+    return pid[name] = net.start(name, argv, log_name(name));
   }
 
   int start_agent(const std::string& h) {
     std::string controllers;
     for (const auto& m : members) controllers += (controllers.empty() ? "" : ",") + net.address(m) + ":7411";
-    return net.start(h,
-                     {bin, "agent", "--controller", controllers, "--platform", "exec", "--hooks-dir",
-                      hooks(h).string(), "--listen", net.address(h) + ":7412", "--cluster", "c1",
-                      "--cluster-secret-file", "secret", "--tls-ca", "ca.pem", "--tls-cert", h + ".pem", "--tls-key",
-                      h + ".key"},
-                     h + ".log");
+    return pid[h] = net.start(h,
+                              {bin, "agent", "--controller", controllers, "--platform", "exec", "--hooks-dir",
+                               hooks(h).string(), "--listen", net.address(h) + ":7412", "--cluster", "c1",
+                               "--cluster-secret-file", "secret", "--tls-ca", "ca.pem", "--tls-cert", h + ".pem",
+                               "--tls-key", h + ".key"},
+                              h + ".log");
+  }
+
+  // c1 leads, c2 and c3 join it as voters, and both agents start.
+  void start_cluster() {
+    start_member(1);
+    bool first = eventually([&] { return leader() == "c1"; }, 60s);
+    BOOST_TEST_REQUIRE(first, logs());
+    start_member(2);
+    start_member(3);
+    bool joined = eventually([&] {
+      return log_of("c2").find("joined as a voter") != std::string::npos &&
+             log_of("c3").find("joined as a voter") != std::string::npos;
+    }, 60s);
+    BOOST_TEST_REQUIRE(joined, logs());
+    start_agent("A");
+    start_agent("B");
+  }
+
+  // The first leader lends web 256 MiB of B's, and A's platform plugs it;
+  // its controller raised the leadership epoch to 1 and told the agents.
+  void first_lease() {
+    bool lent = eventually([&] { return count("c1", "lease_granted") == 1 && plugs("A").size() == 1; }, 90s);
+    BOOST_TEST_REQUIRE(lent, logs());
+    BOOST_TEST(last_epoch("A") == 1, logs());
+    BOOST_TEST(log_of("c1").find("VM web appeared on A") != std::string::npos, logs());
   }
 
   // The member whose controller runs now, by its log: the last to say it leads.
@@ -90,6 +124,53 @@ class Failover {
       if (leads != std::string::npos && (lost == std::string::npos || lost < leads)) who = m;
     }
     return who;
+  }
+
+  // The leader after the one before died: another member, or any once all
+  // were started again; its controller has resumed from the replicated store
+  // and both agents have joined it.
+  std::string resumed(const std::function<bool(const std::string&)>& may_lead) {
+    std::string next;
+    bool moved = eventually([&] {
+      next = leader();
+      return !next.empty() && may_lead(next);
+    }, 60s);
+    BOOST_TEST_REQUIRE(moved, logs());
+    bool back = eventually([&] {
+      return log_of(next).find("resuming from replicated store memlend") != std::string::npos && rejoined("A") &&
+             rejoined("B");
+    }, 90s);
+    BOOST_TEST_REQUIRE(back, logs());
+    // What it resumed: the one lease lent before and web's mirror; its hosts
+    // and VM came from the store too, none joined or appeared anew.
+    std::string log = log_of(next);
+    BOOST_TEST(log.find(": 1 leases, 1 mirrors, 0 recommendations") != std::string::npos, logs());
+    for (const char* anew : {"host A joined", "host B joined", "VM web appeared"})
+      BOOST_TEST(log.find(anew) == std::string::npos, logs());
+    // The new leader's first transaction raised it: a deposed leader's epoch
+    // is below what the agents have now seen, and they would refuse it.
+    for (const auto& h : {"A", "B"}) BOOST_TEST(last_epoch(h) >= 2, logs());
+    return next;
+  }
+
+  // An agent that lost its controller found one again.
+  bool rejoined(const std::string& h) const {
+    std::string log = log_of(h);
+    auto lost = log.find("lost the controller");
+    return lost != std::string::npos && log.find("joined cluster c1", lost) != std::string::npos;
+  }
+
+  // The controller on `leader` decides: web's guest is short again, by 256
+  // MiB more, and is lent them. The first lease went on through it all:
+  // granted once, never released, reclaimed or unplugged.
+  void decides_and_undid_nothing(const std::string& leader) {
+    make_node(hooks("A"), "A", 16384, 0, "web", -206);
+    bool decided = eventually([&] { return count(leader, "lease_granted") == 2 && plugs("A").size() == 2; }, 90s);
+    BOOST_TEST_REQUIRE(decided, logs());
+    BOOST_TEST(count(leader, "memory_reclaimed") == 0u, logs());
+    BOOST_TEST(count(leader, "lease_released") == 0u, logs());
+    for (const auto& p : plugs("A")) BOOST_TEST(p.rfind("attach web ", 0) == 0u, p);
+    BOOST_TEST(count(leader, "lease_granted") == 2u, logs());
   }
 
   // Events as a member's --events-out has them: a controller that resumes
@@ -119,13 +200,29 @@ class Failover {
     return lines_of(slurp((hooks(h) / "plugs.log").string()));
   }
 
+  // Every log, the members' earlier processes' too.
   std::string logs() const {
     std::string out;
-    for (const auto& n : {"c1", "c2", "c3", "A", "B"}) out += std::string("\n--- ") + n + "\n" + log_of(n);
+    for (const auto& n : {"A", "B", "c1", "c2", "c3"}) {
+      auto it = starts.find(n);
+      int last = it == starts.end() ? 1 : it->second;
+      for (int k = 1; k <= last; ++k) {
+        std::string name = std::string(n) + (k == 1 ? "" : "-" + std::to_string(k)) + ".log";
+        out += "\n--- " + name + "\n" + slurp(net.dir() + "/" + name);
+      }
+    }
     return out;
   }
 
+  // Stops every process still running.
+  void stop_all() {
+    for (const auto& [name, p] : pid)
+      if (net.alive(p)) net.stop(p);
+  }
+
   NetnsCluster net;
+  std::map<std::string, int> pid;     // of each node's process now
+  std::map<std::string, int> starts;  // how many times each member was started
 };
 
 }  // namespace
@@ -133,61 +230,27 @@ class Failover {
 BOOST_AUTO_TEST_CASE(the_leaders_death_moves_the_controller_and_loses_no_decision,
                      *utf::precondition(namespaces_available)) {
   Failover f;
-  std::map<std::string, int> pid;
-  pid["c1"] = f.start_member(1);
-  bool first = eventually([&] { return f.leader() == "c1"; }, 60s);
-  BOOST_TEST_REQUIRE(first, f.logs());
-  pid["c2"] = f.start_member(2);
-  pid["c3"] = f.start_member(3);
-  bool joined = eventually([&] {
-    return f.log_of("c2").find("joined as a voter") != std::string::npos &&
-           f.log_of("c3").find("joined as a voter") != std::string::npos;
-  }, 60s);
-  BOOST_TEST_REQUIRE(joined, f.logs());
-  int a = f.start_agent("A");
-  int b = f.start_agent("B");
-
-  // The first leader lends web 256 MiB of B's, and A's platform plugs it.
-  bool lent = eventually([&] { return f.count("c1", "lease_granted") == 1 && f.plugs("A").size() == 1; }, 90s);
-  BOOST_TEST_REQUIRE(lent, f.logs());
-  // The first controller raised the leadership epoch to 1, and told the agents.
-  BOOST_TEST(f.last_epoch("A") == 1, f.logs());
-
+  f.start_cluster();
+  f.first_lease();
   // The leader's node dies.
-  f.net.kill9(pid["c1"]);
-  std::string next;
-  bool moved = eventually([&] {
-    next = f.leader();
-    return next == "c2" || next == "c3";
-  }, 60s);
-  BOOST_TEST_REQUIRE(moved, f.logs());
-  auto rejoined = [&](const std::string& h) {
-    std::string log = f.log_of(h);
-    auto lost = log.find("lost the controller");
-    return lost != std::string::npos && log.find("joined cluster c1", lost) != std::string::npos;
-  };
-  bool back = eventually([&] {
-    return f.log_of(next).find("resuming from replicated store memlend") != std::string::npos && rejoined("A") &&
-           rejoined("B");
-  }, 90s);
-  BOOST_TEST_REQUIRE(back, f.logs());
-  // The new leader's first transaction raised it: a deposed leader's epoch
-  // is below what the agents have now seen, and they would refuse it.
-  for (const auto& h : {"A", "B"}) BOOST_TEST(f.last_epoch(h) >= 2, f.logs());
+  f.net.kill9(f.pid["c1"]);
+  std::string next = f.resumed([](const std::string& m) { return m != "c1"; });
+  f.decides_and_undid_nothing(next);
+  f.stop_all();
+}
 
-  // The new controller decides: web's guest is short again, by 256 MiB more.
-  make_node(f.hooks("A"), "A", 16384, 0, "web", -206);
-  bool decided = eventually([&] { return f.count(next, "lease_granted") == 2 && f.plugs("A").size() == 2; }, 90s);
-  BOOST_TEST_REQUIRE(decided, f.logs());
-
-  // The first lease went on through the failover: granted once, never
-  // released, reclaimed or unplugged.
-  BOOST_TEST(f.count(next, "memory_reclaimed") == 0u, f.logs());
-  BOOST_TEST(f.count(next, "lease_released") == 0u, f.logs());
-  for (const auto& p : f.plugs("A")) BOOST_TEST(p.rfind("attach web ", 0) == 0u, p);
-  BOOST_TEST(f.count(next, "lease_granted") == 2u, f.logs());
-
-  f.net.stop(a);
-  f.net.stop(b);
-  for (const auto& m : {"c2", "c3"}) f.net.stop(pid[m]);
+// Every member dies at once with a lease lent (kill -9 of all three), and
+// all start again from their --replica-dir: a leader is elected, its
+// controller resumes the same lease at a higher epoch, the agents (which
+// kept serving) join it, and it decides again.
+BOOST_AUTO_TEST_CASE(all_members_killed_at_once_start_again_with_the_same_state,
+                     *utf::precondition(namespaces_available)) {
+  Failover f;
+  f.start_cluster();
+  f.first_lease();
+  for (const auto& m : members) f.net.kill9(f.pid[m]);
+  for (int i = 1; i <= 3; ++i) f.start_member(i);
+  std::string next = f.resumed([](const std::string&) { return true; });
+  f.decides_and_undid_nothing(next);
+  f.stop_all();
 }

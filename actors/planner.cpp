@@ -227,14 +227,12 @@ planner_actor::behavior_type planner(planner_actor::stateful_pointer<planner_sta
         st.view->set_remote_for(vm, remote_for);
         Recommendation r = st.view->recommendation(vm);
         if (!r.ok) {
-          std::string key = r.blocker + "@" + st.host_name(r.target);
-          if (st.said[vm] != key)
+          if (st.news(vm, planner_state::Said::stays, r.blocker + "@" + st.host_name(r.target)))
             note(self, st.vm_name(vm) + " stays on " + st.host_name(st.view->vm(vm).host) + ": " + r.reason,
                  {st.vm_name(vm), st.host_name(st.view->vm(vm).host)});
-          st.said[vm] = key;
           return false;
         }
-        st.said.erase(vm);
+        st.said.erase({vm, planner_state::Said::stays});
         // Said once: a VM recommended before a restart is not recommended again.
         if (st.recommended.count(vm)) return true;
         st.recommended.insert(vm);

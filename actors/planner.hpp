@@ -84,11 +84,18 @@ struct planner_state {
   std::map<std::uint32_t, std::string> mirror_failed;
   // Work waits here while a job is under way.
   JobQueue jobs;
-  // The last thing said about a VM that is not acted on, so it is said once.
-  std::map<std::uint32_t, std::string> said;
-  // Why each VM last could not be helped: a VM asks again now and then, and
-  // the same answer for the same reason is logged once.
-  std::map<std::uint32_t, std::string> unhelped;
+  // The last thing said of each kind about a VM that is not acted on (why it
+  // stays where it is; why it cannot be helped, as a VM asks again now and
+  // then): the same answer for the same reason is said once.
+  enum class Said { stays, unhelped };
+  std::map<std::pair<std::uint32_t, Said>, std::string> said;
+  // Whether `key` is news about the VM, this kind; remembers it.
+  bool news(std::uint32_t vm, Said kind, const std::string& key) {
+    auto& last = said[{vm, kind}];
+    if (last == key) return false;
+    last = key;
+    return true;
+  }
   // Each VM's latest demand as its node's estimator explained it (real nodes).
   std::map<std::uint32_t, std::string> demand_reasons;
   std::set<std::uint32_t> recommended;

@@ -216,12 +216,10 @@ Job migrate_job(self_ptr self, Decision d, Reply reply) {
 Job unsatisfied_job(self_ptr self, Decision d, std::string why, Reply reply) {
   return write_job([=](JobDone done) mutable {
     auto& st = self->state;
-    auto& said = st.unhelped[d.vm];
-    if (said == why) {
+    if (!st.news(d.vm, planner_state::Said::unhelped, why)) {
       reply(NeedOutcome::unsatisfied);
       return done();
     }
-    said = why;
     auto txn = begin(self);
     emit(self, txn, "unsatisfied", d.vm, d.host, std::nullopt, d.extra_memory_mib,
          st.vm_name(d.vm) + " on " + st.host_name(d.host) + " cannot be helped: " + d.reason, d.reason);
@@ -265,7 +263,7 @@ JobPlan need_job(self_ptr self, std::uint32_t vm, std::int64_t mem, std::int64_t
     Decision d = st.view->decide(vm);
     // The policy's reason, without the node's figures that change at each sample.
     std::string why = d.reason;
-    if (d.kind != DecisionKind::unsatisfied) st.unhelped.erase(vm);
+    if (d.kind != DecisionKind::unsatisfied) st.said.erase({vm, planner_state::Said::unhelped});
     // On a real node the figures come from an estimate: say what it rests on.
     if (auto it = st.demand_reasons.find(vm); it != st.demand_reasons.end())
       d.reason += " (" + st.host_name(d.host) + " read: " + it->second + ")";

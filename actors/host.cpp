@@ -58,7 +58,7 @@ std::vector<platform::VmSample> own_vms(self_ptr self, const std::vector<platfor
     v.host = h;
     // The node's own words go into logs, events and the store: one line, bounded.
     if (v.reason.size() > platform::vm_reason_max) v.reason.resize(platform::vm_reason_max);
-    v.reason = one_line(v.reason);
+    if (!is_one_line(v.reason)) v.reason = one_line(v.reason);
     if (v.name.empty()) {
       out.push_back(std::move(v));
       continue;

@@ -7,6 +7,14 @@
 
 namespace memlend {
 
+// Whether one_line() would leave `message` as it is: what a sample says
+// every period is checked, and copied only when it must change.
+inline bool is_one_line(std::string_view message) {
+  for (unsigned char c : message)
+    if (c < 0x20 || c == 0x7f) return false;
+  return true;
+}
+
 // A message as one printable line: names and keys from a file or a flag are
 // echoed in messages, and may hold a newline or a terminal's escape sequence.
 inline std::string one_line(std::string_view message) {

@@ -351,7 +351,8 @@ RunCommand make_run(CLI::App& app) {
   cmd->add_option("--replica-id", f->replica_id,
                   "Keep the store in a dqlite cluster, of which this node is member N (1 starts\n"
                   "the cluster; never reuse an id): the controller runs on whichever member\n"
-                  "leads, and moves when it dies; --db is not used")
+                  "leads, and moves when it dies; a single-node store at --db is imported into\n"
+                  "it when no controller has written to it yet, and renamed FILE.imported")
       ->type_name("N");
   cmd->add_option("--replica-address", f->replica_address,
                   "Where this member listens for the other members and for memlend (HOST:PORT)");
@@ -392,6 +393,9 @@ RunCommand make_run(CLI::App& app) {
     auto exposer = start_metrics_server(o.metrics);
     if (!exposer) return bad_input(exposer.error().message);
     o.metrics.serve = nullptr;
+    // A single-node store at --db is offered for import until a term has
+    // opened the replicated store: imported then, or told that it was not.
+    bool offer_db = true;
     // Once, or on a replicated store each time this node leads.
     auto run_once = [&](std::function<bool()> still_leading, std::optional<store::Replica> replica) -> int {
       std::vector<std::string> resume_notes;
@@ -399,6 +403,7 @@ RunCommand make_run(CLI::App& app) {
         ResumeOptions ro;
         ro.db = f->db;
         ro.replica = replica;
+        ro.import_db = offer_db;
         ro.scenario_text = text;
         ro.until_s = o.until_s;
         ro.data_path_in_process = !o.network.enabled;
@@ -411,6 +416,7 @@ RunCommand make_run(CLI::App& app) {
         // The leadership may have gone while the store opened.
         if (!resumed && still_leading && !still_leading()) return lost_leadership;
         if (!resumed) return bad_input(resumed.error().message);
+        offer_db = false;
         if (o.health) o.health->set_store(Health::Store::open);
         o.store = resumed->store;
         o.scenario = resumed->scenario;

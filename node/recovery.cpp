@@ -94,7 +94,9 @@ Expected<Resumed> open_run(const Scenario& scenario, const ResumeOptions& option
   so.on_commit = options.on_commit;
   so.events_keep_days = options.events_keep_days;
   so.events_keep_rows = options.events_keep_rows;
-  auto opened = options.replica ? store::Store::open_replicated(*options.replica, so) : store::Store::open(options.db, so);
+  std::optional<store::Replica> replica = options.replica;
+  if (replica && options.import_db) replica->import_file = options.db;
+  auto opened = replica ? store::Store::open_replicated(*replica, so) : store::Store::open(options.db, so);
   if (!opened) return Error{opened.error().message};
   std::shared_ptr<store::Store> db(std::move(*opened));
   const std::string where = db->path();

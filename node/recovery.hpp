@@ -31,8 +31,11 @@ struct Resumed {
 
 struct ResumeOptions {
   std::string db;
-  // Set: the store is the one a dqlite cluster keeps (db is not used).
+  // Set: the store is the one a dqlite cluster keeps, and db is only the
+  // single-node store to import into it when no controller has written to
+  // it yet (store::Replica::import_file), if import_db.
   std::optional<store::Replica> replica;
+  bool import_db = false;
   std::string scenario_text;  // what the fingerprint is taken of
   std::optional<double> until_s;
   // The data path lived in the controller's own process (single-process

@@ -9,21 +9,20 @@
 
 namespace memlend::store {
 
-namespace {
-
-std::string listed(const std::vector<std::string>& members) {
-  std::string out;
-  for (const auto& m : members) out += (out.empty() ? "" : ", ") + m;
-  return out;
-}
-
-// The first column of the first row of a query, as an integer.
 Expected<std::int64_t> scalar(replica::Client& c, const std::string& name, const std::string& text) {
   auto rows = c.query(text);
   if (!rows) return Error{name + ": " + text + ": " + rows.error().message, rows.error().code};
   if (rows->rows.empty() || rows->rows[0].empty()) return std::int64_t{0};
   if (const auto* i = std::get_if<std::int64_t>(&rows->rows[0][0])) return *i;
   return Error{name + ": " + text + ": not an integer", ErrorCode::failed};
+}
+
+namespace {
+
+std::string listed(const std::vector<std::string>& members) {
+  std::string out;
+  for (const auto& m : members) out += (out.empty() ? "" : ", ") + m;
+  return out;
 }
 
 // The schema version of the database, 0 when it is new; the same checks as
@@ -72,21 +71,13 @@ std::vector<std::string> statements_of(const std::string& script) {
   return out;
 }
 
-// Runs the script in one transaction, with the foreign keys checked before
-// it commits: the database is at the newest version or as it was.
-Expected<void> migrate(replica::Client& c, const std::string& name, const std::string& script, std::int64_t from,
-                       std::int64_t to) {
-  auto failed = [&](const Error& e) {
-    if (!c.spent()) (void)c.exec("ROLLBACK");
-    return Error{name + ": " + e.message + " (migrating from schema version " + std::to_string(from) + " to " +
-                     std::to_string(to) + "); the database was left as it was",
-                 e.code};
-  };
-  if (auto r = c.exec("BEGIN IMMEDIATE"); !r) return failed(r.error());
-  // dqlite runs a statement that answers with a row (some PRAGMAs say the
-  // value they set) as a query only, and one that answers with none as an
-  // exec only: which is which, SQLite says of the statement prepared on an
-  // empty database (the migrations' other statements name tables it lacks).
+}  // namespace
+
+// dqlite runs a statement that answers with a row (some PRAGMAs say the
+// value they set) as a query only, and one that answers with none as an
+// exec only: which is which, SQLite says of the statement prepared on an
+// empty database (the migrations' other statements name tables it lacks).
+Expected<void> run_script(replica::Client& c, const std::string& script) {
   sqlite3* empty = nullptr;
   sqlite3_open_v2(":memory:", &empty, SQLITE_OPEN_READWRITE, nullptr);
   sql::Connection blank(empty);
@@ -102,8 +93,25 @@ Expected<void> migrate(replica::Client& c, const std::string& name, const std::s
     } else if (auto r = c.exec(statement); !r) {
       ran = r.error();
     }
-    if (!ran) return failed(Error{ran.error().message + " in \"" + statement.substr(0, 60) + "\"", ran.error().code});
+    if (!ran) return Error{ran.error().message + " in \"" + statement.substr(0, 60) + "\"", ran.error().code};
   }
+  return {};
+}
+
+namespace {
+
+// Runs the script in one transaction, with the foreign keys checked before
+// it commits: the database is at the newest version or as it was.
+Expected<void> migrate(replica::Client& c, const std::string& name, const std::string& script, std::int64_t from,
+                       std::int64_t to) {
+  auto failed = [&](const Error& e) {
+    if (!c.spent()) (void)c.exec("ROLLBACK");
+    return Error{name + ": " + e.message + " (migrating from schema version " + std::to_string(from) + " to " +
+                     std::to_string(to) + "); the database was left as it was",
+                 e.code};
+  };
+  if (auto r = c.exec("BEGIN IMMEDIATE"); !r) return failed(r.error());
+  if (auto ran = run_script(c, script); !ran) return failed(ran.error());
   auto dangling = c.query("PRAGMA foreign_key_check");
   if (!dangling) return failed(dangling.error());
   if (!dangling->rows.empty())
@@ -220,6 +228,11 @@ Expected<std::unique_ptr<Store>> Store::open_replicated(const Replica& where, co
   auto version = inspect(c, impl->path, known, read_only);
   if (!version) return version.error();
   if (!read_only) {
+    // dqlite 1.11.1 fails a transaction ("disk I/O error", a short read) that
+    // spilled pages to a WAL a checkpoint had just emptied, reading them back
+    // (fixed upstream later): a transaction larger than the page cache (an
+    // import's, a large group commit) keeps its pages in memory until COMMIT.
+    if (auto off = c.exec("PRAGMA cache_spill = OFF"); !off) return Error{impl->path + ": " + off.error().message};
     // Per connection, as on a file: the writer's references are checked.
     if (auto on = c.exec("PRAGMA foreign_keys = OFF"); !on) return Error{impl->path + ": " + on.error().message};
     std::int64_t to = *version;
@@ -231,7 +244,14 @@ Expected<std::unique_ptr<Store>> Store::open_replicated(const Replica& where, co
                                   std::to_string(to));
       *version = to;
     }
+    impl->schema_version = static_cast<int>(*version);
+    if (auto ready = take_over(*impl, c, where.import_file); !ready) return ready.error();
     if (auto on = c.exec("PRAGMA foreign_keys = ON"); !on) return Error{impl->path + ": " + on.error().message};
+  } else {
+    // An import under way (or one that stopped halfway) is no state yet.
+    auto written = written_to(c, impl->path);
+    if (!written) return written.error();
+    if (!*written) return Error{impl->path + ": empty: no controller has written to it yet", ErrorCode::invalid_input};
   }
   impl->schema_version = static_cast<int>(*version);
 

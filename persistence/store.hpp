@@ -126,6 +126,14 @@ struct Replica {
   // for each answer.
   std::chrono::milliseconds find_leader{10000};
   std::chrono::milliseconds timeout{5000};
+  // The upgrade from one node to a cluster: a single-node store (the file
+  // `memlend run --db` keeps) to import when no controller has written to
+  // the cluster's store yet. The file is opened as a controller opens it
+  // (checked, migrated, locked), its rows are copied, and it is renamed
+  // FILE.imported; a file that cannot be is refused (invalid_input) with
+  // nothing imported. A store a controller wrote to leaves the file alone,
+  // and a notice says so. Empty, or no such file: nothing to import.
+  std::string import_file;
 };
 
 // Everything the controller needs to rebuild itself after a restart.

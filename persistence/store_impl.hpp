@@ -52,6 +52,22 @@ std::string quoted(const std::string& text);
 // memlend's schema and the rows of every table, read in one transaction.
 Expected<void> export_replicated(const Store::Impl& im, const std::string& name);
 
+// The replicated store's first column of the first row of a query, as an
+// integer (0 without a row); and a migration script run statement by
+// statement in the caller's transaction (replicated.cpp).
+Expected<std::int64_t> scalar(replica::Client& c, const std::string& name, const std::string& text);
+Expected<void> run_script(replica::Client& c, const std::string& script);
+
+// Whether a controller has written to the replicated store: its controller
+// row, which every durable batch updates, is no longer as the migrations
+// left it (import.cpp). A store no controller wrote to holds no state.
+Expected<bool> written_to(replica::Client& c, const std::string& name);
+// Before a controller starts on the replicated store (at its schema, its
+// foreign keys off): imports the single-node store at `file` when the store
+// is unwritten and the file exists, or says why not; clears what an import
+// that did not finish left (import.cpp).
+Expected<void> take_over(Store::Impl& im, replica::Client& c, const std::string& file);
+
 // A consistent copy of the open database at `name`, which must not exist;
 // why not, or nothing (open.cpp).
 Expected<void> write_copy(sqlite3* db, const std::string& name);

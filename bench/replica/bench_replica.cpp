@@ -13,120 +13,22 @@
 // DIR (default: $TMPDIR or /tmp) decides the disk, and so what an fsync
 // costs. --latency-ms sets dqlite's network latency (Raft's election timeout
 // is 15 times it); without it, dqlite's own timeouts (an election after 3 s).
-#include "replica/client.hpp"
-#include "replica/node.hpp"
+#include "bench/replica/nodes.hpp"
 
 #include <sqlite3.h>
 
 #include "persistence/store.hpp"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <array>
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <optional>
-#include <string>
 #include <thread>
-#include <vector>
 
-using namespace memlend::replica;
-using Clock = std::chrono::steady_clock;
-using std::chrono::milliseconds;
+using namespace memlend::bench;
 
 namespace {
 
 const char* const schema = "CREATE TABLE IF NOT EXISTS bench (id INTEGER PRIMARY KEY, name TEXT NOT NULL, data BLOB)";
 const char* const insert = "INSERT INTO bench (name, data) VALUES (?, ?)";
-
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "bench_replica: %s\n", what.c_str());
-  std::exit(1);
-}
-
-template <class T>
-T must(memlend::Expected<T> e, const char* what) {
-  if (!e) die(std::string(what) + ": " + e.error().message);
-  return std::move(*e);
-}
-void must(memlend::Expected<void> e, const char* what) {
-  if (!e) die(std::string(what) + ": " + e.error().message);
-}
-
-double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
-
-std::uint16_t free_port() {
-  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (s < 0 || ::bind(s, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) die("no free loopback port");
-  socklen_t len = sizeof sa;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&sa), &len);
-  ::close(s);
-  return ntohs(sa.sin_port);
-}
-
-// A node in a child process, forked while this process has no threads of its
-// own; it says on a pipe that it serves, and serves until killed.
-class NodeProcess {
- public:
-  NodeProcess(const NodeConfig& config) : config_(config) {}
-  ~NodeProcess() { kill(SIGTERM); }
-  const std::string& address() const { return config_.address; }
-  bool alive() const { return pid_ > 0; }
-
-  void start() {
-    int ready[2];
-    if (::pipe2(ready, O_CLOEXEC) != 0) die("pipe");
-    pid_ = ::fork();
-    if (pid_ < 0) die("fork");
-    if (pid_ == 0) {
-      sigset_t stop;
-      sigemptyset(&stop);
-      sigaddset(&stop, SIGTERM);
-      pthread_sigmask(SIG_BLOCK, &stop, nullptr);
-      auto node = Node::start(config_);
-      if (!node) {
-        std::fprintf(stderr, "bench_replica: node %llu: %s\n", static_cast<unsigned long long>(config_.id),
-                     node.error().message.c_str());
-        ::_exit(1);
-      }
-      (void)!::write(ready[1], "r", 1);
-      int signal = 0;
-      sigwait(&stop, &signal);
-      ::_exit((*node)->stop() ? 0 : 1);
-    }
-    ::close(ready[1]);
-    pollfd p{ready[0], POLLIN, 0};
-    char c = 0;
-    bool ok = ::poll(&p, 1, 30000) == 1 && ::read(ready[0], &c, 1) == 1;
-    ::close(ready[0]);
-    if (!ok) die("node " + std::to_string(config_.id) + " did not start");
-  }
-
-  void kill(int signal) {
-    if (pid_ <= 0) return;
-    ::kill(pid_, signal);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-
- private:
-  NodeConfig config_;
-  pid_t pid_ = -1;
-};
 
 std::vector<memlend::replica::Value> row(std::int64_t i) {
   Blob data;
@@ -266,6 +168,7 @@ void wait_for_leader_seen_by(const std::string& address) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  program = "bench_replica";
   memlend::store::route_sqlite_log();  // before the nodes start SQLite
   const char* tmp = std::getenv("TMPDIR");
   std::string dir = tmp && *tmp ? tmp : "/tmp";
@@ -287,21 +190,8 @@ int main(int argc, char** argv) {
   std::string root = dir + "/bench_replica." + std::to_string(::getpid());
   std::filesystem::create_directories(root);
 
-  std::vector<std::unique_ptr<NodeProcess>> nodes;
-  for (std::uint64_t id = 1; id <= 3; ++id) {
-    NodeConfig c;
-    c.id = id;
-    c.address = "127.0.0.1:" + std::to_string(free_port());
-    c.data_dir = root + "/node" + std::to_string(id);
-    c.network_latency = latency;
-    nodes.push_back(std::make_unique<NodeProcess>(c));
-    nodes.back()->start();
-  }
-  Client leader = must(connect_leader({nodes[0]->address()}, "", milliseconds(60000)), "bootstrap leader");
-  for (std::uint64_t id = 2; id <= 3; ++id) {
-    must(leader.add(id, nodes[id - 1]->address()), "add");
-    must(leader.assign(id, Role::voter), "assign");
-  }
+  auto nodes = start_cluster(root, latency);
+  Client leader = must(connect_leader({nodes[0]->address()}, "", milliseconds(60000)), "leader");
   must(leader.open("bench"), "open");
 
   auto local = percentiles(sqlite_commits(root + "/local.db", commits));

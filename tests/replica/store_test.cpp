@@ -8,6 +8,7 @@
 #include "persistence/schema.hpp"
 #include "persistence/store.hpp"
 #include "tests/replica/cluster.hpp"
+#include "tests/replica/store_support.hpp"
 
 #include <filesystem>
 #include <future>
@@ -16,14 +17,9 @@
 
 using namespace memlend::store;
 using namespace memlend::test::replica_cluster;
+using namespace memlend::test::replica_store;
 
 namespace {
-
-// Boost makes a check's message before it checks: an error read only when there is one.
-template <class T>
-std::string why(const memlend::Expected<T>& e) {
-  return e ? std::string() : e.error().message;
-}
 
 Replica through(const std::vector<std::string>& members) {
   Replica r;
@@ -31,14 +27,6 @@ Replica through(const std::vector<std::string>& members) {
   r.database = "memlend";
   r.find_leader = election_bound;
   return r;
-}
-
-std::unique_ptr<Store> open_ok(const Replica& where, Access access = Access::read_write) {
-  Options o;
-  o.access = access;
-  auto s = Store::open_replicated(where, o);
-  BOOST_TEST_REQUIRE(bool(s), why(s));
-  return std::move(*s);
 }
 
 HostRecord host(std::uint32_t id) {

@@ -123,6 +123,10 @@ void NetnsCluster::partition(const std::string& node, bool cut) {
   sh("ip -n " + ns("hub") + " link set " + hub_ends_.at(node) + (cut ? " down" : " up"));
 }
 
+void NetnsCluster::cut_between(const std::string& node, const std::string& other, bool cut) {
+  sh("ip -n " + ns(node) + " route " + (cut ? "add" : "del") + " blackhole " + addresses_.at(other) + "/32");
+}
+
 void NetnsCluster::make_certificates(const std::vector<std::string>& names, const std::string& ca_name) {
   std::string d = dir_ + "/";
   // A CA made once signs every later certificate of its name.

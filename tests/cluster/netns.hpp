@@ -56,6 +56,10 @@ class NetnsCluster {
   // Its exit status once alive() saw it end (-1: killed by a signal, or running).
   int exit_status(int pid);
   void partition(const std::string& node, bool cut);
+  // Cuts (or mends) the traffic between two nodes only: `node` drops what
+  // it would send to `other` (a blackhole route), so no TCP between them
+  // gets anywhere, while both still reach every other node.
+  void cut_between(const std::string& node, const std::string& other, bool cut);
 
   // Writes a CA (unless it exists) and a certificate per name, CN=name, into
   // dir(); the files are dir()/<ca_name>.pem and dir()/<name>.pem, <name>.key.

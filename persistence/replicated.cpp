@@ -6,6 +6,7 @@
 #include "persistence/store_impl.hpp"
 
 #include <algorithm>
+#include <limits>
 
 namespace memlend::store {
 
@@ -134,31 +135,45 @@ int bind_value(sqlite3_stmt* st, int i, const replica::Value& v) {
 
 // Copies one table's rows from the cluster into the same table of `out`,
 // whose own rows (those its migrations wrote) go first.
+// Read a page of rows at a time, by rowid (no table of memlend's is WITHOUT
+// ROWID): a table of a million events is far more than the client takes in
+// one answer (Limits::max_result).
+constexpr std::int64_t export_page_rows = 5000;
+
 Expected<void> copy_table(replica::Client& c, sqlite3* out, const std::string& table) {
   std::string name = "\"" + table + "\"";
-  auto rows = c.query("SELECT * FROM " + name);
-  if (!rows) return Error{table + ": " + rows.error().message, rows.error().code};
   if (sql::exec(out, ("DELETE FROM " + name).c_str()) != SQLITE_OK)
     return Error{table + ": " + sql::Connection::describe(out)};
-  if (rows->rows.empty()) return {};
-  std::string text = "INSERT INTO " + name + " (";
-  std::string marks;
-  for (std::size_t i = 0; i < rows->columns.size(); ++i) {
-    text += (i ? ", \"" : "\"") + rows->columns[i] + "\"";
-    marks += i ? ", ?" : "?";
-  }
-  text += ") VALUES (" + marks + ")";
   sql::Statement insert;
-  if (insert.prepare(out, text) != SQLITE_OK) return Error{table + ": " + sql::Connection::describe(out)};
-  for (const auto& row : rows->rows) {
-    sqlite3_stmt* st = insert.get();
-    for (std::size_t i = 0; i < row.size(); ++i) bind_value(st, static_cast<int>(i) + 1, row[i]);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (rc != SQLITE_DONE) return Error{table + ": " + sql::Connection::describe(out)};
+  std::int64_t after = std::numeric_limits<std::int64_t>::min();
+  for (;;) {
+    auto rows = c.query("SELECT rowid, * FROM " + name + " WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                        {replica::Value{after}, replica::Value{export_page_rows}});
+    if (!rows) return Error{table + ": " + rows.error().message, rows.error().code};
+    if (rows->rows.empty()) return {};
+    if (!insert.get()) {
+      std::string text = "INSERT INTO " + name + " (";
+      std::string marks;
+      for (std::size_t i = 1; i < rows->columns.size(); ++i) {
+        text += (i > 1 ? ", \"" : "\"") + rows->columns[i] + "\"";
+        marks += i > 1 ? ", ?" : "?";
+      }
+      text += ") VALUES (" + marks + ")";
+      if (insert.prepare(out, text) != SQLITE_OK) return Error{table + ": " + sql::Connection::describe(out)};
+    }
+    for (const auto& row : rows->rows) {
+      const auto* rowid = std::get_if<std::int64_t>(&row[0]);
+      if (!rowid || *rowid <= after) return Error{table + ": a row without a rowid above the last", ErrorCode::failed};
+      after = *rowid;
+      sqlite3_stmt* st = insert.get();
+      for (std::size_t i = 1; i < row.size(); ++i) bind_value(st, static_cast<int>(i), row[i]);
+      int rc = sqlite3_step(st);
+      sqlite3_reset(st);
+      sqlite3_clear_bindings(st);
+      if (rc != SQLITE_DONE) return Error{table + ": " + sql::Connection::describe(out)};
+    }
+    if (static_cast<std::int64_t>(rows->rows.size()) < export_page_rows) return {};
   }
-  return {};
 }
 
 }  // namespace

@@ -179,6 +179,12 @@ BOOST_AUTO_TEST_CASE(a_single_node_store_is_imported_into_a_fresh_cluster_once) 
 
     // Every row of every table, as the file holds them.
     expect_same_rows(file + ".imported", cluster, "memlend");
+    // And an export of the cluster, read a page at a time, holds them all.
+    auto exported = store->export_to(dir.file("export.db"));
+    BOOST_TEST_REQUIRE(bool(exported), why(exported));
+    for (const char* q : {"SELECT count(*) FROM events", "SELECT max(seq) FROM events", "SELECT count(*) FROM leases"})
+      BOOST_TEST(memlend::test::raw_value(dir.file("export.db"), q) == memlend::test::raw_value(file + ".imported", q),
+                 q);
 
     auto snap = store->load();
     BOOST_TEST_REQUIRE(bool(snap), why(snap));

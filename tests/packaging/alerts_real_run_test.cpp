@@ -111,6 +111,10 @@ struct RecordOptions {
   std::chrono::milliseconds pace{150};
   std::function<void(const Run&)> after_scrape = [](const Run&) {};
   std::function<void()> before_kill = [] {};
+  // What a failure says of the run, beside the bound.
+  std::function<std::string(const Run&)> describe = [](const Run& r) {
+    return std::to_string(r.scrapes.size()) + " scrapes";
+  };
 };
 
 // Runs memlend on the scenario and scrapes it until `done` says the
@@ -140,7 +144,7 @@ Run record(const TempDir& dir, const std::string& datastore, const std::string& 
   }
   how.before_kill();
   BOOST_TEST_REQUIRE(memlend.running(), "memlend ran through the scenario: " << memlend.err());
-  BOOST_TEST_REQUIRE(done(run), "the run reached its situations within the bound");
+  BOOST_TEST_REQUIRE(done(run), "the run reached its situations within the bound; " << how.describe(run));
   memlend.kill9();
   memlend.wait(std::chrono::seconds(10));
   run.killed_at = run.scrapes.size();
@@ -387,17 +391,30 @@ BOOST_AUTO_TEST_CASE(a_datastore_that_hangs_fires_the_mirror_stalled_alert) {
     }
   };
   how.before_kill = [&] { datastore.resume(); };
-  // From the first scrape after the hang where memory waits for the mirror
-  // and the mirror has stopped moving: it must stay so for the window and
-  // the `for:` (5m + 2m) and a minute more.
+  how.describe = [&](const Run& r) {
+    std::ostringstream out;
+    out << r.scrapes.size() << " scrapes, hung at " << (hung_at ? std::to_string(*hung_at) : "none")
+        << "; lag/written from there:";
+    for (std::size_t i = hung_at ? *hung_at : 0; i < r.scrapes.size(); ++i)
+      out << ' ' << (r.scrapes[i].empty() ? std::string("failed")
+                                          : std::to_string(static_cast<long long>(Run::get(r.scrapes[i], lag))) + "/" +
+                                                std::to_string(static_cast<long long>(Run::get(r.scrapes[i], written))));
+    return out.str();
+  };
+  // The stall as it stands: the longest run of scrapes up to the last, after
+  // the hang, where memory waits for the mirror and the mirror does not
+  // move. Writes the datastore took in before it stopped may still finish
+  // after the hang, so the run starts where the mirror last moved; it must
+  // last for the window and the `for:` (5m + 2m) and a minute more.
   auto stalled_from = [&](const Run& r) -> std::optional<std::size_t> {
-    if (!hung_at) return std::nullopt;
-    auto from = r.first([&](const Scrape& s) { return Run::get(s, lag) > 0; }, *hung_at + 1);
-    if (!from) return std::nullopt;
-    for (std::size_t i = *from; i < r.scrapes.size(); ++i)
-      if (Run::get(r.scrapes[i], lag) <= 0 || Run::get(r.scrapes[i], written) != Run::get(r.scrapes[*from], written))
-        return std::nullopt;
-    return from;
+    if (!hung_at || r.scrapes.empty()) return std::nullopt;
+    std::size_t i = r.scrapes.size();
+    const Scrape& last = r.scrapes.back();
+    while (i > *hung_at + 1 && !r.scrapes[i - 1].empty() && Run::get(r.scrapes[i - 1], lag) > 0 &&
+           Run::get(r.scrapes[i - 1], written) == Run::get(last, written))
+      --i;
+    if (i == r.scrapes.size()) return std::nullopt;
+    return i;
   };
   auto done = [&](const Run& r) {
     auto from = stalled_from(r);

@@ -21,6 +21,7 @@ struct MembersFlags {
   std::shared_ptr<StoreSource> source = std::make_shared<StoreSource>();
   std::uint64_t remove = 0;
   bool json = false;
+  std::shared_ptr<const replica::Tls> tls;  // loaded from source's files
 };
 
 std::string joined(const std::vector<std::string>& members) {
@@ -29,9 +30,10 @@ std::string joined(const std::vector<std::string>& members) {
   return out;
 }
 
-replica::Limits quick() {
-  replica::Limits l;
+replica::ClientOptions quick(const MembersFlags& f) {
+  replica::ClientOptions l;
   l.timeout = 2000ms;
+  l.tls = f.tls;
   return l;
 }
 
@@ -47,7 +49,7 @@ int list(const MembersFlags& f, replica::Client& leader) {
                     {"address", m.address},
                     {"role", std::string(to_string(m.role))},
                     {"leads", m.id == leads},
-                    {"answers", m.id == leads || replica::answers(m.address, quick())}});
+                    {"answers", m.id == leads || replica::answers(m.address, quick(f))}});
   if (f.json) {
     std::cout << nlohmann::ordered_json{{"through", f.source->name()}, {"members", rows}}.dump(2) << '\n';
     return exit_ok;
@@ -69,7 +71,7 @@ int remove(const MembersFlags& f, replica::Client& leader) {
   auto who = leader.leader();
   if (who && who->id == f.remove) return bad_input(which + " leads; it cannot remove itself");
   // A removed member that still runs would ask the leader to add it again.
-  if (replica::answers(it->address, quick()))
+  if (replica::answers(it->address, quick(f)))
     return bad_input(which + " at " + it->address + " answers: stop its memlend first");
   if (auto done = leader.remove(f.remove); !done) return bad_input(which + ": " + done.error().message);
   std::cout << "removed member " << f.remove << " (" << it->address << "), a " << to_string(it->role)
@@ -99,6 +101,7 @@ Action add_members(CLI::App& app) {
   cmd->add_option("--remove", f->remove, "Remove member ID, which must not answer (stop its memlend first)")
       ->type_name("ID");
   cmd->add_flag("--json", f->json, "Print one JSON object: through, and the array members");
+  add_tls_options(*cmd, f->source);
   return [cmd, f] {
     if (f->source->members.empty()) {
       if (auto found = find_installed_store(*cmd, *f->source); !found) return bad_input(found.error().message);
@@ -106,7 +109,10 @@ Action add_members(CLI::App& app) {
         return bad_input("--replica: needed (no config names this node's member of a cluster)");
     }
     if (cmd->get_option("--remove")->count() > 0 && f->remove == 0) return bad_input("--remove: ids start at 1");
-    auto leader = replica::connect_leader(f->source->members, "", 10s, quick());
+    auto tls = f->source->tls();
+    if (!tls) return bad_input(tls.error().message);
+    f->tls = *tls;
+    auto leader = replica::connect_leader(f->source->members, "", 10s, quick(*f));
     if (!leader) {
       std::cerr << "memlend: no leader of the store's cluster found through " << joined(f->source->members) << " ("
                 << leader.error().message << ")\n";

@@ -6,6 +6,7 @@
 #include "node/leadership.hpp"
 #include "node/recovery.hpp"
 #include "persistence/store.hpp"
+#include "replica/tls.hpp"
 #include "cli/cli.hpp"
 #include "cli/guest_flags.hpp"
 #include "cli/cluster_flags.hpp"
@@ -274,6 +275,17 @@ RunCheck check_run(RunFlags& f, bool speed_given, bool start) {
     if (f.replica_dir.empty() && flag_problem("replica-dir", "--replica-dir: required with --replica-id"))
       return c;
     MemberOptions m;
+    // The store's traffic goes over the TLS the agents' does: the same CA
+    // and this node's certificate (check_tls above has named a missing file).
+    if (auto bad = check_tls(f.cluster); !bad) {
+      auto tls = replica::Tls::load(f.cluster.ca, f.cluster.cert, f.cluster.key);
+      if (!tls) {
+        auto key = tls.error().message.substr(2, tls.error().message.find(' ') - 2);
+        if (flag_problem(key, tls.error().message)) return c;
+      } else {
+        m.tls = *tls;
+      }
+    }
     m.id = f.replica_id;
     m.address = f.replica_address;
     m.data_dir = f.replica_dir;

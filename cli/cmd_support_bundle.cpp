@@ -52,7 +52,8 @@ constexpr auto scrape_timeout = 10s;
 
 // The options of the bundle a config file may set, as `inspect` and `state` take them.
 const std::set<std::string> keys_from_config{"db",          "platform", "qmp-dir",  "libvirt-uri",
-                                             "hooks-dir",   "hook-timeout", "scenario", "host"};
+                                             "hooks-dir",   "hook-timeout", "scenario", "host",
+                                             "tls-ca",      "tls-cert", "tls-key"};
 
 struct BundleFlags {
   std::string out;

@@ -104,6 +104,28 @@ void add_store_options(CLI::App& cmd, const std::shared_ptr<StoreSource>& source
          "config names its member")
       ->type_name("HOST:PORT[,...]")
       ->excludes("--db");
+  add_tls_options(cmd, source);
+}
+
+void add_tls_options(CLI::App& cmd, const std::shared_ptr<StoreSource>& source) {
+  cmd.add_option("--tls-ca", source->tls_ca, "With a cluster's store: the cluster's CA certificate (PEM)")
+      ->type_name("FILE");
+  cmd.add_option("--tls-cert", source->tls_cert,
+                 "With a cluster's store: this node's certificate (PEM), which the CA signed")
+      ->type_name("FILE");
+  cmd.add_option("--tls-key", source->tls_key, "With a cluster's store: this node's private key (PEM)")
+      ->type_name("FILE");
+}
+
+Expected<std::shared_ptr<const replica::Tls>> StoreSource::tls() const {
+  for (auto [flag, path] : {std::pair<const char*, const std::string*>{"--tls-ca", &tls_ca},
+                            {"--tls-cert", &tls_cert},
+                            {"--tls-key", &tls_key}})
+    if (path->empty())
+      return Error{std::string(flag) + ": needed to read a cluster's store, whose members speak TLS (or a config " +
+                       "that names it)",
+                   ErrorCode::invalid_input};
+  return replica::Tls::load(tls_ca, tls_cert, tls_key);
 }
 
 Expected<void> find_installed_store(CLI::App& cmd, StoreSource& source) {
@@ -141,6 +163,9 @@ Expected<std::unique_ptr<store::Store>> open_store_for_reading(const StoreSource
   if (source.members.empty()) return store::Store::open(source.db, options);
   store::Replica where;
   where.members = source.members;
+  auto tls = source.tls();
+  if (!tls) return tls.error();
+  where.tls = *tls;
   return store::Store::open_replicated(where, options);
 }
 

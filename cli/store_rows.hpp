@@ -3,6 +3,7 @@
 #pragma once
 
 #include "persistence/store.hpp"
+#include "replica/tls.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -27,12 +28,19 @@ std::string installed_db_path(std::string db);
 struct StoreSource {
   std::string db = store::default_db_path;
   std::vector<std::string> members;  // HOST:PORT each; empty: the file
+  // The cluster's members speak TLS (replica/tls.hpp): its CA, and this
+  // node's certificate and key, as memlend run has them.
+  std::string tls_ca, tls_cert, tls_key;
   // For output: the file, or "the cluster through HOST:PORT,...".
   std::string name() const;
+  // The TLS files loaded; an error names the flag that is missing or wrong.
+  Expected<std::shared_ptr<const replica::Tls>> tls() const;
 };
 
-// Adds --db FILE and --replica HOST:PORT[,...] to `cmd`.
+// Adds --db FILE, --replica HOST:PORT[,...] and the --tls-* files to `cmd`.
 void add_store_options(CLI::App& cmd, const std::shared_ptr<StoreSource>& source);
+// Adds the --tls-* files alone, which a config's keys of the same names set.
+void add_tls_options(CLI::App& cmd, const std::shared_ptr<StoreSource>& source);
 
 // Where the store is when `cmd` was not told on its command line: a config
 // (--config, else on a node with memlend installed the installed one) that

@@ -17,15 +17,16 @@ using namespace std::chrono_literals;
 
 // Short: a member that does not answer its own process at once is busy
 // with an election, and is asked again.
-replica::Limits quick() {
-  replica::Limits l;
+replica::ClientOptions quick(const MemberOptions& o) {
+  replica::ClientOptions l;
   l.timeout = 1000ms;
+  l.tls = o.tls;
   return l;
 }
 
 // Has the leader add this member, or give it the role it lacks.
 Expected<void> join(const MemberOptions& o) {
-  auto leader = replica::connect_leader(o.join, "", 2000ms, quick());
+  auto leader = replica::connect_leader(o.join, "", 2000ms, quick(o));
   if (!leader) return leader.error();
   auto members = leader->cluster();
   if (!members) return members.error();
@@ -61,6 +62,7 @@ Expected<std::unique_ptr<Member>> Member::start(const MemberOptions& options) {
   nc.address = options.address;
   nc.data_dir = options.data_dir;
   nc.network_latency = options.network_latency;
+  nc.tls = options.tls;
   auto node = replica::Node::start(nc);
   if (!node) return node.error();
   m->node_ = std::move(*node);
@@ -92,7 +94,7 @@ bool Member::leads() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!self_ || self_->spent()) {
     self_.reset();
-    auto c = replica::Client::connect(options_.address, quick());
+    auto c = replica::Client::connect(options_.address, quick(options_));
     if (!c) return false;
     self_.emplace(std::move(*c));
   }
@@ -101,12 +103,12 @@ bool Member::leads() {
 }
 
 void Member::keep_roles() {
-  replica::RoleKeeper keeper([](const std::string& address) { return replica::answers(address, quick()); });
+  replica::RoleKeeper keeper([this](const std::string& address) { return replica::answers(address, quick(options_)); });
   std::string said;
   std::unique_lock<std::mutex> lock(mutex_);
   while (!stop_.wait_for(lock, options_.role_period, [this] { return stopping_; })) {
     lock.unlock();
-    auto c = replica::Client::connect(options_.address, quick());
+    auto c = replica::Client::connect(options_.address, quick(options_));
     auto leader = c ? c->leader() : Expected<replica::NodeInfo>(c.error());
     if (leader && leader->id == options_.id) {
       auto done = keeper.pass(*c, options_.id);
@@ -125,6 +127,7 @@ void Member::keep_roles() {
 store::Replica Member::store() const {
   store::Replica r;
   r.members = {options_.address};
+  r.tls = options_.tls;
   r.database = options_.database;
   return r;
 }

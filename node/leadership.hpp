@@ -30,6 +30,9 @@ struct MemberOptions {
   std::vector<std::string> join;        // members to join through (not for id 1)
   std::string data_dir;                 // Raft's log and snapshots
   std::optional<std::chrono::milliseconds> network_latency;
+  // The cluster's TLS, for Raft and the store's clients alike; null: plain
+  // TCP, which only tests of the engine use.
+  std::shared_ptr<const replica::Tls> tls;
   std::string database = "memlend";
   // How often the leader probes the others; three misses in a row make a
   // member dead to the roles it keeps.

@@ -137,7 +137,7 @@ int bind_value(sqlite3_stmt* st, int i, const replica::Value& v) {
 // whose own rows (those its migrations wrote) go first.
 // Read a page of rows at a time, by rowid (no table of memlend's is WITHOUT
 // ROWID): a table of a million events is far more than the client takes in
-// one answer (Limits::max_result).
+// one answer (ClientOptions::max_result).
 constexpr std::int64_t export_page_rows = 5000;
 
 Expected<void> copy_table(replica::Client& c, sqlite3* out, const std::string& table) {
@@ -230,8 +230,9 @@ Expected<std::unique_ptr<Store>> Store::open_replicated(const Replica& where, co
   r.members = where.members;
   r.database = where.database;
 
-  replica::Limits limits;
+  replica::ClientOptions limits;
   limits.timeout = where.timeout;
+  limits.tls = where.tls;
   auto client = replica::connect_leader(where.members, where.database, where.find_leader, limits);
   if (!client)
     return Error{impl->path + ": no leader found through " + listed(where.members) + " (" + client.error().message +

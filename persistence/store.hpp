@@ -23,6 +23,10 @@
 #include <variant>
 #include <vector>
 
+namespace memlend::replica {
+class Tls;
+}
+
 namespace memlend::store {
 
 struct Migration;
@@ -121,6 +125,9 @@ struct Options {
 // of them: the leader is found through whichever answers) and the database.
 struct Replica {
   std::vector<std::string> members;
+  // The cluster's TLS, which its members speak (replica/tls.hpp); null:
+  // plain TCP, as only tests of the engine run it.
+  std::shared_ptr<const replica::Tls> tls;
   std::string database = "memlend";
   // How long to look for a leader (an election may be under way) and to wait
   // for each answer.

@@ -23,12 +23,21 @@ Error dqlite_error(const std::string& address, const Error& e, ErrorCode otherwi
                Clock::now() >= deadline ? ErrorCode::timed_out : otherwise};
 }
 
-Expected<rdma::UniqueFd> dial(const std::string& address, Clock::time_point deadline) {
+// A socket to the member at `address`: its own over plain TCP, else the
+// local end of a TLS connection and the pump that carries it.
+Expected<Dialed> connect_to(const std::string& address, const ClientOptions& options, Clock::time_point deadline) {
   if (!rdma::parse_endpoint(address))
     return Error{"dqlite address \"" + one_line(address) + "\" is not host:port", ErrorCode::invalid_input};
+  if (options.tls) {
+    auto dialed = dial(*options.tls, address, deadline);
+    if (!dialed) return Error{"dqlite " + dialed.error().message, dialed.error().code};
+    return dialed;
+  }
   auto fd = net::connect_tcp(address, deadline);
   if (!fd) return dqlite_error(address, fd.error(), ErrorCode::unavailable, deadline);
-  return fd;
+  Dialed plain;
+  plain.local = std::move(*fd);
+  return plain;
 }
 
 std::string type_name(std::uint8_t type) { return "response type " + std::to_string(type); }
@@ -36,14 +45,16 @@ std::string type_name(std::uint8_t type) { return "response type " + std::to_str
 }  // namespace
 
 struct Client::State {
+  std::unique_ptr<Pump> pump;  // with TLS; declared first, so that it stops after fd closed
   rdma::UniqueFd fd;
   std::string address;
-  Limits limits;
+  ClientOptions limits;
   std::uint64_t failure_code = 0;
 
   // An error that leaves the stream in an unknown place ends the connection.
   Error spend(Error e) {
     fd.reset();
+    pump.reset();
     return e;
   }
   Expected<void> usable() const {
@@ -116,12 +127,13 @@ Client::Client(Client&&) noexcept = default;
 Client& Client::operator=(Client&&) noexcept = default;
 Client::~Client() = default;
 
-Expected<Client> Client::connect(const std::string& address, Limits limits) {
+Expected<Client> Client::connect(const std::string& address, ClientOptions limits) {
   auto deadline = Clock::now() + limits.timeout;
-  auto fd = dial(address, deadline);
-  if (!fd) return fd.error();
+  auto dialed = connect_to(address, limits, deadline);
+  if (!dialed) return dialed.error();
   auto s = std::make_unique<State>();
-  s->fd = std::move(*fd);
+  s->fd = std::move(dialed->local);
+  s->pump = std::move(dialed->pump);
   s->address = address;
   s->limits = limits;
   std::uint8_t version[8];
@@ -193,7 +205,7 @@ Expected<Rows> Client::query(const std::string& sql, const std::vector<Value>& p
 }
 
 Expected<Client> connect_leader(const std::vector<std::string>& addresses, const std::string& db,
-                                std::chrono::milliseconds within, Limits limits) {
+                                std::chrono::milliseconds within, ClientOptions limits) {
   auto deadline = Clock::now() + within;
   Error last{"no dqlite address to ask for the leader", ErrorCode::invalid_input};
   if (addresses.empty()) return last;
@@ -201,7 +213,7 @@ Expected<Client> connect_leader(const std::vector<std::string>& addresses, const
     for (const auto& address : addresses) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (left.count() <= 0) break;
-      Limits bounded = limits;
+      ClientOptions bounded = limits;
       bounded.timeout = std::min(limits.timeout, left);
       auto asked = Client::connect(address, bounded);
       if (!asked) {

@@ -1,8 +1,8 @@
 // A client of a dqlite node over TCP, speaking its wire protocol (see
 // wire.hpp): the node API Debian's libdqlite ships has no client of its own.
 //
-// One request at a time, each bounded by a deadline (Limits::timeout) for all
-// its bytes and by a size (Limits::max_message per message, max_result for a
+// One request at a time, each bounded by a deadline (ClientOptions::timeout) for all
+// its bytes and by a size (ClientOptions::max_message per message, max_result for a
 // query's rows in all): a peer that is slow, silent or sends garbage costs a
 // timeout or an error, never a hang or an unbounded allocation. After any
 // such error the connection is spent (its stream may be mid-message), and
@@ -16,6 +16,7 @@
 #pragma once
 
 #include "core/expected.hpp"
+#include "replica/tls.hpp"
 #include "replica/wire.hpp"
 
 #include <chrono>
@@ -26,17 +27,22 @@
 
 namespace memlend::replica {
 
-struct Limits {
+struct ClientOptions {
   std::chrono::milliseconds timeout{5000};
   std::size_t max_message = std::size_t{8} << 20;
   std::size_t max_result = std::size_t{64} << 20;
+  // The cluster's TLS (replica/tls.hpp), which a member's address speaks when
+  // it was started with it; null: plain TCP. The handshake counts against
+  // `timeout`; a peer whose certificate the cluster's CA did not sign is
+  // refused before any request.
+  std::shared_ptr<const Tls> tls;
 };
 
 class Client {
  public:
   // Connects to "host:port", sends the protocol version and registers as a
   // client (CLIENT, answered by WELCOME).
-  static Expected<Client> connect(const std::string& address, Limits limits = {});
+  static Expected<Client> connect(const std::string& address, ClientOptions limits = {});
   Client(Client&&) noexcept;
   Client& operator=(Client&&) noexcept;
   ~Client();
@@ -74,6 +80,6 @@ class Client {
 // client has confirmed with the leader itself that it leads, and has `db`
 // open when `db` is not empty.
 Expected<Client> connect_leader(const std::vector<std::string>& addresses, const std::string& db,
-                                std::chrono::milliseconds within, Limits limits = {});
+                                std::chrono::milliseconds within, ClientOptions limits = {});
 
 }  // namespace memlend::replica

@@ -14,6 +14,12 @@ extern "C" {
 
 namespace memlend::replica {
 
+// What the connect function dials with.
+struct MemberDialer {
+  std::shared_ptr<const Tls> tls;
+  Pumps pumps;
+};
+
 namespace {
 
 Error node_error(dqlite_node* node, const std::string& what, int rc) {
@@ -23,7 +29,21 @@ Error node_error(dqlite_node* node, const std::string& what, int rc) {
                ErrorCode::failed};
 }
 
+// dqlite's connect function, on a worker thread of its loop: a member's
+// Raft connection over TLS, handed to dqlite as a local socket. Bounded, so
+// that a member whose host vanished holds the worker a moment only.
+int dial_member(void* arg, const char* address, int* fd) {
+  auto* dialer = static_cast<MemberDialer*>(arg);
+  auto dialed = dial(*dialer->tls, address, rdma::Clock::now() + std::chrono::seconds(2));
+  if (!dialed) return DQLITE_ERROR;
+  *fd = dialed->local.release();
+  dialer->pumps.add(std::move(dialed->pump));
+  return 0;
+}
+
 }  // namespace
+
+Node::Node(NodeConfig config) : config_(std::move(config)) {}
 
 Expected<std::unique_ptr<Node>> Node::start(const NodeConfig& config) {
   if (config.id == 0) return Error{"dqlite node: id 0 is not a node id", ErrorCode::invalid_input};
@@ -42,37 +62,51 @@ Expected<std::unique_ptr<Node>> Node::start(const NodeConfig& config) {
   struct sigaction current {};
   if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) ::signal(SIGPIPE, SIG_IGN);
 
-  dqlite_node* node = nullptr;
-  int rc = dqlite_node_create(config.id, config.address.c_str(), config.data_dir.c_str(), &node);
-  if (rc != 0) {
-    Error e = node_error(node, "create", rc);
-    if (node) dqlite_node_destroy(node);
-    return e;
+  std::unique_ptr<Node> n(new Node(config));
+  int rc = dqlite_node_create(config.id, config.address.c_str(), config.data_dir.c_str(), &n->node_);
+  if (rc != 0) return node_error(n->node_, "create", rc);
+  // Behind TLS, dqlite listens where only this host reaches it (the kernel
+  // picks the name) and the front takes the member's address.
+  std::string bind = config.tls ? "@" : config.address;
+  if ((rc = dqlite_node_set_bind_address(n->node_, bind.c_str())) != 0)
+    return node_error(n->node_, "bind " + config.address, rc);
+  if (config.tls) {
+    n->dialer_ = std::make_unique<MemberDialer>();
+    n->dialer_->tls = config.tls;
+    if ((rc = dqlite_node_set_connect_func(n->node_, dial_member, n->dialer_.get())) != 0)
+      return node_error(n->node_, "set the connect function", rc);
+    const char* local = dqlite_node_get_bind_address(n->node_);
+    if (!local) return node_error(n->node_, "bind a local socket", -1);
+    auto front = Front::start(config.tls, config.address, local);
+    if (!front) return Error{"dqlite node: listen on " + config.address + ": " + front.error().message, front.error().code};
+    n->front_ = std::move(*front);
   }
-  auto fail = [&](const std::string& what, int code) {
-    Error e = node_error(node, what, code);
-    dqlite_node_destroy(node);
-    return e;
-  };
-  if ((rc = dqlite_node_set_bind_address(node, config.address.c_str())) != 0) return fail("bind " + config.address, rc);
   if (config.network_latency) {
     auto ms = static_cast<unsigned>(config.network_latency->count());
-    if ((rc = dqlite_node_set_network_latency_ms(node, ms)) != 0) return fail("set network latency", rc);
+    if ((rc = dqlite_node_set_network_latency_ms(n->node_, ms)) != 0)
+      return node_error(n->node_, "set network latency", rc);
   }
-  if ((rc = dqlite_node_start(node)) != 0) return fail("start", rc);
-  return std::unique_ptr<Node>(new Node(config, node));
+  if ((rc = dqlite_node_start(n->node_)) != 0) return node_error(n->node_, "start", rc);
+  n->running_ = true;
+  return n;
 }
 
 Expected<void> Node::stop() {
   if (!running_) return {};
   running_ = false;
-  if (int rc = dqlite_node_stop(node_); rc != 0) return node_error(node_, "stop", rc);
+  int rc = dqlite_node_stop(node_);
+  // dqlite closed its side of every connection: what the pumps still carry
+  // has nobody to read it.
+  front_.reset();
+  if (dialer_) dialer_->pumps.clear();
+  if (rc != 0) return node_error(node_, "stop", rc);
   return {};
 }
 
 Node::~Node() {
   (void)stop();
-  dqlite_node_destroy(node_);
+  front_.reset();
+  if (node_) dqlite_node_destroy(node_);
 }
 
 }  // namespace memlend::replica

@@ -1,6 +1,9 @@
 // One member of a dqlite cluster embedded in this process: Raft and the
 // replicated SQLite behind one TCP address, which serves both the other
-// members' Raft traffic and clients (replica/client.hpp).
+// members' Raft traffic and clients (replica/client.hpp). Given the cluster's
+// TLS files, that address is a TLS front to a local socket, and the member's
+// Raft connections out go over TLS too (replica/tls.hpp); else it is plain
+// TCP, which only tests of the engine itself use.
 //
 // A node with id 1 and an empty data directory bootstraps a cluster of one
 // (dqlite's rule); any other starts empty and waits for the leader to add it
@@ -11,6 +14,7 @@
 #pragma once
 
 #include "core/expected.hpp"
+#include "replica/tls.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -23,6 +27,8 @@ struct dqlite_node;
 
 namespace memlend::replica {
 
+struct MemberDialer;  // node.cpp
+
 struct NodeConfig {
   std::uint64_t id = 0;         // unique in the cluster, never reused; 1 bootstraps
   std::string address;          // host:port, as the other members and clients reach it
@@ -30,6 +36,7 @@ struct NodeConfig {
   // The round trip dqlite plans for: Raft's heartbeat is 1.5 times it and its
   // election timeout 15 times it. Unset: dqlite's own (500 ms and 3 s).
   std::optional<std::chrono::milliseconds> network_latency;
+  std::shared_ptr<const Tls> tls;  // null: plain TCP
 };
 
 class Node {
@@ -45,10 +52,12 @@ class Node {
   Expected<void> stop();
 
  private:
-  Node(NodeConfig config, dqlite_node* node) : config_(std::move(config)), node_(node) {}
+  explicit Node(NodeConfig config);
   NodeConfig config_;
-  dqlite_node* node_;
-  bool running_ = true;
+  dqlite_node* node_ = nullptr;
+  bool running_ = false;
+  std::unique_ptr<MemberDialer> dialer_;  // outlives the node: its connections go through it
+  std::unique_ptr<Front> front_;
 };
 
 }  // namespace memlend::replica

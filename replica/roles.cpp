@@ -85,7 +85,7 @@ Expected<std::vector<std::string>> RoleKeeper::pass(Client& leader, std::uint64_
   return done;
 }
 
-bool answers(const std::string& address, Limits limits) {
+bool answers(const std::string& address, ClientOptions limits) {
   auto c = Client::connect(address, limits);
   return c && c->leader();
 }

@@ -60,6 +60,6 @@ class RoleKeeper {
 };
 
 // Whether a dqlite node answers at `address` within `limits.timeout`.
-bool answers(const std::string& address, Limits limits);
+bool answers(const std::string& address, ClientOptions limits);
 
 }  // namespace memlend::replica

@@ -188,6 +188,8 @@ class Failover {
   nlohmann::json run_json(const std::string& node, std::vector<std::string> args) {
     std::string out = "run-" + std::to_string(++runs) + ".out";
     args.insert(args.begin(), bin);
+    // The store's members speak TLS: support tooling is given the node's own files.
+    args.insert(args.end(), {"--tls-ca", "ca.pem", "--tls-cert", node + ".pem", "--tls-key", node + ".key"});
     int p = net.start(node, args, out);
     bool ended = eventually([&] { return !net.alive(p); }, 60s);
     BOOST_TEST_REQUIRE(ended, out);

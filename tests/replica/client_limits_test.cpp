@@ -126,8 +126,8 @@ class Peer {
   std::thread thread_;
 };
 
-Limits quick() {
-  Limits l;
+ClientOptions quick() {
+  ClientOptions l;
   l.timeout = std::chrono::milliseconds(500);
   l.max_message = 1 << 16;
   l.max_result = 1 << 20;

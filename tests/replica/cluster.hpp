@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,18 +40,31 @@ inline void must(Expected<void> e, const char* what) {
   BOOST_TEST_REQUIRE(bool(e), what << ": " << (e ? "" : e.error().message));
 }
 
+// The files a member's TLS is made of (replica/tls.hpp), as memlend run's
+// --tls-ca, --tls-cert and --tls-key.
+struct TlsFiles {
+  std::string ca, cert, key;
+};
+
 class Cluster {
  public:
   // `prepare(id, data_dir)` runs before each node first starts (a test's
-  // own filesystem under one, say).
-  explicit Cluster(int size = 3, std::function<void(int, const std::string&)> prepare = {})
-      : dir_(make_temp_dir("replica")), addresses_(size), nodes_(size) {
+  // own filesystem under one, say). With `tls`, every node speaks it.
+  explicit Cluster(int size = 3, std::function<void(int, const std::string&)> prepare = {},
+                   std::optional<TlsFiles> tls = std::nullopt)
+      : dir_(make_temp_dir("replica")), addresses_(size), nodes_(size), tls_files_(std::move(tls)) {
+    if (tls_files_) {
+      auto loaded = Tls::load(tls_files_->ca, tls_files_->cert, tls_files_->key);
+      BOOST_TEST_REQUIRE(bool(loaded), (loaded ? "" : loaded.error().message));
+      options_.tls = *loaded;
+    }
     for (auto& a : addresses_) a = "127.0.0.1:" + std::to_string(free_loopback_port());
     for (int id = 1; id <= size; ++id) {
       if (prepare) prepare(id, data_dir(id));
       start(id);
     }
-    Client leader = must(connect_leader({address(1)}, "", election_bound), "the bootstrapped node leads");
+    Client leader =
+        must(connect_leader({address(1)}, "", election_bound, options_), "the bootstrapped node leads");
     BOOST_TEST_REQUIRE(must(leader.leader(), "leader").id == 1u);
     for (int id = 2; id <= size; ++id) {
       must(leader.add(id, address(id)), "add");
@@ -71,15 +85,17 @@ class Cluster {
   std::vector<std::string> addresses() const { return {addresses_.begin(), addresses_.end()}; }
 
   std::string data_dir(int id) const { return dir_ + "/node" + std::to_string(id); }
+  // How a client reaches the nodes: over their TLS when they speak it.
+  const ClientOptions& options() const { return options_; }
 
   // Starts node `id`, afresh or from what its data directory holds.
   void start(int id) {
     auto& node = nodes_[id - 1];
     node.reset();
     std::string data = data_dir(id);
-    node = std::make_unique<Child>(
-        std::vector<std::string>{MEMLEND_REPLICA_NODE_HOST, std::to_string(id), address(id), data, latency_ms},
-        dir_ + "/node" + std::to_string(id) + "-run");
+    std::vector<std::string> args{MEMLEND_REPLICA_NODE_HOST, std::to_string(id), address(id), data, latency_ms};
+    if (tls_files_) args.insert(args.end(), {tls_files_->ca, tls_files_->cert, tls_files_->key});
+    node = std::make_unique<Child>(args, dir_ + "/node" + std::to_string(id) + "-run");
     BOOST_TEST_REQUIRE(!node->wait_stdout("ready", seconds(30)).empty(),
                        "node " << id << " did not start: " << node->err());
   }
@@ -96,6 +112,8 @@ class Cluster {
   std::string dir_;
   std::vector<std::string> addresses_;
   std::vector<std::unique_ptr<Child>> nodes_;
+  std::optional<TlsFiles> tls_files_;
+  ClientOptions options_;
 };
 
 

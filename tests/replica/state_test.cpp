@@ -9,9 +9,11 @@
 #include "persistence/store.hpp"
 #include "tests/persistence/support.hpp"
 #include "tests/replica/cluster.hpp"
+#include "tests/support/pki.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -25,6 +27,19 @@ using memlend::test::TempDir;
 namespace {
 
 const std::string bin = MEMLEND_BINARY;
+
+// The cluster's certificates, made once for the run: its members speak TLS,
+// as memlend run's do.
+const memlend::test::Pki& pki() {
+  static memlend::test::Pki made;
+  return made;
+}
+TlsFiles node_tls(const std::string& node = "B", const std::string& ca = "ca") {
+  return {pki().file(ca + ".pem"), pki().file(node + ".pem"), pki().file(node + ".key")};
+}
+std::vector<std::string> tls_flags(const TlsFiles& t = node_tls()) {
+  return {"--tls-ca", t.ca, "--tls-cert", t.cert, "--tls-key", t.key};
+}
 const std::string granted_because = "B has 65536 MiB free and lends VM0 1024 MiB";
 
 template <class T>
@@ -61,7 +76,23 @@ void fill(Store& s) {
   commit_ok(s, Batch(3).put(l).event(EventRecord{0, 3, "lease_granted", "VM0", "A", "B", 1024, granted_because}));
 }
 
-memlend::test::ProcessResult run_ok(const std::vector<std::string>& argv) {
+// The same, through the cluster's first member, as a controller writes it.
+void fill(const Cluster& cluster) {
+  Replica where;
+  where.members = {cluster.address(1)};
+  where.tls = cluster.options().tls;
+  where.find_leader = election_bound;
+  auto s = Store::open_replicated(where);
+  BOOST_TEST_REQUIRE(bool(s), why(s));
+  fill(**s);
+}
+
+memlend::test::ProcessResult run_ok(std::vector<std::string> argv) {
+  // Every command that reads the cluster is given the node's TLS files.
+  if (std::find(argv.begin(), argv.end(), "--replica") != argv.end()) {
+    auto flags = tls_flags();
+    argv.insert(argv.end(), flags.begin(), flags.end());
+  }
   auto r = run_process(argv, 60);
   BOOST_TEST_REQUIRE(r.status == 0, r.err);
   return r;
@@ -76,15 +107,8 @@ void expect_bad_input(std::vector<std::string> args, const std::string& names, c
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(state_and_why_read_the_clusters_store_through_any_member) {
-  Cluster cluster;
-  {
-    Replica where;
-    where.members = {cluster.address(1)};
-    where.find_leader = election_bound;
-    auto s = Store::open_replicated(where);
-    BOOST_TEST_REQUIRE(bool(s), why(s));
-    fill(**s);
-  }
+  Cluster cluster(3, {}, node_tls());
+  fill(cluster);
   // Through a follower: the reading is the leader's.
   auto text = run_ok({bin, "state", "--replica", cluster.address(3)});
   BOOST_TEST(text.out.find("memlend store the cluster through " + cluster.address(3)) != std::string::npos, text.out);
@@ -117,7 +141,8 @@ BOOST_AUTO_TEST_CASE(state_and_why_read_the_clusters_store_through_any_member) {
   std::string config = dir.file("memlend.conf");
   std::ofstream(config) << "# a node of the cluster\nreplica-id = 3\nreplica-address = \"" << cluster.address(3)
                         << "\"\nreplica-join = \"" << cluster.address(1) << "\"\ndb = \"" << dir.file("old.db")
-                        << "\"\n";
+                        << "\"\ntls-ca = \"" << node_tls().ca << "\"\ntls-cert = \"" << node_tls().cert
+                        << "\"\ntls-key = \"" << node_tls().key << "\"\n";
   auto by_config = nlohmann::json::parse(run_ok({bin, "state", "--json", "--config", config}).out);
   BOOST_TEST(by_config.at("database") == "the cluster through " + cluster.address(3) + "," + cluster.address(1));
   BOOST_TEST(by_config.at("leases") == j.at("leases"));
@@ -150,7 +175,7 @@ BOOST_AUTO_TEST_CASE(a_bad_member_is_refused_in_one_line) {
 }
 
 BOOST_AUTO_TEST_CASE(members_lists_the_cluster_and_removes_a_dead_member_only) {
-  Cluster cluster;
+  Cluster cluster(3, {}, node_tls());
   std::string through = cluster.address(2);
   auto listed = [&] { return nlohmann::json::parse(run_ok({bin, "members", "--json", "--replica", through}).out); };
   auto j = listed();
@@ -163,9 +188,15 @@ BOOST_AUTO_TEST_CASE(members_lists_the_cluster_and_removes_a_dead_member_only) {
   auto text = run_ok({bin, "members", "--replica", through}).out;
   BOOST_TEST(text.find("1  " + cluster.address(1) + "  voter, leads") != std::string::npos, text);
 
-  expect_bad_input({"members", "--replica", through, "--remove", "1"}, "--remove: member 1", "leads");
-  expect_bad_input({"members", "--replica", through, "--remove", "3"}, "--remove: member 3", "stop its memlend first");
-  expect_bad_input({"members", "--replica", through, "--remove", "9"}, "--remove: member 9", "is not in the cluster");
+  auto remove = [&](const std::string& id) {
+    std::vector<std::string> args{"members", "--replica", through, "--remove", id};
+    auto flags = tls_flags();
+    args.insert(args.end(), flags.begin(), flags.end());
+    return args;
+  };
+  expect_bad_input(remove("1"), "--remove: member 1", "leads");
+  expect_bad_input(remove("3"), "--remove: member 3", "stop its memlend first");
+  expect_bad_input(remove("9"), "--remove: member 9", "is not in the cluster");
 
   cluster.kill9(3);
   auto dead = listed();
@@ -173,4 +204,35 @@ BOOST_AUTO_TEST_CASE(members_lists_the_cluster_and_removes_a_dead_member_only) {
   auto removed = run_ok({bin, "members", "--replica", through, "--remove", "3"});
   BOOST_TEST(removed.out.find("removed member 3 (" + cluster.address(3) + "), a voter") == 0u, removed.out);
   BOOST_TEST(listed().at("members").size() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(the_clusters_store_is_read_with_a_certificate_of_the_cluster_only) {
+  Cluster cluster(3, {}, node_tls());
+  fill(cluster);
+  // No TLS files: refused before any connection, naming the first missing.
+  expect_bad_input({"state", "--replica", cluster.address(1)}, "--tls-ca", "needed to read a cluster's store");
+  expect_bad_input({"members", "--replica", cluster.address(1), "--tls-ca", node_tls().ca}, "--tls-cert", "needed");
+  // A key that is not the certificate's.
+  TlsFiles mixed = node_tls();
+  mixed.key = pki().file("evil.key");
+  auto mixed_flags = tls_flags(mixed);
+  std::vector<std::string> args{"state", "--replica", cluster.address(1)};
+  args.insert(args.end(), mixed_flags.begin(), mixed_flags.end());
+  expect_bad_input(args, "--tls-key", "is not --tls-cert's key");
+  // A certificate another CA signed, trusting that CA: the members refuse its
+  // handshake, and it theirs; no leader is found, in bounded time.
+  auto stranger_flags = tls_flags(node_tls("stranger", "otherca"));
+  std::vector<std::string> stranger{bin, "state", "--replica", cluster.address(1)};
+  stranger.insert(stranger.end(), stranger_flags.begin(), stranger_flags.end());
+  auto refused = run_process(stranger, 60);
+  BOOST_TEST(refused.status == 2, refused.err);
+  BOOST_TEST(refused.err.find("no leader found") != std::string::npos, refused.err);
+  BOOST_TEST(refused.err.find("TLS handshake failed") != std::string::npos, refused.err);
+  // Any other node of the cluster reads it with its own certificate.
+  auto evil = tls_flags(node_tls("evil"));
+  std::vector<std::string> member{bin, "state", "--json", "--replica", cluster.address(2)};
+  member.insert(member.end(), evil.begin(), evil.end());
+  auto read = run_process(member, 60);
+  BOOST_TEST_REQUIRE(read.status == 0, read.err);
+  BOOST_TEST(nlohmann::json::parse(read.out).at("controller").at("epoch") == 3);
 }

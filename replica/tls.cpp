@@ -7,6 +7,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -65,6 +67,38 @@ Status wait_for(int fd, short events, Clock::time_point deadline, int stop_fd) {
     return {};
   }
 }
+
+// OpenSSL writes to its socket with write(), which raises SIGPIPE when the
+// peer has gone; a process that takes it by default dies of a peer's
+// disconnection. A client's handshake runs on the caller's thread, so
+// SIGPIPE is blocked around it and any it raised taken back (as curl does);
+// a pump's thread blocks every signal for its life, leaving them to the
+// threads that wait for them.
+class SigpipeBlocked {
+ public:
+  SigpipeBlocked() {
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, &old_);
+  }
+  ~SigpipeBlocked() {
+    if (!sigismember(&old_, SIGPIPE)) {
+      sigset_t pipe;
+      sigemptyset(&pipe);
+      sigaddset(&pipe, SIGPIPE);
+      timespec none{0, 0};
+      while (sigtimedwait(&pipe, nullptr, &none) == SIGPIPE) {
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeBlocked(const SigpipeBlocked&) = delete;
+  SigpipeBlocked& operator=(const SigpipeBlocked&) = delete;
+
+ private:
+  sigset_t old_;
+};
 
 // The TLS handshake on a non-blocking socket, as client or server.
 Status handshake(SSL* ssl, int fd, bool server, Clock::time_point deadline, int stop_fd) {
@@ -212,6 +246,9 @@ struct PumpAccess {
     std::unique_ptr<Pump> p(new Pump());
     Pump* raw = p.get();
     raw->thread_ = std::thread([raw, prepare = std::move(prepare)] {
+      sigset_t all;
+      sigfillset(&all);
+      pthread_sigmask(SIG_BLOCK, &all, nullptr);
       if (auto ready = prepare(raw->stop_fd_.get()))
         carry(ready->first.get(), ready->second.first.get(), ready->second.second.get(), raw->stop_fd_.get());
       raw->done_ = true;
@@ -278,6 +315,7 @@ Expected<Dialed> dial(const Tls& tls, const std::string& address, Clock::time_po
   if (!fd) return Error{fd.error().message, Clock::now() >= deadline ? ErrorCode::timed_out : ErrorCode::unavailable};
   UniqueSsl ssl(SSL_new(ctx_of(tls.client_context())));
   if (!ssl || SSL_set_fd(ssl.get(), fd->get()) != 1) return Error{"TLS: " + ssl_reason(), ErrorCode::failed};
+  SigpipeBlocked quiet;
   if (auto shaken = handshake(ssl.get(), fd->get(), false, deadline, -1); !shaken)
     return Error{one_line(address) + ": " + shaken.error().message,
                  Clock::now() >= deadline ? ErrorCode::timed_out : ErrorCode::refused};

@@ -1,8 +1,9 @@
 // The replicated store's engine against today's local store, in one run:
 //   - commit latency (p50, p99) of single-row INSERT transactions, each its
 //     own transaction: through a 3-node dqlite cluster on loopback (a quorum
-//     of Raft logs written and synced), against a local SQLite file with the
-//     same schema, WAL and synchronous=FULL (as persistence/ opens it);
+//     of Raft logs written and synced), plain and over TLS as memlend's
+//     members speak it, against a local SQLite file with the same schema, WAL
+//     and synchronous=FULL (as persistence/ opens it);
 //   - failover: the leader's process killed with SIGKILL, to the first write
 //     the new leader commits, as a client that retries through any member
 //     sees it; repeated, the killed node restarted from its data directory
@@ -129,6 +130,21 @@ std::vector<double> decision_commits(memlend::store::Store& s, int commits) {
   return ms;
 }
 
+// The cluster's TLS, with a CA and one node's certificate made by the
+// openssl tool under `dir`, as an operator makes them.
+std::shared_ptr<const Tls> cluster_tls(const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  auto run = [](const std::string& command) {
+    if (std::system((command + " >/dev/null 2>&1").c_str()) != 0) die("openssl failed: " + command);
+  };
+  run("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=ca -keyout " + dir + "/ca.key -out " + dir +
+      "/ca.pem");
+  run("openssl req -newkey rsa:2048 -nodes -subj /CN=node -keyout " + dir + "/node.key -out " + dir + "/node.csr");
+  run("openssl x509 -req -days 2 -in " + dir + "/node.csr -CA " + dir + "/ca.pem -CAkey " + dir +
+      "/ca.key -CAcreateserial -out " + dir + "/node.pem");
+  return must(Tls::load(dir + "/ca.pem", dir + "/node.pem", dir + "/node.key"), "the cluster's TLS");
+}
+
 std::vector<std::string> live_addresses(const std::vector<std::unique_ptr<NodeProcess>>& nodes) {
   std::vector<std::string> out;
   for (const auto& n : nodes)
@@ -190,24 +206,40 @@ int main(int argc, char** argv) {
   std::string root = dir + "/bench_replica." + std::to_string(::getpid());
   std::filesystem::create_directories(root);
 
+  // Both clusters forked before any TLS connection starts its thread.
   auto nodes = start_cluster(root, latency);
-  Client leader = must(connect_leader({nodes[0]->address()}, "", milliseconds(60000)), "leader");
-  must(leader.open("bench"), "open");
+  auto tls = cluster_tls(root + "/pki");
+  auto tls_nodes = start_cluster(root + "/tls", latency, tls);
+  ClientOptions over_tls;
+  over_tls.tls = tls;
 
-  auto local = percentiles(sqlite_commits(root + "/local.db", commits));
-  auto replicated = percentiles(dqlite_commits(leader, commits));
-  Percentiles store_local, store_replicated;
+  Percentiles local, replicated, replicated_tls, store_local, store_replicated, store_replicated_tls;
   {
+    Client leader = must(connect_leader({nodes[0]->address()}, "", milliseconds(60000)), "leader");
+    must(leader.open("bench"), "open");
+    Client tls_leader = must(connect_leader({tls_nodes[0]->address()}, "", milliseconds(60000), over_tls), "leader");
+    must(tls_leader.open("bench"), "open");
+    local = percentiles(sqlite_commits(root + "/local.db", commits));
+    replicated = percentiles(dqlite_commits(leader, commits));
+    replicated_tls = percentiles(dqlite_commits(tls_leader, commits));
+
     auto file = memlend::store::Store::open(root + "/store.db");
     if (!file) die(file.error().message);
     store_local = percentiles(decision_commits(**file, commits));
-    memlend::store::Replica where;
-    for (const auto& n : nodes) where.members.push_back(n->address());
-    where.database = "store-bench";
-    auto kept = memlend::store::Store::open_replicated(where);
-    if (!kept) die(kept.error().message);
-    store_replicated = percentiles(decision_commits(**kept, commits));
+    auto kept_by = [&](const std::vector<std::unique_ptr<NodeProcess>>& cluster, std::shared_ptr<const Tls> with) {
+      memlend::store::Replica where;
+      for (const auto& n : cluster) where.members.push_back(n->address());
+      where.database = "store-bench";
+      where.tls = std::move(with);
+      auto kept = memlend::store::Store::open_replicated(where);
+      if (!kept) die(kept.error().message);
+      return percentiles(decision_commits(**kept, commits));
+    };
+    store_replicated = kept_by(nodes, nullptr);
+    store_replicated_tls = kept_by(tls_nodes, tls);
   }
+  // Gone before the failovers fork nodes again: no pump thread is left.
+  tls_nodes.clear();
 
   std::vector<double> failover_ms;
   for (int k = 0; k < failovers; ++k) {
@@ -229,11 +261,15 @@ int main(int argc, char** argv) {
               local.p50, local.p99, local.max);
   std::printf("  %-44s p50 %7.3f ms   p99 %7.3f ms   max %7.3f ms\n", "dqlite, 3 voters on loopback, via leader:",
               replicated.p50, replicated.p99, replicated.max);
+  std::printf("  %-44s p50 %7.3f ms   p99 %7.3f ms   max %7.3f ms\n", "the same, over TLS (as memlend's members):",
+              replicated_tls.p50, replicated_tls.p99, replicated_tls.max);
   std::printf("a decision's commit through memlend's store (a lease granted and its event), %d times:\n", commits);
   std::printf("  %-44s p50 %7.3f ms   p99 %7.3f ms   max %7.3f ms\n", "local store file (today's):", store_local.p50,
               store_local.p99, store_local.max);
   std::printf("  %-44s p50 %7.3f ms   p99 %7.3f ms   max %7.3f ms\n", "replicated store, 3 voters on loopback:",
               store_replicated.p50, store_replicated.p99, store_replicated.max);
+  std::printf("  %-44s p50 %7.3f ms   p99 %7.3f ms   max %7.3f ms\n", "the same, over TLS (as memlend's members):",
+              store_replicated_tls.p50, store_replicated_tls.p99, store_replicated_tls.max);
   if (!failover_ms.empty()) {
     auto f = percentiles(failover_ms);
     std::printf("failover, leader killed (SIGKILL) -> first write committed by the new leader, %d times:\n", failovers);

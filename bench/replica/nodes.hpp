@@ -124,8 +124,10 @@ class NodeProcess {
 
 // Three voters on loopback, their data under `root`; node 1 bootstraps and
 // adds the others.
+// With `tls`, the nodes speak it as memlend's members do.
 inline std::vector<std::unique_ptr<NodeProcess>> start_cluster(const std::string& root,
-                                                              std::optional<milliseconds> latency) {
+                                                              std::optional<milliseconds> latency,
+                                                              std::shared_ptr<const Tls> tls = nullptr) {
   std::vector<std::unique_ptr<NodeProcess>> nodes;
   for (std::uint64_t id = 1; id <= 3; ++id) {
     NodeConfig c;
@@ -133,10 +135,14 @@ inline std::vector<std::unique_ptr<NodeProcess>> start_cluster(const std::string
     c.address = "127.0.0.1:" + std::to_string(free_port());
     c.data_dir = root + "/node" + std::to_string(id);
     c.network_latency = latency;
+    c.tls = tls;
     nodes.push_back(std::make_unique<NodeProcess>(c));
     nodes.back()->start();
   }
-  Client leader = must(connect_leader({nodes[0]->address()}, "", milliseconds(60000)), "bootstrap leader");
+  ClientOptions options;
+  options.tls = tls;
+  Client leader =
+      must(connect_leader({nodes[0]->address()}, "", milliseconds(60000), options), "bootstrap leader");
   for (std::uint64_t id = 2; id <= 3; ++id) {
     must(leader.add(id, nodes[id - 1]->address()), "add");
     must(leader.assign(id, Role::voter), "assign");

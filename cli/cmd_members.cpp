@@ -1,10 +1,18 @@
 // `memlend members`: the members of the dqlite cluster that keeps the store,
 // their roles and whether each answers now; `--remove ID` takes a dead one
-// out for good, the step that recovering or replacing a member ends with.
+// out for good, the step that recovering or replacing a member ends with;
+// `--recover` rebuilds a cluster that lost its quorum for good around this
+// node's stopped member.
 #include "cli/cli.hpp"
+#include "cli/cluster_flags.hpp"
+#include "cli/config_file.hpp"
 #include "cli/store_rows.hpp"
+#include "rdma/net.hpp"
 #include "replica/client.hpp"
+#include "replica/node.hpp"
 #include "replica/roles.hpp"
+
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -22,6 +30,10 @@ struct MembersFlags {
   std::uint64_t remove = 0;
   bool json = false;
   std::shared_ptr<const replica::Tls> tls;  // loaded from source's files
+  // --recover: this node's member as memlend run has it (its config's keys).
+  bool recover = false;
+  std::uint64_t replica_id = 0;
+  std::string replica_address, replica_dir;
 };
 
 std::string joined(const std::vector<std::string>& members) {
@@ -79,6 +91,30 @@ int remove(const MembersFlags& f, replica::Client& leader) {
   return exit_ok;
 }
 
+// The member this node's config names, stopped, made the one voter of the
+// cluster from its own log.
+int recover(MembersFlags& f, CLI::App& cmd) {
+  if (cmd.get_option("--config")->count() == 0 && ::access(installed_config, F_OK) == 0)
+    if (auto bad = apply_config_file(cmd, installed_config)) return bad_input(bad->message);
+  if (f.replica_id == 0) return bad_input("--replica-id: needed with --recover (this node's member, from 1)");
+  if (!parse_address(f.replica_address))
+    return bad_input("--replica-address: \"" + f.replica_address + "\" is not HOST:PORT (this node's member)");
+  if (f.replica_dir.empty()) return bad_input("--replica-dir: needed with --recover (this node's member's log)");
+  // Recovering a log that a running member writes would tear it: anything
+  // that takes a connection at its address is taken for it.
+  if (rdma::net::connect_tcp(f.replica_address, std::chrono::milliseconds(1000)))
+    return bad_input("--recover: something answers at " + f.replica_address + ": stop this node's memlend first");
+  replica::NodeConfig c;
+  c.id = f.replica_id;
+  c.address = f.replica_address;
+  c.data_dir = f.replica_dir;
+  if (auto done = replica::recover_alone(c); !done) return bad_input("--replica-dir: " + done.error().message);
+  std::cout << "member " << c.id << " (" << c.address << ") is now the only member of the store's cluster, a voter,\n"
+            << "with its log as it was. Start its memlend; then have every other node join it anew: its\n"
+            << "--replica-dir emptied, a --replica-id never used before, --replica-join " << c.address << ".\n";
+  return exit_ok;
+}
+
 }  // namespace
 
 Action add_members(CLI::App& app) {
@@ -86,7 +122,9 @@ Action add_members(CLI::App& app) {
       "members",
       "List the members of the dqlite cluster that keeps the store (memlend run --replica-*):\n"
       "each one's id, address and role, which leads, and which do not answer now. With\n"
-      "--remove ID, take a member that no longer answers out of the cluster for good.");
+      "--remove ID, take a member that no longer answers out of the cluster for good. With\n"
+      "--recover, on a node whose memlend is stopped, make its member the cluster's one voter\n"
+      "when the cluster lost its quorum for good (the other members join it anew).");
   auto f = std::make_shared<MembersFlags>();
   cmd->add_option_function<std::string>(
          "--replica",
@@ -102,7 +140,18 @@ Action add_members(CLI::App& app) {
       ->type_name("ID");
   cmd->add_flag("--json", f->json, "Print one JSON object: through, and the array members");
   add_tls_options(*cmd, f->source);
+  auto* recovering =
+      cmd->add_flag("--recover", f->recover,
+                    "Make this node's stopped member the one voter of the cluster, from its own log (when\n"
+                    "two voters of three are gone for good); its --replica-* from the node's config");
+  recovering->excludes("--remove")->excludes("--replica");
+  cmd->add_option("--replica-id", f->replica_id, "With --recover: this node's member's id")->type_name("ID");
+  cmd->add_option("--replica-address", f->replica_address, "With --recover: this node's member's address")
+      ->type_name("HOST:PORT");
+  cmd->add_option("--replica-dir", f->replica_dir, "With --recover: this node's member's Raft log")
+      ->type_name("DIR");
   return [cmd, f] {
+    if (f->recover) return recover(*f, *cmd);
     if (f->source->members.empty()) {
       if (auto found = find_installed_store(*cmd, *f->source); !found) return bad_input(found.error().message);
       if (f->source->members.empty())

@@ -1,5 +1,7 @@
 #include "replica/node.hpp"
 
+#include "replica/wire.hpp"
+
 // dqlite.h declares C functions with no extern "C" of its own.
 extern "C" {
 #include <dqlite.h>
@@ -107,6 +109,35 @@ Node::~Node() {
   (void)stop();
   front_.reset();
   if (node_) dqlite_node_destroy(node_);
+}
+
+Expected<void> recover_alone(const NodeConfig& config) {
+  if (config.id == 0) return Error{"dqlite node: id 0 is not a node id", ErrorCode::invalid_input};
+  // Raft keeps its term and vote in metadata1 and metadata2: a directory
+  // without either never held a member, and recovering it would make an
+  // empty cluster that forgot the store.
+  std::error_code ec;
+  bool has_log = std::filesystem::exists(config.data_dir + "/metadata1", ec) ||
+                 std::filesystem::exists(config.data_dir + "/metadata2", ec);
+  if (!has_log)
+    return Error{one_line(config.data_dir) + " holds no member's log (no Raft metadata)", ErrorCode::invalid_input};
+  dqlite_node* node = nullptr;
+  int rc = dqlite_node_create(config.id, config.address.c_str(), config.data_dir.c_str(), &node);
+  if (rc != 0) {
+    Error e = node_error(node, "create", rc);
+    if (node) dqlite_node_destroy(node);
+    return e;
+  }
+  dqlite_node_info_ext self{};
+  self.size = sizeof self;
+  self.id = config.id;
+  self.address = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(config.address.c_str()));
+  self.dqlite_role = static_cast<std::uint64_t>(Role::voter);
+  rc = dqlite_node_recover_ext(node, &self, 1);
+  Error e = rc == 0 ? Error{} : node_error(node, "recover", rc);
+  dqlite_node_destroy(node);
+  if (rc != 0) return e;
+  return {};
 }
 
 }  // namespace memlend::replica

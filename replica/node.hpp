@@ -60,4 +60,14 @@ class Node {
   std::unique_ptr<Front> front_;
 };
 
+// A cluster that lost its quorum for good (two voters of three gone with
+// their disks) commits nothing more, and Raft cannot tell a dead voter from
+// a slow one. This makes the member whose log is in `config.data_dir` (id
+// and address as it ran) the one voter of the cluster, keeping its log, as
+// dqlite_node_recover_ext does; nothing else of the old configuration stays.
+// Its node must not be running: run it on a stopped member, then start it,
+// and have the other nodes join it anew. An error when the directory holds
+// no member's log.
+Expected<void> recover_alone(const NodeConfig& config);
+
 }  // namespace memlend::replica

@@ -88,12 +88,14 @@ class Cluster {
   // How a client reaches the nodes: over their TLS when they speak it.
   const ClientOptions& options() const { return options_; }
 
-  // Starts node `id`, afresh or from what its data directory holds.
-  void start(int id) {
+  // Starts node `id`, afresh or from what its data directory holds; with
+  // `as`, a member of that id in node `id`'s place (address, directory).
+  void start(int id, std::uint64_t as = 0) {
     auto& node = nodes_[id - 1];
     node.reset();
     std::string data = data_dir(id);
-    std::vector<std::string> args{MEMLEND_REPLICA_NODE_HOST, std::to_string(id), address(id), data, latency_ms};
+    std::vector<std::string> args{MEMLEND_REPLICA_NODE_HOST, std::to_string(as ? as : static_cast<std::uint64_t>(id)),
+                                  address(id), data, latency_ms};
     if (tls_files_) args.insert(args.end(), {tls_files_->ca, tls_files_->cert, tls_files_->key});
     node = std::make_unique<Child>(args, dir_ + "/node" + std::to_string(id) + "-run");
     BOOST_TEST_REQUIRE(!node->wait_stdout("ready", seconds(30)).empty(),

@@ -1,0 +1,119 @@
+#define BOOST_TEST_MODULE replica_recover
+#include <boost/test/unit_test.hpp>
+
+// A cluster that lost its quorum for good: two voters of three killed with
+// kill -9 and their disks gone. The survivor alone elects nobody; `memlend
+// members --recover` on it, stopped, makes it the cluster's one voter from
+// its own log, and started again it leads with every committed row, and a
+// new node joins it.
+
+#include "persistence/store.hpp"
+#include "tests/persistence/support.hpp"
+#include "tests/replica/cluster.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace memlend::test::replica_cluster;
+using memlend::test::run_process;
+using memlend::test::TempDir;
+
+namespace {
+
+const std::string bin = MEMLEND_BINARY;
+
+void expect_bad_input(std::vector<std::string> args, const std::string& names, const std::string& what) {
+  args.insert(args.begin(), bin);
+  std::string wrong = memlend::test::bad_input_answer(args, names, what);
+  BOOST_TEST(wrong.empty(), wrong);
+}
+
+std::vector<std::string> recover_flags(const Cluster& cluster, int id) {
+  return {"members", "--recover", "--replica-id", std::to_string(id), "--replica-address", cluster.address(id),
+          "--replica-dir", cluster.data_dir(id)};
+}
+
+std::int64_t rows(Client& c) {
+  auto r = must(c.query("SELECT count(*) FROM t"), "count");
+  BOOST_TEST_REQUIRE(r.rows.size() == 1u);
+  return std::get<std::int64_t>(r.rows[0][0]);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_survivor_recovered_alone_leads_with_every_committed_row) {
+  Cluster cluster;
+  {
+    Client c = must(connect_leader({cluster.address(1)}, db, election_bound), "leader");
+    must(c.exec("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)"), "create");
+    for (int i = 0; i < 100; ++i)
+      must(c.exec("INSERT INTO t (v) VALUES (?)", {Value{"row " + std::to_string(i)}}), "insert");
+  }
+  // Two voters gone for good, their logs with them.
+  cluster.kill9(2);
+  cluster.kill9(3);
+  std::filesystem::remove_all(cluster.data_dir(2));
+  std::filesystem::remove_all(cluster.data_dir(3));
+
+  // Running, the survivor is refused: its memlend must be stopped first.
+  expect_bad_input(recover_flags(cluster, 1), "--recover: something answers at " + cluster.address(1),
+                   "stop this node's memlend first");
+  // Alone it steps down and nobody leads: one vote of three is no majority.
+  auto until = std::chrono::steady_clock::now() + election_bound;
+  bool leaderless = false;
+  while (!leaderless && std::chrono::steady_clock::now() < until) {
+    auto c = Client::connect(cluster.address(1));
+    auto who = c ? c->leader() : memlend::Expected<NodeInfo>(c.error());
+    leaderless = who && who->id == 0;
+    if (!leaderless) std::this_thread::sleep_for(milliseconds(20));
+  }
+  BOOST_TEST_REQUIRE(leaderless, "the survivor still names a leader");
+  cluster.kill9(1);
+
+  // Wrong or missing member: refused in one line, the log untouched.
+  TempDir empty("replica-recover-empty");
+  auto no_log = recover_flags(cluster, 1);
+  no_log.back() = empty.path;
+  expect_bad_input(no_log, "--replica-dir: " + empty.path, "holds no member's log");
+  expect_bad_input({"members", "--recover", "--replica-id", "1", "--replica-dir", cluster.data_dir(1)},
+                   "--replica-address", "is not HOST:PORT");
+  expect_bad_input({"members", "--recover", "--replica-address", cluster.address(1), "--replica-dir",
+                    cluster.data_dir(1)},
+                   "--replica-id", "needed with --recover");
+  expect_bad_input({"members", "--recover", "--remove", "2"}, "--remove", "excludes --recover");
+
+  // Recovered from a node's config, as an operator runs it on the node.
+  TempDir dir("replica-recover");
+  std::string config = dir.file("memlend.conf");
+  std::ofstream(config) << "replica-id = 1\nreplica-address = \"" << cluster.address(1) << "\"\nreplica-dir = \""
+                        << cluster.data_dir(1) << "\"\nreplica-join = \"" << cluster.address(2) << "\"\n";
+  auto recovered = run_process({bin, "members", "--recover", "--config", config}, 60);
+  BOOST_TEST_REQUIRE(recovered.status == 0, recovered.err);
+  BOOST_TEST(recovered.out.find("member 1 (" + cluster.address(1) + ") is now the only member") == 0u,
+             recovered.out);
+
+  cluster.start(1);
+  Client c = must(connect_leader({cluster.address(1)}, db, election_bound), "the recovered member leads");
+  BOOST_TEST(rows(c) == 100);
+  must(c.exec("INSERT INTO t (v) VALUES ('after')"), "a write, committed by the one voter");
+  auto members = must(c.cluster(), "members");
+  BOOST_TEST_REQUIRE(members.size() == 1u);
+  BOOST_TEST(members[0].id == 1u);
+  BOOST_TEST((members[0].role == Role::voter));
+
+  // A node joins it anew, empty, under an id never used: it takes the log.
+  std::filesystem::remove_all(cluster.data_dir(2));
+  // Node 2's address and directory, under id 4: start() names the id by
+  // slot, so the new member is added under 4 and given slot 2's place.
+  cluster.start(2, 4);
+  must(c.add(4, cluster.address(2)), "add a new member");
+  must(c.assign(4, Role::voter), "make it a voter");
+  must(c.exec("INSERT INTO t (v) VALUES ('with two')"), "a write on two voters");
+  cluster.kill9(1);
+  cluster.start(1);
+  Client again = must(connect_leader({cluster.address(1), cluster.address(2)}, db, election_bound), "a leader");
+  BOOST_TEST(rows(again) == 102);
+}

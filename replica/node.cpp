@@ -1,11 +1,13 @@
 #include "replica/node.hpp"
 
+#include "rdma/net.hpp"
 #include "replica/wire.hpp"
 
 // dqlite.h declares C functions with no extern "C" of its own.
 extern "C" {
 #include <dqlite.h>
 }
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <csignal>
@@ -31,15 +33,34 @@ Error node_error(dqlite_node* node, const std::string& what, int rc) {
                ErrorCode::failed};
 }
 
+// dqlite writes its handshake to a new connection before handing it to
+// libuv, with plain write(): the socket it is given must block.
+bool make_blocking(int fd) {
+  int flags = ::fcntl(fd, F_GETFL);
+  return flags >= 0 && ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0;
+}
+
 // dqlite's connect function, on a worker thread of its loop: a member's
 // Raft connection over TLS, handed to dqlite as a local socket. Bounded, so
 // that a member whose host vanished holds the worker a moment only.
 int dial_member(void* arg, const char* address, int* fd) {
   auto* dialer = static_cast<MemberDialer*>(arg);
   auto dialed = dial(*dialer->tls, address, rdma::Clock::now() + std::chrono::seconds(2));
-  if (!dialed) return DQLITE_ERROR;
+  if (!dialed || !make_blocking(dialed->local.get())) return DQLITE_ERROR;
   *fd = dialed->local.release();
   dialer->pumps.add(std::move(dialed->pump));
+  return 0;
+}
+
+// The same for a node without TLS: plain TCP, but with TCP_NODELAY, which
+// dqlite's own connect function leaves off. Without it an AppendEntries
+// waited, under Nagle's algorithm, for the follower's delayed ACK: commits
+// had a p99 of 44 ms on loopback, stalls of the delayed-ACK timer's 40 ms
+// (bench_replica; 4.4 ms with it).
+int dial_member_plain(void*, const char* address, int* fd) {
+  auto dialed = rdma::net::connect_tcp(address, std::chrono::seconds(2));
+  if (!dialed || !make_blocking(dialed->get())) return DQLITE_ERROR;
+  *fd = dialed->release();
   return 0;
 }
 
@@ -72,6 +93,8 @@ Expected<std::unique_ptr<Node>> Node::start(const NodeConfig& config) {
   std::string bind = config.tls ? "@" : config.address;
   if ((rc = dqlite_node_set_bind_address(n->node_, bind.c_str())) != 0)
     return node_error(n->node_, "bind " + config.address, rc);
+  if (!config.tls && (rc = dqlite_node_set_connect_func(n->node_, dial_member_plain, nullptr)) != 0)
+    return node_error(n->node_, "set the connect function", rc);
   if (config.tls) {
     n->dialer_ = std::make_unique<MemberDialer>();
     n->dialer_->tls = config.tls;

@@ -152,11 +152,9 @@ Action add_members(CLI::App& app) {
       ->type_name("DIR");
   return [cmd, f] {
     if (f->recover) return recover(*f, *cmd);
-    if (f->source->members.empty()) {
-      if (auto found = find_installed_store(*cmd, *f->source); !found) return bad_input(found.error().message);
-      if (f->source->members.empty())
-        return bad_input("--replica: needed (no config names this node's member of a cluster)");
-    }
+    if (auto found = find_installed_store(*cmd, *f->source); !found) return bad_input(found.error().message);
+    if (f->source->members.empty())
+      return bad_input("--replica: needed (no config names this node's member of a cluster)");
     if (cmd->get_option("--remove")->count() > 0 && f->remove == 0) return bad_input("--remove: ids start at 1");
     auto tls = f->source->tls();
     if (!tls) return bad_input(tls.error().message);

@@ -129,8 +129,14 @@ Expected<std::shared_ptr<const replica::Tls>> StoreSource::tls() const {
 }
 
 Expected<void> find_installed_store(CLI::App& cmd, StoreSource& source) {
-  if (given_on_command_line(cmd, "--replica")) return {};
   const bool has_config = given_on_command_line(cmd, "--config");
+  if (given_on_command_line(cmd, "--replica")) {
+    // Other members of this node's cluster: its installed config still
+    // holds the TLS files to reach them with.
+    if (!has_config && ::access(installed_config, F_OK) == 0)
+      if (auto bad = apply_config_file(cmd, installed_config)) return *bad;
+    return {};
+  }
   // With --config, with_config_file has set --db from the file already.
   const bool db_from_file = has_config && applied_file_keys().count("db");
   if (given_on_command_line(cmd, "--db") && !db_from_file) return {};

@@ -48,8 +48,9 @@ void add_tls_options(CLI::App& cmd, const std::shared_ptr<StoreSource>& source);
 // means the cluster's store; else the config's `db`, the installed one
 // relative to the package's state directory, so that support's first
 // `memlend state` needs no flags; elsewhere memlend.db in the working
-// directory, as before. A config that cannot be read, or a member that is
-// not HOST:PORT, is an error.
+// directory, as before. With --replica on the command line, the installed
+// config still gives the TLS files to reach the members with. A config that
+// cannot be read, or a member that is not HOST:PORT, is an error.
 Expected<void> find_installed_store(CLI::App& cmd, StoreSource& source);
 
 // "HOST:PORT,HOST:PORT" as members; an error names `what` (a flag, a key).

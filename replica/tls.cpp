@@ -357,7 +357,15 @@ void Front::accept_loop() {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 || p[1].revents) return;
     UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (!fd) continue;  // the peer left first, or descriptors ran out: the next one may do
+    if (!fd) {
+      // Out of descriptors or memory, the listener stays readable: a pause,
+      // not a spin, until some connection ends. Else the peer left first.
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        pollfd stop{stop_fd_.get(), POLLIN, 0};
+        if (::poll(&stop, 1, 100) > 0) return;
+      }
+      continue;
+    }
     if (pumps_.running() >= options_.max_connections) continue;  // closed as it goes
     net::tune(fd.get());
     UniqueSsl ssl(SSL_new(ctx_of(tls_->server_context())));

@@ -12,7 +12,8 @@
 // stops, the majority elects and resumes, and once the cut is mended the
 // old leader follows and nothing is disrupted. Or simulated hosts move real
 // bytes for a VM's borrowed memory, and its guest finds them intact after
-// the leader's death.
+// the leader's death. Or agents that met a later leader refuse a
+// controller whose epoch is below it.
 #define BOOST_TEST_MODULE failover
 #include <boost/test/unit_test.hpp>
 
@@ -49,8 +50,13 @@ const std::vector<std::string> members = {"c1", "c2", "c3"};
 
 class Failover {
  public:
-  Failover() : net({"c1", "c2", "c3", "A", "B"}) {
-    net.make_certificates({"c1", "c2", "c3", "A", "B"});
+  // With `rogue`, a sixth namespace X where a controller of its own may
+  // listen, first in the agents' list of controllers.
+  explicit Failover(bool rogue = false)
+      : net(rogue ? std::vector<std::string>{"c1", "c2", "c3", "A", "B", "X"}
+                  : std::vector<std::string>{"c1", "c2", "c3", "A", "B"}),
+        rogue(rogue) {
+    net.make_certificates({"c1", "c2", "c3", "A", "B", "X"});
     std::ofstream(net.dir() + "/settings.json") << open_settings;
     std::ofstream(net.dir() + "/secret") << "a cluster secret of some length\n";
     ::chmod((net.dir() + "/secret").c_str(), 0600);
@@ -86,11 +92,17 @@ class Failover {
     return pid[name] = net.start(name, argv, log_name(name));
   }
 
+  // Where agents look for the controller: the members, after X when there is one.
+  std::string controller_list() const {
+    std::string out = rogue ? net.address("X") + ":7411" : "";
+    for (const auto& m : members) out += (out.empty() ? "" : ",") + net.address(m) + ":7411";
+    return out;
+  }
+
   // An agent of a simulated host of `scenario`, whose guest workload writes
   // and checks the memory its VM borrows (as in cluster_test).
   int start_sim_agent(const std::string& h) {
-    std::string controllers;
-    for (const auto& m : members) controllers += (controllers.empty() ? "" : ",") + net.address(m) + ":7411";
+    std::string controllers = controller_list();
     return pid[h] = net.start(h,
                               {bin, "agent", "--controller", controllers, "--host", h, "--scenario", scenario,
                                "--listen", net.address(h) + ":7412", "--cluster", "c1", "--cluster-secret-file",
@@ -108,8 +120,7 @@ class Failover {
   }
 
   int start_agent(const std::string& h) {
-    std::string controllers;
-    for (const auto& m : members) controllers += (controllers.empty() ? "" : ",") + net.address(m) + ":7411";
+    std::string controllers = controller_list();
     return pid[h] = net.start(h,
                               {bin, "agent", "--controller", controllers, "--platform", "exec", "--hooks-dir",
                                hooks(h).string(), "--listen", net.address(h) + ":7412", "--cluster", "c1",
@@ -293,6 +304,7 @@ class Failover {
   }
 
   NetnsCluster net;
+  bool rogue = false;
   std::string scenario = "settings.json";  // what the members run
   std::vector<std::string> run_extra;      // more of memlend run's flags
   std::map<std::string, int> pid;     // of each node's process now
@@ -467,5 +479,64 @@ BOOST_AUTO_TEST_CASE(the_guests_bytes_stay_intact_through_the_leaders_death,
   BOOST_TEST(f.count(next, "lease_granted", "VM2") == 1u, f.logs());
   BOOST_TEST(f.count(next, "lease_released", "VM2") == 0u, f.logs());
   BOOST_TEST(f.count(next, "memory_reclaimed", "VM2") == 0u, f.logs());
+  f.stop_all();
+}
+
+// A deposed controller met by real agents: after the first failover the
+// agents have joined leadership epoch 2 or above. A controller that is not
+// the cluster's (its own single-node store, so its epoch is 1, as a leader
+// deposed long ago would have) then listens in X, first in the agents'
+// list, and the leader is killed again. Every agent tries X first, refuses
+// it for its epoch, takes nothing from it and joins the next leader, which
+// decides; nothing of the rogue controller's is plugged.
+BOOST_AUTO_TEST_CASE(agents_refuse_a_controller_below_the_epoch_they_joined,
+                     *utf::precondition(namespaces_available)) {
+  Failover f(true);
+  f.start_cluster();
+  f.first_lease();
+  f.net.kill9(f.pid["c1"]);
+  std::string second = f.resumed([](const std::string& m) { return m != "c1"; });
+  // c1 back as a member, so that the cluster survives one more death.
+  f.start_member(1);
+  BOOST_TEST_REQUIRE(eventually([&] { return f.sees_leader("c1", second); }, 60s), f.logs());
+
+  f.pid["X"] = f.net.start(
+      "X",
+      {bin, "run", "--scenario", "settings.json", "--db", "rogue.db", "--events-out", "events-X.jsonl", "--metrics",
+       "off", "--listen", f.net.address("X") + ":7411", "--cluster", "c1", "--cluster-secret-file", "secret",
+       "--tls-ca", "ca.pem", "--tls-cert", "X.pem", "--tls-key", "X.key"},
+      "X.log");
+  BOOST_TEST_REQUIRE(eventually([&] { return f.log_of("X").find("running") != std::string::npos; }, 60s), f.logs());
+
+  std::map<std::string, std::size_t> lost;
+  for (const auto& h : {"A", "B"}) lost[h] = f.losses(h);
+  f.net.kill9(f.pid[second]);
+  std::string third;
+  bool moved = eventually([&] {
+    // The killed member's log still says it leads: the leader is among the others.
+    third.clear();
+    for (const auto& m : members) {
+      std::string log = f.log_of(m);
+      auto leads = log.rfind("leads; the controller starts here"), lost = log.rfind("no longer leads");
+      if (m != second && leads != std::string::npos && (lost == std::string::npos || lost < leads)) third = m;
+    }
+    if (third.empty()) return false;
+    for (const auto& h : {"A", "B"}) {
+      std::string log = f.log_of(h);
+      if (f.losses(h) <= lost[h] || log.rfind("joined cluster c1") < log.rfind("lost the controller")) return false;
+    }
+    return true;
+  }, 120s);
+  BOOST_TEST_REQUIRE(moved, f.logs() + "\n--- X.log\n" + f.log_of("X"));
+  for (const auto& h : {"A", "B"}) {
+    std::string log = f.log_of(h);
+    BOOST_TEST(log.find("refused the controller at " + f.net.address("X") + ":7411: its leadership epoch 1 is below") !=
+                   std::string::npos,
+               log);
+    BOOST_TEST(f.last_epoch(h) >= 3, log);
+  }
+  // Whatever X's controller made of the agents' knocks, A's platform took
+  // only the leaders' two leases: decides_and_undid_nothing counts the plugs.
+  f.decides_and_undid_nothing(third);
   f.stop_all();
 }

@@ -36,12 +36,6 @@ struct MembersFlags {
   std::string replica_address, replica_dir;
 };
 
-std::string joined(const std::vector<std::string>& members) {
-  std::string out;
-  for (const auto& m : members) out += (out.empty() ? "" : ",") + m;
-  return out;
-}
-
 replica::ClientOptions quick(const MembersFlags& f) {
   replica::ClientOptions l;
   l.timeout = 2000ms;
@@ -66,7 +60,7 @@ int list(const MembersFlags& f, replica::Client& leader) {
     std::cout << nlohmann::ordered_json{{"through", f.source->name()}, {"members", rows}}.dump(2) << '\n';
     return exit_ok;
   }
-  std::cout << "the store's cluster through " << joined(f.source->members) << ": " << rows.size() << " members\n";
+  std::cout << "the store's cluster through " << members_list(f.source->members) << ": " << rows.size() << " members\n";
   for (const auto& r : rows)
     std::cout << "  " << r["id"].get<std::uint64_t>() << "  " << r["address"].get<std::string>() << "  "
               << r["role"].get<std::string>() << (r["leads"].get<bool>() ? ", leads" : "")
@@ -161,8 +155,8 @@ Action add_members(CLI::App& app) {
     f->tls = *tls;
     auto leader = replica::connect_leader(f->source->members, "", 10s, quick(*f));
     if (!leader) {
-      std::cerr << "memlend: no leader of the store's cluster found through " << joined(f->source->members) << " ("
-                << leader.error().message << ")\n";
+      std::cerr << "memlend: no leader of the store's cluster found through " << members_list(f->source->members)
+                << " (" << leader.error().message << ")\n";
       return exit_failure;
     }
     return f->remove ? remove(*f, *leader) : list(*f, *leader);

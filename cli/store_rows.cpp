@@ -38,11 +38,12 @@ nlohmann::ordered_json with_last_decisions(const store::Table& decisions, nlohma
 
 }  // namespace
 
-std::string StoreSource::name() const {
-  if (members.empty()) return db;
+std::string StoreSource::name() const { return members.empty() ? db : "the cluster through " + members_list(members); }
+
+std::string members_list(const std::vector<std::string>& members) {
   std::string list;
   for (const auto& m : members) list += (list.empty() ? "" : ",") + m;
-  return "the cluster through " + list;
+  return list;
 }
 
 Expected<std::vector<std::string>> parse_members(const std::string& list, const std::string& what) {

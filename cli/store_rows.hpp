@@ -55,6 +55,8 @@ Expected<void> find_installed_store(CLI::App& cmd, StoreSource& source);
 
 // "HOST:PORT,HOST:PORT" as members; an error names `what` (a flag, a key).
 Expected<std::vector<std::string>> parse_members(const std::string& list, const std::string& what);
+// The members as such a list again.
+std::string members_list(const std::vector<std::string>& members);
 
 // The members a config names for its node's member of a cluster: its own
 // replica-address first, then its replica-join. None when it names none.

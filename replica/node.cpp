@@ -103,7 +103,8 @@ Expected<std::unique_ptr<Node>> Node::start(const NodeConfig& config) {
     const char* local = dqlite_node_get_bind_address(n->node_);
     if (!local) return node_error(n->node_, "bind a local socket", -1);
     auto front = Front::start(config.tls, config.address, local);
-    if (!front) return Error{"dqlite node: listen on " + config.address + ": " + front.error().message, front.error().code};
+    if (!front)
+      return Error{"dqlite node: listen on " + config.address + ": " + front.error().message, front.error().code};
     n->front_ = std::move(*front);
   }
   if (config.network_latency) {

@@ -324,7 +324,8 @@ Expected<Dialed> dial(const Tls& tls, const std::string& address, Clock::time_po
     return Error{std::string("socketpair: ") + std::strerror(errno), ErrorCode::io};
   Dialed d;
   d.local = UniqueFd(pair[0]);
-  auto carried = std::make_shared<PumpAccess::Prepared>(std::move(ssl), std::make_pair(std::move(*fd), UniqueFd(pair[1])));
+  auto carried =
+      std::make_shared<PumpAccess::Prepared>(std::move(ssl), std::make_pair(std::move(*fd), UniqueFd(pair[1])));
   d.pump = PumpAccess::start([carried](int) { return std::optional<PumpAccess::Prepared>(std::move(*carried)); });
   return d;
 }

@@ -280,7 +280,9 @@ RunCheck check_run(RunFlags& f, bool speed_given, bool start) {
     if (auto bad = check_tls(f.cluster); !bad) {
       auto tls = replica::Tls::load(f.cluster.ca, f.cluster.cert, f.cluster.key);
       if (!tls) {
-        auto key = tls.error().message.substr(2, tls.error().message.find(' ') - 2);
+        // Its message names the flag of the file that is wrong; the key is the flag without its dashes.
+        const std::string& said = tls.error().message;
+        auto key = said.rfind("--", 0) == 0 ? said.substr(2, said.find(' ') - 2) : std::string("tls-cert");
         if (flag_problem(key, tls.error().message)) return c;
       } else {
         m.tls = *tls;

@@ -56,7 +56,7 @@ int dial_member(void* arg, const char* address, int* fd) {
 // dqlite's own connect function leaves off. Without it an AppendEntries
 // waited, under Nagle's algorithm, for the follower's delayed ACK: commits
 // had a p99 of 44 ms on loopback, stalls of the delayed-ACK timer's 40 ms
-// (bench_replica; 4.4 ms with it).
+// (bench_replica; 4.8 ms with it).
 int dial_member_plain(void*, const char* address, int* fd) {
   auto dialed = rdma::net::connect_tcp(address, std::chrono::seconds(2));
   if (!dialed || !make_blocking(dialed->get())) return DQLITE_ERROR;

@@ -12,11 +12,15 @@
 #include "replica/node.hpp"
 #include "replica/roles.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 
 namespace memlend::cli {
@@ -103,6 +107,17 @@ int recover(MembersFlags& f, CLI::App& cmd) {
   c.address = f.replica_address;
   c.data_dir = f.replica_dir;
   if (auto done = replica::recover_alone(c); !done) return bad_input("--replica-dir: " + done.error().message);
+  // Run as root (sudo), the recovery wrote Raft's new files as root, which
+  // the service's user could then not open: they go to the directory's owner.
+  struct stat dir {};
+  if (::geteuid() == 0 && ::stat(c.data_dir.c_str(), &dir) == 0) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(c.data_dir, ec))
+      if (::lchown(e.path().c_str(), dir.st_uid, dir.st_gid) != 0)
+        return bad_input("--replica-dir: recovered, but " + e.path().string() + " could not be given to its owner: " +
+                         std::strerror(errno));
+    if (ec) return bad_input("--replica-dir: recovered, but " + c.data_dir + " could not be read: " + ec.message());
+  }
   std::cout << "member " << c.id << " (" << c.address << ") is now the only member of the store's cluster, a voter,\n"
             << "with its log as it was. Start its memlend; then have every other node join it anew: its\n"
             << "--replica-dir emptied, a --replica-id never used before, --replica-join " << c.address << ".\n";

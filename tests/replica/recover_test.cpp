@@ -11,6 +11,9 @@
 #include "tests/persistence/support.hpp"
 #include "tests/replica/cluster.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -85,6 +88,16 @@ BOOST_AUTO_TEST_CASE(a_survivor_recovered_alone_leads_with_every_committed_row) 
                    "--replica-id", "needed with --recover");
   expect_bad_input({"members", "--recover", "--remove", "2"}, "--remove", "excludes --recover");
 
+  // The member's files belong to the service's user, and the operator runs
+  // the recovery as root: what it writes goes to that user too.
+  // Only root can give files away: elsewhere this part is left out.
+  constexpr uid_t service_user = 65534;
+  const bool as_root = ::geteuid() == 0;
+  if (!as_root) BOOST_TEST_MESSAGE("not root: the recovered files' owner is not checked");
+  for (const auto& e : std::filesystem::recursive_directory_iterator(cluster.data_dir(1)))
+    if (as_root) BOOST_TEST_REQUIRE(::lchown(e.path().c_str(), service_user, service_user) == 0);
+  if (as_root) BOOST_TEST_REQUIRE(::chown(cluster.data_dir(1).c_str(), service_user, service_user) == 0);
+
   // Recovered from a node's config, as an operator runs it on the node.
   TempDir dir("replica-recover");
   std::string config = dir.file("memlend.conf");
@@ -94,6 +107,13 @@ BOOST_AUTO_TEST_CASE(a_survivor_recovered_alone_leads_with_every_committed_row) 
   BOOST_TEST_REQUIRE(recovered.status == 0, recovered.err);
   BOOST_TEST(recovered.out.find("member 1 (" + cluster.address(1) + ") is now the only member") == 0u,
              recovered.out);
+
+  for (const auto& e : std::filesystem::recursive_directory_iterator(cluster.data_dir(1))) {
+    if (!as_root) break;
+    struct stat st {};
+    BOOST_TEST_REQUIRE(::lstat(e.path().c_str(), &st) == 0);
+    BOOST_TEST(st.st_uid == service_user, e.path().string() << " belongs to uid " << st.st_uid);
+  }
 
   cluster.start(1);
   Client c = must(connect_leader({cluster.address(1)}, db, election_bound), "the recovered member leads");

@@ -10,16 +10,22 @@
 
 namespace memlend {
 
-template <std::size_t N>
-std::string to_hex(const std::array<std::uint8_t, N>& bytes) {
+// Any bytes, as a blob's SQL literal X'...' holds them too.
+inline std::string to_hex(const void* data, std::size_t n) {
   static const char* digits = "0123456789abcdef";
+  const auto* p = static_cast<const std::uint8_t*>(data);
   std::string out;
-  out.reserve(2 * N);
-  for (auto b : bytes) {
-    out += digits[b >> 4];
-    out += digits[b & 15];
+  out.reserve(2 * n);
+  for (std::size_t i = 0; i < n; ++i) {
+    out += digits[p[i] >> 4];
+    out += digits[p[i] & 15];
   }
   return out;
+}
+
+template <std::size_t N>
+std::string to_hex(const std::array<std::uint8_t, N>& bytes) {
+  return to_hex(bytes.data(), N);
 }
 
 template <std::size_t N>

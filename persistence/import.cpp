@@ -13,6 +13,7 @@
 // else it holds: an import that stopped halfway is cleared before anything
 // starts on it (read-only openers call it empty), and a restarted import
 // starts over.
+#include "core/hex.hpp"
 #include "persistence/store_impl.hpp"
 
 #include <cerrno>
@@ -42,17 +43,6 @@ constexpr std::size_t transaction_bytes = std::size_t{4} << 20;
 
 std::string quoted_name(const std::string& name) { return "\"" + name + "\""; }
 
-std::string hex_of(const void* data, int n) {
-  static const char digits[] = "0123456789ABCDEF";
-  std::string out;
-  const auto* p = static_cast<const unsigned char*>(data);
-  for (int i = 0; i < n; ++i) {
-    out += digits[p[i] >> 4];
-    out += digits[p[i] & 15];
-  }
-  return out;
-}
-
 // One column of the row as SQL: integers, text and blobs as literals, which
 // are exact; a real as a parameter, since SQLite's reading of a decimal may
 // miss a double by its last bit.
@@ -72,12 +62,15 @@ void append_value(std::string& sql, std::vector<replica::Value>& params, sqlite3
       if (text.find('\0') == std::string::npos)
         sql += quoted(text);
       else
-        sql += "CAST(X'" + hex_of(text.data(), static_cast<int>(text.size())) + "' AS TEXT)";
+        sql += "CAST(X'" + to_hex(text.data(), text.size()) + "' AS TEXT)";
       return;
     }
-    case SQLITE_BLOB:
-      sql += "X'" + hex_of(sqlite3_column_blob(st, col), sqlite3_column_bytes(st, col)) + "'";
+    case SQLITE_BLOB: {
+      // SQLite's order: the blob first, then its size.
+      const void* blob = sqlite3_column_blob(st, col);
+      sql += "X'" + to_hex(blob, static_cast<std::size_t>(sqlite3_column_bytes(st, col))) + "'";
       return;
+    }
     default:
       sql += "NULL";
   }

@@ -9,6 +9,7 @@
 #include "persistence/store.hpp"
 #include "tests/persistence/support.hpp"
 #include "tests/replica/cluster.hpp"
+#include "tests/replica/store_support.hpp"
 #include "tests/support/pki.hpp"
 
 #include <nlohmann/json.hpp>
@@ -21,6 +22,7 @@
 
 using namespace memlend::store;
 using namespace memlend::test::replica_cluster;
+using memlend::test::replica_store::open_ok;
 using memlend::test::run_process;
 using memlend::test::TempDir;
 
@@ -41,11 +43,6 @@ std::vector<std::string> tls_flags(const TlsFiles& t = node_tls()) {
   return {"--tls-ca", t.ca, "--tls-cert", t.cert, "--tls-key", t.key};
 }
 const std::string granted_because = "B has 65536 MiB free and lends VM0 1024 MiB";
-
-template <class T>
-std::string why(const memlend::Expected<T>& e) {
-  return e ? std::string() : e.error().message;
-}
 
 void commit_ok(Store& s, Batch b) {
   auto o = s.commit(std::move(b));
@@ -82,9 +79,7 @@ void fill(const Cluster& cluster) {
   where.members = {cluster.address(1)};
   where.tls = cluster.options().tls;
   where.find_leader = election_bound;
-  auto s = Store::open_replicated(where);
-  BOOST_TEST_REQUIRE(bool(s), why(s));
-  fill(**s);
+  fill(*open_ok(where));
 }
 
 memlend::test::ProcessResult run_ok(std::vector<std::string> argv) {

@@ -112,7 +112,10 @@ Expected<std::unique_ptr<Node>> Node::start(const NodeConfig& config) {
     if ((rc = dqlite_node_set_network_latency_ms(n->node_, ms)) != 0)
       return node_error(n->node_, "set network latency", rc);
   }
-  if ((rc = dqlite_node_start(n->node_)) != 0) return node_error(n->node_, "start", rc);
+  // Starting loads the log, and a damaged log fails here: the operator is
+  // told which directory holds it.
+  if ((rc = dqlite_node_start(n->node_)) != 0)
+    return node_error(n->node_, "start from " + one_line(config.data_dir), rc);
   n->running_ = true;
   return n;
 }

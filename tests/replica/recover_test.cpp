@@ -5,7 +5,8 @@
 // kill -9 and their disks gone. The survivor alone elects nobody; `memlend
 // members --recover` on it, stopped, makes it the cluster's one voter from
 // its own log, and started again it leads with every committed row, and a
-// new node joins it.
+// new node joins it. And a member whose own log is damaged, which joins
+// again from nothing.
 
 #include "persistence/store.hpp"
 #include "tests/persistence/support.hpp"
@@ -136,4 +137,61 @@ BOOST_AUTO_TEST_CASE(a_survivor_recovered_alone_leads_with_every_committed_row) 
   cluster.start(1);
   Client again = must(connect_leader({cluster.address(1), cluster.address(2)}, db, election_bound), "a leader");
   BOOST_TEST(rows(again) == 102);
+}
+
+// A member whose log was cut short, as dqlite's users report after a power
+// loss or a full disk: it refuses to start from it rather than serve a
+// history with a hole, and the README's way back (remove it, set its
+// directory aside, join anew under an id never used) gives the cluster its
+// third voter again with every committed row.
+BOOST_AUTO_TEST_CASE(a_member_whose_log_is_cut_short_joins_again_under_a_new_id) {
+  Cluster cluster;
+  Client c = must(connect_leader({cluster.address(1)}, db, election_bound), "leader");
+  must(c.exec("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)"), "create");
+  for (int i = 0; i < 100; ++i)
+    must(c.exec("INSERT INTO t (v) VALUES (?)", {Value{"row " + std::to_string(i)}}), "insert");
+  // A member closes the segments it finds open when it starts: member 3's
+  // log is then closed segments, which Raft reads whole or not at all.
+  cluster.kill9(3);
+  cluster.start(3);
+  must(c.exec("INSERT INTO t (v) VALUES ('while 3 is back')"), "insert");
+  cluster.kill9(3);
+  cluster.start(3);
+  cluster.kill9(3);
+
+  int cut = 0;
+  for (const auto& e : std::filesystem::directory_iterator(cluster.data_dir(3))) {
+    std::string name = e.path().filename().string();
+    bool closed = name.size() == 33 && name[16] == '-' &&
+                  name.find_first_not_of("0123456789-") == std::string::npos;
+    if (!closed || e.file_size() < 64) continue;
+    std::filesystem::resize_file(e.path(), e.file_size() / 2);
+    ++cut;
+  }
+  BOOST_TEST_REQUIRE(cut > 0, "member 3 has no closed segment to cut");
+
+  // Started on it, the member says why and ends; nothing else serves there.
+  auto refused = run_process({MEMLEND_REPLICA_NODE_HOST, "3", cluster.address(3), cluster.data_dir(3), latency_ms}, 60);
+  BOOST_TEST(refused.status == 1, "status " << refused.status << ": " << refused.err);
+  BOOST_TEST(refused.err.find("dqlite node: start from " + cluster.data_dir(3) + " failed") != std::string::npos,
+             refused.err);
+  BOOST_TEST_MESSAGE("a member on a log cut short: " << refused.err);
+
+  must(c.exec("INSERT INTO t (v) VALUES ('on two voters')"), "the two others commit");
+  must(c.remove(3), "remove the damaged member");
+  std::filesystem::rename(cluster.data_dir(3), cluster.data_dir(3) + ".damaged");
+  cluster.start(3, 4);
+  must(c.add(4, cluster.address(3)), "add it anew");
+  must(c.assign(4, Role::voter), "make it a voter");
+  must(c.exec("INSERT INTO t (v) VALUES ('on three again')"), "a write on three voters");
+
+  // Members 1 and 4 make the quorum only if 4 holds the whole log.
+  cluster.kill9(2);
+  Client after = must(connect_leader({cluster.address(1), cluster.address(3)}, db, election_bound), "a leader");
+  must(after.exec("INSERT INTO t (v) VALUES ('without 2')"), "a write by members 1 and 4");
+  BOOST_TEST(rows(after) == 104);
+  auto members = must(after.cluster(), "members");
+  std::vector<std::uint64_t> ids;
+  for (const auto& m : members) ids.push_back(m.id);
+  BOOST_TEST(ids == (std::vector<std::uint64_t>{1, 2, 4}), "members");
 }

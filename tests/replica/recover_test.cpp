@@ -46,16 +46,20 @@ std::int64_t rows(Client& c) {
   return std::get<std::int64_t>(r.rows[0][0]);
 }
 
+// The leader, once it has committed a table of 100 rows.
+Client with_rows(const Cluster& cluster) {
+  Client c = must(connect_leader({cluster.address(1)}, db, election_bound), "leader");
+  must(c.exec("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)"), "create");
+  for (int i = 0; i < 100; ++i)
+    must(c.exec("INSERT INTO t (v) VALUES (?)", {Value{"row " + std::to_string(i)}}), "insert");
+  return c;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(a_survivor_recovered_alone_leads_with_every_committed_row) {
   Cluster cluster;
-  {
-    Client c = must(connect_leader({cluster.address(1)}, db, election_bound), "leader");
-    must(c.exec("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)"), "create");
-    for (int i = 0; i < 100; ++i)
-      must(c.exec("INSERT INTO t (v) VALUES (?)", {Value{"row " + std::to_string(i)}}), "insert");
-  }
+  with_rows(cluster);
   // Two voters gone for good, their logs with them.
   cluster.kill9(2);
   cluster.kill9(3);
@@ -146,10 +150,7 @@ BOOST_AUTO_TEST_CASE(a_survivor_recovered_alone_leads_with_every_committed_row) 
 // third voter again with every committed row.
 BOOST_AUTO_TEST_CASE(a_member_whose_log_is_cut_short_joins_again_under_a_new_id) {
   Cluster cluster;
-  Client c = must(connect_leader({cluster.address(1)}, db, election_bound), "leader");
-  must(c.exec("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)"), "create");
-  for (int i = 0; i < 100; ++i)
-    must(c.exec("INSERT INTO t (v) VALUES (?)", {Value{"row " + std::to_string(i)}}), "insert");
+  Client c = with_rows(cluster);
   // A member closes the segments it finds open when it starts: member 3's
   // log is then closed segments, which Raft reads whole or not at all.
   cluster.kill9(3);

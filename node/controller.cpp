@@ -335,6 +335,11 @@ int run_actors(const RunOptions& options, std::shared_ptr<DataPlane> plane) {
     caf::anon_send(sup, atom::shutdown::value);
   });
   waiter->receive([&](const caf::down_msg& dm) {
+    // A decision the store could not record, as its leader was lost, stops
+    // the actors before the watch's next look: the term ended all the same,
+    // and the next leader's controller (maybe this one's again) resumes from
+    // the store.
+    if (dm.reason && !deposed && options.still_leading && !options.still_leading()) deposed = true;
     if (dm.reason && dm.reason != caf::exit_reason::user_shutdown && !deposed) {
       std::cerr << "memlend: stopped after an error: " << sys.render(dm.reason) << '\n';
       status = 1;

@@ -69,8 +69,9 @@ struct RunOptions {
   // What /readyz reads and the pulse writes; none: one of its own, read by no one.
   std::shared_ptr<Health> health;
   // A controller on the leader of a replicated store: asked every half
-  // second; false stops the controller, and run_controller returns
-  // lost_leadership (node/leadership.hpp).
+  // second, and again when the actors stop after an error; false stops the
+  // controller, and run_controller returns lost_leadership
+  // (node/leadership.hpp).
   std::function<bool()> still_leading;
 };
 

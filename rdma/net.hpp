@@ -20,6 +20,7 @@ Expected<UniqueFd> connect_tcp(const std::string& address, Clock::time_point dea
 // Binds and listens; port 0 picks a free one (see local_address).
 Expected<UniqueFd> listen_tcp(const std::string& address);
 std::string local_address(int fd);
+std::string peer_address(int fd);  // "?" once the peer has gone
 void tune(int fd);  // TCP_NODELAY, keepalive that notices a vanished peer
 
 // A timeout bounds one call; a deadline can bound several, such as a request

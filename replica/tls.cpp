@@ -1,5 +1,6 @@
 #include "replica/tls.hpp"
 
+#include "core/log.hpp"
 #include "core/text.hpp"
 #include "rdma/net.hpp"
 
@@ -330,6 +331,20 @@ Expected<Dialed> dial(const Tls& tls, const std::string& address, Clock::time_po
   return d;
 }
 
+std::optional<std::string> RefusalLog::note(const std::string& peer, const std::string& why,
+                                            Clock::time_point now) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (last_ && now - *last_ < quiet_) {
+    ++held_;
+    return std::nullopt;
+  }
+  std::string line = "store: refused a connection from " + peer + " to " + address_ + ": " + one_line(why);
+  if (held_ > 0) line += " (and " + std::to_string(held_) + " more refused since the last such line)";
+  last_ = now;
+  held_ = 0;
+  return line;
+}
+
 Expected<std::unique_ptr<Front>> Front::start(std::shared_ptr<const Tls> tls, const std::string& address,
                                               std::string target, Options options) {
   auto listener = net::listen_tcp(address);
@@ -338,6 +353,7 @@ Expected<std::unique_ptr<Front>> Front::start(std::shared_ptr<const Tls> tls, co
   f->tls_ = std::move(tls);
   f->target_ = std::move(target);
   f->options_ = options;
+  f->refusals_ = std::make_unique<RefusalLog>(address, options.refusals_quiet);
   f->listener_ = std::move(*listener);
   f->stop_fd_ = event_fd();
   if (!f->stop_fd_) return Error{std::string("eventfd: ") + std::strerror(errno), ErrorCode::io};
@@ -367,21 +383,34 @@ void Front::accept_loop() {
       }
       continue;
     }
-    if (pumps_.running() >= options_.max_connections) continue;  // closed as it goes
+    std::string peer = net::peer_address(fd.get());
+    if (pumps_.running() >= options_.max_connections) {  // closed as it goes
+      refused(peer, std::to_string(options_.max_connections) + " connections are open already");
+      continue;
+    }
     net::tune(fd.get());
     UniqueSsl ssl(SSL_new(ctx_of(tls_->server_context())));
     if (!ssl || SSL_set_fd(ssl.get(), fd.get()) != 1) continue;
     auto deadline = Clock::now() + options_.handshake;
     auto taken = std::make_shared<PumpAccess::Prepared>(std::move(ssl), std::make_pair(std::move(fd), UniqueFd()));
     pumps_.add(PumpAccess::start(
-        [taken, deadline, target = target_](int stop_fd) -> std::optional<PumpAccess::Prepared> {
-          if (!handshake(taken->first.get(), taken->second.first.get(), true, deadline, stop_fd)) return std::nullopt;
-          auto local = connect_abstract(target);
+        [this, taken, deadline, peer](int stop_fd) -> std::optional<PumpAccess::Prepared> {
+          if (auto shaken = handshake(taken->first.get(), taken->second.first.get(), true, deadline, stop_fd);
+              !shaken) {
+            pollfd stopping{stop_fd, POLLIN, 0};
+            if (::poll(&stopping, 1, 0) == 0) refused(peer, shaken.error().message);
+            return std::nullopt;
+          }
+          auto local = connect_abstract(target_);
           if (!local) return std::nullopt;
           taken->second.second = std::move(*local);
           return std::move(*taken);
         }));
   }
+}
+
+void Front::refused(const std::string& peer, const std::string& why) {
+  if (auto line = refusals_->note(peer, why, Clock::now())) log::warn({}, *line);
 }
 
 }  // namespace memlend::replica

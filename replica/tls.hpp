@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -95,15 +96,35 @@ struct Dialed {
 };
 Expected<Dialed> dial(const Tls& tls, const std::string& address, rdma::Clock::time_point deadline);
 
+// What a front refused, as lines for the log: the first at once, then at
+// most one every `quiet`, which counts those held back since the last. A
+// misconfigured member shows in the log; a flood of strangers or a port
+// scanner makes a few lines, not a full disk.
+class RefusalLog {
+ public:
+  RefusalLog(std::string address, rdma::Millis quiet) : address_(std::move(address)), quiet_(quiet) {}
+  // The line to log for this refusal, when one is due. Safe from any thread.
+  std::optional<std::string> note(const std::string& peer, const std::string& why, rdma::Clock::time_point now);
+
+ private:
+  std::mutex mutex_;
+  std::string address_;
+  rdma::Millis quiet_;
+  std::optional<rdma::Clock::time_point> last_;
+  std::size_t held_ = 0;
+};
+
 // Listens on `address` (host:port) and carries each connection that proves a
 // certificate of the cluster within `handshake` to `target`, an abstract Unix
 // socket ("@name"). At most `max_connections` at once: more are closed at
-// once, so a flood of idle handshakes cannot take every thread.
+// once, so a flood of idle handshakes cannot take every thread. What it
+// refuses goes to the log (core/log.hpp) at warn, through a RefusalLog.
 class Front {
  public:
   struct Options {
     rdma::Millis handshake{5000};
     std::size_t max_connections = 256;
+    rdma::Millis refusals_quiet{10000};
   };
   static Expected<std::unique_ptr<Front>> start(std::shared_ptr<const Tls> tls, const std::string& address,
                                                 std::string target, Options options);
@@ -119,11 +140,13 @@ class Front {
  private:
   Front() = default;
   void accept_loop();
+  void refused(const std::string& peer, const std::string& why);
   std::shared_ptr<const Tls> tls_;
   std::string target_;
   Options options_;
   rdma::UniqueFd listener_;
   rdma::UniqueFd stop_fd_;
+  std::unique_ptr<RefusalLog> refusals_;  // before pumps_: their threads use it
   Pumps pumps_;
   std::thread acceptor_;
 };

@@ -7,6 +7,7 @@
 // cluster: nothing. Then the front alone, on real sockets: bytes carried
 // both ways intact, its cap on connections, a silent handshake let go.
 
+#include "core/log.hpp"
 #include "replica/client.hpp"
 #include "replica/tls.hpp"
 #include "rdma/net.hpp"
@@ -18,8 +19,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -112,6 +115,37 @@ bool closed_by_peer(int fd, milliseconds bound) {
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return true;
   }
 }
+
+// The log's lines while a test listens: core/log.hpp's writer is a plain
+// function, so they go to one place for the process.
+struct Heard {
+  std::mutex mutex;
+  std::vector<std::string> lines;
+};
+Heard& heard() {
+  static Heard h;
+  return h;
+}
+void hear(memlend::log::Level, const memlend::log::Fields&, std::string_view message) {
+  std::lock_guard<std::mutex> lock(heard().mutex);
+  heard().lines.emplace_back(message);
+}
+struct Listening {
+  Listening() {
+    std::lock_guard<std::mutex> lock(heard().mutex);
+    heard().lines.clear();
+    memlend::log::install(hear, false);
+  }
+  ~Listening() { memlend::log::install(nullptr, false); }
+  Listening(const Listening&) = delete;
+  Listening& operator=(const Listening&) = delete;
+  std::size_t with(const std::string& part) {
+    std::lock_guard<std::mutex> lock(heard().mutex);
+    return static_cast<std::size_t>(std::count_if(heard().lines.begin(), heard().lines.end(), [&](const auto& l) {
+      return l.find(part) != std::string::npos;
+    }));
+  }
+};
 
 }  // namespace
 
@@ -217,6 +251,7 @@ BOOST_AUTO_TEST_CASE(a_front_caps_its_connections_and_lets_a_silent_handshake_go
   Front::Options capped;
   capped.max_connections = 2;
   capped.handshake = seconds(120);  // held until the test lets go
+  Listening log;
   {
     auto front = must(Front::start(tls, address, echo.name(), capped), "front");
     auto idle1 = net::connect_tcp(address, milliseconds(3000));
@@ -226,6 +261,8 @@ BOOST_AUTO_TEST_CASE(a_front_caps_its_connections_and_lets_a_silent_handshake_go
     // A third is closed as it comes: the two that say nothing hold it all.
     auto third = dial(*tls, address, Clock::now() + seconds(10));
     BOOST_TEST(!third);
+    BOOST_TEST(eventually([&] { return log.with("to " + address + ": 2 connections are open already") == 1u; }));
+    BOOST_TEST(log.with("store: refused a connection from 127.0.0.1:") == 1u);
     idle1->reset();
     // The one that left frees its place once its handshake reads the end.
     BOOST_TEST_REQUIRE(eventually([&] { return front->connections() == 1u; }));
@@ -239,4 +276,33 @@ BOOST_AUTO_TEST_CASE(a_front_caps_its_connections_and_lets_a_silent_handshake_go
   BOOST_TEST_REQUIRE(bool(silent));
   BOOST_TEST(closed_by_peer(silent->get(), milliseconds(10000)));
   BOOST_TEST(eventually([&] { return front->connections() == 0u; }));
+  BOOST_TEST(log.with(": TLS handshake timed out") == 1u);
+  // A front that stops refuses nobody: the handshakes it ends say nothing.
+  auto waiting = net::connect_tcp(address, milliseconds(3000));
+  BOOST_TEST_REQUIRE(bool(waiting));
+  BOOST_TEST_REQUIRE(eventually([&] { return front->connections() == 1u; }));
+  front.reset();
+  BOOST_TEST(log.with("store: refused") == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(refusals_make_a_line_at_once_then_one_a_quiet_spell_that_counts_the_rest) {
+  RefusalLog refusals("10.0.0.1:7420", seconds(10));
+  auto t = Clock::now();
+  auto first = refusals.note("10.0.0.9:4000", "TLS handshake failed: certificate: certificate has expired", t);
+  BOOST_TEST_REQUIRE(bool(first));
+  BOOST_TEST(*first ==
+             "store: refused a connection from 10.0.0.9:4000 to 10.0.0.1:7420: TLS handshake failed: certificate: "
+             "certificate has expired");
+  int said = 0;
+  for (int i = 1; i <= 1000; ++i)
+    said += bool(refusals.note("10.0.0.9:" + std::to_string(4000 + i), "TLS handshake timed out", t + milliseconds(i)));
+  BOOST_TEST(said == 0);
+  auto next = refusals.note("10.0.0.7:5000", "two\nlines", t + seconds(10));
+  BOOST_TEST_REQUIRE(bool(next));
+  BOOST_TEST(*next == "store: refused a connection from 10.0.0.7:5000 to 10.0.0.1:7420: two\\nlines (and 1000 more "
+                      "refused since the last such line)");
+  BOOST_TEST(!refusals.note("10.0.0.7:5001", "again", t + seconds(19)));
+  auto third = refusals.note("10.0.0.7:5002", "again", t + seconds(20));
+  BOOST_TEST_REQUIRE(bool(third));
+  BOOST_TEST(third->find("(and 1 more refused") != std::string::npos, *third);
 }

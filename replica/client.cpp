@@ -209,39 +209,47 @@ Expected<Client> connect_leader(const std::vector<std::string>& addresses, const
   auto deadline = Clock::now() + within;
   Error last{"no dqlite address to ask for the leader", ErrorCode::invalid_input};
   if (addresses.empty()) return last;
+  bool heard = false;  // whether `last` is a member's answer yet
   for (;;) {
     for (const auto& address : addresses) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (left.count() <= 0) break;
       ClientOptions bounded = limits;
       bounded.timeout = std::min(limits.timeout, left);
+      // An attempt the search's own deadline shortened may time out for
+      // that alone: what a member answered before stays the reason given.
+      const bool cut = left < limits.timeout;
+      auto failed = [&](Error e) {
+        if (!(cut && heard && e.code == ErrorCode::timed_out)) last = std::move(e);
+        heard = true;
+      };
       auto asked = Client::connect(address, bounded);
       if (!asked) {
-        last = asked.error();
+        failed(asked.error());
         continue;
       }
       auto leader = asked->leader();
       if (!leader || leader->id == 0) {
-        last = leader ? Error{"dqlite " + one_line(address) + " knows no leader", ErrorCode::unavailable}
-                      : leader.error();
+        failed(leader ? Error{"dqlite " + one_line(address) + " knows no leader", ErrorCode::unavailable}
+                      : leader.error());
         continue;
       }
       auto candidate = leader->address == address ? std::move(asked) : Client::connect(leader->address, bounded);
       if (!candidate) {
-        last = candidate.error();
+        failed(candidate.error());
         continue;
       }
       // Only the leader itself knows it still leads.
       auto confirmed = candidate->leader();
       if (!confirmed || confirmed->address != candidate->address()) {
-        last = confirmed ? Error{"dqlite " + one_line(candidate->address()) + " no longer leads",
+        failed(confirmed ? Error{"dqlite " + one_line(candidate->address()) + " no longer leads",
                                  ErrorCode::unavailable}
-                         : confirmed.error();
+                         : confirmed.error());
         continue;
       }
       if (!db.empty()) {
         if (auto opened = candidate->open(db); !opened) {
-          last = opened.error();
+          failed(opened.error());
           continue;
         }
       }

@@ -63,7 +63,7 @@ Status wait_for(int fd, short events, Clock::time_point deadline, int stop_fd) {
     int n = ::poll(p, stop_fd >= 0 ? 2 : 1, remaining_ms(deadline));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return Error{std::string("poll: ") + std::strerror(errno)};
-    if (n == 0) return Error{"timed out"};
+    if (n == 0) return Error{"timed out", ErrorCode::timed_out};
     if (stop_fd >= 0 && p[1].revents) return Error{"stopped"};
     return {};
   }
@@ -120,7 +120,7 @@ Status handshake(SSL* ssl, int fd, bool server, Clock::time_point deadline, int 
       return Error{"TLS handshake failed: " + why};
     }
     if (auto ready = wait_for(fd, events, deadline, stop_fd); !ready)
-      return Error{"TLS handshake " + ready.error().message};
+      return Error{"TLS handshake " + ready.error().message, ready.error().code};
   }
 }
 

@@ -206,3 +206,15 @@ BOOST_AUTO_TEST_CASE(rows_without_end_stop_at_the_result_limit) {
   BOOST_TEST(to_string(rows.error().code) == to_string(ErrorCode::invalid_input), rows.error().message);
   BOOST_TEST(rows.error().message.find("exceed the limit") != std::string::npos, rows.error().message);
 }
+
+BOOST_AUTO_TEST_CASE(a_leader_search_that_runs_out_of_time_gives_what_a_member_said) {
+  // One member answers that it knows no leader; the other says nothing, and
+  // the search's deadline cuts every attempt short of the client's timeout.
+  Peer leaderless({welcome, frame(1, cat(words({0}), text("")))});
+  Peer silent({Bytes{}});
+  auto found = connect_leader({leaderless.address(), silent.address()}, "", std::chrono::milliseconds(300), quick());
+  BOOST_TEST_REQUIRE(!found);
+  BOOST_TEST(to_string(found.error().code) == to_string(ErrorCode::timed_out), found.error().message);
+  BOOST_TEST(found.error().message.find("dqlite " + leaderless.address() + " knows no leader") != std::string::npos,
+             found.error().message);
+}
